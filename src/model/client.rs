@@ -1,0 +1,34 @@
+//! `Client`: the boundaries the agency sets for one client.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Environment;
+
+/// A client of the agency and the boundaries of its team's access.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[kube(
+    group = "latchkey.dev",
+    version = "v1alpha1",
+    kind = "Client",
+    namespaced
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientSpec {
+    /// The name shown in reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Roles this client's members may hold.
+    #[serde(default)]
+    pub allowed_roles: Vec<String>,
+    /// The longest grant allowed, e.g. `30d` (expires minus start, or `for`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grant_duration: Option<String>,
+    /// Environments whose grants must carry `expires` or `for`.
+    #[serde(default)]
+    pub require_expiry: Vec<Environment>,
+    /// People who may change `clients/<client>/**` (see trust).
+    #[serde(default)]
+    pub admins: Vec<String>,
+}

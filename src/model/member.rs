@@ -1,0 +1,50 @@
+//! `Member`: a person and their grants.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A person, identified by email across systems, and the roles they hold.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[kube(
+    group = "latchkey.dev",
+    version = "v1alpha1",
+    kind = "Member",
+    namespaced
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemberSpec {
+    /// Identity key across systems, compared case-insensitively.
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The client this person belongs to; must match the `clients/<client>/` folder.
+    pub client: String,
+    /// Revoke this person everywhere (kept in git for the record).
+    #[serde(default)]
+    pub offboarded: bool,
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// One role for one client, optionally inside a time window.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Grant {
+    pub role: String,
+    /// The client whose systems the role applies to; defaults to the member's client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// RFC 3339 with offset, e.g. `2026-12-15T18:00:00Z`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// A duration from the time the grant was merged, e.g. `14d`.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub valid_for: Option<String>,
+    /// RFC 3339 with offset; the grant is not in force before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts: Option<String>,
+    /// Why the access is needed (a ticket, a project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

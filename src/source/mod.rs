@@ -1,0 +1,59 @@
+//! Git: read a revision's files straight from objects, and commit the audit back.
+//!
+//! A repository is either a local path (bare or with a working tree) or a remote URL
+//! (`file://`, `git://`, `https://`, `ssh://`) mirrored into a cache directory. Desired
+//! state never needs a working tree: any branch, tag, commit or PR head can be read.
+
+mod repo;
+mod write;
+
+pub use repo::{Location, Revision, SourceFile, SourceRepo};
+pub use write::AuditCommit;
+
+use std::path::PathBuf;
+
+/// What failed while reading or writing git.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open repository {location}")]
+    Open {
+        location: String,
+        source: git2::Error,
+    },
+    #[error("cannot fetch {url}")]
+    Fetch { url: String, source: git2::Error },
+    #[error("revision {rev:?} not found in {location} (use a branch, tag, commit or HEAD)")]
+    Resolve {
+        rev: String,
+        location: String,
+        source: git2::Error,
+    },
+    #[error("cannot read {path} at {revision}")]
+    Read {
+        path: String,
+        revision: String,
+        source: git2::Error,
+    },
+    #[error("{path} at {revision} is not UTF-8 text")]
+    NotText { path: String, revision: String },
+    #[error("cannot commit the audit to branch {branch}")]
+    Commit { branch: String, source: git2::Error },
+    #[error(
+        "cannot tell which branch to commit the audit to: {rev:?} is not a branch; \
+         pass a branch name with --rev"
+    )]
+    NoBranch { rev: String },
+    #[error("cannot push branch {branch} to {url}: {message}")]
+    Push {
+        branch: String,
+        url: String,
+        message: String,
+    },
+    #[error("cannot create cache directory {path}")]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+}

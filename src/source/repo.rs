@@ -1,0 +1,378 @@
+//! Opening a repository and reading revisions.
+
+use std::path::{Path, PathBuf};
+
+use git2::{FetchOptions, ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
+use jiff::Timestamp;
+
+use super::SourceError;
+
+/// Where the access repository lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A local repository (bare or not).
+    Path(PathBuf),
+    /// A remote, mirrored into the cache directory.
+    Url(String),
+}
+
+impl Location {
+    /// Anything with a scheme (`file://`, `git://`, `https://`, `ssh://`) or scp-style
+    /// `user@host:path` is a URL; everything else a local path.
+    pub fn parse(s: &str) -> Location {
+        let scp_like = !s.contains("://") && s.contains('@') && s.contains(':');
+        if s.contains("://") || scp_like {
+            Location::Url(s.to_string())
+        } else {
+            Location::Path(PathBuf::from(s))
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Path(p) => write!(f, "{}", p.display()),
+            Location::Url(u) => f.write_str(&redact_url(u)),
+        }
+    }
+}
+
+/// Removes a password or token embedded in a URL, so it never reaches a log or error.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && !userinfo.contains('/')
+    {
+        let user = userinfo.split(':').next().unwrap_or("");
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+/// A resolved commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    pub oid: Oid,
+    /// The branch it was resolved from, if any (where the audit is committed).
+    pub branch: Option<String>,
+    /// Committer time: "merged at" for `for:` grants and guardrails.
+    pub time: Timestamp,
+    pub author: String,
+    pub summary: String,
+}
+
+impl Revision {
+    /// `main@sha1:<hex>` as Flux writes revisions, or `sha1:<hex>` without a branch.
+    pub fn display(&self) -> String {
+        match &self.branch {
+            Some(b) => format!("{b}@sha1:{}", self.oid),
+            None => format!("sha1:{}", self.oid),
+        }
+    }
+}
+
+/// One YAML file of a revision.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    /// Path relative to the configured sub-path, with `/` separators.
+    pub path: String,
+    /// The blob id: identical content has the same id, so parses can be reused.
+    pub blob: Oid,
+    pub text: String,
+}
+
+/// An opened access repository.
+pub struct SourceRepo {
+    pub(super) repo: Repository,
+    pub(super) location: Location,
+    /// True when `repo` is a cache mirror of a remote.
+    pub(super) mirrored: bool,
+}
+
+/// The remote-tracking namespace a mirrored remote is fetched into.
+pub(super) const REMOTE_REFS: &str = "refs/remotes/origin";
+
+impl SourceRepo {
+    /// Opens a local repository, or mirrors a remote into `cache_dir` and fetches it.
+    pub fn open(location: &Location, cache_dir: &Path) -> Result<SourceRepo, SourceError> {
+        match location {
+            Location::Path(p) => {
+                let repo = Repository::open(p).map_err(|source| SourceError::Open {
+                    location: location.to_string(),
+                    source,
+                })?;
+                Ok(SourceRepo {
+                    repo,
+                    location: location.clone(),
+                    mirrored: false,
+                })
+            }
+            Location::Url(url) => {
+                let dir = cache_dir.join(cache_name(url));
+                std::fs::create_dir_all(&dir).map_err(|source| SourceError::Cache {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let repo = match Repository::open_bare(&dir) {
+                    Ok(r) => r,
+                    Err(_) => Repository::init_bare(&dir).map_err(|source| SourceError::Open {
+                        location: location.to_string(),
+                        source,
+                    })?,
+                };
+                if repo.find_remote("origin").is_err() {
+                    repo.remote_with_fetch("origin", url, "+refs/heads/*:refs/remotes/origin/*")
+                        .map_err(|source| SourceError::Open {
+                            location: location.to_string(),
+                            source,
+                        })?;
+                }
+                let me = SourceRepo {
+                    repo,
+                    location: location.clone(),
+                    mirrored: true,
+                };
+                me.fetch()?;
+                Ok(me)
+            }
+        }
+    }
+
+    /// Fetches the remote of a mirrored repository; a no-op for local paths.
+    pub fn fetch(&self) -> Result<(), SourceError> {
+        if !self.mirrored {
+            return Ok(());
+        }
+        let url = self.location.to_string();
+        let mut remote = self.repo.find_remote("origin")?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(super::write::callbacks());
+        remote
+            .fetch(&[] as &[&str], Some(&mut opts), None)
+            .map_err(|source| SourceError::Fetch { url, source })
+    }
+
+    /// The location as given (secrets redacted).
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The underlying git2 repository, for read-only helpers elsewhere (trust, audit).
+    pub fn git(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Resolves a branch, tag, commit or `HEAD` to a commit. For a mirrored remote,
+    /// branch names resolve to the fetched remote branch.
+    pub fn resolve(&self, rev: &str) -> Result<Revision, SourceError> {
+        let resolve_err = |source| SourceError::Resolve {
+            rev: rev.to_string(),
+            location: self.location.to_string(),
+            source,
+        };
+        let (object, branch) = if self.mirrored {
+            let rev = if rev == "HEAD" {
+                self.remote_default_branch()?
+            } else {
+                rev.to_string()
+            };
+            match self.repo.revparse_single(&format!("{REMOTE_REFS}/{rev}")) {
+                Ok(o) => (o, Some(rev.clone())),
+                Err(_) => (self.repo.revparse_single(&rev).map_err(resolve_err)?, None),
+            }
+        } else {
+            let object = self.repo.revparse_single(rev).map_err(resolve_err)?;
+            (object, self.local_branch_of(rev))
+        };
+        let commit = object.peel_to_commit().map_err(resolve_err)?;
+        Ok(revision_of(&commit, branch))
+    }
+
+    /// The branch name a local revision string names, if it names one.
+    fn local_branch_of(&self, rev: &str) -> Option<String> {
+        if rev == "HEAD" {
+            let head = self.repo.find_reference("HEAD").ok()?;
+            let target = head.symbolic_target().ok()??;
+            return target.strip_prefix("refs/heads/").map(str::to_string);
+        }
+        let name = rev.strip_prefix("refs/heads/").unwrap_or(rev);
+        self.repo
+            .find_branch(name, git2::BranchType::Local)
+            .ok()
+            .map(|_| name.to_string())
+    }
+
+    /// The branch the remote's HEAD points at, or `main`.
+    fn remote_default_branch(&self) -> Result<String, SourceError> {
+        for candidate in ["main", "master"] {
+            if self
+                .repo
+                .find_reference(&format!("{REMOTE_REFS}/{candidate}"))
+                .is_ok()
+            {
+                return Ok(candidate.to_string());
+            }
+        }
+        Ok("main".to_string())
+    }
+
+    /// Looks up a commit by id.
+    pub fn revision(&self, oid: Oid, branch: Option<String>) -> Result<Revision, SourceError> {
+        let commit = self.repo.find_commit(oid)?;
+        Ok(revision_of(&commit, branch))
+    }
+
+    /// Every `.yaml`/`.yml` file under `subpath` at `rev`, except `audit/`.
+    pub fn yaml_files(
+        &self,
+        rev: &Revision,
+        subpath: &str,
+    ) -> Result<Vec<SourceFile>, SourceError> {
+        let commit = self.repo.find_commit(rev.oid)?;
+        let mut tree = commit.tree()?;
+        let subpath = subpath.trim_matches('/');
+        if !subpath.is_empty() {
+            let entry = tree
+                .get_path(Path::new(subpath))
+                .map_err(|source| SourceError::Read {
+                    path: subpath.to_string(),
+                    revision: rev.display(),
+                    source,
+                })?;
+            tree = self.repo.find_tree(entry.id())?;
+        }
+        let mut blobs = Vec::new();
+        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+            if dir.is_empty() && entry.name() == Ok("audit") {
+                return TreeWalkResult::Skip;
+            }
+            if entry.kind() == Some(ObjectType::Blob)
+                && let Ok(name) = entry.name()
+                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+            {
+                blobs.push((format!("{dir}{name}"), entry.id()));
+            }
+            TreeWalkResult::Ok
+        })?;
+        blobs.sort();
+        blobs
+            .into_iter()
+            .map(|(path, blob)| {
+                let text = self.blob_text(blob, &path, rev)?;
+                Ok(SourceFile { path, blob, text })
+            })
+            .collect()
+    }
+
+    /// Reads a blob as UTF-8.
+    pub fn blob_text(&self, blob: Oid, path: &str, rev: &Revision) -> Result<String, SourceError> {
+        let b = self
+            .repo
+            .find_blob(blob)
+            .map_err(|source| SourceError::Read {
+                path: path.to_string(),
+                revision: rev.display(),
+                source,
+            })?;
+        String::from_utf8(b.content().to_vec()).map_err(|_| SourceError::NotText {
+            path: path.to_string(),
+            revision: rev.display(),
+        })
+    }
+
+    /// Reads one file at a revision, if it exists.
+    pub fn file_at(&self, rev: &Revision, path: &str) -> Result<Option<String>, SourceError> {
+        let tree = self.repo.find_commit(rev.oid)?.tree()?;
+        match tree.get_path(Path::new(path)) {
+            Ok(entry) => self.blob_text(entry.id(), path, rev).map(Some),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(source) => Err(SourceError::Read {
+                path: path.to_string(),
+                revision: rev.display(),
+                source,
+            }),
+        }
+    }
+
+    /// True when `new` is `old` or descends from it.
+    pub fn descends_from(&self, new: Oid, old: Oid) -> Result<bool, SourceError> {
+        Ok(new == old || self.repo.graph_descendant_of(new, old)?)
+    }
+
+    /// Paths changed between two commits (both sides of renames).
+    pub fn changed_paths(&self, old: Oid, new: Oid) -> Result<Vec<String>, SourceError> {
+        let old_tree = self.repo.find_commit(old)?.tree()?;
+        let new_tree = self.repo.find_commit(new)?.tree()?;
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&old_tree), Some(&new_tree), None)?;
+        let mut paths = Vec::new();
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = file.path().and_then(|p| p.to_str()) {
+                    paths.push(p.to_string());
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+}
+
+/// A stable directory name for a remote's mirror.
+fn cache_name(url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(url.as_bytes());
+    let tail: String = redact_url(url)
+        .rsplit('/')
+        .next()
+        .unwrap_or("repo")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(40)
+        .collect();
+    format!("{tail}-{}", &hex::encode(digest)[..12])
+}
+
+fn revision_of(commit: &git2::Commit<'_>, branch: Option<String>) -> Revision {
+    let when = commit.committer().when();
+    Revision {
+        oid: commit.id(),
+        branch,
+        time: Timestamp::from_second(when.seconds()).unwrap_or(Timestamp::UNIX_EPOCH),
+        author: commit.author().email().unwrap_or("unknown").to_string(),
+        summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_paths_are_told_apart() {
+        assert_eq!(
+            Location::parse("./access"),
+            Location::Path("./access".into())
+        );
+        assert!(matches!(
+            Location::parse("git://127.0.0.1/a.git"),
+            Location::Url(_)
+        ));
+        assert!(matches!(
+            Location::parse("git@github.com:org/access.git"),
+            Location::Url(_)
+        ));
+    }
+
+    #[test]
+    fn tokens_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://bot:ghp_secret@git.example/a.git"),
+            "https://bot:***@git.example/a.git"
+        );
+        assert_eq!(redact_url("file:///tmp/a"), "file:///tmp/a");
+    }
+}

@@ -1,0 +1,257 @@
+//! Committing the audit back: a commit that touches only `audit/`, pushed to the remote.
+//!
+//! When the remote moved, the audit commit is rebuilt on the new tip. That is safe
+//! because latchkey is the only writer of `audit/`: the new tip's `audit/` must equal the
+//! one our commit started from, otherwise we stop rather than lose a record.
+
+use git2::build::TreeUpdateBuilder;
+use git2::{Cred, FileMode, Oid, PushOptions, RemoteCallbacks, Signature};
+
+use super::repo::REMOTE_REFS;
+use super::{SourceError, SourceRepo};
+
+/// Files to write under `audit/` and the message to commit them with.
+#[derive(Clone, Debug, Default)]
+pub struct AuditCommit {
+    /// (path relative to the repository root, full new content).
+    pub files: Vec<(String, String)>,
+    pub message: String,
+}
+
+/// Credentials for fetch and push, from the environment only: `LATCHKEY_GIT_TOKEN`
+/// (HTTPS, user `LATCHKEY_GIT_USER` or `x-access-token`) or `LATCHKEY_GIT_SSH_KEY`.
+pub(super) fn callbacks() -> RemoteCallbacks<'static> {
+    let mut cb = RemoteCallbacks::new();
+    cb.credentials(|_url, username, allowed| {
+        if allowed.is_ssh_key()
+            && let Ok(key) = std::env::var("LATCHKEY_GIT_SSH_KEY")
+        {
+            return Cred::ssh_key(username.unwrap_or("git"), None, key.as_ref(), None);
+        }
+        if allowed.is_user_pass_plaintext()
+            && let Ok(token) = std::env::var("LATCHKEY_GIT_TOKEN")
+        {
+            let user =
+                std::env::var("LATCHKEY_GIT_USER").unwrap_or_else(|_| "x-access-token".into());
+            return Cred::userpass_plaintext(&user, &token);
+        }
+        Cred::default()
+    });
+    cb
+}
+
+impl SourceRepo {
+    /// The ref the audit is committed to: the local branch, or for a mirror the
+    /// local branch that tracks the remote one (pushed from there).
+    fn branch_ref(branch: &str) -> String {
+        format!("refs/heads/{branch}")
+    }
+
+    /// Commits `audit` on top of `branch` and returns the new commit, or `None` when the
+    /// files already hold that content (nothing to commit).
+    pub fn commit_audit(
+        &self,
+        branch: &str,
+        audit: &AuditCommit,
+    ) -> Result<Option<Oid>, SourceError> {
+        let err = |source| SourceError::Commit {
+            branch: branch.to_string(),
+            source,
+        };
+        let refname = Self::branch_ref(branch);
+        let parent_oid = self.audit_base(branch).map_err(err)?;
+        let parent = self.repo.find_commit(parent_oid).map_err(err)?;
+        let base_tree = parent.tree().map_err(err)?;
+        let mut update = TreeUpdateBuilder::new();
+        for (path, content) in &audit.files {
+            let blob = self.repo.blob(content.as_bytes()).map_err(err)?;
+            update.upsert(path.as_str(), blob, FileMode::Blob);
+        }
+        let tree_oid = update.create_updated(&self.repo, &base_tree).map_err(err)?;
+        if tree_oid == base_tree.id() {
+            return Ok(None);
+        }
+        let tree = self.repo.find_tree(tree_oid).map_err(err)?;
+        let sig = signature(&self.repo).map_err(err)?;
+        let oid = self
+            .repo
+            .commit(None, &sig, &sig, &audit.message, &tree, &[&parent])
+            .map_err(err)?;
+        self.repo
+            .reference(&refname, oid, true, "latchkey: audit")
+            .map_err(err)?;
+        self.refresh_worktree(branch);
+        Ok(Some(oid))
+    }
+
+    /// The commit the next audit commit goes on: the local branch, which for a mirror
+    /// starts at the remote branch and may hold audit commits not pushed yet.
+    fn audit_base(&self, branch: &str) -> Result<Oid, git2::Error> {
+        let local = self.repo.refname_to_id(&Self::branch_ref(branch));
+        if !self.mirrored {
+            return local;
+        }
+        let remote = self
+            .repo
+            .refname_to_id(&format!("{REMOTE_REFS}/{branch}"))?;
+        match local {
+            Ok(l) if l != remote && self.repo.graph_descendant_of(l, remote)? => Ok(l),
+            _ => Ok(remote),
+        }
+    }
+
+    /// Keeps a checked-out working tree in step with the audit commit, so `git status`
+    /// stays clean for a person looking at the repository.
+    fn refresh_worktree(&self, branch: &str) {
+        if self.mirrored || self.repo.is_bare() {
+            return;
+        }
+        let on_branch = self
+            .repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| {
+                h.symbolic_target()
+                    .ok()
+                    .flatten()
+                    .map(|t| t == Self::branch_ref(branch))
+            })
+            .unwrap_or(false);
+        if on_branch {
+            let mut opts = git2::build::CheckoutBuilder::new();
+            opts.force().path("audit");
+            if let Err(e) = self.repo.checkout_head(Some(&mut opts)) {
+                tracing::warn!(error = %e, "audit committed, but the working tree was not refreshed");
+            }
+        }
+    }
+
+    /// Pushes the local branch to origin; when the remote moved (only `audit/` may have
+    /// changed underneath us), rebuilds the audit commit on its tip and retries.
+    pub fn push(&self, branch: &str, attempts: u32) -> Result<(), SourceError> {
+        let url = self.location.to_string();
+        let refname = Self::branch_ref(branch);
+        let mut last = String::new();
+        for _ in 0..attempts.max(1) {
+            match self.push_once(&refname) {
+                Ok(()) => {
+                    if self.mirrored {
+                        let oid = self.repo.refname_to_id(&refname)?;
+                        self.repo.reference(
+                            &format!("{REMOTE_REFS}/{branch}"),
+                            oid,
+                            true,
+                            "pushed",
+                        )?;
+                    }
+                    return Ok(());
+                }
+                Err(message) => last = message,
+            }
+            self.fetch()?;
+            self.rebase_audit(branch)?;
+        }
+        Err(SourceError::Push {
+            branch: branch.to_string(),
+            url,
+            message: last,
+        })
+    }
+
+    fn push_once(&self, refname: &str) -> Result<(), String> {
+        let mut remote = self
+            .repo
+            .find_remote("origin")
+            .map_err(|e| e.message().to_string())?;
+        let rejected = std::cell::RefCell::new(None::<String>);
+        let mut cb = callbacks();
+        cb.push_update_reference(|_name, status| {
+            if let Some(s) = status {
+                *rejected.borrow_mut() = Some(s.to_string());
+            }
+            Ok(())
+        });
+        let mut opts = PushOptions::new();
+        opts.remote_callbacks(cb);
+        remote
+            .push(&[format!("{refname}:{refname}")], Some(&mut opts))
+            .map_err(|e| e.message().to_string())?;
+        drop(opts);
+        match rejected.into_inner() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// Moves our unpushed audit commit onto the fetched remote tip.
+    fn rebase_audit(&self, branch: &str) -> Result<(), SourceError> {
+        let err = |source| SourceError::Commit {
+            branch: branch.to_string(),
+            source,
+        };
+        let refname = Self::branch_ref(branch);
+        let ours = self.repo.find_commit(self.repo.refname_to_id(&refname)?)?;
+        let remote_ref = if self.mirrored {
+            format!("{REMOTE_REFS}/{branch}")
+        } else {
+            format!("refs/remotes/origin/{branch}")
+        };
+        let Ok(theirs_oid) = self.repo.refname_to_id(&remote_ref) else {
+            return Ok(());
+        };
+        if self.repo.graph_descendant_of(ours.id(), theirs_oid)? {
+            return Ok(());
+        }
+        let theirs = self.repo.find_commit(theirs_oid)?;
+        let audit_of = |c: &git2::Commit<'_>| -> Option<Oid> {
+            c.tree()
+                .ok()?
+                .get_path(std::path::Path::new("audit"))
+                .ok()
+                .map(|e| e.id())
+        };
+        let our_base = ours.parent(0).ok().and_then(|p| audit_of(&p));
+        if audit_of(&theirs) != our_base {
+            return Err(SourceError::Push {
+                branch: branch.to_string(),
+                url: self.location.to_string(),
+                message: "the remote's audit/ changed under us; our audit commit is kept \
+                          locally and retried on the next run"
+                    .into(),
+            });
+        }
+        let mut update = TreeUpdateBuilder::new();
+        match audit_of(&ours) {
+            Some(a) => update.upsert("audit", a, FileMode::Tree),
+            None => update.remove("audit"),
+        };
+        let tree_oid = update
+            .create_updated(&self.repo, &theirs.tree()?)
+            .map_err(err)?;
+        let tree = self.repo.find_tree(tree_oid)?;
+        let msg = ours.message().unwrap_or("latchkey: audit");
+        let oid = self
+            .repo
+            .commit(
+                None,
+                &ours.author(),
+                &ours.committer(),
+                msg,
+                &tree,
+                &[&theirs],
+            )
+            .map_err(err)?;
+        self.repo
+            .reference(&refname, oid, true, "latchkey: rebase audit")?;
+        Ok(())
+    }
+}
+
+/// latchkey's committer identity; overridable with the usual git settings.
+fn signature(repo: &git2::Repository) -> Result<Signature<'static>, git2::Error> {
+    let name = std::env::var("LATCHKEY_COMMIT_NAME").unwrap_or_else(|_| "latchkey".into());
+    let email =
+        std::env::var("LATCHKEY_COMMIT_EMAIL").unwrap_or_else(|_| "latchkey@localhost".into());
+    let _ = repo;
+    Signature::now(&name, &email)
+}
