@@ -5,6 +5,10 @@
 //! [`connectors`] read actual state, [`plan`] diffs the two, [`apply`] executes the plan,
 //! and [`audit`] writes the ledger back into git.
 
+pub mod apply;
+pub mod audit;
+pub mod connectors;
 pub mod load;
 pub mod model;
+pub mod plan;
 pub mod source;

@@ -38,10 +38,6 @@ pub struct SystemSpec {
     /// What offboarding does to a managed account once its entitlements are removed.
     #[serde(default)]
     pub offboard: OffboardMode,
-    /// Adopt existing unmarked accounts whose identity git declares, instead of
-    /// reporting them as out of scope.
-    #[serde(default)]
-    pub adopt: bool,
 }
 
 /// Where a connector's secret is read from. Exactly one source is set.

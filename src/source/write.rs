@@ -86,7 +86,7 @@ impl SourceRepo {
 
     /// The commit the next audit commit goes on: the local branch, which for a mirror
     /// starts at the remote branch and may hold audit commits not pushed yet.
-    fn audit_base(&self, branch: &str) -> Result<Oid, git2::Error> {
+    pub(crate) fn audit_base(&self, branch: &str) -> Result<Oid, git2::Error> {
         let local = self.repo.refname_to_id(&Self::branch_ref(branch));
         if !self.mirrored {
             return local;

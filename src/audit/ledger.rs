@@ -1,0 +1,196 @@
+//! The ledger: append-only JSON Lines under `audit/ledger/YYYY/MM.jsonl`, hash-chained.
+//!
+//! Each record holds `prev`, the hash of the record before it (across month files), and
+//! `hash` = SHA-256 of `prev` + "\n" + the record's canonical JSON without `hash`
+//! (keys sorted, no whitespace). Editing, deleting or reordering a line breaks the chain
+//! at that line. Format version 1; see the README and `schemas/ledger-record.json`.
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `prev` of the very first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The format version written in `v`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What a record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Event {
+    /// One change applied (or failed) on a system.
+    Change,
+    /// A run held by a guard.
+    Hold,
+    /// A guard released by an explicit override.
+    Override,
+    /// A revision refused (history rewrite, untrusted commit).
+    Refusal,
+    /// A newest revision that did not validate; the last valid one stays in force.
+    InvalidRevision,
+}
+
+/// What started the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// A new revision was merged.
+    Merge,
+    /// A grant's `starts` or `expires` passed.
+    Expiry,
+    /// A periodic re-read found drift.
+    Drift,
+    /// A person ran `latchkey apply`.
+    Manual,
+}
+
+/// One ledger line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// Format version.
+    pub v: u32,
+    pub time: Timestamp,
+    pub event: Event,
+    /// The run that wrote it.
+    pub run: String,
+    /// The applied revision, `main@sha1:<hex>`.
+    pub revision: String,
+    pub trigger: Trigger,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// `create-account`, `enable-account`, `grant`, `revoke`, `disable-account`, `delete-account`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    /// `declared`, `started`, `expired`, `offboarded`, `undeclared`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `applied`, `failed`, `skipped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Free text: a hold's reason, an override's justification, a refusal's cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Author of the applied commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Verified signer of the applied commit, when signatures are required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// Hash of the previous record.
+    pub prev: String,
+    /// Hash of this record (see the module docs).
+    pub hash: String,
+}
+
+impl Record {
+    /// A record with the run-level fields set and everything else empty.
+    pub fn new(
+        event: Event,
+        time: Timestamp,
+        run: &str,
+        revision: &str,
+        trigger: Trigger,
+    ) -> Record {
+        Record {
+            v: FORMAT_VERSION,
+            time,
+            event,
+            run: run.to_string(),
+            revision: revision.to_string(),
+            trigger,
+            system: None,
+            client: None,
+            identity: None,
+            change: None,
+            entitlement: None,
+            role: None,
+            expires: None,
+            reason: None,
+            result: None,
+            error: None,
+            note: None,
+            author: None,
+            signer: None,
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// Links the record after `prev` and computes its hash.
+    pub fn seal(&mut self, prev: &str) {
+        self.prev = prev.to_string();
+        self.hash = String::new();
+        self.hash = hash_of(&serde_json::to_value(&*self).unwrap_or_default());
+    }
+
+    /// The JSON line.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The hash a record's JSON value should carry (its `hash` field is ignored).
+pub fn hash_of(value: &serde_json::Value) -> String {
+    let mut v = value.clone();
+    if let Some(map) = v.as_object_mut() {
+        map.remove("hash");
+    }
+    let prev = v
+        .get("prev")
+        .and_then(|p| p.as_str())
+        .unwrap_or("")
+        .to_string();
+    // serde_json's map is ordered by key, so this is canonical.
+    let canonical = serde_json::to_string(&v).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(b"\n");
+    h.update(canonical.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// `audit/ledger/2026/11.jsonl` for a record's time.
+pub fn month_path(audit_root: &str, time: Timestamp) -> String {
+    let dt = time.to_zoned(jiff::tz::TimeZone::UTC);
+    format!(
+        "{audit_root}ledger/{:04}/{:02}.jsonl",
+        dt.year(),
+        dt.month()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealing_chains_and_any_edit_changes_the_hash() {
+        let t: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let mut a = Record::new(Event::Change, t, "run-1", "main@sha1:ab", Trigger::Manual);
+        a.identity = Some("erin@acme.example".into());
+        a.seal(GENESIS);
+        let mut b = Record::new(Event::Change, t, "run-1", "main@sha1:ab", Trigger::Manual);
+        b.seal(&a.hash);
+        assert_eq!(b.prev, a.hash);
+        let value: serde_json::Value = serde_json::from_str(&a.to_line()).unwrap();
+        assert_eq!(hash_of(&value), a.hash);
+        let tampered = a.to_line().replace("erin@", "mallory@");
+        let value: serde_json::Value = serde_json::from_str(&tampered).unwrap();
+        assert_ne!(hash_of(&value), a.hash);
+    }
+}

@@ -1,0 +1,196 @@
+//! The audit written back into git (DESIGN.md §4): ledger, reports and state, all under
+//! `audit/`, committed by latchkey in one commit per run.
+
+pub mod ledger;
+pub mod report;
+pub mod state;
+
+pub use ledger::{Event, GENESIS, Record, Trigger};
+pub use state::{State, SystemState};
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::apply::{ChangeResult, Outcome};
+use crate::load::Catalog;
+use crate::source::{AuditCommit, SourceError, SourceRepo};
+
+/// The audit directory under a repository sub-path (`""` → `audit/`).
+pub fn audit_root(subpath: &str) -> String {
+    let sub = subpath.trim_matches('/');
+    if sub.is_empty() {
+        "audit/".to_string()
+    } else {
+        format!("{sub}/audit/")
+    }
+}
+
+/// Ledger records for applied changes.
+pub fn change_records(
+    outcomes: &[Outcome],
+    run: &str,
+    revision: &str,
+    trigger: Trigger,
+    author: &str,
+) -> Vec<Record> {
+    outcomes
+        .iter()
+        .map(|o| {
+            let c = &o.change;
+            let mut r = Record::new(Event::Change, o.at, run, revision, trigger);
+            r.system = Some(c.system.clone());
+            r.client = c.client.clone();
+            r.identity = Some(c.op.identity().to_string());
+            r.change = Some(c.verb().replace(' ', "-").replace("grant", "grant"));
+            r.entitlement = c.entitlement().map(str::to_string);
+            r.role = c.grant.as_ref().map(|g| g.role.clone());
+            r.expires = c.grant.as_ref().and_then(|g| g.expires);
+            r.reason = Some(c.reason.as_str().to_string());
+            r.author = Some(author.to_string());
+            match &o.result {
+                ChangeResult::Applied => r.result = Some("applied".into()),
+                ChangeResult::Failed { error, .. } => {
+                    r.result = Some("failed".into());
+                    r.error = Some(error.clone());
+                }
+                ChangeResult::Skipped { why } => {
+                    r.result = Some("skipped".into());
+                    r.error = Some(why.clone());
+                }
+            }
+            r
+        })
+        .collect()
+}
+
+/// Where the ledger's newest record is, at the commit the audit goes on.
+struct Tail {
+    hash: String,
+    /// Month file path → current content.
+    files: BTreeMap<String, String>,
+    /// Records of the last two month files (for "recently revoked").
+    recent: Vec<Record>,
+}
+
+fn read_tail(repo: &SourceRepo, branch: &str, root: &str) -> Result<Tail, SourceError> {
+    let git = repo.git();
+    let base = repo.audit_base(branch)?;
+    let rev = repo.revision(base, Some(branch.to_string()))?;
+    let tree = git.find_commit(base)?.tree()?;
+    let mut months: Vec<String> = Vec::new();
+    if let Ok(entry) = tree.get_path(std::path::Path::new(&format!("{root}ledger"))) {
+        let ledger = git.find_tree(entry.id())?;
+        for year in ledger.iter() {
+            let (Ok(y), Ok(t)) = (year.name(), git.find_tree(year.id())) else {
+                continue;
+            };
+            for month in t.iter() {
+                if let Ok(m) = month.name()
+                    && m.ends_with(".jsonl")
+                {
+                    months.push(format!("{root}ledger/{y}/{m}"));
+                }
+            }
+        }
+    }
+    months.sort();
+    let mut tail = Tail {
+        hash: GENESIS.to_string(),
+        files: BTreeMap::new(),
+        recent: Vec::new(),
+    };
+    for path in months.iter().rev().take(2).rev() {
+        let text = repo.file_at(&rev, path)?.unwrap_or_default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if let Ok(r) = serde_json::from_str::<Record>(line) {
+                tail.hash = r.hash.clone();
+                tail.recent.push(r);
+            }
+        }
+        tail.files.insert(path.clone(), text);
+    }
+    Ok(tail)
+}
+
+/// Reads `audit/state.yaml` at the audit base of `branch`.
+pub fn read_state(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+) -> Result<Option<State>, SourceError> {
+    let base = repo.audit_base(branch)?;
+    let rev = repo.revision(base, Some(branch.to_string()))?;
+    Ok(repo
+        .file_at(&rev, &format!("{root}state.yaml"))?
+        .and_then(|t| State::parse(&t).ok()))
+}
+
+/// Everything one run writes.
+pub struct RunAudit<'a> {
+    pub catalog: Option<&'a Catalog>,
+    pub revision: String,
+    pub now: Timestamp,
+    pub records: Vec<Record>,
+    /// The new state; `None` leaves state.yaml as it is.
+    pub state: Option<State>,
+    pub summary: String,
+    pub run: String,
+}
+
+/// Seals the records onto the chain and builds the commit: ledger appends, state and
+/// client reports. Returns `None` when there is nothing new to write.
+pub fn build_commit(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+    mut run: RunAudit<'_>,
+) -> Result<Option<AuditCommit>, SourceError> {
+    let tail = read_tail(repo, branch, root)?;
+    let mut prev = tail.hash.clone();
+    let mut files = tail.files.clone();
+    for r in &mut run.records {
+        r.seal(&prev);
+        prev = r.hash.clone();
+        let path = ledger::month_path(root, r.time);
+        let content = files.entry(path).or_default();
+        content.push_str(&r.to_line());
+        content.push('\n');
+    }
+    let mut out: Vec<(String, String)> = files
+        .into_iter()
+        .filter(|(p, c)| tail.files.get(p) != Some(c))
+        .collect();
+    if let Some(mut state) = run.state.take() {
+        state.ledger_head = prev.clone();
+        out.push((format!("{root}state.yaml"), state.to_yaml()));
+    }
+    if let Some(cat) = run.catalog {
+        let cutoff = run
+            .now
+            .checked_sub(SignedDuration::from_hours(24 * 30))
+            .unwrap_or(run.now);
+        let mut recent: Vec<Record> = tail
+            .recent
+            .into_iter()
+            .filter(|r| r.time >= cutoff)
+            .collect();
+        recent.extend(run.records.iter().cloned());
+        for (client, md) in report::client_reports(cat, run.now, &run.revision, &recent) {
+            out.push((format!("{root}access/{client}.md"), md));
+        }
+    }
+    if run.records.is_empty() && out.iter().all(|(p, _)| p.contains("/access/")) {
+        // Reports alone change with the clock; without a record or a new state there
+        // is nothing to commit.
+        return Ok(None);
+    }
+    let message = format!(
+        "latchkey: {}\n\nLatchkey-Run: {}\nLatchkey-Revision: {}\n",
+        run.summary, run.run, run.revision
+    );
+    Ok(Some(AuditCommit {
+        files: out,
+        message,
+    }))
+}

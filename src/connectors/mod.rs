@@ -1,0 +1,158 @@
+//! Connectors: read the managed accounts of a system, apply one change.
+//!
+//! Every connector passes one contract suite (tests/contract) against a real server.
+//! latchkey only ever changes accounts that carry its marker (or that a System opts in
+//! to adopt); others are reported as out of scope, never changed.
+
+mod credentials;
+mod registry;
+pub mod sql;
+
+pub use credentials::{Secret, SecretSource};
+pub use registry::{Registry, SystemContext};
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// The value connectors write to mark an account as latchkey's.
+pub const MANAGED_MARKER: &str = "latchkey";
+
+/// An account as the system holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Lowercase email: the identity key across systems.
+    pub identity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub active: bool,
+    pub entitlements: BTreeSet<String>,
+}
+
+/// Whether a read saw everything. A Partial read never prunes on that system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "reason", rename_all = "lowercase")]
+pub enum Completeness {
+    Complete,
+    Partial(String),
+}
+
+/// What a read returns.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Accounts carrying latchkey's marker (or adopted).
+    pub managed: Vec<Account>,
+    /// Identities of accounts latchkey does not manage: reported, never changed.
+    pub unmanaged: BTreeSet<String>,
+    pub completeness: Completeness,
+}
+
+impl Default for Completeness {
+    fn default() -> Self {
+        Completeness::Complete
+    }
+}
+
+/// One change a connector applies.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Op {
+    CreateAccount {
+        identity: String,
+        display_name: Option<String>,
+    },
+    EnableAccount {
+        identity: String,
+    },
+    AddEntitlement {
+        identity: String,
+        entitlement: String,
+    },
+    RemoveEntitlement {
+        identity: String,
+        entitlement: String,
+    },
+    DisableAccount {
+        identity: String,
+    },
+    DeleteAccount {
+        identity: String,
+    },
+}
+
+impl Op {
+    /// The identity the op changes.
+    pub fn identity(&self) -> &str {
+        match self {
+            Op::CreateAccount { identity, .. }
+            | Op::EnableAccount { identity }
+            | Op::AddEntitlement { identity, .. }
+            | Op::RemoveEntitlement { identity, .. }
+            | Op::DisableAccount { identity }
+            | Op::DeleteAccount { identity } => identity,
+        }
+    }
+}
+
+/// What a connector can do beyond the basics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The system enforces expiry itself (e.g. PostgreSQL `VALID UNTIL`).
+    pub native_expiry: bool,
+    /// How many changes may run at once against this system.
+    pub max_concurrency: usize,
+}
+
+/// How a failure should be handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorClass {
+    /// Worth retrying (timeouts, 429, 5xx, dropped connections).
+    Transient,
+    /// Retrying will not help (rejected input, missing permission).
+    Permanent,
+    /// The System's configuration is wrong (bad URL, missing file, missing secret).
+    Config,
+}
+
+/// A connector failure. Messages never contain credentials.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("{message}")]
+pub struct ConnectorError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl ConnectorError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ConnectorError {
+            class: ErrorClass::Transient,
+            message: message.into(),
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ConnectorError {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+        }
+    }
+    pub fn config(message: impl Into<String>) -> Self {
+        ConnectorError {
+            class: ErrorClass::Config,
+            message: message.into(),
+        }
+    }
+}
+
+/// A system latchkey manages.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// What the connector can do.
+    fn capabilities(&self) -> Capabilities;
+    /// Reads the managed accounts and their entitlements.
+    async fn read(&self) -> Result<Snapshot, ConnectorError>;
+    /// Applies one change. Must be idempotent: applying a change that is already in
+    /// effect succeeds.
+    async fn apply(&self, op: &Op) -> Result<(), ConnectorError>;
+}

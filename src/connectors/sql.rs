@@ -1,0 +1,340 @@
+//! `sql`: a custom portal's own user and role tables.
+//!
+//! Default schema (every table and column name can be mapped in `connection`):
+//!
+//! ```sql
+//! CREATE TABLE users (
+//!     id           INTEGER PRIMARY KEY,          -- SERIAL/IDENTITY on PostgreSQL
+//!     email        TEXT NOT NULL UNIQUE,
+//!     display_name TEXT,
+//!     active       BOOLEAN NOT NULL DEFAULT TRUE,
+//!     managed_by   TEXT                          -- 'latchkey' marks latchkey's accounts
+//! );
+//! CREATE TABLE user_roles (
+//!     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+//!     role    TEXT NOT NULL,
+//!     PRIMARY KEY (user_id, role)
+//! );
+//! ```
+//!
+//! `connection`: `driver: sqlite` (default) with `path: portal.sqlite`; `tables:
+//! {users, roles}`; `columns: {id, email, displayName, active, managedBy, userId, role}`.
+//! Only rows whose `managed_by` is `latchkey` are read as managed or ever changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::{
+    Account, Capabilities, Completeness, Connector, ConnectorError, MANAGED_MARKER, Op, Snapshot,
+    SystemContext,
+};
+
+/// Table and column names, validated as plain identifiers (they are spliced into SQL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub users: String,
+    pub roles: String,
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub active: String,
+    pub managed_by: String,
+    pub user_id: String,
+    pub role: String,
+}
+
+impl Default for Mapping {
+    fn default() -> Self {
+        Mapping {
+            users: "users".into(),
+            roles: "user_roles".into(),
+            id: "id".into(),
+            email: "email".into(),
+            display_name: "display_name".into(),
+            active: "active".into(),
+            managed_by: "managed_by".into(),
+            user_id: "user_id".into(),
+            role: "role".into(),
+        }
+    }
+}
+
+impl Mapping {
+    /// Reads `tables` and `columns` from a System's connection settings.
+    pub fn from_connection(
+        conn: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Mapping, String> {
+        let mut m = Mapping::default();
+        let get = |section: &str, key: &str| -> Option<String> {
+            conn.get(section)?.get(key)?.as_str().map(str::to_string)
+        };
+        let fields: [(&str, &str, &mut String); 9] = [
+            ("tables", "users", &mut m.users),
+            ("tables", "roles", &mut m.roles),
+            ("columns", "id", &mut m.id),
+            ("columns", "email", &mut m.email),
+            ("columns", "displayName", &mut m.display_name),
+            ("columns", "active", &mut m.active),
+            ("columns", "managedBy", &mut m.managed_by),
+            ("columns", "userId", &mut m.user_id),
+            ("columns", "role", &mut m.role),
+        ];
+        for (section, key, slot) in fields {
+            if let Some(v) = get(section, key) {
+                if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!(
+                        "connection.{section}.{key} {v:?} must be a plain SQL identifier"
+                    ));
+                }
+                *slot = v;
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// The statements, written once for the mapping.
+struct Statements {
+    read_users: String,
+    read_roles: String,
+    find_user: String,
+    insert_user: String,
+    set_active: String,
+    add_role: String,
+    remove_role: String,
+    delete_roles: String,
+    delete_user: String,
+}
+
+impl Statements {
+    /// `$N` placeholders; SQLite reads them as `?N`.
+    fn new(m: &Mapping) -> Statements {
+        let Mapping {
+            users,
+            roles,
+            id,
+            email,
+            display_name,
+            active,
+            managed_by,
+            user_id,
+            role,
+        } = m;
+        let managed = format!("{managed_by} = '{MANAGED_MARKER}'");
+        let me = format!("lower({email}) = lower($1) AND {managed}");
+        Statements {
+            read_users: format!(
+                "SELECT {email}, {display_name}, {active}, {managed_by} FROM {users}"
+            ),
+            read_roles: format!(
+                "SELECT u.{email}, r.{role} FROM {roles} r JOIN {users} u ON u.{id} = r.{user_id} WHERE u.{managed}"
+            ),
+            find_user: format!("SELECT {managed_by} FROM {users} WHERE lower({email}) = lower($1)"),
+            insert_user: format!(
+                "INSERT INTO {users} ({email}, {display_name}, {active}, {managed_by}) VALUES ($1, $2, TRUE, '{MANAGED_MARKER}')"
+            ),
+            set_active: format!("UPDATE {users} SET {active} = $2 WHERE {me}"),
+            add_role: format!(
+                "INSERT INTO {roles} ({user_id}, {role}) SELECT {id}, $2 FROM {users} WHERE {me} \
+                 AND NOT EXISTS (SELECT 1 FROM {roles} x WHERE x.{user_id} = {users}.{id} AND x.{role} = $2)"
+            ),
+            remove_role: format!(
+                "DELETE FROM {roles} WHERE {role} = $2 AND {user_id} IN (SELECT {id} FROM {users} WHERE {me})"
+            ),
+            delete_roles: format!(
+                "DELETE FROM {roles} WHERE {user_id} IN (SELECT {id} FROM {users} WHERE {me})"
+            ),
+            delete_user: format!("DELETE FROM {users} WHERE {me}"),
+        }
+    }
+}
+
+/// Builds the `sql` connector for a System.
+pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
+    let mapping = Mapping::from_connection(&ctx.spec.connection).map_err(ConnectorError::config)?;
+    match ctx.setting("driver").unwrap_or("sqlite") {
+        "sqlite" => {
+            let path = ctx.setting("path").ok_or_else(|| {
+                ConnectorError::config(
+                    "connection.path is required for driver sqlite (the database file)",
+                )
+            })?;
+            Ok(Box::new(SqliteConnector::open(
+                PathBuf::from(path),
+                mapping,
+            )?))
+        }
+        other => Err(ConnectorError::config(format!(
+            "connection.driver {other:?} is not supported (use sqlite)"
+        ))),
+    }
+}
+
+/// The embedded default: a SQLite file.
+pub struct SqliteConnector {
+    conn: Arc<Mutex<Connection>>,
+    sql: Arc<Statements>,
+    path: PathBuf,
+}
+
+impl SqliteConnector {
+    /// Opens an existing database; never creates one (a typo must not yield an empty portal).
+    pub fn open(path: PathBuf, mapping: Mapping) -> Result<SqliteConnector, ConnectorError> {
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| {
+            ConnectorError::config(format!(
+                "cannot open SQLite database {}: {e}",
+                path.display()
+            ))
+        })?;
+        // Foreign keys make ON DELETE CASCADE work; busy_timeout rides out a portal's own writes.
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .map_err(|e| sqlite_error(&path, e))?;
+        Ok(SqliteConnector {
+            conn: Arc::new(Mutex::new(conn)),
+            sql: Arc::new(Statements::new(&mapping)),
+            path,
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &Statements) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, ConnectorError> {
+        let (conn, sql, path) = (self.conn.clone(), self.sql.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| ConnectorError::transient("database handle poisoned"))?;
+            f(&mut guard, &sql).map_err(|e| sqlite_error(&path, e))
+        })
+        .await
+        .map_err(|e| ConnectorError::transient(format!("database task failed: {e}")))?
+    }
+}
+
+fn sqlite_error(path: &std::path::Path, e: rusqlite::Error) -> ConnectorError {
+    let text = e.to_string();
+    let at = path.display();
+    if text.contains("not a database") {
+        ConnectorError::config(format!(
+            "{at} is not a SQLite database (file is not a database)"
+        ))
+    } else if text.contains("no such table") || text.contains("no such column") {
+        ConnectorError::config(format!(
+            "{at}: {text}; create the portal schema (see README) or map tables and columns in connection"
+        ))
+    } else if text.contains("locked") || text.contains("busy") {
+        ConnectorError::transient(format!("{at}: {text}"))
+    } else {
+        ConnectorError::permanent(format!("{at}: {text}"))
+    }
+}
+
+fn q(s: &str) -> String {
+    s.replace('$', "?")
+}
+
+#[async_trait]
+impl Connector for SqliteConnector {
+    fn capabilities(&self) -> Capabilities {
+        // One writer at a time: SQLite serialises writes anyway.
+        Capabilities {
+            native_expiry: false,
+            max_concurrency: 1,
+        }
+    }
+
+    async fn read(&self) -> Result<Snapshot, ConnectorError> {
+        self.with(|conn, sql| {
+            let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
+            let mut unmanaged = BTreeSet::new();
+            let mut stmt = conn.prepare(&sql.read_users)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let identity = row.get::<_, String>(0)?.to_lowercase();
+                let marker: Option<String> = row.get(3)?;
+                if marker.as_deref() != Some(MANAGED_MARKER) {
+                    unmanaged.insert(identity);
+                    continue;
+                }
+                let active: bool = row.get::<_, i64>(2)? != 0;
+                let display_name = row.get(1)?;
+                accounts.insert(
+                    identity.clone(),
+                    Account {
+                        identity,
+                        display_name,
+                        active,
+                        entitlements: BTreeSet::new(),
+                    },
+                );
+            }
+            let mut stmt = conn.prepare(&sql.read_roles)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let identity = row.get::<_, String>(0)?.to_lowercase();
+                if let Some(a) = accounts.get_mut(&identity) {
+                    a.entitlements.insert(row.get(1)?);
+                }
+            }
+            Ok(Snapshot {
+                managed: accounts.into_values().collect(),
+                unmanaged,
+                completeness: Completeness::Complete,
+            })
+        })
+        .await
+    }
+
+    async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
+        let op = op.clone();
+        let outcome = self
+            .with(move |conn, sql| {
+                let tx = conn.transaction()?;
+                let id = op.identity().to_string();
+                let existing: Option<Option<String>> =
+                    tx.query_row(&q(&sql.find_user), params![id], |r| r.get(0)).optional()?;
+                let managed = matches!(&existing, Some(Some(m)) if m == MANAGED_MARKER);
+                let result = match &op {
+                    Op::CreateAccount { display_name, .. } => match existing {
+                        None => {
+                            tx.execute(&q(&sql.insert_user), params![id, display_name])?;
+                            Ok(())
+                        }
+                        Some(_) if managed => {
+                            tx.execute(&q(&sql.set_active), params![id, true])?;
+                            Ok(())
+                        }
+                        Some(_) => Err(format!("an account for {id} exists and is not managed by latchkey; it is left alone")),
+                    },
+                    _ if !managed => match op {
+                        // Already gone is the goal of these.
+                        Op::RemoveEntitlement { .. } | Op::DisableAccount { .. } | Op::DeleteAccount { .. } if existing.is_none() => Ok(()),
+                        _ => Err(format!("no account managed by latchkey for {id}")),
+                    },
+                    Op::EnableAccount { .. } => tx.execute(&q(&sql.set_active), params![id, true]).map(|_| Ok(()))?,
+                    Op::DisableAccount { .. } => tx.execute(&q(&sql.set_active), params![id, false]).map(|_| Ok(()))?,
+                    Op::AddEntitlement { entitlement, .. } => tx.execute(&q(&sql.add_role), params![id, entitlement]).map(|_| Ok(()))?,
+                    Op::RemoveEntitlement { entitlement, .. } => tx.execute(&q(&sql.remove_role), params![id, entitlement]).map(|_| Ok(()))?,
+                    Op::DeleteAccount { .. } => {
+                        tx.execute(&q(&sql.delete_roles), params![id])?;
+                        tx.execute(&q(&sql.delete_user), params![id]).map(|_| Ok(()))?
+                    }
+                };
+                if result.is_ok() {
+                    tx.commit()?;
+                }
+                Ok(result)
+            })
+            .await?;
+        outcome.map_err(ConnectorError::permanent)
+    }
+}

@@ -1,0 +1,165 @@
+//! What a plan holds: changes with reasons, drift, holds.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::desired::Source;
+use crate::connectors::{Completeness, Op};
+
+/// Why a change is in the plan.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// Git declares it (or stopped declaring it).
+    Declared,
+    /// A grant's `starts` has passed.
+    Started,
+    /// A grant's `expires` has passed.
+    Expired,
+    /// The person was removed from git or marked `offboarded: true`.
+    Offboarded,
+    /// Managed access that git does not declare (drift), revoked under `prune: true`.
+    Undeclared,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Declared => "declared",
+            Reason::Started => "started",
+            Reason::Expired => "expired",
+            Reason::Offboarded => "offboarded",
+            Reason::Undeclared => "undeclared",
+        }
+    }
+}
+
+/// One change to one system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub system: String,
+    /// The client the access belongs to, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(flatten)]
+    pub op: Op,
+    pub reason: Reason,
+    /// The grant behind an add, or the expired grant behind a revocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Source>,
+}
+
+impl Change {
+    /// True for changes that take access away.
+    pub fn is_removal(&self) -> bool {
+        matches!(
+            self.op,
+            Op::RemoveEntitlement { .. } | Op::DisableAccount { .. } | Op::DeleteAccount { .. }
+        )
+    }
+
+    /// The entitlement, for entitlement changes.
+    pub fn entitlement(&self) -> Option<&str> {
+        match &self.op {
+            Op::AddEntitlement { entitlement, .. } | Op::RemoveEntitlement { entitlement, .. } => {
+                Some(entitlement)
+            }
+            _ => None,
+        }
+    }
+
+    /// A short verb for the change.
+    pub fn verb(&self) -> &'static str {
+        match self.op {
+            Op::CreateAccount { .. } => "create account",
+            Op::EnableAccount { .. } => "enable account",
+            Op::AddEntitlement { .. } => "grant",
+            Op::RemoveEntitlement { .. } => "revoke",
+            Op::DisableAccount { .. } => "disable account",
+            Op::DeleteAccount { .. } => "delete account",
+        }
+    }
+
+    /// Order of operations within an identity: accounts exist before entitlements are
+    /// added; entitlements go before the account is disabled or deleted.
+    pub(super) fn phase(&self) -> u8 {
+        match self.op {
+            Op::CreateAccount { .. } => 0,
+            Op::EnableAccount { .. } => 1,
+            Op::AddEntitlement { .. } => 2,
+            Op::RemoveEntitlement { .. } => 3,
+            Op::DisableAccount { .. } => 4,
+            Op::DeleteAccount { .. } => 5,
+        }
+    }
+}
+
+/// An account that exists on a system but is not latchkey's: reported, never changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutOfScope {
+    pub system: String,
+    pub identity: String,
+    pub note: String,
+}
+
+/// How each system's read went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SystemStatus {
+    pub system: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completeness: Option<Completeness>,
+    pub managed_accounts: usize,
+    /// The read failed: nothing is planned for this system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Why a run is held back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    pub guard: Guard,
+    pub message: String,
+}
+
+/// The guards of DESIGN.md §3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Guard {
+    DeletionBrake,
+    EmptyClient,
+}
+
+/// The ordered changes that bring actual state to desired state.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub revision: String,
+    pub now: Timestamp,
+    pub changes: Vec<Change>,
+    /// Undeclared access left in place (prune off, or a partial read).
+    pub drift: Vec<Change>,
+    pub out_of_scope: Vec<OutOfScope>,
+    pub systems: Vec<SystemStatus>,
+    /// When non-empty and not overridden, nothing is applied.
+    pub holds: Vec<Hold>,
+    /// The override that released the holds, recorded in the audit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub override_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_change: Option<Timestamp>,
+}
+
+impl Plan {
+    /// Held and not overridden: apply must not run.
+    pub fn is_held(&self) -> bool {
+        !self.holds.is_empty() && self.override_reason.is_none()
+    }
+
+    /// Some system could not be read.
+    pub fn has_read_errors(&self) -> bool {
+        self.systems.iter().any(|s| s.error.is_some())
+    }
+}

@@ -1,0 +1,13 @@
+//! The plan: desired × actual × now → ordered changes, then guards. Pure and shared by
+//! the CLI and the controller, so what `plan` prints is what `apply` does.
+
+mod change;
+mod desired;
+mod diff;
+mod guard;
+pub mod render;
+
+pub use change::{Change, Guard, Hold, OutOfScope, Plan, Reason, SystemStatus};
+pub use desired::{Desired, EntKey, Source, WantedAccount};
+pub use diff::{Inputs, diff};
+pub use guard::guard;

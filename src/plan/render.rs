@@ -1,0 +1,294 @@
+//! Plans as text (a terminal), Markdown (a PR comment) and JSON (machines).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::change::{Change, Plan};
+use crate::connectors::Completeness;
+
+/// `2026-12-15T18:00Z` (seconds shown only when set).
+pub fn instant(t: Timestamp) -> String {
+    let s = t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    s.strip_suffix(":00Z").map(|p| format!("{p}Z")).unwrap_or(s)
+}
+
+/// `in 12d 4h`, `3h 5m ago`: coarse, two units at most.
+pub fn relative(t: Timestamp, now: Timestamp) -> String {
+    let d: SignedDuration = t.duration_since(now);
+    let secs = d.as_secs().unsigned_abs();
+    let parts = [("d", 86_400u64), ("h", 3_600), ("m", 60), ("s", 1)];
+    let mut out = Vec::new();
+    let mut rest = secs;
+    for (unit, len) in parts {
+        if rest >= len && out.len() < 2 {
+            out.push(format!("{}{unit}", rest / len));
+            rest %= len;
+        } else if !out.is_empty() {
+            break;
+        }
+    }
+    let text = if out.is_empty() {
+        "0s".to_string()
+    } else {
+        out.join(" ")
+    };
+    if d.is_negative() {
+        format!("{text} ago")
+    } else {
+        format!("in {text}")
+    }
+}
+
+/// "expires 2026-12-15T18:00Z, in 12d 4h" / "expired 2026-11-20T00:00Z, 3d ago".
+fn window(c: &Change, now: Timestamp) -> String {
+    let Some(g) = &c.grant else {
+        return String::new();
+    };
+    match g.expires {
+        Some(e) if e <= now => format!("expired {}, {}", instant(e), relative(e, now)),
+        Some(e) => format!("until {}, {}", instant(e), relative(e, now)),
+        None => String::new(),
+    }
+}
+
+fn what(c: &Change) -> String {
+    match c.entitlement() {
+        Some(e) => format!("{} {e}", c.verb()),
+        None => c.verb().to_string(),
+    }
+}
+
+const GREEN: &str = "\x1b[32m";
+const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// The plan for a terminal; `color` adds ANSI colours.
+pub fn text(plan: &Plan, color: bool) -> String {
+    let paint = |code: &str, s: &str| {
+        if color {
+            format!("{code}{s}{RESET}")
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(
+            BOLD,
+            &format!("Plan for {} at {}", plan.revision, instant(plan.now))
+        )
+    );
+    for hold in &plan.holds {
+        let state = if plan.override_reason.is_some() {
+            "overridden"
+        } else {
+            "HELD"
+        };
+        let _ = writeln!(out, "{}", paint(RED, &format!("{state}: {}", hold.message)));
+    }
+    if let Some(r) = &plan.override_reason {
+        let _ = writeln!(out, "override: {r}");
+    }
+    for s in &plan.systems {
+        if let Some(e) = &s.error {
+            let _ = writeln!(
+                out,
+                "{}",
+                paint(RED, &format!("error: system {}: {e}", s.system))
+            );
+        } else if let Some(Completeness::Partial(why)) = &s.completeness {
+            let _ = writeln!(
+                out,
+                "{}",
+                paint(
+                    YELLOW,
+                    &format!(
+                        "partial read of system {}: {why} (nothing is pruned there)",
+                        s.system
+                    )
+                )
+            );
+        }
+    }
+    let mut by_system: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
+    for c in &plan.changes {
+        by_system.entry(&c.system).or_default().push(c);
+    }
+    for (system, changes) in by_system {
+        let _ = writeln!(out, "\n{}", paint(BOLD, system));
+        for c in changes {
+            let (sign, code) = if c.is_removal() {
+                ("-", RED)
+            } else {
+                ("+", GREEN)
+            };
+            let mut line = format!(
+                "  {sign} {:<28} {:<32} {}",
+                c.op.identity(),
+                what(c),
+                c.reason.as_str()
+            );
+            let w = window(c, plan.now);
+            if !w.is_empty() {
+                line.push_str(&format!("  ({w})"));
+            }
+            let _ = writeln!(out, "{}", paint(code, line.trim_end()));
+        }
+    }
+    if !plan.drift.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            paint(
+                YELLOW,
+                "Drift (undeclared access left in place; set prune: true to revoke)"
+            )
+        );
+        for c in &plan.drift {
+            let _ = writeln!(
+                out,
+                "  ~ {:<12} {:<28} {}",
+                c.system,
+                c.op.identity(),
+                what(c)
+            );
+        }
+    }
+    if !plan.out_of_scope.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nOut of scope (not managed by latchkey, never changed)"
+        );
+        for o in &plan.out_of_scope {
+            let _ = writeln!(out, "  ! {:<12} {:<28} {}", o.system, o.identity, o.note);
+        }
+    }
+    let (adds, removes) = counts(plan);
+    let _ = writeln!(
+        out,
+        "\n{} change{}: {adds} to grant, {removes} to revoke; {} drift.",
+        plan.changes.len(),
+        if plan.changes.len() == 1 { "" } else { "s" },
+        plan.drift.len()
+    );
+    if let Some(n) = plan.next_change {
+        let _ = writeln!(
+            out,
+            "Next time-driven change at {} ({}).",
+            instant(n),
+            relative(n, plan.now)
+        );
+    }
+    out
+}
+
+fn counts(plan: &Plan) -> (usize, usize) {
+    let removes = plan.changes.iter().filter(|c| c.is_removal()).count();
+    (plan.changes.len() - removes, removes)
+}
+
+/// The plan as a PR comment: summary counts, then per client and system who gains and
+/// who loses what, and until when.
+pub fn markdown(plan: &Plan) -> String {
+    let mut out = String::new();
+    let (adds, removes) = counts(plan);
+    let _ = writeln!(out, "### latchkey plan for `{}`\n", plan.revision);
+    let _ = writeln!(
+        out,
+        "**{} changes**: {adds} to grant, {removes} to revoke, {} drift, {} out of scope. Evaluated at {}.\n",
+        plan.changes.len(),
+        plan.drift.len(),
+        plan.out_of_scope.len(),
+        instant(plan.now)
+    );
+    for hold in &plan.holds {
+        let state = if plan.override_reason.is_some() {
+            "Overridden"
+        } else {
+            "Held"
+        };
+        let _ = writeln!(out, "> **{state}:** {}\n", hold.message);
+    }
+    for s in plan.systems.iter().filter(|s| s.error.is_some()) {
+        let _ = writeln!(
+            out,
+            "> **Error:** system `{}`: {}\n",
+            s.system,
+            s.error.as_deref().unwrap_or("")
+        );
+    }
+    let mut by_client: BTreeMap<String, Vec<&Change>> = BTreeMap::new();
+    for c in &plan.changes {
+        by_client
+            .entry(c.client.clone().unwrap_or_else(|| "(shared)".into()))
+            .or_default()
+            .push(c);
+    }
+    for (client, changes) in by_client {
+        let _ = writeln!(out, "#### {client}\n");
+        let _ = writeln!(
+            out,
+            "| | Person | System | Change | Role | Reason | Until |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for c in changes {
+            let sign = if c.is_removal() { "➖" } else { "➕" };
+            let role = c.grant.as_ref().map(|g| g.role.as_str()).unwrap_or("");
+            let until = c
+                .grant
+                .as_ref()
+                .and_then(|g| g.expires)
+                .map(|e| format!("{} ({})", instant(e), relative(e, plan.now)))
+                .unwrap_or_else(|| "–".into());
+            let _ = writeln!(
+                out,
+                "| {sign} | {} | {} | {} | {role} | {} | {until} |",
+                c.op.identity(),
+                c.system,
+                what(c),
+                c.reason.as_str()
+            );
+        }
+        out.push('\n');
+    }
+    if !plan.drift.is_empty() {
+        let _ = writeln!(
+            out,
+            "<details><summary>Drift: {} undeclared entitlements left in place</summary>\n",
+            plan.drift.len()
+        );
+        for c in &plan.drift {
+            let _ = writeln!(out, "- `{}` {} on {}", c.op.identity(), what(c), c.system);
+        }
+        let _ = writeln!(out, "\n</details>\n");
+    }
+    if plan.changes.is_empty() {
+        let _ = writeln!(out, "No changes: the systems match git.");
+    }
+    out
+}
+
+/// The plan as pretty JSON.
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now: Timestamp = "2026-12-03T14:00:00Z".parse().unwrap();
+        let later: Timestamp = "2026-12-15T18:00:00Z".parse().unwrap();
+        assert_eq!(relative(later, now), "in 12d 4h");
+        assert_eq!(relative(now, later), "12d 4h ago");
+        assert_eq!(instant(later), "2026-12-15T18:00Z");
+    }
+}
