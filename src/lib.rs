@@ -7,8 +7,10 @@
 
 pub mod apply;
 pub mod audit;
+pub mod cli;
 pub mod connectors;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod reconcile;
 pub mod source;

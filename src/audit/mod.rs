@@ -42,7 +42,7 @@ pub fn change_records(
             r.system = Some(c.system.clone());
             r.client = c.client.clone();
             r.identity = Some(c.op.identity().to_string());
-            r.change = Some(c.verb().replace(' ', "-").replace("grant", "grant"));
+            r.change = Some(c.verb().replace(' ', "-"));
             r.entitlement = c.entitlement().map(str::to_string);
             r.role = c.grant.as_ref().map(|g| g.role.clone());
             r.expires = c.grant.as_ref().and_then(|g| g.expires);

@@ -31,9 +31,10 @@ pub struct Account {
 }
 
 /// Whether a read saw everything. A Partial read never prunes on that system.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "state", content = "reason", rename_all = "lowercase")]
 pub enum Completeness {
+    #[default]
     Complete,
     Partial(String),
 }
@@ -48,11 +49,6 @@ pub struct Snapshot {
     pub completeness: Completeness,
 }
 
-impl Default for Completeness {
-    fn default() -> Self {
-        Completeness::Complete
-    }
-}
 
 /// One change a connector applies.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ mod desired;
 mod diff;
 mod guard;
 pub mod render;
+pub mod review;
 
 pub use change::{Change, Guard, Hold, OutOfScope, Plan, Reason, SystemStatus};
 pub use desired::{Desired, EntKey, Source, WantedAccount};

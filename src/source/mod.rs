@@ -4,6 +4,7 @@
 //! (`file://`, `git://`, `https://`, `ssh://`) mirrored into a cache directory. Desired
 //! state never needs a working tree: any branch, tag, commit or PR head can be read.
 
+pub mod history;
 mod repo;
 mod write;
 

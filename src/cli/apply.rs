@@ -1,0 +1,141 @@
+//! `latchkey apply`
+
+use std::io::IsTerminal;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{CliError, Exit, Format, RepoArgs, print_diagnostics};
+use crate::apply::ChangeResult;
+use crate::audit::Trigger;
+use crate::plan::render;
+use crate::reconcile::{Options, ReconcileError};
+
+/// Apply the plan to the systems, then commit the audit to the applied branch.
+///
+/// Failed changes do not stop the others; each gets a ledger record. The audit commit
+/// touches only audit/ and is pushed with --push. Guards hold the run (exit 3) when too
+/// many people would lose access at once; --allow-mass-revoke releases them and is
+/// recorded. A revision that does not descend from the last applied one is refused
+/// unless --allow-rewind.
+///
+/// Exit codes: 0 applied (or nothing to do), 1 errors or failed changes, 3 held.
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Print the plan and stop: no system and no git ref is changed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Push the audit commit to the remote.
+    #[arg(long)]
+    pub push: bool,
+    /// Release the deletion brake and the empty-client guard, with a reason for the audit.
+    #[arg(long, value_name = "REASON")]
+    pub allow_mass_revoke: Option<String>,
+    /// Accept a history rewrite, with a reason for the audit.
+    #[arg(long, value_name = "REASON")]
+    pub allow_rewind: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
+    let mut rec = args.repo.reconciler()?;
+    let opts = Options {
+        rev: args.repo.rev.clone(),
+        subpath: args.repo.subpath.clone(),
+        now: args.repo.now(),
+        dry_run: args.dry_run,
+        push: args.push,
+        allow_mass_revoke: args.allow_mass_revoke.clone(),
+        allow_rewind: args.allow_rewind.clone(),
+        trigger: Trigger::Manual,
+    };
+    let planned = match rec.plan(&opts).await {
+        Ok(p) => p,
+        Err(ReconcileError::Invalid { revision, errors }) => {
+            print_diagnostics(&errors);
+            eprintln!(
+                "error: revision {revision} is invalid ({} errors); nothing was applied",
+                errors.len()
+            );
+            return Ok(Exit::Errors);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let tty = std::io::stderr().is_terminal();
+    if args.format == Format::Text {
+        print!(
+            "{}",
+            render::text(&planned.plan, std::io::stdout().is_terminal())
+        );
+    }
+    let read_errors = planned.plan.has_read_errors();
+    let bar = if tty && !args.dry_run && !planned.plan.changes.is_empty() {
+        let bar = ProgressBar::new(planned.plan.changes.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} changes {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let on_done = |o: &crate::apply::Outcome| {
+        bar.inc(1);
+        if o.failed() {
+            bar.println(format!(
+                "failed: {} {} {}: {}",
+                o.change.system,
+                o.change.op.identity(),
+                o.change.verb(),
+                failure(&o.result)
+            ));
+        }
+    };
+    let applied = rec.apply(planned, &opts, &on_done).await?;
+    bar.finish_and_clear();
+    if args.format == Format::Json {
+        let doc = serde_json::json!({
+            "plan": applied.planned.plan,
+            "outcomes": applied.outcomes,
+            "held": applied.held,
+            "auditCommit": applied.commit.map(|c| c.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    if applied.held {
+        eprintln!(
+            "held: nothing was applied. Review the plan, then re-run with --allow-mass-revoke \"<reason>\" if it is intended."
+        );
+        return Ok(Exit::Held);
+    }
+    if args.dry_run {
+        eprintln!("dry run: nothing was applied");
+        return Ok(if read_errors { Exit::Errors } else { Exit::Ok });
+    }
+    let failures = applied.failures();
+    eprintln!(
+        "applied {} of {} changes",
+        applied.outcomes.len() - failures,
+        applied.outcomes.len()
+    );
+    match applied.commit {
+        Some(c) => eprintln!("audit committed: {c}"),
+        None => eprintln!("no audit commit: nothing changed"),
+    }
+    Ok(if failures > 0 || read_errors {
+        Exit::Errors
+    } else {
+        Exit::Ok
+    })
+}
+
+fn failure(r: &ChangeResult) -> String {
+    match r {
+        ChangeResult::Failed { error, .. } => error.clone(),
+        ChangeResult::Skipped { why } => format!("skipped: {why}"),
+        ChangeResult::Applied => String::new(),
+    }
+}

@@ -1,0 +1,141 @@
+//! The command line: one file per subcommand. A command's doc comment is its `--help`.
+
+mod apply;
+mod plan;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+
+use crate::connectors::{Registry, SecretSource};
+use crate::reconcile::{ReconcileError, Reconciler};
+use crate::source::{Location, SourceError, SourceRepo};
+
+/// latchkey: access to client portals and staging systems, declared in git.
+///
+/// Declare Systems, Roles, Clients and Members as YAML in a git repository; latchkey
+/// validates it, plans the difference against each system, applies it, revokes expired
+/// grants and offboarded people, and commits a hash-chained audit trail back.
+#[derive(Parser, Debug)]
+#[command(
+    name = "latchkey",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (also RUST_LOG), e.g. `info` or `latchkey=debug`.
+    #[arg(long, global = true, default_value = "warn", env = "LATCHKEY_LOG")]
+    pub log: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Validate(validate::ValidateArgs),
+    Plan(plan::PlanArgs),
+    Apply(apply::ApplyArgs),
+}
+
+/// Where the access repository is and which revision to read.
+#[derive(Args, Debug, Clone)]
+pub struct RepoArgs {
+    /// The access repository: a local path, or a URL (file://, git://, https://, ssh://).
+    #[arg(default_value = ".")]
+    pub repo: String,
+    /// Branch, tag, commit or HEAD to read.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    /// Sub-path of the repository that holds the documents.
+    #[arg(long = "path", default_value = "")]
+    pub subpath: String,
+    /// Where remote repositories are mirrored.
+    #[arg(long, env = "LATCHKEY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Evaluate grants at this instant (RFC 3339) instead of the clock.
+    #[arg(long, value_parser = parse_timestamp)]
+    pub now: Option<Timestamp>,
+}
+
+impl RepoArgs {
+    pub fn open(&self) -> Result<SourceRepo, SourceError> {
+        let cache = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        SourceRepo::open(&Location::parse(&self.repo), &cache)
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.now.unwrap_or_else(Timestamp::now)
+    }
+
+    pub fn reconciler(&self) -> Result<Reconciler, SourceError> {
+        Ok(Reconciler::new(
+            self.open()?,
+            Registry::builtin(SecretSource::default()),
+        ))
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("latchkey")
+}
+
+pub fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
+    s.parse::<Timestamp>().map_err(|_| {
+        format!("{s:?} is not an RFC 3339 timestamp with offset, e.g. 2026-12-15T18:00:00Z")
+    })
+}
+
+/// Output formats of reports.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// The process exit code, documented in the README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Success; for `plan`: no changes.
+    Ok = 0,
+    /// Errors: invalid repository, unreadable system, failed change.
+    Errors = 1,
+    /// `plan`: there are changes.
+    Changes = 2,
+    /// `apply`: held by a guard (deletion brake, empty client).
+    Held = 3,
+}
+
+/// What a command failed with; printed once at the edge with its chain.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+    #[error("cannot write output")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> Result<Exit, CliError> {
+    match cli.command {
+        Command::Validate(a) => validate::run(a),
+        Command::Plan(a) => plan::run(a).await,
+        Command::Apply(a) => apply::run(a).await,
+    }
+}
+
+/// Prints validation findings to stderr.
+pub(crate) fn print_diagnostics<'a>(diags: impl IntoIterator<Item = &'a crate::load::Diagnostic>) {
+    for d in diags {
+        eprintln!("{d}");
+    }
+}

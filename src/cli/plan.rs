@@ -1,0 +1,109 @@
+//! `latchkey plan`
+
+use std::io::IsTerminal;
+
+use clap::Args;
+
+use super::{CliError, Exit, Format, RepoArgs, print_diagnostics};
+use crate::audit::Trigger;
+use crate::plan::{render, review};
+use crate::reconcile::{Options, ReconcileError};
+
+/// Show what apply would change: desired (git at --now) against actual (the systems).
+///
+/// Every change carries its reason: declared, started, expired, offboarded or undeclared.
+/// With --base and --head, compare two revisions' desired state instead, contacting no
+/// system (for PR review without credentials).
+///
+/// Exit codes: 0 no changes, 2 changes, 1 errors.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Base revision of a change (e.g. main); requires --head.
+    #[arg(long, requires = "head")]
+    pub base: Option<String>,
+    /// Head revision of a change (e.g. the PR branch); requires --base.
+    #[arg(long, requires = "base")]
+    pub head: Option<String>,
+    /// Show the plan as if guards were overridden with this reason.
+    #[arg(long, value_name = "REASON")]
+    pub allow_mass_revoke: Option<String>,
+}
+
+pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
+    if let (Some(base), Some(head)) = (&args.base, &args.head) {
+        return review_change(&args, base, head);
+    }
+    let mut rec = args.repo.reconciler()?;
+    let opts = Options {
+        rev: args.repo.rev.clone(),
+        subpath: args.repo.subpath.clone(),
+        now: args.repo.now(),
+        dry_run: true,
+        push: false,
+        allow_mass_revoke: args.allow_mass_revoke.clone(),
+        allow_rewind: None,
+        trigger: Trigger::Manual,
+    };
+    let planned = match rec.plan(&opts).await {
+        Ok(p) => p,
+        Err(ReconcileError::Invalid { revision, errors }) => {
+            print_diagnostics(&errors);
+            eprintln!(
+                "error: revision {revision} is invalid ({} errors); fix them and plan again",
+                errors.len()
+            );
+            return Ok(Exit::Errors);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let plan = &planned.plan;
+    let out = match args.format {
+        Format::Text => render::text(plan, std::io::stdout().is_terminal()),
+        Format::Markdown => render::markdown(plan),
+        Format::Json => render::json(plan),
+    };
+    print!("{out}");
+    Ok(if plan.has_read_errors() {
+        Exit::Errors
+    } else if plan.changes.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Changes
+    })
+}
+
+fn review_change(args: &PlanArgs, base: &str, head: &str) -> Result<Exit, CliError> {
+    let mut rec = args.repo.reconciler()?;
+    let now = args.repo.now();
+    let base_rev = rec.repo.resolve(base)?;
+    let head_rev = rec.repo.resolve(head)?;
+    let base_loaded = rec.load(&base_rev, &args.repo.subpath, now)?;
+    let head_loaded = rec.load(&head_rev, &args.repo.subpath, now)?;
+    if !head_loaded.is_valid() {
+        print_diagnostics(head_loaded.errors());
+        eprintln!("error: head {} is invalid", head_rev.display());
+        return Ok(Exit::Errors);
+    }
+    let r = review::review(
+        &base_loaded.catalog,
+        &head_loaded.catalog,
+        &base_rev.display(),
+        &head_rev.display(),
+        now,
+    );
+    let out = match args.format {
+        Format::Text => review::text(&r),
+        Format::Markdown => review::markdown(&r),
+        Format::Json => serde_json::to_string_pretty(&r).unwrap_or_default(),
+    };
+    print!("{out}");
+    Ok(if r.deltas.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Changes
+    })
+}

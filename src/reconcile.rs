@@ -1,0 +1,511 @@
+//! The one pipeline shared by `plan`, `apply`, `run` and the operator (DESIGN.md §3):
+//! load a revision, read the systems, diff, guard, apply, audit, commit, push.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use crate::apply::{self, Outcome, Retry};
+use crate::audit::{self, Event, Record, State, SystemState, Trigger};
+use crate::connectors::{Connector, Registry, Snapshot};
+use crate::load::{self, Context, Diagnostic, Loaded, ParseCache};
+use crate::plan::{self, Desired, Plan};
+use crate::source::{Revision, SourceError, SourceRepo};
+
+/// What the caller asks for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Branch, tag, commit or `HEAD`.
+    pub rev: String,
+    /// Sub-path of the repository holding the documents.
+    pub subpath: String,
+    pub now: Timestamp,
+    pub dry_run: bool,
+    pub push: bool,
+    /// Releases guard holds; the reason is recorded in the audit.
+    pub allow_mass_revoke: Option<String>,
+    /// Accepts a revision that does not descend from the last applied one.
+    pub allow_rewind: Option<String>,
+    pub trigger: Trigger,
+}
+
+/// Why a reconcile stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("revision {revision} is invalid ({} errors); nothing was applied", errors.len())]
+    Invalid {
+        revision: String,
+        errors: Vec<Diagnostic>,
+    },
+    #[error(
+        "revision {revision} does not descend from the last applied revision {last_applied} \
+         (history was rewritten); nothing was applied. Pass --allow-rewind \"<reason>\" to accept it"
+    )]
+    Rewind {
+        revision: String,
+        last_applied: String,
+    },
+    #[error("cannot read the audit state: {0}")]
+    State(String),
+}
+
+impl ReconcileError {
+    /// User errors need a person to fix git; the rest may pass on retry.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            ReconcileError::Invalid { .. } | ReconcileError::Rewind { .. }
+        )
+    }
+
+    /// A short label for metrics and conditions.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ReconcileError::Source(_) => "source",
+            ReconcileError::Invalid { .. } => "invalid",
+            ReconcileError::Rewind { .. } => "rewind",
+            ReconcileError::State(_) => "state",
+        }
+    }
+}
+
+/// A computed plan and everything needed to apply it.
+pub struct Planned {
+    pub loaded: Loaded,
+    pub plan: Plan,
+    pub desired: Desired,
+    pub state: Option<State>,
+    /// Desired state is the same as the last applied revision's (only `audit/` moved).
+    pub same_as_applied: bool,
+    connectors: BTreeMap<String, Arc<dyn Connector>>,
+}
+
+/// What an apply did.
+pub struct Applied {
+    pub planned: Planned,
+    pub outcomes: Vec<Outcome>,
+    /// The audit commit, when one was made.
+    pub commit: Option<git2::Oid>,
+    pub held: bool,
+}
+
+impl Applied {
+    pub fn failures(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.failed()).count()
+    }
+}
+
+/// The pipeline over one repository.
+pub struct Reconciler {
+    pub repo: SourceRepo,
+    pub registry: Registry,
+    pub cache: ParseCache,
+    pub retry: Retry,
+}
+
+impl Reconciler {
+    pub fn new(repo: SourceRepo, registry: Registry) -> Reconciler {
+        Reconciler {
+            repo,
+            registry,
+            cache: ParseCache::default(),
+            retry: Retry::default(),
+        }
+    }
+
+    /// Loads and validates a revision.
+    pub fn load(
+        &mut self,
+        rev: &Revision,
+        subpath: &str,
+        now: Timestamp,
+    ) -> Result<Loaded, SourceError> {
+        let merged = crate::source::history::MergeTimes::new(&self.repo, rev, subpath);
+        let merged_at =
+            |identity: &str, grant: &crate::model::Grant| merged.merged_at(identity, grant);
+        let ctx = Context {
+            revision_time: rev.time,
+            now,
+            merged_at: &merged_at,
+        };
+        load::load(&self.repo, rev, subpath, &ctx, &mut self.cache)
+    }
+
+    /// Loads `opts.rev`, reads every system and computes the guarded plan.
+    pub async fn plan(&mut self, opts: &Options) -> Result<Planned, ReconcileError> {
+        let rev = self.repo.resolve(&opts.rev)?;
+        let loaded = self.load(&rev, &opts.subpath, opts.now)?;
+        if !loaded.is_valid() {
+            return Err(ReconcileError::Invalid {
+                revision: rev.display(),
+                errors: loaded.errors().cloned().collect(),
+            });
+        }
+        let root = audit::audit_root(&opts.subpath);
+        let state = match &rev.branch {
+            Some(b) => audit::read_state(&self.repo, b, &root)?,
+            None => None,
+        };
+        let previous = self.previous(state.as_ref(), &opts.subpath, opts.now)?;
+        let same_as_applied = match &state {
+            Some(s) => self.only_audit_changed(&s.last_applied_commit, &rev, &root)?,
+            None => false,
+        };
+        let (connectors, actual) = self.read_systems(&loaded).await;
+        let desired = Desired::at(&loaded.catalog, opts.now);
+        let prev_desired = previous.as_ref().map(|p| Desired::at(&p.catalog, opts.now));
+        let inputs = plan::Inputs {
+            catalog: &loaded.catalog,
+            desired: &desired,
+            actual: &actual,
+            previous: prev_desired.as_ref(),
+            revision: rev.display(),
+        };
+        let mut plan = plan::diff(&inputs);
+        plan::guard(
+            &mut plan,
+            &loaded.catalog,
+            previous.as_ref().map(|p| &p.catalog),
+            opts.allow_mass_revoke.as_deref(),
+        );
+        Ok(Planned {
+            loaded,
+            plan,
+            desired,
+            state,
+            same_as_applied,
+            connectors,
+        })
+    }
+
+    /// The last applied revision's loaded documents (to tell removals in git from drift).
+    fn previous(
+        &mut self,
+        state: Option<&State>,
+        subpath: &str,
+        now: Timestamp,
+    ) -> Result<Option<Loaded>, ReconcileError> {
+        let Some(state) = state else { return Ok(None) };
+        let Ok(oid) = git2::Oid::from_str(&state.last_applied_commit) else {
+            return Ok(None);
+        };
+        let Ok(rev) = self.repo.revision(oid, None) else {
+            return Ok(None);
+        };
+        Ok(Some(self.load(&rev, subpath, now)?))
+    }
+
+    /// True when `rev` differs from the last applied commit only under `audit/`.
+    fn only_audit_changed(
+        &self,
+        last: &str,
+        rev: &Revision,
+        root: &str,
+    ) -> Result<bool, SourceError> {
+        let Ok(last) = git2::Oid::from_str(last) else {
+            return Ok(false);
+        };
+        if self.repo.git().find_commit(last).is_err() {
+            return Ok(false);
+        }
+        Ok(self
+            .repo
+            .changed_paths(last, rev.oid)?
+            .iter()
+            .all(|p| p.starts_with(root)))
+    }
+
+    /// Connects to and reads every system concurrently. A system that cannot be
+    /// connected or read gets an error entry: nothing is planned for it.
+    async fn read_systems(
+        &self,
+        loaded: &Loaded,
+    ) -> (
+        BTreeMap<String, Arc<dyn Connector>>,
+        BTreeMap<String, Result<Snapshot, String>>,
+    ) {
+        let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
+        let mut actual = BTreeMap::new();
+        for (name, system) in &loaded.catalog.systems {
+            match self.registry.connect(name, &system.spec) {
+                Ok(c) => {
+                    connectors.insert(name.clone(), Arc::from(c));
+                }
+                Err(e) => {
+                    actual.insert(name.clone(), Err(e.message));
+                }
+            }
+        }
+        let reads = connectors
+            .iter()
+            .map(|(name, c)| async move { (name.clone(), c.read().await.map_err(|e| e.message)) });
+        for (name, result) in futures::future::join_all(reads).await {
+            actual.insert(name, result);
+        }
+        (connectors, actual)
+    }
+
+    /// Checks ancestry, applies the plan, writes and commits the audit.
+    pub async fn apply(
+        &mut self,
+        planned: Planned,
+        opts: &Options,
+        on_done: &(dyn Fn(&Outcome) + Sync),
+    ) -> Result<Applied, ReconcileError> {
+        let rev = planned.loaded.revision.clone();
+        let branch = rev.branch.clone().ok_or_else(|| SourceError::NoBranch {
+            rev: opts.rev.clone(),
+        })?;
+        let root = audit::audit_root(&opts.subpath);
+        let run = run_id(opts.now, &rev);
+        let author = rev.author.clone();
+        let mut records: Vec<Record> = Vec::new();
+
+        if let Some(state) = &planned.state
+            && let Ok(last) = git2::Oid::from_str(&state.last_applied_commit)
+            && self.repo.git().find_commit(last).is_ok()
+            && !self.repo.descends_from(rev.oid, last)?
+        {
+            let mut r = Record::new(Event::Refusal, opts.now, &run, &rev.display(), opts.trigger);
+            match &opts.allow_rewind {
+                None => {
+                    r.note = Some(format!(
+                        "history rewrite: does not descend from {}",
+                        state.last_applied_revision
+                    ));
+                    if !opts.dry_run {
+                        self.commit(
+                            &branch,
+                            &root,
+                            vec![r],
+                            None,
+                            None,
+                            opts,
+                            &run,
+                            &rev,
+                            "refused a history rewrite",
+                        )?;
+                    }
+                    return Err(ReconcileError::Rewind {
+                        revision: rev.display(),
+                        last_applied: state.last_applied_revision.clone(),
+                    });
+                }
+                Some(reason) => {
+                    r.event = Event::Override;
+                    r.note = Some(format!("history rewrite accepted: {reason}"));
+                    records.push(r);
+                }
+            }
+        }
+
+        if planned.plan.is_held() {
+            for hold in &planned.plan.holds {
+                let mut r = Record::new(Event::Hold, opts.now, &run, &rev.display(), opts.trigger);
+                r.note = Some(hold.message.clone());
+                records.push(r);
+            }
+            let commit = if opts.dry_run {
+                None
+            } else {
+                self.commit(
+                    &branch,
+                    &root,
+                    records,
+                    None,
+                    None,
+                    opts,
+                    &run,
+                    &rev,
+                    "held by a guard",
+                )?
+            };
+            return Ok(Applied {
+                planned,
+                outcomes: Vec::new(),
+                commit,
+                held: true,
+            });
+        }
+        if let Some(reason) = &planned.plan.override_reason {
+            for hold in &planned.plan.holds {
+                let mut r = Record::new(
+                    Event::Override,
+                    opts.now,
+                    &run,
+                    &rev.display(),
+                    opts.trigger,
+                );
+                r.note = Some(format!("{} (overridden: {reason})", hold.message));
+                records.push(r);
+            }
+        }
+        if opts.dry_run {
+            return Ok(Applied {
+                planned,
+                outcomes: Vec::new(),
+                commit: None,
+                held: false,
+            });
+        }
+        let clock = || Timestamp::now().max(opts.now);
+        let outcomes = apply::apply(
+            &planned.plan,
+            &planned.connectors,
+            self.retry,
+            &clock,
+            on_done,
+        )
+        .await;
+        records.extend(audit::change_records(
+            &outcomes,
+            &run,
+            &rev.display(),
+            opts.trigger,
+            &author,
+        ));
+        let state = (!planned.same_as_applied || !records.is_empty()).then(|| State {
+            version: 1,
+            last_applied_revision: rev.display(),
+            last_applied_commit: rev.oid.to_string(),
+            applied_at: Some(opts.now),
+            run: run.clone(),
+            ledger_head: String::new(),
+            systems: system_states(&planned),
+            last_invalid_revision: None,
+        });
+        let failed = outcomes.iter().filter(|o| o.failed()).count();
+        let summary = format!(
+            "apply {} ({} applied, {failed} failed)",
+            rev.display(),
+            outcomes.len() - failed
+        );
+        let catalog = planned.loaded.catalog.clone();
+        let commit = self.commit(
+            &branch,
+            &root,
+            records,
+            state,
+            Some(&catalog),
+            opts,
+            &run,
+            &rev,
+            &summary,
+        )?;
+        Ok(Applied {
+            planned,
+            outcomes,
+            commit,
+            held: false,
+        })
+    }
+
+    /// Records that a newest revision did not validate (the controller keeps enforcing
+    /// the last valid one).
+    pub fn record_invalid(
+        &mut self,
+        rev: &Revision,
+        errors: &[Diagnostic],
+        opts: &Options,
+    ) -> Result<Option<git2::Oid>, ReconcileError> {
+        let branch = rev.branch.clone().ok_or_else(|| SourceError::NoBranch {
+            rev: opts.rev.clone(),
+        })?;
+        let root = audit::audit_root(&opts.subpath);
+        let run = run_id(opts.now, rev);
+        let mut r = Record::new(
+            Event::InvalidRevision,
+            opts.now,
+            &run,
+            &rev.display(),
+            opts.trigger,
+        );
+        let first = errors
+            .first()
+            .map(|d| d.to_string().lines().next().unwrap_or("").to_string())
+            .unwrap_or_default();
+        r.note = Some(format!("{} errors; first: {first}", errors.len()));
+        self.commit(
+            &branch,
+            &root,
+            vec![r],
+            None,
+            None,
+            opts,
+            &run,
+            rev,
+            "recorded an invalid revision",
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &mut self,
+        branch: &str,
+        root: &str,
+        records: Vec<Record>,
+        state: Option<State>,
+        catalog: Option<&crate::load::Catalog>,
+        opts: &Options,
+        run: &str,
+        rev: &Revision,
+        summary: &str,
+    ) -> Result<Option<git2::Oid>, ReconcileError> {
+        let audit = audit::RunAudit {
+            catalog,
+            revision: rev.display(),
+            now: opts.now,
+            records,
+            state,
+            summary: summary.to_string(),
+            run: run.to_string(),
+        };
+        let Some(commit) = audit::build_commit(&self.repo, branch, root, audit)? else {
+            return Ok(None);
+        };
+        let oid = self.repo.commit_audit(branch, &commit)?;
+        if opts.push && oid.is_some() {
+            self.repo.push(branch, 3)?;
+        }
+        Ok(oid)
+    }
+}
+
+/// `20261123T153500Z-1a2b3c4d`: when and what.
+pub fn run_id(now: Timestamp, rev: &Revision) -> String {
+    format!(
+        "{}-{}",
+        now.strftime("%Y%m%dT%H%M%SZ"),
+        &rev.oid.to_string()[..8]
+    )
+}
+
+/// What each system should look like after the apply: counts and a digest of desired
+/// accounts, so a later reader can tell whether a system drifted.
+fn system_states(planned: &Planned) -> BTreeMap<String, SystemState> {
+    use sha2::{Digest, Sha256};
+    let mut out = BTreeMap::new();
+    for name in planned.loaded.catalog.systems.keys() {
+        let accounts = planned.desired.systems.get(name);
+        let mut h = Sha256::new();
+        for (id, acct) in accounts.into_iter().flatten() {
+            h.update(id.as_bytes());
+            for e in acct.entitlements.keys() {
+                h.update(b"\0");
+                h.update(e.as_bytes());
+            }
+            h.update(b"\n");
+        }
+        out.insert(
+            name.clone(),
+            SystemState {
+                managed_accounts: accounts.map_or(0, |a| a.len()),
+                digest: hex::encode(h.finalize()),
+            },
+        );
+    }
+    out
+}
