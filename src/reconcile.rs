@@ -18,6 +18,9 @@ use crate::source::{Revision, SourceError, SourceRepo};
 pub struct Options {
     /// Branch, tag, commit or `HEAD`.
     pub rev: String,
+    /// The branch the audit is committed to when `rev` is a bare commit (the controller
+    /// falls back to the last valid commit of its branch).
+    pub branch: Option<String>,
     /// Sub-path of the repository holding the documents.
     pub subpath: String,
     pub now: Timestamp,
@@ -78,6 +81,8 @@ pub struct Planned {
     pub plan: Plan,
     pub desired: Desired,
     pub state: Option<State>,
+    /// The last applied commit, if any.
+    pub last_applied: Option<git2::Oid>,
     /// Desired state is the same as the last applied revision's (only `audit/` moved).
     pub same_as_applied: bool,
     connectors: BTreeMap<String, Arc<dyn Connector>>,
@@ -136,7 +141,10 @@ impl Reconciler {
 
     /// Loads `opts.rev`, reads every system and computes the guarded plan.
     pub async fn plan(&mut self, opts: &Options) -> Result<Planned, ReconcileError> {
-        let rev = self.repo.resolve(&opts.rev)?;
+        let mut rev = self.repo.resolve(&opts.rev)?;
+        if rev.branch.is_none() {
+            rev.branch = opts.branch.clone();
+        }
         let loaded = self.load(&rev, &opts.subpath, opts.now)?;
         if !loaded.is_valid() {
             return Err(ReconcileError::Invalid {
@@ -149,9 +157,13 @@ impl Reconciler {
             Some(b) => audit::read_state(&self.repo, b, &root)?,
             None => None,
         };
-        let previous = self.previous(state.as_ref(), &opts.subpath, opts.now)?;
-        let same_as_applied = match &state {
-            Some(s) => self.only_audit_changed(&s.last_applied_commit, &rev, &root)?,
+        let last_applied = rev
+            .branch
+            .as_deref()
+            .and_then(|b| self.last_applied(b, state.as_ref()));
+        let previous = self.previous(last_applied, &opts.subpath, opts.now)?;
+        let same_as_applied = match last_applied {
+            Some(last) => self.only_audit_changed(last, &rev, &root)?,
             None => false,
         };
         let (connectors, actual) = self.read_systems(&loaded).await;
@@ -176,20 +188,31 @@ impl Reconciler {
             plan,
             desired,
             state,
+            last_applied,
             same_as_applied,
             connectors,
         })
     }
 
+    /// The last applied commit: the local `refs/latchkey/applied/<branch>` (which survives
+    /// a force-push that rewrites `audit/state.yaml` away), else state.yaml's.
+    fn last_applied(&self, branch: &str, state: Option<&State>) -> Option<git2::Oid> {
+        let git = self.repo.git();
+        let from_ref = git.refname_to_id(&applied_ref(branch)).ok();
+        let from_state = state.and_then(|s| git2::Oid::from_str(&s.last_applied_commit).ok());
+        from_ref
+            .or(from_state)
+            .filter(|oid| git.find_commit(*oid).is_ok())
+    }
+
     /// The last applied revision's loaded documents (to tell removals in git from drift).
     fn previous(
         &mut self,
-        state: Option<&State>,
+        last_applied: Option<git2::Oid>,
         subpath: &str,
         now: Timestamp,
     ) -> Result<Option<Loaded>, ReconcileError> {
-        let Some(state) = state else { return Ok(None) };
-        let Ok(oid) = git2::Oid::from_str(&state.last_applied_commit) else {
+        let Some(oid) = last_applied else {
             return Ok(None);
         };
         let Ok(rev) = self.repo.revision(oid, None) else {
@@ -201,16 +224,10 @@ impl Reconciler {
     /// True when `rev` differs from the last applied commit only under `audit/`.
     fn only_audit_changed(
         &self,
-        last: &str,
+        last: git2::Oid,
         rev: &Revision,
         root: &str,
     ) -> Result<bool, SourceError> {
-        let Ok(last) = git2::Oid::from_str(last) else {
-            return Ok(false);
-        };
-        if self.repo.git().find_commit(last).is_err() {
-            return Ok(false);
-        }
         Ok(self
             .repo
             .changed_paths(last, rev.oid)?
@@ -264,17 +281,15 @@ impl Reconciler {
         let author = rev.author.clone();
         let mut records: Vec<Record> = Vec::new();
 
-        if let Some(state) = &planned.state
-            && let Ok(last) = git2::Oid::from_str(&state.last_applied_commit)
-            && self.repo.git().find_commit(last).is_ok()
+        if let Some(last) = planned.last_applied
             && !self.repo.descends_from(rev.oid, last)?
         {
+            let last_display = format!("{branch}@sha1:{last}");
             let mut r = Record::new(Event::Refusal, opts.now, &run, &rev.display(), opts.trigger);
             match &opts.allow_rewind {
                 None => {
                     r.note = Some(format!(
-                        "history rewrite: does not descend from {}",
-                        state.last_applied_revision
+                        "history rewrite: does not descend from {last_display}"
                     ));
                     if !opts.dry_run {
                         self.commit(
@@ -291,7 +306,7 @@ impl Reconciler {
                     }
                     return Err(ReconcileError::Rewind {
                         revision: rev.display(),
-                        last_applied: state.last_applied_revision.clone(),
+                        last_applied: last_display,
                     });
                 }
                 Some(reason) => {
@@ -395,6 +410,10 @@ impl Reconciler {
             &rev,
             &summary,
         )?;
+        self.repo
+            .git()
+            .reference(&applied_ref(&branch), rev.oid, true, "latchkey: applied")
+            .map_err(SourceError::from)?;
         Ok(Applied {
             planned,
             outcomes,
@@ -472,6 +491,11 @@ impl Reconciler {
         }
         Ok(oid)
     }
+}
+
+/// Where the last applied commit of a branch is remembered locally.
+fn applied_ref(branch: &str) -> String {
+    format!("refs/latchkey/applied/{branch}")
 }
 
 /// `20261123T153500Z-1a2b3c4d`: when and what.

@@ -44,6 +44,7 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     let mut rec = args.repo.reconciler()?;
     let opts = Options {
         rev: args.repo.rev.clone(),
+        branch: None,
         subpath: args.repo.subpath.clone(),
         now: args.repo.now(),
         dry_run: args.dry_run,

@@ -2,6 +2,7 @@
 
 mod apply;
 mod plan;
+mod run;
 mod validate;
 
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     Plan(plan::PlanArgs),
     Apply(apply::ApplyArgs),
+    Run(run::RunArgs),
 }
 
 /// Where the access repository is and which revision to read.
@@ -130,6 +132,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a).await,
         Command::Apply(a) => apply::run(a).await,
+        Command::Run(a) => run::run(a).await,
     }
 }
 

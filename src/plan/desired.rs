@@ -59,6 +59,8 @@ pub struct Desired {
     pub offboarded: BTreeSet<String>,
     /// Every identity declared (offboarded included).
     pub identities: BTreeSet<String>,
+    /// The client each declared identity belongs to.
+    pub member_client: BTreeMap<String, String>,
     /// The earliest future `starts` or `expires`: when desired state next changes.
     pub next_change: Option<Timestamp>,
 }
@@ -72,6 +74,8 @@ impl Desired {
         };
         for (identity, m) in &cat.members {
             d.identities.insert(identity.clone());
+            d.member_client
+                .insert(identity.clone(), m.spec.client.clone());
             if m.spec.offboarded {
                 d.offboarded.insert(identity.clone());
             }

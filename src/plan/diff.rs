@@ -70,12 +70,12 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             grant_client
                 .cloned()
                 .or_else(|| system.spec.client.clone())
+                .or_else(|| input.desired.member_client.get(identity).cloned())
+                // Someone removed from git: their client as the last applied revision knew it.
                 .or_else(|| {
                     input
-                        .catalog
-                        .members
-                        .get(identity)
-                        .map(|m| m.spec.client.clone())
+                        .previous
+                        .and_then(|p| p.member_client.get(identity).cloned())
                 })
         };
         let push = |plan: &mut Plan, change: Change, prunable: bool| {
@@ -224,4 +224,132 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
     plan.changes.sort_by_key(key);
     plan.drift.sort_by_key(key);
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::connectors::Account;
+    use crate::load::{Context, ParseCache, load_files};
+    use crate::source::{Revision, SourceFile};
+
+    const REPO: &str = "\
+apiVersion: latchkey.dev/v1alpha1
+kind: System
+metadata: {name: portal}
+spec: {type: sql, environment: portal, prune: true, offboard: delete}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: viewer}
+spec: {entitlements: {portal: [viewer]}}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Client
+metadata: {name: acme}
+spec: {allowedRoles: [viewer]}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Member
+metadata: {name: erin}
+spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
+";
+
+    fn catalog() -> Catalog {
+        let t: jiff::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+        let rev = Revision {
+            oid: git2::Oid::ZERO_SHA1,
+            branch: None,
+            time: t,
+            author: String::new(),
+            summary: String::new(),
+        };
+        let file = SourceFile {
+            path: "latchkey.yaml".into(),
+            blob: git2::Oid::ZERO_SHA1,
+            text: REPO.into(),
+        };
+        let none = |_: &str, _: &crate::model::Grant| None;
+        let ctx = Context {
+            revision_time: t,
+            now: t,
+            merged_at: &none,
+        };
+        let loaded = load_files(rev, &[file], &ctx, &mut ParseCache::default());
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        loaded.catalog
+    }
+
+    fn account(id: &str, ents: &[&str]) -> Account {
+        Account {
+            identity: id.into(),
+            display_name: None,
+            active: true,
+            entitlements: ents.iter().map(|e| e.to_string()).collect::<BTreeSet<_>>(),
+        }
+    }
+
+    fn plan_with(completeness: Completeness) -> Plan {
+        let cat = catalog();
+        let desired = Desired::at(&cat, "2026-11-21T00:00:00Z".parse().unwrap());
+        let snapshot = Snapshot {
+            managed: vec![
+                account("erin@acme.example", &["viewer", "admin"]),
+                account("ghost@acme.example", &["viewer"]),
+            ],
+            unmanaged: BTreeSet::new(),
+            completeness,
+        };
+        let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
+        diff(&Inputs {
+            catalog: &cat,
+            desired: &desired,
+            actual: &actual,
+            previous: None,
+            revision: "r".into(),
+        })
+    }
+
+    #[test]
+    fn a_complete_read_prunes_undeclared_access() {
+        let plan = plan_with(Completeness::Complete);
+        let removed: Vec<_> = plan
+            .changes
+            .iter()
+            .map(|c| (c.op.identity().to_string(), c.verb(), c.reason))
+            .collect();
+        assert_eq!(
+            removed,
+            [
+                (
+                    "erin@acme.example".to_string(),
+                    "revoke",
+                    Reason::Undeclared
+                ),
+                (
+                    "ghost@acme.example".to_string(),
+                    "revoke",
+                    Reason::Undeclared
+                ),
+                (
+                    "ghost@acme.example".to_string(),
+                    "delete account",
+                    Reason::Undeclared
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_partial_read_never_prunes_on_that_system() {
+        let plan = plan_with(Completeness::Partial("page 3 timed out".into()));
+        assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+        assert_eq!(
+            plan.drift.len(),
+            3,
+            "the same removals are reported as drift instead"
+        );
+    }
 }

@@ -1,0 +1,239 @@
+//! `latchkey run`: fetch on an interval and on push, wake at the next `starts`/`expires`,
+//! re-read systems for drift, and keep enforcing the last valid revision when the newest
+//! one does not validate.
+//!
+//! Shutdown is only honoured between reconciles, so a reconcile in flight always
+//! finishes and commits its audit records.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use git2::Oid;
+use jiff::Timestamp;
+
+use super::http::Shared;
+use crate::audit::{self, Trigger};
+use crate::reconcile::{Applied, Options, ReconcileError, Reconciler};
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub branch: String,
+    pub subpath: String,
+    /// Fetch the remote this often.
+    pub interval: Duration,
+    /// Re-read every system for drift this often.
+    pub drift_interval: Duration,
+    pub push: bool,
+}
+
+/// What one reconcile did, for logs and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// Nothing new: no revision, no due expiry, no drift check.
+    Idle,
+    /// A revision was reconciled.
+    Applied {
+        revision: String,
+        changes: usize,
+        failed: usize,
+    },
+    /// A guard held the run.
+    Held { revision: String },
+    /// The newest revision is invalid and there is no valid one to fall back to.
+    NoValidRevision,
+    /// Something failed; retried on the next wake.
+    Failed(String),
+}
+
+/// The controller's memory between wakes.
+pub struct Controller {
+    rec: Reconciler,
+    cfg: RunConfig,
+    shared: Arc<Shared>,
+    /// The newest head reconciled (or skipped as audit-only).
+    last_seen: Option<Oid>,
+    /// The newest revision that validated.
+    last_valid: Option<Oid>,
+    /// The invalid head already recorded in the audit (record it once).
+    reported_invalid: Option<Oid>,
+    /// When desired state next changes with time.
+    pub next_change: Option<Timestamp>,
+}
+
+impl Controller {
+    pub fn new(rec: Reconciler, cfg: RunConfig, shared: Arc<Shared>) -> Controller {
+        Controller {
+            rec,
+            cfg,
+            shared,
+            last_seen: None,
+            last_valid: None,
+            reported_invalid: None,
+            next_change: None,
+        }
+    }
+
+    fn options(&self, rev: String, trigger: Trigger, now: Timestamp) -> Options {
+        Options {
+            rev,
+            branch: Some(self.cfg.branch.clone()),
+            subpath: self.cfg.subpath.clone(),
+            now,
+            dry_run: false,
+            push: self.cfg.push,
+            allow_mass_revoke: None,
+            allow_rewind: None,
+            trigger,
+        }
+    }
+
+    /// One wake: fetch, decide whether to reconcile, reconcile.
+    pub async fn tick(&mut self, trigger: Trigger, now: Timestamp) -> Tick {
+        if let Err(e) = self.rec.repo.fetch() {
+            tracing::warn!(error = %e, "fetch failed; using what was fetched before");
+        }
+        let head = match self.rec.repo.resolve(&self.cfg.branch) {
+            Ok(r) => r,
+            Err(e) => return Tick::Failed(e.to_string()),
+        };
+        let root = audit::audit_root(&self.cfg.subpath);
+        let new_revision = match self.last_seen {
+            None => true,
+            Some(seen) if seen == head.oid => false,
+            Some(seen) => match self.rec.repo.changed_paths(seen, head.oid) {
+                // Our own audit commits (and anyone's audit-only commits) never reconcile.
+                Ok(paths) => !paths.iter().all(|p| p.starts_with(&root)),
+                Err(_) => true,
+            },
+        };
+        self.last_seen = Some(head.oid);
+        if !new_revision && trigger == Trigger::Merge {
+            return Tick::Idle;
+        }
+        let started = std::time::Instant::now();
+        let opts = self.options(self.cfg.branch.clone(), trigger, now);
+        let result = match self.rec.plan(&opts).await {
+            Ok(planned) => {
+                self.last_valid = Some(head.oid);
+                self.shared.metrics.invalid_revision.set(0);
+                self.apply(planned, &opts).await
+            }
+            Err(ReconcileError::Invalid { revision, errors }) => {
+                self.shared.metrics.invalid_revision.set(1);
+                tracing::error!(%revision, errors = errors.len(), "newest revision is invalid; enforcing the last valid one");
+                for e in &errors {
+                    tracing::error!("{e}");
+                }
+                if self.reported_invalid != Some(head.oid) {
+                    self.reported_invalid = Some(head.oid);
+                    if let Err(e) = self.rec.record_invalid(&head, &errors, &opts) {
+                        tracing::warn!(error = %e, "could not record the invalid revision in the audit");
+                    }
+                    // Our record moved the branch; it is audit-only.
+                    if let Ok(r) = self.rec.repo.resolve(&self.cfg.branch) {
+                        self.last_seen = Some(r.oid);
+                    }
+                }
+                match self.last_valid {
+                    None => Tick::NoValidRevision,
+                    Some(valid) => {
+                        let opts = self.options(valid.to_string(), trigger, now);
+                        match self.rec.plan(&opts).await {
+                            Ok(planned) => self.apply(planned, &opts).await,
+                            Err(e) => Tick::Failed(e.to_string()),
+                        }
+                    }
+                }
+            }
+            Err(e) => Tick::Failed(e.to_string()),
+        };
+        self.shared
+            .metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Tick::Applied { failed: 0, .. } => "applied",
+            Tick::Applied { .. } => "partial",
+            Tick::Held { .. } => "held",
+            Tick::Idle => "idle",
+            Tick::NoValidRevision => "invalid",
+            Tick::Failed(_) => "failed",
+        };
+        let labels = vec![
+            ("trigger".to_string(), format!("{trigger:?}").to_lowercase()),
+            ("outcome".to_string(), outcome.to_string()),
+        ];
+        self.shared.metrics.reconciles.get_or_create(&labels).inc();
+        if let Tick::Failed(e) = &result {
+            tracing::error!(error = %e, "reconcile failed");
+        }
+        result
+    }
+
+    async fn apply(&mut self, planned: crate::reconcile::Planned, opts: &Options) -> Tick {
+        let metrics = &self.shared.metrics;
+        metrics.drift.set(planned.plan.drift.len() as i64);
+        self.next_change = planned.plan.next_change;
+        let revision = planned.plan.revision.clone();
+        let observe = |o: &crate::apply::Outcome| metrics.observe(o);
+        match self.rec.apply(planned, opts, &observe).await {
+            Ok(Applied { held: true, .. }) => {
+                metrics.brake_holds.inc();
+                Tick::Held { revision }
+            }
+            Ok(applied) => {
+                metrics.last_applied.set(opts.now.as_second() as f64);
+                self.shared.ready.store(true, Ordering::Relaxed);
+                if let Ok(r) = self.rec.repo.resolve(&self.cfg.branch) {
+                    self.last_seen = Some(r.oid);
+                }
+                Tick::Applied {
+                    revision,
+                    changes: applied.outcomes.len(),
+                    failed: applied.failures(),
+                }
+            }
+            Err(e) => Tick::Failed(e.to_string()),
+        }
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut poll = tokio::time::interval(self.cfg.interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drift = tokio::time::interval(self.cfg.drift_interval);
+        drift.reset();
+        let shared = self.shared.clone();
+        loop {
+            let until_change = self.next_change.map(|t| {
+                let wait = t.duration_since(Timestamp::now()).as_secs_f64().max(0.0);
+                // A hair past the instant, so the grant is out of its window when we look.
+                tokio::time::Instant::now()
+                    + Duration::from_secs_f64(wait)
+                    + Duration::from_millis(5)
+            });
+            let trigger = tokio::select! {
+                _ = &mut shutdown => break,
+                _ = poll.tick() => Trigger::Merge,
+                _ = shared.push.notified() => Trigger::Merge,
+                _ = drift.tick() => Trigger::Drift,
+                _ = sleep_until(until_change) => Trigger::Expiry,
+            };
+            let tick = self.tick(trigger, Timestamp::now()).await;
+            if tick != Tick::Idle {
+                tracing::info!(?trigger, ?tick, next_change = ?self.next_change, "reconciled");
+            }
+        }
+        tracing::info!("shutting down; no reconcile in flight");
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,225 @@
+//! Shared by the guard and controller tests: local git repositories and the embedded
+//! SQLite portal, built the way a user would have them.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use git2::{Repository, Signature, Time};
+
+pub const SCHEMA: &str = include_str!("../../examples/agency/schema.sql");
+
+/// A temp dir holding `access/` (the git repo) and the SQLite files.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let ws = Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        Repository::init_opts(
+            ws.repo_path(),
+            git2::RepositoryInitOptions::new().initial_head("main"),
+        )
+        .expect("init");
+        for db in ["portal.sqlite", "staging.sqlite"] {
+            let c = rusqlite::Connection::open(ws.path().join(db)).expect("sqlite");
+            c.execute_batch(SCHEMA).expect("schema");
+        }
+        ws
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn repo_path(&self) -> PathBuf {
+        self.dir.path().join("access")
+    }
+
+    /// Writes files (path, content; empty content deletes) and commits them at `time`.
+    pub fn commit(&self, files: &[(&str, &str)], time: i64, message: &str) -> git2::Oid {
+        let repo = Repository::open(self.repo_path()).expect("open");
+        for (path, content) in files {
+            let full = self.repo_path().join(path);
+            if content.is_empty() {
+                let _ = std::fs::remove_file(&full);
+            } else {
+                std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&full, content).expect("write");
+            }
+        }
+        let mut index = repo.index().expect("index");
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .expect("add");
+        index.update_all(["*"], None).expect("update");
+        index.write().expect("write index");
+        let tree = repo
+            .find_tree(index.write_tree().expect("tree"))
+            .expect("tree");
+        let sig =
+            Signature::new("Dana Ops", "ops@northwind.example", &Time::new(time, 0)).expect("sig");
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .expect("commit")
+    }
+
+    /// Runs the latchkey binary in the workspace.
+    pub fn latchkey(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run latchkey")
+    }
+
+    /// (email, active, sorted roles) of every managed user of a SQLite system.
+    pub fn rows(&self, db: &str) -> Vec<(String, bool, Vec<String>)> {
+        let c = rusqlite::Connection::open(self.path().join(db)).expect("sqlite");
+        let mut stmt = c
+            .prepare(
+                "SELECT u.email, u.active, COALESCE(group_concat(r.role, ','), '') FROM users u \
+                 LEFT JOIN (SELECT * FROM user_roles ORDER BY role) r ON r.user_id = u.id \
+                 WHERE u.managed_by = 'latchkey' GROUP BY u.id ORDER BY u.email",
+            )
+            .expect("prepare");
+        stmt.query_map([], |r| {
+            let roles: String = r.get(2)?;
+            let mut roles: Vec<String> = roles
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            roles.sort();
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0, roles))
+        })
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+    }
+
+    /// The ledger lines at the branch tip, parsed.
+    pub fn ledger(&self) -> Vec<serde_json::Value> {
+        let repo = Repository::open(self.repo_path()).expect("open");
+        let tree = repo.head().expect("head").peel_to_tree().expect("tree");
+        let mut out = Vec::new();
+        let Ok(ledger) = tree.get_path(Path::new("audit/ledger")) else {
+            return out;
+        };
+        let mut files = Vec::new();
+        repo.find_tree(ledger.id())
+            .expect("ledger tree")
+            .walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+                if e.kind() == Some(git2::ObjectType::Blob) {
+                    files.push((format!("{dir}{}", e.name().unwrap_or("")), e.id()));
+                }
+                git2::TreeWalkResult::Ok
+            })
+            .expect("walk");
+        files.sort();
+        for (_, id) in files {
+            let blob = repo.find_blob(id).expect("blob");
+            for line in std::str::from_utf8(blob.content()).expect("utf8").lines() {
+                out.push(serde_json::from_str(line).expect("json line"));
+            }
+        }
+        out
+    }
+
+    pub fn head(&self) -> git2::Oid {
+        Repository::open(self.repo_path())
+            .expect("open")
+            .head()
+            .expect("head")
+            .target()
+            .expect("oid")
+    }
+}
+
+/// Exit code, stdout and stderr as text.
+pub fn out(o: &Output) -> (i32, String, String) {
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The systems, roles and clients most tests share: a portal (prune on, disable on
+/// offboarding) and a staging store (delete on offboarding), client acme, agency studio.
+pub const BASE: &str = r#"apiVersion: latchkey.dev/v1alpha1
+kind: Policy
+metadata: {name: policy}
+spec:
+  agencyClient: studio
+  maxGrantDuration: {staging: 30d}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: System
+metadata: {name: portal}
+spec:
+  type: sql
+  environment: portal
+  connection: {path: portal.sqlite}
+  prune: true
+  offboard: disable
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: System
+metadata: {name: staging}
+spec:
+  type: sql
+  environment: staging
+  connection: {path: staging.sqlite}
+  prune: true
+  offboard: delete
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: viewer}
+spec:
+  entitlements: {portal: ["{client}:viewer"]}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: staging-admin}
+spec:
+  entitlements: {staging: ["{client}:admin"]}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Client
+metadata: {name: acme}
+spec:
+  allowedRoles: [viewer, staging-admin]
+  maxGrantDuration: 30d
+  requireExpiry: [staging]
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Client
+metadata: {name: studio}
+spec:
+  allowedRoles: [viewer]
+"#;
+
+/// A Member document of acme with the given grants (YAML list items, indented 4).
+pub fn member(name: &str, grants: &str) -> String {
+    format!(
+        "apiVersion: latchkey.dev/v1alpha1\nkind: Member\nmetadata: {{name: {name}}}\nspec:\n  email: {name}@acme.example\n  client: acme\n  grants:\n{grants}\n"
+    )
+}
+
+/// Members named `p1..=pn`, each with the viewer role, in one file.
+pub fn viewers(n: usize) -> String {
+    (1..=n)
+        .map(|i| member(&format!("p{i}"), "    - role: viewer"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// 2026-11-20T12:00:00Z, the time most test commits are made at.
+pub const T0: i64 = 1_795_176_000;
