@@ -57,8 +57,8 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         Err(ReconcileError::Invalid { revision, errors }) => {
             print_diagnostics(&errors);
             eprintln!(
-                "error: revision {revision} is invalid ({} errors); nothing was applied",
-                errors.len()
+                "error: revision {revision} is invalid ({}); nothing was applied",
+                super::count(errors.len(), "error")
             );
             return Ok(Exit::Errors);
         }

@@ -133,6 +133,11 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     }
 }
 
+/// "1 error", "2 errors".
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Prints validation findings to stderr.
 pub(crate) fn print_diagnostics<'a>(diags: impl IntoIterator<Item = &'a crate::load::Diagnostic>) {
     for d in diags {

@@ -53,8 +53,8 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
         Err(ReconcileError::Invalid { revision, errors }) => {
             print_diagnostics(&errors);
             eprintln!(
-                "error: revision {revision} is invalid ({} errors); fix them and plan again",
-                errors.len()
+                "error: revision {revision} is invalid ({}); fix them and plan again",
+                super::count(errors.len(), "error")
             );
             return Ok(Exit::Errors);
         }
