@@ -121,6 +121,16 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         applied.outcomes.len() - failures,
         applied.outcomes.len()
     );
+    // The plan on stdout names unreadable systems too, but a user reading only stderr
+    // (or --format json) must learn why the run failed.
+    for s in &applied.planned.plan.systems {
+        if let Some(e) = &s.error {
+            eprintln!(
+                "error: system {}: {e}; nothing was applied to it",
+                s.system
+            );
+        }
+    }
     match applied.commit {
         Some(c) => eprintln!("audit committed: {c}"),
         None => eprintln!("no audit commit: nothing changed"),
