@@ -226,3 +226,60 @@ pub fn ledger(text: &str) -> Vec<serde_json::Value> {
 pub fn managed(email: &str) -> (String, bool, Option<String>) {
     (email.to_string(), true, Some("latchkey".to_string()))
 }
+
+/// The ledger files a commit holds under audit/ledger/: (path, records).
+pub fn ledger_files(env: &Env, at: Oid) -> Vec<(String, Vec<serde_json::Value>)> {
+    let tree = env.repo.find_commit(at).unwrap().tree().unwrap();
+    let mut out = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        let path = format!("{dir}{}", entry.name().unwrap());
+        if path.starts_with("audit/ledger/") && path.ends_with(".jsonl") {
+            let blob = env.repo.find_blob(entry.id()).unwrap();
+            out.push((path, ledger(std::str::from_utf8(blob.content()).unwrap())));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .unwrap();
+    out
+}
+
+/// Checks every record's `hash` (sha256 of prev, "\n", the record's canonical JSON without
+/// `hash`) and that each `prev` is the hash before it, starting from zeros.
+pub fn assert_chain(records: &[serde_json::Value]) {
+    use sha2::{Digest, Sha256};
+    let mut prev = "0".repeat(64);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["prev"], prev.as_str(), "record {i}'s prev");
+        let mut body = r.clone();
+        body.as_object_mut().unwrap().remove("hash");
+        let mut h = Sha256::new();
+        h.update(prev.as_bytes());
+        h.update(b"\n");
+        h.update(serde_json::to_string(&body).unwrap().as_bytes());
+        let hash = hex::encode(h.finalize());
+        assert_eq!(r["hash"], hash.as_str(), "record {i}'s hash");
+        prev = hash;
+    }
+}
+
+/// A record as "system identity change entitlement reason result" (missing fields: `-`).
+pub fn brief(r: &serde_json::Value) -> String {
+    ["system", "identity", "change", "entitlement", "reason", "result"]
+        .iter()
+        .map(|k| r[*k].as_str().unwrap_or("-"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Paths a commit changed against its first parent.
+pub fn changed_paths(env: &Env, at: Oid) -> Vec<String> {
+    let c = env.repo.find_commit(at).unwrap();
+    let parent = c.parent(0).unwrap().tree().unwrap();
+    let diff = env
+        .repo
+        .diff_tree_to_tree(Some(&parent), Some(&c.tree().unwrap()), None)
+        .unwrap();
+    diff.deltas()
+        .map(|d| d.new_file().path().unwrap().to_string_lossy().to_string())
+        .collect()
+}
