@@ -205,3 +205,78 @@ fn malformed_system_database_is_an_error() {
     );
     assert_eq!(std::fs::read_to_string(env.path("portal.sqlite")).unwrap(), text);
 }
+
+/// The records the last audit commit added (the ledger is one month file here).
+fn new_records(env: &Env, before: usize) -> Vec<serde_json::Value> {
+    let (_, records) = ledger_files(env, env.head()).remove(0);
+    assert_chain(&records);
+    records[before..].to_vec()
+}
+
+#[test]
+fn grant_is_kept_until_expires_and_revoked_after() {
+    let env = applied_base();
+    let shop = env.path("shop.sqlite");
+    let head = env.head();
+    // sam's shop-admin grant expires at 2026-11-25T12:00:00Z.
+    let out = env.run(&["apply", REPO, "--now", "2026-11-25T11:59:59Z"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(env.head(), head, "one second before expiry nothing changes");
+    assert_eq!(roles(&shop), vec!["sam@studio.example acme:admin"]);
+
+    let out = env.run(&["apply", REPO, "--now", "2026-11-25T12:00:01Z"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_ne!(env.head(), head);
+    assert_eq!(roles(&shop), Vec::<String>::new());
+    assert_eq!(
+        new_records(&env, 11).iter().map(brief).collect::<Vec<_>>(),
+        vec!["shop sam@studio.example revoke acme:admin expired applied"]
+    );
+}
+
+#[test]
+fn deleted_member_is_offboarded_and_disabled() {
+    let env = applied_base();
+    let members = std::fs::read_to_string(corpus().join("base/clients/acme/members.yaml")).unwrap();
+    let without_erin = &members[..members.find("---\napiVersion: latchkey.dev/v1alpha1\nkind: Member\nmetadata:\n  name: erin").unwrap()];
+    env.commit(&[("clients/acme/members.yaml", Some(without_erin))], "erin left");
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let portal = env.path("portal.sqlite");
+    // The portal's offboard mode is `disable`: the row stays, inactive and without roles.
+    assert!(users(&portal).contains(&("erin@acme.example".to_string(), false, Some("latchkey".to_string()))));
+    assert!(!roles(&portal).iter().any(|r| r.starts_with("erin@")));
+    assert_eq!(
+        new_records(&env, 11).iter().map(brief).collect::<Vec<_>>(),
+        vec![
+            "portal erin@acme.example revoke acme:viewer offboarded applied",
+            "portal erin@acme.example disable-account - offboarded applied",
+        ]
+    );
+}
+
+#[test]
+fn offboarded_member_is_deleted_where_the_system_says_delete() {
+    let env = applied_base();
+    let members = std::fs::read_to_string(corpus().join("base/clients/acme/members.yaml")).unwrap();
+    let offboarded = members.replacen("  client: acme\n", "  client: acme\n  offboarded: true\n", 1);
+    env.commit(&[("clients/acme/members.yaml", Some(&offboarded))], "dana left");
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // staging's offboard mode is `delete`; the portal's is `disable`.
+    assert_eq!(users(&env.path("staging.sqlite")), vec![]);
+    assert_eq!(roles(&env.path("staging.sqlite")), Vec::<String>::new());
+    let portal = env.path("portal.sqlite");
+    assert!(users(&portal).contains(&("dana@acme.example".to_string(), false, Some("latchkey".to_string()))));
+    assert!(!roles(&portal).iter().any(|r| r.starts_with("dana@")));
+    assert_eq!(
+        new_records(&env, 11).iter().map(brief).collect::<Vec<_>>(),
+        vec![
+            "portal dana@acme.example revoke acme:finance offboarded applied",
+            "portal dana@acme.example revoke acme:viewer offboarded applied",
+            "portal dana@acme.example disable-account - offboarded applied",
+            "staging dana@acme.example revoke acme:tester offboarded applied",
+            "staging dana@acme.example delete-account - offboarded applied",
+        ]
+    );
+}
