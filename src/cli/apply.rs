@@ -36,6 +36,7 @@ pub struct ApplyArgs {
     /// Accept a history rewrite, with a reason for the audit.
     #[arg(long, value_name = "REASON")]
     pub allow_rewind: Option<String>,
+    /// How to print the plan and outcomes: text, or json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }

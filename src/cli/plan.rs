@@ -20,6 +20,7 @@ use crate::reconcile::{Options, ReconcileError};
 pub struct PlanArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// Output: text for a terminal, markdown for a pull-request comment, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Base revision of a change (e.g. main); requires --head.
