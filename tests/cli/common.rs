@@ -176,6 +176,7 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Out {
         .env_remove("RUST_LOG")
         .env_remove("LATCHKEY_LOG")
         .env("NO_COLOR", "1")
+        .env_remove("COLUMNS")
         .env("XDG_CACHE_HOME", dir.join(".cache"))
         .output()
         .unwrap();
