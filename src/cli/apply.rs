@@ -126,10 +126,7 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     // (or --format json) must learn why the run failed.
     for s in &applied.planned.plan.systems {
         if let Some(e) = &s.error {
-            eprintln!(
-                "error: system {}: {e}; nothing was applied to it",
-                s.system
-            );
+            eprintln!("error: system {}: {e}; nothing was applied to it", s.system);
         }
     }
     match applied.commit {

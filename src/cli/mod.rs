@@ -33,7 +33,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log filter (also RUST_LOG), e.g. `info` or `latchkey=debug`.
-    #[arg(long, value_name = "FILTER", global = true, default_value = "warn", env = "LATCHKEY_LOG")]
+    #[arg(
+        long,
+        value_name = "FILTER",
+        global = true,
+        default_value = "warn",
+        env = "LATCHKEY_LOG"
+    )]
     pub log: String,
 }
 
@@ -54,7 +60,12 @@ pub struct RepoArgs {
     #[arg(long, default_value = "HEAD")]
     pub rev: String,
     /// Sub-path of the repository that holds the documents (default: its root).
-    #[arg(long = "path", value_name = "DIR", default_value = "", hide_default_value = true)]
+    #[arg(
+        long = "path",
+        value_name = "DIR",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub subpath: String,
     /// Where remote repositories are mirrored (default: ~/.cache/latchkey).
     #[arg(long, value_name = "DIR", env = "LATCHKEY_CACHE_DIR")]
