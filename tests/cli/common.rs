@@ -27,7 +27,11 @@ pub fn read_tree(dir: &Path) -> Vec<(String, String)> {
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.push((rel, std::fs::read_to_string(&p).unwrap()));
             }
         }
@@ -107,8 +111,12 @@ impl Env {
             }
         }
         let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let sig = Signature::new("Test Author", "author@example.test", &Time::new(COMMIT_TIME, 0))
-            .unwrap();
+        let sig = Signature::new(
+            "Test Author",
+            "author@example.test",
+            &Time::new(COMMIT_TIME, 0),
+        )
+        .unwrap();
         let parents: Vec<&git2::Commit> = head.iter().collect();
         self.repo
             .commit(Some("HEAD"), &sig, &sig, msg, &tree, &parents)
@@ -265,11 +273,18 @@ pub fn assert_chain(records: &[serde_json::Value]) {
 
 /// A record as "system identity change entitlement reason result" (missing fields: `-`).
 pub fn brief(r: &serde_json::Value) -> String {
-    ["system", "identity", "change", "entitlement", "reason", "result"]
-        .iter()
-        .map(|k| r[*k].as_str().unwrap_or("-"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    [
+        "system",
+        "identity",
+        "change",
+        "entitlement",
+        "reason",
+        "result",
+    ]
+    .iter()
+    .map(|k| r[*k].as_str().unwrap_or("-"))
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 /// Paths a commit changed against its first parent.

@@ -48,7 +48,10 @@ fn each_bad_repository_is_rejected_with_exact_diagnostics() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if out.code != 1 {
-            failures.push(format!("{name}: exit {} (want 1)\n{}", out.code, out.stderr));
+            failures.push(format!(
+                "{name}: exit {} (want 1)\n{}",
+                out.code, out.stderr
+            ));
         } else if out.stderr != expected {
             failures.push(format!(
                 "{name}: stderr differs\n--- expected\n{expected}--- actual\n{}",

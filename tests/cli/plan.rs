@@ -20,7 +20,10 @@ fn json_plan_parses_with_every_change() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(plan["changes"].as_array().unwrap().len(), 11);
-    assert_eq!(plan["revision"], format!("main@sha1:{}", env.head()).as_str());
+    assert_eq!(
+        plan["revision"],
+        format!("main@sha1:{}", env.head()).as_str()
+    );
     assert_eq!(plan["now"], NOW);
 }
 
@@ -38,7 +41,12 @@ fn exit_codes_no_changes_changes_errors() {
     env.commit(&[("team/bad.yaml", Some("kind: [\n"))], "bad");
     let out = env.run(&["plan", REPO, "--now", NOW]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.starts_with("team/bad.yaml:2:1: error: malformed YAML"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("team/bad.yaml:2:1: error: malformed YAML"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -49,7 +57,10 @@ fn review_shows_gain_and_loss_without_systems() {
     // erin trades viewer for finance.
     let changed = members.replace("    - role: viewer\n", "    - role: finance\n");
     assert_ne!(changed, members);
-    let head = env.commit(&[("clients/acme/members.yaml", Some(&changed))], "erin: finance");
+    let head = env.commit(
+        &[("clients/acme/members.yaml", Some(&changed))],
+        "erin: finance",
+    );
     let (b, h) = (base.to_string(), head.to_string());
     let args = ["plan", REPO, "--now", NOW, "--base", &b, "--head", &h];
     let text = env.run(&args);
