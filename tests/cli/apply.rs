@@ -253,7 +253,7 @@ fn unreadable_portal(prepare: impl Fn(&Env), error: &str) -> Env {
 fn missing_system_database_is_an_error_and_is_not_created() {
     let env = unreadable_portal(
         |_| {},
-        "cannot open SQLite database portal.sqlite: unable to open database file: portal.sqlite",
+        "SQLite database portal.sqlite does not exist (a relative path is resolved from the working directory; latchkey never creates it)",
     );
     assert!(!env.path("portal.sqlite").exists());
 }
