@@ -25,6 +25,54 @@ fn json_plan_parses_with_every_change() {
         format!("main@sha1:{}", env.head()).as_str()
     );
     assert_eq!(plan["now"], NOW);
+    assert_eq!(plan["systems"][0]["system"], "portal");
+    assert_eq!(plan["systems"][0]["managedAccounts"], 0);
+    let last = &plan["changes"][10];
+    assert_eq!(last["op"], "addEntitlement");
+    assert_eq!(last["identity"], "dana@acme.example");
+    assert_eq!(last["grant"]["expires"], "2026-12-01T18:00:00Z");
+}
+
+#[test]
+fn for_grant_runs_from_the_commit_that_added_it() {
+    let env = Env::base();
+    env.systems();
+    let zed = "apiVersion: latchkey.dev/v1alpha1\nkind: Member\nmetadata:\n  name: zed\nspec:\n  \
+               email: zed@acme.example\n  client: acme\n  grants:\n    - {role: tester, for: 7d}\n";
+    env.commit(
+        &[("clients/acme/zed.yaml", Some(zed))],
+        "zed tests for a week",
+    );
+    let out = env.run(&["plan", REPO, "--now", NOW, "--format", "json"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let zed: Vec<_> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["identity"] == "zed@acme.example" && c["op"] == "addEntitlement")
+        .collect();
+    assert_eq!(zed.len(), 1, "{zed:?}");
+    // Committed at 2026-11-20T12:00:00Z, so 7 days run until the 27th.
+    assert_eq!(zed[0]["grant"]["expires"], "2026-11-27T12:00:00Z");
+    let after = env.run(&[
+        "plan",
+        REPO,
+        "--now",
+        "2026-11-27T12:00:01Z",
+        "--format",
+        "json",
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
+    assert!(
+        !plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["identity"] == "zed@acme.example"),
+        "{}",
+        after.stdout
+    );
 }
 
 #[test]
