@@ -124,3 +124,18 @@ fn review_shows_gain_and_loss_without_systems() {
     let same = env.run(&["plan", REPO, "--now", NOW, "--base", &h, "--head", &h]);
     assert_eq!(same.code, 0, "{}", same.stdout);
 }
+
+#[test]
+fn a_usage_error_exits_1_not_2() {
+    // 2 means "there are changes" to a CI script; a typo must not read as that.
+    let env = Env::base();
+    let out = env.run(&["plan", REPO, "--now", "tomorrow"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "error: invalid value 'tomorrow' for '--now <TIME>': \"tomorrow\" is not an RFC 3339 \
+         timestamp with offset, e.g. 2026-12-15T18:00:00Z\n\nFor more information, try '--help'.\n"
+    );
+    let out = env.run(&["plan", REPO, "--base", "HEAD"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+}
