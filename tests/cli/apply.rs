@@ -365,3 +365,52 @@ fn offboarded_member_is_deleted_where_the_system_says_delete() {
         ]
     );
 }
+
+#[test]
+fn dry_run_changes_nothing_and_drift_is_planned_as_undeclared() {
+    let env = Env::base();
+    // An account latchkey manages but git no longer declares, and the unmanaged admin.
+    let seed = format!(
+        "{UNMANAGED_SEED} INSERT INTO users (email, display_name, active, managed_by) \
+         VALUES ('old@acme.example', 'Old', TRUE, 'latchkey'); \
+         INSERT INTO user_roles VALUES (2, 'acme:viewer');"
+    );
+    env.sqlite("portal.sqlite", &seed);
+    env.sqlite("staging.sqlite", "");
+    env.sqlite("shop.sqlite", "");
+    let head = env.head();
+    let out = env.run(&["apply", REPO, "--now", NOW, "--dry-run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stderr, "dry run: nothing was applied\n");
+    assert!(
+        out.stdout
+            .contains("\n13 changes: 11 to grant, 2 to revoke; 0 drift.\n"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(env.head(), head);
+    assert_eq!(
+        roles(&env.path("portal.sqlite")),
+        vec![
+            "old@acme.example acme:viewer",
+            "root@portal.example superuser"
+        ]
+    );
+
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let records = new_records(&env, 0);
+    let old: Vec<_> = records
+        .iter()
+        .map(brief)
+        .filter(|r| r.contains("old@"))
+        .collect();
+    assert_eq!(
+        old,
+        vec![
+            "portal old@acme.example revoke acme:viewer undeclared applied",
+            "portal old@acme.example disable-account - undeclared applied",
+        ]
+    );
+    assert!(users(&env.path("portal.sqlite")).contains(&unmanaged_root()));
+}
