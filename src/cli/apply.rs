@@ -36,6 +36,7 @@ pub struct ApplyArgs {
     /// Accept a history rewrite, with a reason for the audit.
     #[arg(long, value_name = "REASON")]
     pub allow_rewind: Option<String>,
+    /// How to print the plan and outcomes: text, or json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
@@ -58,8 +59,8 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         Err(ReconcileError::Invalid { revision, errors }) => {
             print_diagnostics(&errors);
             eprintln!(
-                "error: revision {revision} is invalid ({} errors); nothing was applied",
-                errors.len()
+                "error: revision {revision} is invalid ({}); nothing was applied",
+                super::count(errors.len(), "error")
             );
             return Ok(Exit::Errors);
         }
@@ -122,6 +123,13 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         applied.outcomes.len() - failures,
         applied.outcomes.len()
     );
+    // The plan on stdout names unreadable systems too, but a user reading only stderr
+    // (or --format json) must learn why the run failed.
+    for s in &applied.planned.plan.systems {
+        if let Some(e) = &s.error {
+            eprintln!("error: system {}: {e}; nothing was applied to it", s.system);
+        }
+    }
     match applied.commit {
         Some(c) => eprintln!("audit committed: {c}"),
         None => eprintln!("no audit commit: nothing changed"),

@@ -19,6 +19,10 @@ use crate::source::{Location, SourceError, SourceRepo};
 /// Declare Systems, Roles, Clients and Members as YAML in a git repository; latchkey
 /// validates it, plans the difference against each system, applies it, revokes expired
 /// grants and offboarded people, and commits a hash-chained audit trail back.
+///
+/// A typical change: `latchkey validate` while editing, `latchkey plan` to review what
+/// would change (or `plan --base main --head <branch>` on a pull request), then
+/// `latchkey apply`.
 #[derive(Parser, Debug)]
 #[command(
     name = "latchkey",
@@ -30,7 +34,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log filter (also RUST_LOG), e.g. `info` or `latchkey=debug`.
-    #[arg(long, global = true, default_value = "warn", env = "LATCHKEY_LOG")]
+    #[arg(
+        long,
+        value_name = "FILTER",
+        global = true,
+        default_value = "warn",
+        env = "LATCHKEY_LOG"
+    )]
     pub log: String,
 }
 
@@ -51,14 +61,20 @@ pub struct RepoArgs {
     /// Branch, tag, commit or HEAD to read.
     #[arg(long, default_value = "HEAD")]
     pub rev: String,
-    /// Sub-path of the repository that holds the documents.
-    #[arg(long = "path", default_value = "")]
+    /// Sub-path of the repository that holds the documents (default: its root).
+    #[arg(
+        long = "path",
+        value_name = "DIR",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub subpath: String,
-    /// Where remote repositories are mirrored.
-    #[arg(long, env = "LATCHKEY_CACHE_DIR")]
+    /// Where remote repositories are mirrored (default: ~/.cache/latchkey).
+    #[arg(long, value_name = "DIR", env = "LATCHKEY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Evaluate grants at this instant (RFC 3339) instead of the clock.
-    #[arg(long, value_parser = parse_timestamp)]
+    /// Evaluate grants at this instant instead of the clock (RFC 3339, e.g.
+    /// 2026-12-15T18:00:00Z): what will have expired by then?
+    #[arg(long, value_name = "TIME", value_parser = parse_timestamp)]
     pub now: Option<Timestamp>,
 }
 
@@ -134,6 +150,11 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Apply(a) => apply::run(a).await,
         Command::Run(a) => run::run(a).await,
     }
+}
+
+/// "1 error", "2 errors".
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Prints validation findings to stderr.

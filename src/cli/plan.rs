@@ -20,6 +20,7 @@ use crate::reconcile::{Options, ReconcileError};
 pub struct PlanArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// Output: text for a terminal, markdown for a pull-request comment, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Base revision of a change (e.g. main); requires --head.
@@ -54,8 +55,8 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
         Err(ReconcileError::Invalid { revision, errors }) => {
             print_diagnostics(&errors);
             eprintln!(
-                "error: revision {revision} is invalid ({} errors); fix them and plan again",
-                errors.len()
+                "error: revision {revision} is invalid ({}); fix them and plan again",
+                super::count(errors.len(), "error")
             );
             return Ok(Exit::Errors);
         }

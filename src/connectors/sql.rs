@@ -184,6 +184,13 @@ pub struct SqliteConnector {
 impl SqliteConnector {
     /// Opens an existing database; never creates one (a typo must not yield an empty portal).
     pub fn open(path: PathBuf, mapping: Mapping) -> Result<SqliteConnector, ConnectorError> {
+        // SQLite's own message ("unable to open database file") does not say why.
+        if !path.exists() {
+            return Err(ConnectorError::config(format!(
+                "SQLite database {} does not exist (a relative path is resolved from the working directory; latchkey never creates it)",
+                path.display()
+            )));
+        }
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

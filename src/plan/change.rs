@@ -106,6 +106,7 @@ pub struct OutOfScope {
 
 /// How each system's read went.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SystemStatus {
     pub system: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,10 @@
+//! End-to-end tests of the `latchkey` binary, run as a user would: against git repositories
+//! built in temp dirs with a fixed signature and time, with `--now` passed explicitly.
+
+mod common;
+
+mod apply;
+mod corpus;
+mod example;
+mod help;
+mod plan;
