@@ -194,6 +194,14 @@ impl Reconciler {
         })
     }
 
+    /// The last applied commit of `branch`, from the local ref or `audit/state.yaml`.
+    pub fn last_applied_commit(&self, branch: &str, subpath: &str) -> Option<git2::Oid> {
+        let state = audit::read_state(&self.repo, branch, &audit::audit_root(subpath))
+            .ok()
+            .flatten();
+        self.last_applied(branch, state.as_ref())
+    }
+
     /// The last applied commit: the local `refs/latchkey/applied/<branch>` (which survives
     /// a force-push that rewrites `audit/state.yaml` away), else state.yaml's.
     fn last_applied(&self, branch: &str, state: Option<&State>) -> Option<git2::Oid> {

@@ -52,7 +52,8 @@ pub struct Controller {
     rec: Reconciler,
     cfg: RunConfig,
     shared: Arc<Shared>,
-    /// The newest head reconciled (or skipped as audit-only).
+    /// The newest head reconciled (or skipped as audit-only). Never the head after our
+    /// own audit commit: someone else's commit may have landed under it.
     last_seen: Option<Oid>,
     /// The newest revision that validated.
     last_valid: Option<Oid>,
@@ -131,12 +132,13 @@ impl Controller {
                     if let Err(e) = self.rec.record_invalid(&head, &errors, &opts) {
                         tracing::warn!(error = %e, "could not record the invalid revision in the audit");
                     }
-                    // Our record moved the branch; it is audit-only.
-                    if let Ok(r) = self.rec.repo.resolve(&self.cfg.branch) {
-                        self.last_seen = Some(r.oid);
-                    }
                 }
-                match self.last_valid {
+                // After a restart, the last applied revision is the last valid one we know.
+                let fallback = self.last_valid.or_else(|| {
+                    self.rec
+                        .last_applied_commit(&self.cfg.branch, &self.cfg.subpath)
+                });
+                match fallback {
                     None => Tick::NoValidRevision,
                     Some(valid) => {
                         let opts = self.options(valid.to_string(), trigger, now);
@@ -186,9 +188,6 @@ impl Controller {
             Ok(applied) => {
                 metrics.last_applied.set(opts.now.as_second() as f64);
                 self.shared.ready.store(true, Ordering::Relaxed);
-                if let Ok(r) = self.rec.repo.resolve(&self.cfg.branch) {
-                    self.last_seen = Some(r.oid);
-                }
                 Tick::Applied {
                     revision,
                     changes: applied.outcomes.len(),

@@ -59,29 +59,56 @@ impl SourceRepo {
             source,
         };
         let refname = Self::branch_ref(branch);
-        let parent_oid = self.audit_base(branch).map_err(err)?;
-        let parent = self.repo.find_commit(parent_oid).map_err(err)?;
-        let base_tree = parent.tree().map_err(err)?;
-        let mut update = TreeUpdateBuilder::new();
-        for (path, content) in &audit.files {
-            let blob = self.repo.blob(content.as_bytes()).map_err(err)?;
-            update.upsert(path.as_str(), blob, FileMode::Blob);
+        // Compare-and-swap on the branch: a person's commit landing between our read of
+        // the tip and our write must never be dropped. Retry on the new tip instead
+        // (the audit files do not depend on it: only latchkey writes audit/).
+        for _ in 0..5 {
+            let current = self.repo.refname_to_id(&refname).ok();
+            let parent_oid = self.audit_base(branch).map_err(err)?;
+            let parent = self.repo.find_commit(parent_oid).map_err(err)?;
+            let base_tree = parent.tree().map_err(err)?;
+            let mut update = TreeUpdateBuilder::new();
+            for (path, content) in &audit.files {
+                let blob = self.repo.blob(content.as_bytes()).map_err(err)?;
+                update.upsert(path.as_str(), blob, FileMode::Blob);
+            }
+            let tree_oid = update.create_updated(&self.repo, &base_tree).map_err(err)?;
+            if tree_oid == base_tree.id() {
+                return Ok(None);
+            }
+            let tree = self.repo.find_tree(tree_oid).map_err(err)?;
+            let sig = signature().map_err(err)?;
+            let oid = self
+                .repo
+                .commit(None, &sig, &sig, &audit.message, &tree, &[&parent])
+                .map_err(err)?;
+            let moved = match current {
+                Some(cur) => {
+                    self.repo
+                        .reference_matching(&refname, oid, true, cur, "latchkey: audit")
+                }
+                None => self.repo.reference(&refname, oid, false, "latchkey: audit"),
+            };
+            match moved {
+                Ok(_) => {
+                    self.refresh_worktree(branch);
+                    return Ok(Some(oid));
+                }
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        git2::ErrorCode::Modified | git2::ErrorCode::Exists
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(err(e)),
+            }
         }
-        let tree_oid = update.create_updated(&self.repo, &base_tree).map_err(err)?;
-        if tree_oid == base_tree.id() {
-            return Ok(None);
-        }
-        let tree = self.repo.find_tree(tree_oid).map_err(err)?;
-        let sig = signature(&self.repo).map_err(err)?;
-        let oid = self
-            .repo
-            .commit(None, &sig, &sig, &audit.message, &tree, &[&parent])
-            .map_err(err)?;
-        self.repo
-            .reference(&refname, oid, true, "latchkey: audit")
-            .map_err(err)?;
-        self.refresh_worktree(branch);
-        Ok(Some(oid))
+        Err(SourceError::Commit {
+            branch: branch.to_string(),
+            source: git2::Error::from_str("the branch kept moving while the audit was committed"),
+        })
     }
 
     /// The commit the next audit commit goes on: the local branch, which for a mirror
@@ -248,10 +275,9 @@ impl SourceRepo {
 }
 
 /// latchkey's committer identity; overridable with the usual git settings.
-fn signature(repo: &git2::Repository) -> Result<Signature<'static>, git2::Error> {
+fn signature() -> Result<Signature<'static>, git2::Error> {
     let name = std::env::var("LATCHKEY_COMMIT_NAME").unwrap_or_else(|_| "latchkey".into());
     let email =
         std::env::var("LATCHKEY_COMMIT_EMAIL").unwrap_or_else(|_| "latchkey@localhost".into());
-    let _ = repo;
     Signature::now(&name, &email)
 }

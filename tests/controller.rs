@@ -1,0 +1,289 @@
+//! `latchkey run` with a real clock: expiry precision, the last valid revision staying in
+//! force, the push webhook, health and metrics, and a clean SIGTERM. These tests wait a
+//! few seconds for a real expiry, no more.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BASE, Workspace, member};
+use jiff::Timestamp;
+
+/// A running `latchkey run` and its HTTP address.
+struct Running {
+    child: Child,
+    addr: String,
+}
+
+impl Running {
+    fn start(ws: &Workspace, env: &[(&str, &str)], extra: &[&str]) -> Running {
+        let mut args = vec![
+            "run",
+            "access",
+            "--branch",
+            "main",
+            "--interval",
+            "1h",
+            "--drift-interval",
+            "1h",
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(&args)
+            .current_dir(ws.path())
+            .envs(env.iter().copied())
+            .env("LATCHKEY_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start latchkey run");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("latchkey run exited early")
+                .expect("read");
+            if let Some(rest) = line.split("serving http://").nth(1) {
+                break rest.trim().to_string();
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Running { child, addr }
+    }
+
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.addr).expect("connect");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).expect("send");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let status = resp
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (
+            status,
+            resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+        )
+    }
+
+    /// SIGTERM, then the exit status must be success.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "latchkey run exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "latchkey run did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn has_admin(ws: &Workspace) -> bool {
+    ws.rows("staging.sqlite")
+        .iter()
+        .any(|(e, _, roles)| e == "erin@acme.example" && roles.iter().any(|r| r == "acme:admin"))
+}
+
+/// A repo where erin's staging grant expires `secs` from now.
+fn expiring_repo(secs: i64) -> (Workspace, Timestamp) {
+    let ws = Workspace::new();
+    let now = Timestamp::now();
+    let expires = Timestamp::from_second(now.as_second() + secs).unwrap();
+    let grant = format!("    - role: viewer\n    - role: staging-admin\n      expires: {expires}");
+    ws.commit(
+        &[
+            ("latchkey.yaml", BASE),
+            ("clients/acme/members.yaml", &member("erin", &grant)),
+        ],
+        now.as_second(),
+        "erin",
+    );
+    (ws, expires)
+}
+
+fn assert_revoked_on_time(ws: &Workspace, expires: Timestamp) {
+    wait_for("the staging grant", Duration::from_secs(5), || {
+        has_admin(ws)
+    });
+    wait_for("the revocation", Duration::from_secs(10), || !has_admin(ws));
+    let lag = Timestamp::now().duration_since(expires).as_secs_f64();
+    assert!(lag >= 0.0, "revoked {:.3}s before expires", -lag);
+    assert!(lag < 2.0, "revoked {lag:.3}s after expires (target < 2s)");
+    wait_for("the expiry's ledger record", Duration::from_secs(5), || {
+        ws.ledger().iter().any(|r| {
+            r["reason"] == "expired"
+                && r["entitlement"] == "acme:admin"
+                && r["result"] == "applied"
+                && r["trigger"] == "expiry"
+        })
+    });
+}
+
+#[test]
+fn run_revokes_within_two_seconds_of_expires_and_commits_the_audit() {
+    let (ws, expires) = expiring_repo(4);
+    let run = Running::start(&ws, &[], &[]);
+    assert_revoked_on_time(&ws, expires);
+    assert_eq!(run.http("GET", "/healthz", &[], "").0, 200);
+    assert_eq!(run.http("GET", "/readyz", &[], "").0, 200);
+    let (status, metrics) = run.http("GET", "/metrics", &[], "");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("latchkey_expiry_lag_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "latchkey_changes_total{system=\"staging\",change=\"revoke\",result=\"applied\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert_eq!(
+        run.http("POST", "/hooks/push", &[], "").0,
+        404,
+        "no secret configured: webhook off"
+    );
+    run.stop();
+}
+
+#[test]
+fn an_invalid_newest_revision_keeps_the_last_valid_one_in_force_with_its_expiries() {
+    let (ws, expires) = expiring_repo(5);
+    let (code, _, stderr) = common::out(&ws.latchkey(&["apply", "access", "--rev", "main"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(has_admin(&ws));
+    ws.commit(
+        &[(
+            "clients/acme/members.yaml",
+            &member("erin", "    - role: nope"),
+        )],
+        Timestamp::now().as_second(),
+        "typo",
+    );
+    let run = Running::start(&ws, &[], &[]);
+    wait_for(
+        "the invalid-revision record",
+        Duration::from_secs(5),
+        || ws.ledger().iter().any(|r| r["event"] == "invalid-revision"),
+    );
+    let (_, metrics) = run.http("GET", "/metrics", &[], "");
+    assert!(metrics.contains("latchkey_invalid_revision 1"), "{metrics}");
+    assert_revoked_on_time(&ws, expires);
+    run.stop();
+}
+
+#[test]
+fn a_signed_push_webhook_triggers_a_fetch_and_bad_secrets_are_refused() {
+    let ws = Workspace::new();
+    ws.commit(
+        &[
+            ("latchkey.yaml", BASE),
+            (
+                "clients/acme/members.yaml",
+                &member("erin", "    - role: viewer"),
+            ),
+        ],
+        Timestamp::now().as_second(),
+        "erin",
+    );
+    let run = Running::start(
+        &ws,
+        &[("HOOK_SECRET", "s3cret")],
+        &["--webhook-secret-env", "HOOK_SECRET"],
+    );
+    wait_for("the first apply", Duration::from_secs(5), || {
+        ws.rows("portal.sqlite").len() == 1
+    });
+    wait_for("its audit commit", Duration::from_secs(5), || {
+        !ws.ledger().is_empty()
+    });
+    let two = format!(
+        "{}---\n{}",
+        member("erin", "    - role: viewer"),
+        member("dana", "    - role: viewer")
+    );
+    ws.commit(
+        &[("clients/acme/members.yaml", &two)],
+        Timestamp::now().as_second(),
+        "dana",
+    );
+    assert_eq!(
+        run.http(
+            "POST",
+            "/hooks/push",
+            &[("Authorization", "Bearer wrong")],
+            "{}"
+        )
+        .0,
+        401
+    );
+    assert_eq!(run.http("POST", "/hooks/push", &[], "{}").0, 401);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        ws.rows("portal.sqlite").len(),
+        1,
+        "a refused hook must not trigger a fetch"
+    );
+    assert_eq!(
+        run.http(
+            "POST",
+            "/hooks/push",
+            &[("Authorization", "Bearer s3cret")],
+            "{}"
+        )
+        .0,
+        202
+    );
+    wait_for("dana's account", Duration::from_secs(5), || {
+        ws.rows("portal.sqlite").len() == 2
+    });
+    run.stop();
+}
