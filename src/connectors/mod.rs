@@ -5,6 +5,7 @@
 //! to adopt); others are reported as out of scope, never changed.
 
 mod credentials;
+pub mod exec;
 mod registry;
 pub mod sql;
 
@@ -50,8 +51,10 @@ pub struct Snapshot {
 }
 
 /// One change a connector applies.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Op {
     CreateAccount {
         identity: String,

@@ -1,0 +1,317 @@
+//! `exec`: any system, through an external program speaking a small JSON protocol.
+//!
+//! latchkey runs the program once per call with one JSON request on stdin and reads one
+//! JSON response from stdout (protocol `latchkey.exec/v1`, JSON Schemas in `schemas/`):
+//!
+//! - `{"protocol": "latchkey.exec/v1", "system": "shop", "action": "read", "connection": {...}}`
+//!   → `{"accounts": [{"identity", "displayName", "active", "entitlements": [...]}],
+//!   "unmanaged": [...], "complete": true}` (or `"complete": false, "reason": "..."`).
+//! - `{"protocol": ..., "action": "apply", "change": {"op": "addEntitlement", ...}}`
+//!   → `{"ok": true}` or `{"ok": false, "error": {"class": "transient"|"permanent", "message"}}`.
+//!
+//! The System's credential is passed in the environment as `LATCHKEY_SECRET` only, never
+//! in the request. Each call is time-limited (`connection.timeout`, default 30s). stderr
+//! goes to the log with the secret redacted. A non-zero exit, malformed JSON or a timeout
+//! is an error naming the System: a read that fails plans nothing there, so it can never
+//! prune.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::{
+    Account, Capabilities, Completeness, Connector, ConnectorError, ErrorClass, Op, Secret,
+    Snapshot, SystemContext,
+};
+use crate::model::GrantDuration;
+
+/// The protocol version latchkey speaks.
+pub const PROTOCOL: &str = "latchkey.exec/v1";
+
+/// What latchkey sends on stdin.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    /// Always `latchkey.exec/v1`.
+    pub protocol: String,
+    /// The System's name.
+    pub system: String,
+    pub action: Action,
+    /// The System's `connection` settings (never secrets).
+    pub connection: serde_json::Map<String, serde_json::Value>,
+    /// For `apply`: the one change to make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<Op>,
+}
+
+/// What is asked.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// List the accounts latchkey manages and their entitlements.
+    Read,
+    /// Make one change; must be idempotent.
+    Apply,
+}
+
+/// The answer to `read`.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadResponse {
+    /// Accounts carrying latchkey's marker.
+    pub accounts: Vec<ExecAccount>,
+    /// Identities of other accounts (reported, never changed).
+    #[serde(default)]
+    pub unmanaged: Vec<String>,
+    /// False when the program could not see everything (nothing is pruned then).
+    pub complete: bool,
+    /// Why the read is incomplete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One account in a read response.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecAccount {
+    /// The email: the identity key.
+    pub identity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub active: bool,
+    pub entitlements: Vec<String>,
+}
+
+/// The answer to `apply`.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyResponse {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ExecError>,
+}
+
+/// Why an apply failed.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecError {
+    /// `transient` is retried with backoff; `permanent` is not.
+    pub class: ExecErrorClass,
+    pub message: String,
+}
+
+/// The error classes a program may report.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecErrorClass {
+    Transient,
+    Permanent,
+}
+
+/// Builds the `exec` connector: `connection.command` is the program and its arguments.
+pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
+    let command: Vec<String> = match ctx.spec.connection.get("command") {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    if command.is_empty() {
+        return Err(ConnectorError::config(
+            "connection.command is required for type exec, e.g. [\"python3\", \"shop.py\"]",
+        ));
+    }
+    let timeout = match ctx.setting("timeout") {
+        Some(t) => GrantDuration::parse(t)
+            .map_err(|e| ConnectorError::config(format!("connection.timeout: {e}")))?,
+        None => GrantDuration::parse("30s").expect("constant"),
+    };
+    Ok(Box::new(ExecConnector {
+        system: ctx.name.to_string(),
+        command,
+        connection: ctx.spec.connection.clone(),
+        secret: ctx.secret.clone(),
+        timeout: Duration::from_secs(timeout.as_signed().as_secs() as u64),
+        concurrency: ctx
+            .spec
+            .connection
+            .get("concurrency")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(1)
+            .max(1) as usize,
+    }))
+}
+
+/// Runs the program per call.
+pub struct ExecConnector {
+    system: String,
+    command: Vec<String>,
+    connection: serde_json::Map<String, serde_json::Value>,
+    secret: Option<Secret>,
+    timeout: Duration,
+    concurrency: usize,
+}
+
+impl ExecConnector {
+    /// Removes the secret from text that came from the program.
+    fn redact(&self, text: &str) -> String {
+        match &self.secret {
+            Some(s) if !s.expose().is_empty() => text.replace(s.expose(), "***"),
+            _ => text.to_string(),
+        }
+    }
+
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        request: &Request,
+    ) -> Result<T, ConnectorError> {
+        let sys = &self.system;
+        // Errors are reported under the System's name by the plan; `sys` is for logs.
+        let what = format!("{:?}", request.action).to_lowercase();
+        let mut cmd = tokio::process::Command::new(&self.command[0]);
+        cmd.args(&self.command[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("LATCHKEY_SECRET")
+            .kill_on_drop(true);
+        if let Some(s) = &self.secret {
+            cmd.env("LATCHKEY_SECRET", s.expose());
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            ConnectorError::config(format!("cannot start {:?}: {e}", self.command[0]))
+        })?;
+        let body =
+            serde_json::to_vec(request).map_err(|e| ConnectorError::permanent(e.to_string()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A program that exits without reading stdin is judged by its answer below.
+            let _ = stdin.write_all(&body).await;
+        }
+        let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => return Err(ConnectorError::transient(format!("{what} failed: {e}"))),
+            Err(_) => {
+                return Err(ConnectorError::transient(format!(
+                    "{what} timed out after {}s",
+                    self.timeout.as_secs()
+                )));
+            }
+        };
+        let stderr = self.redact(String::from_utf8_lossy(&output.stderr).trim());
+        if !stderr.is_empty() {
+            tracing::info!(system = %sys, action = %what, "program stderr: {stderr}");
+        }
+        if !output.status.success() {
+            let tail: String = stderr
+                .lines()
+                .last()
+                .unwrap_or("")
+                .chars()
+                .take(300)
+                .collect();
+            return Err(ConnectorError::transient(format!(
+                "{what} exited with {}{}",
+                output.status,
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {tail}")
+                }
+            )));
+        }
+        serde_json::from_slice(&output.stdout).map_err(|e| {
+            ConnectorError::permanent(format!(
+                "{what} answered malformed JSON ({e}); see docs/exec.md for the protocol"
+            ))
+        })
+    }
+
+    fn request(&self, action: Action, change: Option<Op>) -> Request {
+        Request {
+            protocol: PROTOCOL.into(),
+            system: self.system.clone(),
+            action,
+            connection: self.connection.clone(),
+            change,
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for ExecConnector {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_expiry: false,
+            max_concurrency: self.concurrency,
+        }
+    }
+
+    async fn read(&self) -> Result<Snapshot, ConnectorError> {
+        let r: ReadResponse = self.call(&self.request(Action::Read, None)).await?;
+        let managed = r
+            .accounts
+            .into_iter()
+            .map(|a| Account {
+                identity: a.identity.trim().to_lowercase(),
+                display_name: a.display_name,
+                active: a.active,
+                entitlements: a.entitlements.into_iter().collect::<BTreeSet<_>>(),
+            })
+            .collect();
+        let completeness = if r.complete {
+            Completeness::Complete
+        } else {
+            Completeness::Partial(
+                r.reason
+                    .unwrap_or_else(|| "the program reported an incomplete read".into()),
+            )
+        };
+        Ok(Snapshot {
+            managed,
+            unmanaged: r.unmanaged.into_iter().map(|u| u.to_lowercase()).collect(),
+            completeness,
+        })
+    }
+
+    async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
+        let r: ApplyResponse = self
+            .call(&self.request(Action::Apply, Some(op.clone())))
+            .await?;
+        match (r.ok, r.error) {
+            (true, _) => Ok(()),
+            (false, Some(e)) => Err(ConnectorError {
+                class: match e.class {
+                    ExecErrorClass::Transient => ErrorClass::Transient,
+                    ExecErrorClass::Permanent => ErrorClass::Permanent,
+                },
+                message: self.redact(&e.message),
+            }),
+            (false, None) => Err(ConnectorError::permanent(
+                "the program answered ok: false without an error",
+            )),
+        }
+    }
+}
+
+/// JSON Schemas of the protocol, by file name (written to `schemas/`).
+pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+    let s = |schema: schemars::Schema| serde_json::to_value(schema).unwrap_or_default();
+    vec![
+        ("exec-request.json", s(schemars::schema_for!(Request))),
+        (
+            "exec-read-response.json",
+            s(schemars::schema_for!(ReadResponse)),
+        ),
+        (
+            "exec-apply-response.json",
+            s(schemars::schema_for!(ApplyResponse)),
+        ),
+    ]
+}
