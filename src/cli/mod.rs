@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. A command's doc comment is its `--help`.
 
 mod apply;
+mod check;
 mod plan;
 mod validate;
 
@@ -38,6 +39,7 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     Plan(plan::PlanArgs),
     Apply(apply::ApplyArgs),
+    Check(check::CheckArgs),
 }
 
 /// Where the access repository is and which revision to read.
@@ -130,6 +132,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a).await,
         Command::Apply(a) => apply::run(a).await,
+        Command::Check(a) => check::run(a),
     }
 }
 
