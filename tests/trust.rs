@@ -505,3 +505,425 @@ fn plan_markdown_puts_violations_above_the_access_table() {
     );
     assert_eq!(code, 1);
 }
+
+// ---------------------------------------------------------------------------
+// Signed commits
+
+/// An ed25519 key generated for the test; returns the private key path and the public key.
+fn keygen(dir: &Path, name: &str) -> (String, String) {
+    let key = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .output()
+        .expect("run ssh-keygen");
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+    (
+        key.to_str().expect("utf-8").to_string(),
+        public.trim().to_string(),
+    )
+}
+
+impl Repo {
+    /// Commits everything, signed with the SSH key at `key`.
+    fn commit_signed(&self, message: &str, key: &str) -> String {
+        self.git(&["add", "-A"]);
+        let out = self
+            .git_cmd(&[
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                &format!("user.signingkey={key}"),
+                "commit",
+                "-q",
+                "-S",
+                "-m",
+                message,
+            ])
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "signed commit: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Brings the working tree up to the branch after latchkey committed the audit.
+    fn sync(&self) {
+        self.git(&["reset", "-q", "--hard", "HEAD"]);
+    }
+}
+
+/// A repository whose Policy requires signed commits, with systems on SQLite files.
+struct Signed {
+    repo: Repo,
+    db: tempfile::TempDir,
+    agency_key: String,
+    dana_key: String,
+    keys: tempfile::TempDir,
+}
+
+fn signed_repo() -> Signed {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (agency_key, agency_pub) = keygen(keys.path(), "ann");
+    let (dana_key, dana_pub) = keygen(keys.path(), "dana");
+    let db = tempfile::tempdir().expect("tempdir");
+    let schema = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/agency/schema.sql"
+    ))
+    .expect("schema");
+    for name in ["portal", "staging", "prod"] {
+        let conn =
+            rusqlite::Connection::open(db.path().join(format!("{name}.sqlite"))).expect("sqlite");
+        conn.execute_batch(&schema).expect("schema");
+    }
+    let trust = format!(
+        "  trust:
+    requireSignedCommits: true
+    signers:
+      - name: ann
+        sshKeys: [\"{agency_pub}\"]
+        paths: [\"**\"]
+        merges: true
+      - name: dana
+        sshKeys: [\"{dana_pub}\"]
+        paths: [\"clients/acme/**\", \"!clients/acme/client.yaml\"]
+"
+    );
+    let repo = Repo::new();
+    repo.write(
+        "latchkey.yaml",
+        &format!("{POLICY}{trust}{}", systems(db.path())),
+    );
+    repo.write("roles/roles.yaml", ROLES);
+    repo.write(
+        "agency/client.yaml",
+        &client("agency", "ann@agency.example"),
+    );
+    repo.write(
+        "clients/acme/client.yaml",
+        &client("acme", "dana@acme.example"),
+    );
+    repo.write(
+        "clients/beta/client.yaml",
+        &client("beta", "bob@beta.example"),
+    );
+    repo.write("clients/acme/members.yaml", ACME_MEMBERS);
+    repo.write("team/staff.yaml", STAFF);
+    repo.commit_signed("base", &agency_key);
+    let s = Signed {
+        repo,
+        db,
+        agency_key,
+        dana_key,
+        keys,
+    };
+    let (code, _, err) = s.apply();
+    assert_eq!(code, 0, "first apply: {err}");
+    s
+}
+
+impl Signed {
+    fn apply(&self) -> (i32, String, String) {
+        let r = latchkey(&[
+            "apply",
+            self.repo.path().to_str().expect("utf-8"),
+            "--rev",
+            "main",
+            "--now",
+            NOW,
+        ]);
+        self.repo.sync();
+        r
+    }
+
+    /// `email role` rows of the portal.
+    fn portal(&self) -> Vec<String> {
+        let conn =
+            rusqlite::Connection::open(self.db.path().join("portal.sqlite")).expect("sqlite");
+        let mut stmt = conn
+            .prepare("SELECT u.email || ' ' || r.role FROM users u JOIN user_roles r ON r.user_id = u.id ORDER BY 1")
+            .expect("query");
+        stmt.query_map([], |row| row.get(0))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect()
+    }
+
+    fn ledger(&self) -> String {
+        self.repo.git(&["show", "main:audit/ledger/2026/11.jsonl"])
+    }
+}
+
+const FRANK: &str = "---
+apiVersion: latchkey.dev/v1alpha1
+kind: Member
+metadata: {name: frank}
+spec:
+  email: frank@acme.example
+  client: acme
+  grants:
+    - role: client-viewer
+";
+
+#[test]
+fn a_client_admins_signed_change_inside_their_folder_applies() {
+    let s = signed_repo();
+    assert_eq!(s.portal(), ["dana@acme.example acme:viewer"]);
+    s.repo.write(
+        "clients/acme/members.yaml",
+        &format!("{ACME_MEMBERS}{FRANK}"),
+    );
+    s.repo.commit_signed("add frank", &s.dana_key);
+    let (code, _, err) = s.apply();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        s.portal(),
+        [
+            "dana@acme.example acme:viewer",
+            "frank@acme.example acme:viewer"
+        ]
+    );
+    let frank = s
+        .ledger()
+        .lines()
+        .find(|l| l.contains("frank@acme.example"))
+        .map(str::to_string)
+        .expect("ledger record");
+    assert!(frank.contains(r#""signer":"dana""#), "{frank}");
+}
+
+/// Applies a refused range and checks nothing changed and the refusal was recorded.
+fn assert_refused(s: &Signed, expected: &[String]) {
+    let before = s.portal();
+    let (code, _, err) = s.apply();
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is not trusted; nothing was applied:\n"),
+        "{err}"
+    );
+    for line in expected {
+        assert!(
+            err.contains(&format!("\n  {line}")),
+            "missing {line:?} in {err}"
+        );
+    }
+    assert_eq!(s.portal(), before, "nothing applied");
+    let refusal = s
+        .ledger()
+        .lines()
+        .last()
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(refusal.contains(r#""event":"refusal""#), "{refusal}");
+    for line in expected {
+        assert!(refusal.contains(line.as_str()), "{refusal} lacks {line}");
+    }
+}
+
+fn short(oid: &str) -> &str {
+    &oid[..12]
+}
+
+/// A member file for beta.
+static BOB: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| ACME_MEMBERS.replace("dana", "bob").replace("acme", "beta"));
+
+#[test]
+fn a_client_admins_key_on_another_clients_folder_is_refused() {
+    let s = signed_repo();
+    s.repo.write("clients/beta/members.yaml", &BOB);
+    let c = s.repo.commit_signed("dana edits beta", &s.dana_key);
+    assert_refused(
+        &s,
+        &[format!(
+            "commit {}: clients/beta/members.yaml: dana may not change this path",
+            short(&c)
+        )],
+    );
+}
+
+#[test]
+fn a_client_admins_key_on_a_role_is_refused() {
+    let s = signed_repo();
+    s.repo.write(
+        "clients/acme/members.yaml",
+        &format!("{ACME_MEMBERS}{FRANK}"),
+    );
+    s.repo.write(
+        "roles/roles.yaml",
+        &ROLES.replace("[admin]\n---", "[admin, root]\n---"),
+    );
+    let c = s.repo.commit_signed("dana widens a role", &s.dana_key);
+    assert_refused(
+        &s,
+        &[format!(
+            "commit {}: roles/roles.yaml: dana may not change this path",
+            short(&c)
+        )],
+    );
+}
+
+#[test]
+fn a_client_admins_key_on_their_client_document_is_refused() {
+    let s = signed_repo();
+    s.repo.write(
+        "clients/acme/client.yaml",
+        &client("acme", "dana@acme.example").replace("14d", "90d"),
+    );
+    let c = s
+        .repo
+        .commit_signed("dana lengthens her limit", &s.dana_key);
+    assert_refused(
+        &s,
+        &[format!(
+            "commit {}: clients/acme/client.yaml: dana may not change this path",
+            short(&c)
+        )],
+    );
+}
+
+#[test]
+fn an_unsigned_commit_in_the_range_is_refused() {
+    let s = signed_repo();
+    s.repo.write(
+        "clients/acme/members.yaml",
+        &format!("{ACME_MEMBERS}{FRANK}"),
+    );
+    s.repo.commit_signed("add frank", &s.dana_key);
+    s.repo.write("clients/acme/members.yaml", ACME_MEMBERS);
+    let c = s.repo.commit("unsigned: remove frank again");
+    assert_refused(
+        &s,
+        &[format!("commit {}: the commit is not signed", short(&c))],
+    );
+}
+
+#[test]
+fn a_signature_by_an_unknown_key_is_refused() {
+    let s = signed_repo();
+    let (mallory, mallory_pub) = keygen(s.keys.path(), "mallory");
+    s.repo.write(
+        "clients/acme/members.yaml",
+        &format!("{ACME_MEMBERS}{FRANK}"),
+    );
+    let c = s.repo.commit_signed("mallory adds frank", &mallory);
+    let key = ssh_key::PublicKey::from_openssh(&mallory_pub).expect("key");
+    assert_refused(
+        &s,
+        &[format!(
+            "commit {}: signed by a key no signer holds ({})",
+            short(&c),
+            key.fingerprint(ssh_key::HashAlg::Sha256)
+        )],
+    );
+}
+
+#[test]
+fn a_commit_edited_after_signing_is_refused() {
+    let s = signed_repo();
+    let main = s.repo.git(&["rev-parse", "HEAD"]);
+    // The tree dana would like to have signed: a grant for beta's folder.
+    s.repo.write("clients/beta/members.yaml", &BOB);
+    s.repo.commit("evil");
+    let evil_tree = s.repo.git(&["rev-parse", "HEAD^{tree}"]);
+    s.repo.git(&["reset", "-q", "--hard", &main]);
+    // What dana really signed: a change inside her folder.
+    s.repo.write(
+        "clients/acme/members.yaml",
+        &format!("{ACME_MEMBERS}{FRANK}"),
+    );
+    let good = s.repo.commit_signed("add frank", &s.dana_key);
+    let object = s.repo.git(&["cat-file", "commit", &good]);
+    let good_tree = s.repo.git(&["rev-parse", "HEAD^{tree}"]);
+    let forged = object.replacen(
+        &format!("tree {good_tree}"),
+        &format!("tree {evil_tree}"),
+        1,
+    ) + "\n";
+    let path = s.repo.path().join("forged");
+    std::fs::write(&path, forged).expect("write");
+    let oid = s.repo.git(&[
+        "hash-object",
+        "-t",
+        "commit",
+        "-w",
+        path.to_str().expect("utf-8"),
+    ]);
+    std::fs::remove_file(path).expect("remove");
+    s.repo.git(&["update-ref", "refs/heads/main", &oid]);
+    s.repo.sync();
+    assert_refused(
+        &s,
+        &[format!(
+            "commit {}: the signature by dana does not match the commit's content",
+            short(&oid)
+        )],
+    );
+}
+
+#[test]
+fn a_host_merge_signed_by_a_merge_signer_applies_and_by_a_client_admin_is_refused() {
+    let s = signed_repo();
+    s.repo.git(&["checkout", "-q", "-b", "pr"]);
+    s.repo.write(
+        "clients/acme/members.yaml",
+        &format!("{ACME_MEMBERS}{FRANK}"),
+    );
+    s.repo.commit_signed("add frank", &s.dana_key);
+    s.repo.git(&["checkout", "-q", "main"]);
+    let merge = |key: &str| {
+        let out = s
+            .repo
+            .git_cmd(&[
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                &format!("user.signingkey={key}"),
+                "merge",
+                "-q",
+                "--no-ff",
+                "-S",
+                "-m",
+                "merge pr",
+                "pr",
+            ])
+            .output()
+            .expect("git merge");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s.repo.git(&["rev-parse", "HEAD"])
+    };
+    let before = s.repo.git(&["rev-parse", "HEAD"]);
+    let by_dana = merge(&s.dana_key);
+    assert_refused(
+        &s,
+        &[format!(
+            "commit {}: merge commit signed by dana, who may not sign merges",
+            short(&by_dana)
+        )],
+    );
+    // The host merges again, this time with its own key.
+    s.repo.git(&["reset", "-q", "--hard", &before]);
+    merge(&s.agency_key);
+    let (code, _, err) = s.apply();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        s.portal(),
+        [
+            "dana@acme.example acme:viewer",
+            "frank@acme.example acme:viewer"
+        ]
+    );
+}

@@ -4,3 +4,6 @@
 pub mod boundary;
 
 pub use boundary::{BoundaryReport, ChangedFile, Owner, Violation};
+pub mod signature;
+
+pub use signature::{Refusal, Signers, TrustError};
