@@ -927,3 +927,47 @@ fn a_host_merge_signed_by_a_merge_signer_applies_and_by_a_client_admin_is_refuse
         ]
     );
 }
+
+#[test]
+fn pgp_signers_and_unusable_keys_are_validation_errors() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let ecdsa = keys.path().join("ecdsa");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-C", "ecdsa", "-f"])
+        .arg(&ecdsa)
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success());
+    let ecdsa_pub = std::fs::read_to_string(ecdsa.with_extension("pub")).expect("pub");
+    let db = tempfile::tempdir().expect("tempdir");
+    let r = base_repo(
+        db.path(),
+        &format!(
+            "  trust:
+    requireSignedCommits: true
+    signers:
+      - name: ann
+        pgpKeys: [\"-----BEGIN PGP PUBLIC KEY BLOCK-----\"]
+        sshKeys: [\"ssh-ed25519 not-base64\", \"{}\"]
+        paths: [\"clients/{{acme\"]
+",
+            ecdsa_pub.trim()
+        ),
+    );
+    let head = r.git(&["rev-parse", "HEAD"]);
+    let (code, _, err) = latchkey(&["validate", r.path().to_str().expect("utf-8"), "--now", NOW]);
+    assert_eq!(
+        err.replace(&head, "HEAD"),
+        "latchkey.yaml:12:9: error: signer \"ann\": OpenPGP keys are not supported yet
+  help: list SSH public keys in sshKeys and sign commits with `git config gpg.format ssh`
+latchkey.yaml:13:19: error: signer \"ann\": cannot parse SSH public key: Base64 encoding error: invalid Base64 encoding
+  help: paste one line of an ed25519 .pub file: ssh-ed25519 AAAA... comment
+latchkey.yaml:13:45: error: signer \"ann\": ecdsa-sha2-nistp256 keys are not supported yet, only ssh-ed25519
+  help: paste one line of an ed25519 .pub file: ssh-ed25519 AAAA... comment
+latchkey.yaml:14:17: error: signer \"ann\": invalid path pattern: error parsing glob 'clients/{acme': unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)
+  help: write a glob such as clients/acme/** (prefix ! to exclude)
+main@sha1:HEAD: 4 errors, 0 warnings
+"
+    );
+    assert_eq!(code, 1);
+}
