@@ -2,6 +2,7 @@
 
 mod apply;
 mod check;
+mod codeowners;
 mod plan;
 mod validate;
 
@@ -40,6 +41,7 @@ pub enum Command {
     Plan(plan::PlanArgs),
     Apply(apply::ApplyArgs),
     Check(check::CheckArgs),
+    Codeowners(codeowners::CodeownersArgs),
 }
 
 /// Where the access repository is and which revision to read.
@@ -133,6 +135,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Plan(a) => plan::run(a).await,
         Command::Apply(a) => apply::run(a).await,
         Command::Check(a) => check::run(a),
+        Command::Codeowners(a) => codeowners::run(a),
     }
 }
 

@@ -7,3 +7,4 @@ pub use boundary::{BoundaryReport, ChangedFile, Owner, Violation};
 pub mod signature;
 
 pub use signature::{Refusal, Signers, TrustError};
+pub mod codeowners;
