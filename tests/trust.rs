@@ -1003,3 +1003,37 @@ fn codeowners_gives_each_client_folder_to_its_admins_and_the_rest_to_the_agency(
     );
     assert_eq!(code, 0);
 }
+
+// ---------------------------------------------------------------------------
+// CI examples
+
+/// The review jobs run `latchkey check` and post the Markdown plan with no secret in
+/// reach; only the apply job on the default branch sees system credentials.
+#[test]
+fn ci_examples_review_without_credentials_and_apply_on_merge() {
+    let read = |name: &str| -> serde_yaml::Value {
+        let path = format!("{}/examples/ci/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read")).expect("yaml")
+    };
+    let text = |v: &serde_yaml::Value| serde_yaml::to_string(v).expect("yaml");
+
+    let gh = read("github-actions.yml");
+    let review = text(&gh["jobs"]["review"]);
+    assert!(review.contains("latchkey check . --base \"$BASE\" --head \"$HEAD\""));
+    assert!(review.contains("--format markdown > plan.md"));
+    assert!(review.contains("gh pr comment"));
+    assert!(!review.contains("secrets."), "{review}");
+    let apply = text(&gh["jobs"]["apply"]);
+    assert!(apply.contains("latchkey apply . --rev main --push"));
+    assert_eq!(gh["jobs"]["apply"]["environment"], "access-production");
+
+    let gl = read("gitlab-ci.yml");
+    let review = text(&gl["latchkey-review"]);
+    assert!(review.contains("latchkey check . --base \"$BASE\" --head \"$HEAD\""));
+    assert!(review.contains("--format markdown > plan.md"));
+    assert!(review.contains("merge_requests/$CI_MERGE_REQUEST_IID/notes"));
+    assert!(!review.contains("environment"), "{review}");
+    let apply = text(&gl["latchkey-apply"]);
+    assert!(apply.contains("latchkey apply . --rev \"$CI_DEFAULT_BRANCH\" --push"));
+    assert!(apply.contains("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"));
+}
