@@ -485,6 +485,15 @@ fn plan_markdown_puts_violations_above_the_access_table() {
 |---|---|---|
 | `clients/acme/members.yaml:9:13` | acme | role \"portal-admin\" is not in the allowedRoles of client \"acme\"<br>_use one of client-viewer, client-staging, prod-admin, or ask the agency to allow it in the Client_ |
 
+<details><summary>Changed files and their owners</summary>
+
+| File | Owner |
+|---|---|
+| `clients/acme/members.yaml` | acme |
+| `clients/beta/members.yaml` | beta |
+
+</details>
+
 `sha1:BASE` → `sha1:HEAD`
 
 **2 gains, 0 losses, 0 changed windows.**

@@ -304,7 +304,8 @@ pub fn text(r: &BoundaryReport) -> String {
     out
 }
 
-/// The top of a PR comment: the violations, or that there are none.
+/// The top of a PR comment: the violations, or that there are none, and the changed
+/// files with their owners.
 pub fn markdown(r: &BoundaryReport) -> String {
     let mut out = String::new();
     if r.violations.is_empty() {
@@ -314,6 +315,7 @@ pub fn markdown(r: &BoundaryReport) -> String {
             r.files.len(),
             if r.files.len() == 1 { "" } else { "s" }
         );
+        files_markdown(r, &mut out);
         return out;
     }
     let n = r.violations.len();
@@ -339,7 +341,19 @@ pub fn markdown(r: &BoundaryReport) -> String {
         );
     }
     out.push('\n');
+    files_markdown(r, &mut out);
     out
+}
+
+fn files_markdown(r: &BoundaryReport, out: &mut String) {
+    if r.files.is_empty() {
+        return;
+    }
+    out.push_str("<details><summary>Changed files and their owners</summary>\n\n| File | Owner |\n|---|---|\n");
+    for f in &r.files {
+        let _ = writeln!(out, "| `{}` | {} |", f.path, f.owner);
+    }
+    out.push_str("\n</details>\n\n");
 }
 
 fn escape(s: &str) -> String {
