@@ -1046,3 +1046,41 @@ fn ci_examples_review_without_credentials_and_apply_on_merge() {
     assert!(apply.contains("latchkey apply . --rev \"$CI_DEFAULT_BRANCH\" --push"));
     assert!(apply.contains("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"));
 }
+
+#[test]
+fn changes_that_landed_on_the_base_branch_since_are_not_the_prs() {
+    let db = tempfile::tempdir().expect("tempdir");
+    let r = base_repo(db.path(), "");
+    r.git(&["checkout", "-q", "-b", "pr"]);
+    r.write(
+        "clients/acme/members.yaml",
+        &format!("{ACME_MEMBERS}{FRANK}"),
+    );
+    r.commit("acme adds frank");
+    r.git(&["checkout", "-q", "main"]);
+    r.write(
+        "clients/acme/client.yaml",
+        &client("acme", "dana@acme.example").replace("14d", "21d"),
+    );
+    r.commit("the agency lengthens acme's limit");
+    let (code, out, err) = latchkey(&[
+        "check",
+        r.path().to_str().expect("utf-8"),
+        "--base",
+        "main",
+        "--head",
+        "pr",
+        "--now",
+        NOW,
+    ]);
+    assert_eq!(err, "");
+    let fork = r.git(&["merge-base", "main", "pr"]);
+    let pr = r.git(&["rev-parse", "pr"]);
+    assert_eq!(
+        out,
+        format!(
+            "Boundaries of sha1:{fork} → pr@sha1:{pr}\n  acme       clients/acme/members.yaml\nNo boundary violations.\n"
+        )
+    );
+    assert_eq!(code, 0);
+}

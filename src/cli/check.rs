@@ -14,7 +14,8 @@ use crate::trust::boundary::{self, BoundaryReport};
 /// grant for another client, a duration beyond maxGrantDuration, an environment the
 /// Policy forbids for client members, changes a Client, Role, System or Policy document
 /// inside a client's folder, or puts a client's Member outside its folder. Contacts no
-/// system: no credentials needed.
+/// system: no credentials needed. The change is compared from the merge base of --base
+/// and --head, as the git host shows a pull request.
 ///
 /// Exit codes: 0 no violations, 1 violations or errors.
 #[derive(Args, Debug)]
@@ -56,8 +57,15 @@ pub(crate) fn review_change(
     head: &str,
 ) -> Result<(BoundaryReport, Review), CliError> {
     let now = repo.now();
-    let base_rev = rec.repo.resolve(base)?;
+    let mut base_rev = rec.repo.resolve(base)?;
     let head_rev = rec.repo.resolve(head)?;
+    // A PR's change is what its head adds to the merge base, as the host shows it:
+    // changes that landed on the base branch since are not the PR's.
+    if let Ok(fork) = rec.repo.git().merge_base(base_rev.oid, head_rev.oid)
+        && fork != base_rev.oid
+    {
+        base_rev = rec.repo.revision(fork, None)?;
+    }
     let base_loaded = rec.load(&base_rev, &repo.subpath, now)?;
     let head_loaded = rec.load(&head_rev, &repo.subpath, now)?;
     let report = boundary::check(&rec.repo, &repo.subpath, &base_loaded, &head_loaded)?;
