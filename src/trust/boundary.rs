@@ -359,3 +359,23 @@ fn files_markdown(r: &BoundaryReport, out: &mut String) {
 fn escape(s: &str) -> String {
     s.replace('|', "\\|")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_belongs_to_the_client_whose_folder_holds_it() {
+        assert_eq!(
+            Owner::of("clients/acme/members.yaml"),
+            Owner::Client("acme".into())
+        );
+        assert_eq!(
+            Owner::of("clients/acme/sub/x.yaml"),
+            Owner::Client("acme".into())
+        );
+        assert_eq!(Owner::of("clients/acme.yaml"), Owner::Agency);
+        assert_eq!(Owner::of("roles/roles.yaml"), Owner::Agency);
+        assert_eq!(Owner::of("latchkey.yaml"), Owner::Agency);
+    }
+}

@@ -311,3 +311,62 @@ fn changed_paths(repo: &Repository, commit: &git2::Commit<'_>) -> Result<Vec<Str
     paths.dedup();
     Ok(paths)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Signer as SignerSpec;
+
+    fn signers(paths: &[&str]) -> Signers {
+        let trust = Trust {
+            require_signed_commits: true,
+            signers: vec![SignerSpec {
+                name: "dana".into(),
+                ssh_keys: Vec::new(),
+                pgp_keys: Vec::new(),
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+                merges: false,
+            }],
+        };
+        Signers::compile(&trust).expect("compile")
+    }
+
+    #[test]
+    fn a_double_star_crosses_folders_and_a_single_star_does_not() {
+        let s = signers(&["clients/acme/**", "team/*.yaml"]);
+        let allows = |p: &str| s.signers[0].allows(p);
+        assert!(allows("clients/acme/members.yaml"));
+        assert!(allows("clients/acme/sub/more.yaml"));
+        assert!(!allows("clients/acme-evil/members.yaml"));
+        assert!(!allows("clients/beta/members.yaml"));
+        assert!(allows("team/staff.yaml"));
+        assert!(!allows("team/sub/staff.yaml"));
+    }
+
+    #[test]
+    fn an_exclusion_wins_over_an_inclusion() {
+        let s = signers(&["/clients/acme/**", "!clients/acme/client.yaml"]);
+        assert!(s.signers[0].allows("clients/acme/members.yaml"));
+        assert!(!s.signers[0].allows("clients/acme/client.yaml"));
+    }
+
+    #[test]
+    fn an_unparseable_key_names_the_signer() {
+        let trust = Trust {
+            require_signed_commits: true,
+            signers: vec![SignerSpec {
+                name: "dana".into(),
+                ssh_keys: vec!["ssh-ed25519 nope".into()],
+                pgp_keys: Vec::new(),
+                paths: vec!["**".into()],
+                merges: false,
+            }],
+        };
+        let err = Signers::compile(&trust).err().expect("an error");
+        assert!(
+            err.to_string()
+                .starts_with("signer \"dana\": cannot parse SSH key 0: "),
+            "{err}"
+        );
+    }
+}
