@@ -15,3 +15,4 @@ pub mod model;
 pub mod plan;
 pub mod reconcile;
 pub mod source;
+pub mod trust;

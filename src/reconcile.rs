@@ -51,6 +51,16 @@ pub enum ReconcileError {
         revision: String,
         last_applied: String,
     },
+    #[error(
+        "revision {revision} is not trusted; nothing was applied:\n  {}",
+        refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+    )]
+    Untrusted {
+        revision: String,
+        refusals: Vec<crate::trust::Refusal>,
+    },
+    #[error("the Policy's trust section is unusable; nothing was applied")]
+    Trust(#[from] crate::trust::TrustError),
     #[error("cannot read the audit state: {0}")]
     State(String),
 }
@@ -60,7 +70,10 @@ impl ReconcileError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            ReconcileError::Invalid { .. } | ReconcileError::Rewind { .. }
+            ReconcileError::Invalid { .. }
+                | ReconcileError::Rewind { .. }
+                | ReconcileError::Untrusted { .. }
+                | ReconcileError::Trust(_)
         )
     }
 
@@ -71,6 +84,8 @@ impl ReconcileError {
             ReconcileError::Invalid { .. } => "invalid",
             ReconcileError::Rewind { .. } => "rewind",
             ReconcileError::State(_) => "state",
+            ReconcileError::Untrusted { .. } => "untrusted",
+            ReconcileError::Trust(_) => "trust",
         }
     }
 }
@@ -325,6 +340,39 @@ impl Reconciler {
             }
         }
 
+        // --- trust: signed commits (src/trust/signature.rs) ---
+        let signers = match self.verify_signatures(&planned, &opts.subpath, opts.now) {
+            Ok(s) => s,
+            Err(ReconcileError::Untrusted { revision, refusals }) => {
+                let mut r =
+                    Record::new(Event::Refusal, opts.now, &run, &rev.display(), opts.trigger);
+                r.note = Some(format!(
+                    "unsigned or untrusted commits: {}",
+                    refusals
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+                if !opts.dry_run {
+                    self.commit(
+                        &branch,
+                        &root,
+                        vec![r],
+                        None,
+                        None,
+                        opts,
+                        &run,
+                        &rev,
+                        "refused unsigned or untrusted commits",
+                    )?;
+                }
+                return Err(ReconcileError::Untrusted { revision, refusals });
+            }
+            Err(e) => return Err(e),
+        };
+        // --- end trust ---
+
         if planned.plan.is_held() {
             for hold in &planned.plan.holds {
                 let mut r = Record::new(Event::Hold, opts.now, &run, &rev.display(), opts.trigger);
@@ -390,6 +438,11 @@ impl Reconciler {
             opts.trigger,
             &author,
         ));
+        if let Some(name) = signers.get(&rev.oid) {
+            for r in records.iter_mut().filter(|r| r.signer.is_none()) {
+                r.signer = Some(name.clone());
+            }
+        }
         let state = (!planned.same_as_applied || !records.is_empty()).then(|| State {
             version: 1,
             last_applied_revision: rev.display(),
@@ -428,6 +481,40 @@ impl Reconciler {
             commit,
             held: false,
         })
+    }
+
+    /// When the authoritative Policy requires signed commits, verifies every commit
+    /// since the last applied revision; returns each commit's signer.
+    ///
+    /// The last applied revision's trust section is authoritative when there is one, so
+    /// a commit cannot switch off or widen its own check; the new revision's applies
+    /// only to the first apply.
+    fn verify_signatures(
+        &mut self,
+        planned: &Planned,
+        subpath: &str,
+        now: Timestamp,
+    ) -> Result<BTreeMap<git2::Oid, String>, ReconcileError> {
+        // The local applied ref comes first: a forged audit/state.yaml cannot move it.
+        let last = planned.last_applied;
+        let trust = match last {
+            Some(oid) => {
+                let rev = self.repo.revision(oid, None)?;
+                self.load(&rev, subpath, now)?.catalog.policy.trust
+            }
+            None => planned.loaded.catalog.policy.trust.clone(),
+        };
+        let Some(trust) = trust.filter(|t| t.require_signed_commits) else {
+            return Ok(BTreeMap::new());
+        };
+        let signers = crate::trust::Signers::compile(&trust)?;
+        let root = audit::audit_root(subpath);
+        signers
+            .verify_range(self.repo.git(), last, planned.loaded.revision.oid, &root)
+            .map_err(|refusals| ReconcileError::Untrusted {
+                revision: planned.loaded.revision.display(),
+                refusals,
+            })
     }
 
     /// Records that a newest revision did not validate (the controller keeps enforcing

@@ -1,6 +1,8 @@
 //! The command line: one file per subcommand. A command's doc comment is its `--help`.
 
 mod apply;
+mod check;
+mod codeowners;
 mod plan;
 mod run;
 mod validate;
@@ -38,6 +40,7 @@ pub struct Cli {
         long,
         value_name = "FILTER",
         global = true,
+        display_order = 1000,
         default_value = "warn",
         env = "LATCHKEY_LOG"
     )]
@@ -50,6 +53,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     Apply(apply::ApplyArgs),
     Run(run::RunArgs),
+    Check(check::CheckArgs),
+    Codeowners(codeowners::CodeownersArgs),
 }
 
 /// Where the access repository is and which revision to read.
@@ -149,6 +154,8 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Plan(a) => plan::run(a).await,
         Command::Apply(a) => apply::run(a).await,
         Command::Run(a) => run::run(a).await,
+        Command::Check(a) => check::run(a),
+        Command::Codeowners(a) => codeowners::run(a),
     }
 }
 

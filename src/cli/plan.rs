@@ -8,6 +8,7 @@ use super::{CliError, Exit, Format, RepoArgs, print_diagnostics};
 use crate::audit::Trigger;
 use crate::plan::{render, review};
 use crate::reconcile::{Options, ReconcileError};
+use crate::trust::boundary;
 
 /// Show what apply would change: desired (git at --now) against actual (the systems).
 ///
@@ -15,7 +16,10 @@ use crate::reconcile::{Options, ReconcileError};
 /// With --base and --head, compare two revisions' desired state instead, contacting no
 /// system (for PR review without credentials).
 ///
-/// Exit codes: 0 no changes, 2 changes, 1 errors.
+/// With --base and --head, the client boundaries the change breaks come first (see
+/// `latchkey check`).
+///
+/// Exit codes: 0 no changes, 2 changes, 1 errors or boundary violations.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     #[command(flatten)]
@@ -80,30 +84,34 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
 
 fn review_change(args: &PlanArgs, base: &str, head: &str) -> Result<Exit, CliError> {
     let mut rec = args.repo.reconciler()?;
-    let now = args.repo.now();
-    let base_rev = rec.repo.resolve(base)?;
-    let head_rev = rec.repo.resolve(head)?;
-    let base_loaded = rec.load(&base_rev, &args.repo.subpath, now)?;
-    let head_loaded = rec.load(&head_rev, &args.repo.subpath, now)?;
-    if !head_loaded.is_valid() {
-        print_diagnostics(head_loaded.errors());
-        eprintln!("error: head {} is invalid", head_rev.display());
-        return Ok(Exit::Errors);
-    }
-    let r = review::review(
-        &base_loaded.catalog,
-        &head_loaded.catalog,
-        &base_rev.display(),
-        &head_rev.display(),
-        now,
-    );
+    let (report, r) = super::check::review_change(&mut rec, &args.repo, base, head)?;
     let out = match args.format {
-        Format::Text => review::text(&r),
-        Format::Markdown => review::markdown(&r),
-        Format::Json => serde_json::to_string_pretty(&r).unwrap_or_default(),
+        Format::Text => {
+            let mut out = String::new();
+            if !report.is_clean() {
+                out.push_str(&boundary::text(&report));
+            }
+            out + &review::text(&r)
+        }
+        Format::Markdown => {
+            let table = review::markdown(&r);
+            // The violations go right under the comment's heading.
+            match table.split_once("\n\n") {
+                Some((heading, rest)) => {
+                    format!("{heading}\n\n{}{rest}", boundary::markdown(&report))
+                }
+                None => boundary::markdown(&report) + &table,
+            }
+        }
+        Format::Json => {
+            serde_json::to_string_pretty(&serde_json::json!({"boundaries": report, "review": r}))
+                .unwrap_or_default()
+        }
     };
     print!("{out}");
-    Ok(if r.deltas.is_empty() {
+    Ok(if !report.is_clean() {
+        Exit::Errors
+    } else if r.deltas.is_empty() {
         Exit::Ok
     } else {
         Exit::Changes

@@ -286,6 +286,9 @@ fn check_policy(cat: &Catalog, pending: &mut Vec<Pending>) {
             ));
         }
     }
+    if let Some(trust) = &cat.policy.trust {
+        check_trust(trust, &at.file, at.doc, pending);
+    }
     if let Some(g) = &cat.policy.expired_grace
         && let Err(e) = GrantDuration::parse(g)
     {
@@ -295,6 +298,60 @@ fn check_policy(cat: &Catalog, pending: &mut Vec<Pending>) {
             path("spec.expiredGrace"),
             e.to_string(),
         ));
+    }
+}
+
+/// Signer keys and path patterns must be usable before a revision may turn trust on.
+fn check_trust(trust: &crate::model::Trust, file: &str, doc: usize, pending: &mut Vec<Pending>) {
+    if trust.require_signed_commits && trust.signers.is_empty() {
+        pending.push(
+            Pending::error(file, doc, path("spec.trust.requireSignedCommits"), "requireSignedCommits is on but no signer is listed")
+                .help("list at least one signer (an agency admin with paths: [\"**\"]) in spec.trust.signers"),
+        );
+    }
+    for (i, s) in trust.signers.iter().enumerate() {
+        let at = |field: &str| path(&format!("spec.trust.signers.{i}.{field}"));
+        if !s.pgp_keys.is_empty() {
+            pending.push(
+                Pending::error(file, doc, at("pgpKeys"), format!("signer {:?}: OpenPGP keys are not supported yet", s.name))
+                    .at_key()
+                    .help("list SSH public keys in sshKeys and sign commits with `git config gpg.format ssh`"),
+            );
+        }
+        for (j, k) in s.ssh_keys.iter().enumerate() {
+            let problem = match ssh_key::PublicKey::from_openssh(k.trim()) {
+                Err(e) => Some(format!(
+                    "signer {:?}: cannot parse SSH public key: {e}",
+                    s.name
+                )),
+                Ok(key) if key.algorithm() != ssh_key::Algorithm::Ed25519 => Some(format!(
+                    "signer {:?}: {} keys are not supported yet, only ssh-ed25519",
+                    s.name,
+                    key.algorithm()
+                )),
+                Ok(_) => None,
+            };
+            if let Some(message) = problem {
+                pending.push(
+                    Pending::error(file, doc, at(&format!("sshKeys.{j}")), message).help(
+                        "paste one line of an ed25519 .pub file: ssh-ed25519 AAAA... comment",
+                    ),
+                );
+            }
+        }
+        for (j, p) in s.paths.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(p.trim_start_matches('!').trim_start_matches('/')) {
+                pending.push(
+                    Pending::error(
+                        file,
+                        doc,
+                        at(&format!("paths.{j}")),
+                        format!("signer {:?}: invalid path pattern: {e}", s.name),
+                    )
+                    .help("write a glob such as clients/acme/** (prefix ! to exclude)"),
+                );
+            }
+        }
     }
 }
 

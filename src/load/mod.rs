@@ -108,6 +108,13 @@ pub fn load_files(
     }
 }
 
+/// The line and column of the value at `dotted` (e.g. `kind`) in document `doc` of `text`.
+pub fn locate(text: &str, doc: usize, dotted: &str) -> (usize, usize) {
+    let pos =
+        PositionIndex::build(text).find(doc, &diagnostic::path(dotted), diagnostic::Anchor::Value);
+    (pos.line, pos.column)
+}
+
 /// Looks up the line and column of each finding; indexes only files that have one.
 fn resolve(pending: Vec<Pending>, files: &[SourceFile]) -> Vec<Diagnostic> {
     let texts: HashMap<&str, &str> = files

@@ -88,7 +88,11 @@ pub struct Signer {
     /// OpenSSH public keys (`ssh-ed25519 AAAA... comment`).
     #[serde(default)]
     pub ssh_keys: Vec<String>,
-    /// Glob patterns of paths this signer may change, e.g. `clients/acme/**`.
+    /// OpenPGP keys: not supported yet (validation rejects them; see docs/trust.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pgp_keys: Vec<String>,
+    /// Glob patterns of paths this signer may change, e.g. `clients/acme/**`; a pattern
+    /// written `!pattern` excludes paths (e.g. `!clients/acme/client.yaml`).
     pub paths: Vec<String>,
     /// May sign merge commits made by the git host.
     #[serde(default)]

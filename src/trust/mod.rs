@@ -1,0 +1,10 @@
+//! Delegated administration and trust (DESIGN.md §6): client boundaries on a change,
+//! signed commits with per-path signers, and CODEOWNERS from the Client admins.
+
+pub mod boundary;
+
+pub use boundary::{BoundaryReport, ChangedFile, Owner, Violation};
+pub mod signature;
+
+pub use signature::{Refusal, Signers, TrustError};
+pub mod codeowners;
