@@ -9,6 +9,7 @@ pub mod apply;
 pub mod audit;
 pub mod cli;
 pub mod connectors;
+pub mod controller;
 pub mod load;
 pub mod model;
 pub mod plan;

@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand. A command's doc comment is its `--help`.
 
 mod apply;
+mod crds;
 mod plan;
+mod schema;
 mod validate;
 
 use std::path::PathBuf;
@@ -38,6 +40,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     Plan(plan::PlanArgs),
     Apply(apply::ApplyArgs),
+    Crds(crds::CrdsArgs),
+    Schema(schema::SchemaArgs),
 }
 
 /// Where the access repository is and which revision to read.
@@ -120,6 +124,8 @@ pub enum CliError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
+    #[error(transparent)]
+    Generate(#[from] crate::controller::generate::GenerateError),
     #[error("cannot write output")]
     Io(#[from] std::io::Error),
 }
@@ -130,6 +136,8 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a).await,
         Command::Apply(a) => apply::run(a).await,
+        Command::Crds(a) => crds::run(a),
+        Command::Schema(a) => schema::run(a),
     }
 }
 
