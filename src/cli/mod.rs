@@ -2,6 +2,7 @@
 
 mod apply;
 mod crds;
+mod operator;
 mod plan;
 mod schema;
 mod validate;
@@ -41,6 +42,7 @@ pub enum Command {
     Plan(plan::PlanArgs),
     Apply(apply::ApplyArgs),
     Crds(crds::CrdsArgs),
+    Operator(operator::OperatorArgs),
     Schema(schema::SchemaArgs),
 }
 
@@ -126,6 +128,8 @@ pub enum CliError {
     Reconcile(#[from] ReconcileError),
     #[error(transparent)]
     Generate(#[from] crate::controller::generate::GenerateError),
+    #[error(transparent)]
+    Operator(#[from] crate::controller::operator::RunError),
     #[error("cannot write output")]
     Io(#[from] std::io::Error),
 }
@@ -137,6 +141,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Plan(a) => plan::run(a).await,
         Command::Apply(a) => apply::run(a).await,
         Command::Crds(a) => crds::run(a),
+        Command::Operator(a) => operator::run(a).await,
         Command::Schema(a) => schema::run(a),
     }
 }
