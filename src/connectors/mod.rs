@@ -5,6 +5,7 @@
 //! to adopt); others are reported as out of scope, never changed.
 
 mod credentials;
+pub mod kubernetes;
 mod registry;
 pub mod sql;
 
