@@ -45,7 +45,7 @@ pub struct OperatorArgs {
 
 pub async fn run(args: OperatorArgs) -> Result<Exit, CliError> {
     let cfg = OperatorConfig {
-        namespace: args.namespace,
+        namespace: args.namespace.filter(|n| !n.is_empty()),
         cache_dir: args.cache_dir,
         listen: args.listen,
         lease_namespace: args.lease_namespace,

@@ -5,6 +5,7 @@ pub mod generate;
 pub mod leader;
 pub mod operator;
 pub mod operator_http;
+pub mod rbac;
 pub mod resource;
 pub mod status;
 
