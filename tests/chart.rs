@@ -27,7 +27,7 @@ fn strip_actions(text: &str) -> String {
                 .find("}}")
                 .map(|e| start + e + 2)
                 .unwrap_or_else(|| panic!("unclosed action in line {line:?}"));
-            kept.push_str("x");
+            kept.push('x');
             had_action = true;
             rest = &rest[end..];
         }
