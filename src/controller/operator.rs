@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::operator_http::Metrics;
 use super::status::{self, Outcome};
-use super::{AccessRepository, AccessRepositorySpec};
+use super::{AccessRepository, AccessRepositorySpec, AccessRepositoryStatus};
 use crate::audit::Trigger;
 use crate::connectors::{Registry, Secret, SecretSource};
 use crate::reconcile::{Options, ReconcileError, Reconciler};
@@ -194,7 +194,7 @@ pub async fn reconcile(obj: Arc<AccessRepository>, ctx: Arc<Context>) -> Result<
         Some(_) => {
             let secrets = read_systems_secret(&ctx.client, &namespace, &obj.spec).await?;
             let cache = ctx.cache_dir.join(&namespace).join(&name);
-            run_pipeline(obj.spec.clone(), cache, secrets, now)
+            run_pipeline(obj.spec.clone(), obj.status.clone(), cache, secrets, now)
                 .await
                 .map_err(|message| Error::Task {
                     name: key.clone(),
@@ -337,19 +337,23 @@ type PipelineResult = (Outcome, Vec<Notice>, Option<ReconcileError>);
 /// Runs the CLI's pipeline on a blocking thread: git2 and the SQL connectors block.
 async fn run_pipeline(
     spec: AccessRepositorySpec,
+    previous: Option<AccessRepositoryStatus>,
     cache: PathBuf,
     secrets: SecretSource,
     now: Timestamp,
 ) -> Result<PipelineResult, String> {
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(pipeline(&spec, &cache, secrets, now)))
-        .await
-        .map_err(|e| e.to_string())
+    tokio::task::spawn_blocking(move || {
+        handle.block_on(pipeline(&spec, previous.as_ref(), &cache, secrets, now))
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// The pipeline, reduced to an [`Outcome`] and the Events to publish.
 pub async fn pipeline(
     spec: &AccessRepositorySpec,
+    previous: Option<&AccessRepositoryStatus>,
     cache: &std::path::Path,
     secrets: SecretSource,
     now: Timestamp,
@@ -383,6 +387,7 @@ pub async fn pipeline(
         Err(e) => return failed(e.into(), None),
     };
     let mut rec = Reconciler::new(repo, Registry::builtin(secrets));
+    let head = rec.repo.resolve(&spec.branch).ok().map(|r| r.display());
     let opts = Options {
         rev: spec.branch.clone(),
         subpath: spec.path.clone(),
@@ -391,7 +396,7 @@ pub async fn pipeline(
         push: spec.push,
         allow_mass_revoke: None,
         allow_rewind: None,
-        trigger: Trigger::Merge,
+        trigger: trigger(previous, head.as_deref(), now),
     };
     let planned = match rec.plan(&opts).await {
         Ok(p) => p,
@@ -480,6 +485,27 @@ pub async fn pipeline(
         next_change,
     };
     (outcome, notices, None)
+}
+
+/// Why this run happens, for the audit: a new revision, a due grant change, or a
+/// periodic re-read of the same revision.
+pub fn trigger(
+    previous: Option<&AccessRepositoryStatus>,
+    head: Option<&str>,
+    now: Timestamp,
+) -> Trigger {
+    let Some(prev) = previous else {
+        return Trigger::Merge;
+    };
+    if head.is_none() || prev.last_applied_revision.as_deref() != head {
+        return Trigger::Merge;
+    }
+    let due = prev
+        .next_expiry
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .is_some_and(|t| t <= now);
+    if due { Trigger::Expiry } else { Trigger::Drift }
 }
 
 /// How the operator runs.
@@ -596,6 +622,33 @@ mod tests {
         assert_eq!(parse_interval("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_interval("0s"), None);
         assert_eq!(parse_interval("soon"), None);
+    }
+
+    #[test]
+    fn trigger_tells_merge_expiry_and_drift_apart() {
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let prev = AccessRepositoryStatus {
+            last_applied_revision: Some("main@sha1:aa".into()),
+            next_expiry: Some("2026-11-23T09:59:00Z".into()),
+            ..Default::default()
+        };
+        assert_eq!(trigger(None, Some("main@sha1:aa"), now), Trigger::Merge);
+        assert_eq!(
+            trigger(Some(&prev), Some("main@sha1:bb"), now),
+            Trigger::Merge
+        );
+        assert_eq!(
+            trigger(Some(&prev), Some("main@sha1:aa"), now),
+            Trigger::Expiry
+        );
+        let later = AccessRepositoryStatus {
+            next_expiry: Some("2026-11-23T11:00:00Z".into()),
+            ..prev
+        };
+        assert_eq!(
+            trigger(Some(&later), Some("main@sha1:aa"), now),
+            Trigger::Drift
+        );
     }
 
     #[test]
