@@ -390,3 +390,105 @@ async fn transient_errors_back_off() {
     assert_eq!(first, Action::requeue(Duration::from_secs(5)));
     assert_eq!(second, Action::requeue(Duration::from_secs(10)));
 }
+
+/// Adds a second System whose credentials come from the `systemsSecretRef` Secret.
+fn add_secret_system(f: &Fixture) {
+    let db = f.db.with_file_name("staging.sqlite");
+    let schema = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agency/schema.sql"),
+    )
+    .unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(&schema)
+        .unwrap();
+    f.write(
+        "staging.yaml",
+        &format!(
+            "apiVersion: latchkey.dev/v1alpha1\nkind: System\nmetadata:\n  name: staging\n\
+             spec:\n  type: sql\n  environment: staging\n  connection:\n    path: {}\n\
+             \x20 credentials:\n    secretKey: staging-password\n",
+            db.display()
+        ),
+    );
+    f.commit("a staging system with credentials");
+}
+
+async fn reconcile_with_secret(
+    f: &Fixture,
+    data: Value,
+) -> (Result<Action, operator::Error>, Vec<Call>) {
+    let mut obj = f.resource(None);
+    obj.spec.systems_secret_ref = Some(latchkey::controller::resource::LocalObjectReference {
+        name: "systems".into(),
+    });
+    let echo = serde_json::to_value(&obj).unwrap();
+    let (client, calls, task) = mock_client(move |method, uri, body| {
+        let path = uri.split('?').next().unwrap_or("");
+        match (method.clone(), path) {
+            (Method::GET, "/api/v1/namespaces/agency/secrets/systems") => (
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "systems", "namespace": NS}, "data": data}),
+            ),
+            (Method::PATCH, STATUS_PATH) => {
+                let mut o = echo.clone();
+                o["status"] = body["status"].clone();
+                (200, o)
+            }
+            (Method::POST, EVENTS_PATH) => (201, body.clone()),
+            _ => support::status_error(404, "NotFound"),
+        }
+    });
+    let now = f.now;
+    let ctx = Arc::new(Context::new(
+        client,
+        f.repo.parent().unwrap().join("cache"),
+        None,
+        Arc::new(Metrics::default()),
+        Arc::new(move || now),
+    ));
+    let result = operator::reconcile(Arc::new(obj), ctx).await;
+    task.abort();
+    (result, calls.all())
+}
+
+#[tokio::test]
+async fn systems_secret_keys_reach_system_credentials() {
+    let f = Fixture::new();
+    add_secret_system(&f);
+    // "czNjcjN0" is base64 of "s3cr3t".
+    let (result, calls) =
+        reconcile_with_secret(&f, serde_json::json!({"staging-password": "czNjcjN0"})).await;
+    result.unwrap();
+    assert!(calls.iter().any(
+        |c| c.method == Method::GET && c.path() == "/api/v1/namespaces/agency/secrets/systems"
+    ));
+    let status = &status_patch(&calls).body["status"];
+    assert_eq!(condition(status, "Ready")["status"], "True", "{status:#}");
+    // The secret's value never leaves in a status or an Event.
+    for c in calls.iter().filter(|c| c.method != Method::GET) {
+        assert!(!c.body.to_string().contains("s3cr3t"), "{c:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_system_whose_secret_key_is_missing_is_not_ready() {
+    let f = Fixture::new();
+    add_secret_system(&f);
+    let (result, calls) = reconcile_with_secret(&f, serde_json::json!({"other": "eA=="})).await;
+    result.unwrap();
+    let status = &status_patch(&calls).body["status"];
+    let ready = condition(status, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "SystemUnreadable");
+    assert!(
+        ready["message"].as_str().unwrap().ends_with(
+            "not reconciled: staging: key staging-password is not in the systems Secret"
+        ),
+        "{ready:#}"
+    );
+    assert_eq!(event_reasons(&calls), ["Applied", "SystemUnreadable"]);
+    // The readable portal was still reconciled.
+    assert_eq!(f.portal().len(), 3);
+}

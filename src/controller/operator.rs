@@ -432,6 +432,12 @@ pub async fn pipeline(
     let revision = planned.plan.revision.clone();
     let next_change = planned.plan.next_change;
     let managed: usize = planned.desired.systems.values().map(|a| a.len()).sum();
+    let unreadable: Vec<String> = planned
+        .plan
+        .systems
+        .iter()
+        .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.system)))
+        .collect();
     let planned_changes = planned.plan.changes.len();
     let applied = match rec.apply(planned, &opts, &|_| {}).await {
         Ok(a) => a,
@@ -470,6 +476,13 @@ pub async fn pipeline(
             note: format!("applied {ok} changes from {revision}"),
         });
     }
+    if !unreadable.is_empty() {
+        notices.push(Notice {
+            warning: true,
+            reason: "SystemUnreadable",
+            note: format!("not reconciled: {}", unreadable.join("; ")),
+        });
+    }
     if failures > 0 {
         notices.push(Notice {
             warning: true,
@@ -483,6 +496,7 @@ pub async fn pipeline(
         pending: failures,
         applied: ok,
         next_change,
+        unreadable,
     };
     (outcome, notices, None)
 }

@@ -26,6 +26,9 @@ pub enum Outcome {
         pending: usize,
         applied: usize,
         next_change: Option<Timestamp>,
+        /// Systems that could not be connected or read (`name: error`): nothing was
+        /// planned for them, so the resource is not Ready.
+        unreadable: Vec<String>,
     },
     /// A guard held the run: nothing was applied.
     Held {
@@ -83,8 +86,18 @@ pub fn compute(
             pending,
             applied,
             next_change,
+            unreadable,
         } => {
-            let (ready, reason, message) = if *pending == 0 {
+            let (ready, reason, message) = if !unreadable.is_empty() {
+                (
+                    false,
+                    "SystemUnreadable",
+                    format!(
+                        "Applied revision: {revision}; not reconciled: {}",
+                        unreadable.join("; ")
+                    ),
+                )
+            } else if *pending == 0 {
                 (
                     true,
                     "ReconciliationSucceeded",
@@ -196,7 +209,27 @@ mod tests {
             pending,
             applied: 3,
             next_change: Some(at("2026-12-01T00:00:00Z")),
+            unreadable: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_unreadable_system_is_not_ready() {
+        let outcome = Outcome::Applied {
+            revision: "main@sha1:aa".into(),
+            managed_accounts: 0,
+            pending: 0,
+            applied: 0,
+            next_change: None,
+            unreadable: vec!["portal: connection refused".into()],
+        };
+        let s = compute(None, &outcome, Some(1), at("2026-11-23T10:00:00Z"));
+        assert_eq!(get(&s, READY).status, "False");
+        assert_eq!(get(&s, READY).reason, "SystemUnreadable");
+        assert_eq!(
+            get(&s, READY).message,
+            "Applied revision: main@sha1:aa; not reconciled: portal: connection refused"
+        );
     }
 
     #[test]
