@@ -543,7 +543,18 @@ pub struct OperatorConfig {
 pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Client)?;
     let metrics = Arc::new(Metrics::default());
-    let server = tokio::spawn(super::operator_http::serve(cfg.listen, metrics.clone()));
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let routes = super::operator_http::router(metrics.clone());
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, routes).await {
+            tracing::error!(error = %e, "the health and metrics server stopped");
+        }
+    });
     metrics
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -563,6 +574,8 @@ pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
     }
     metrics.leader.set(1);
     tracing::info!(identity = %cfg.identity, "leading");
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lost_flag = lost.clone();
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     let renew_every = lock.retry_period();
     tokio::spawn(async move {
@@ -572,6 +585,7 @@ pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
                 Ok(l) if l.is_leader() => {}
                 outcome => {
                     tracing::error!(?outcome, "lost the leader Lease; stopping");
+                    lost_flag.store(true, std::sync::atomic::Ordering::SeqCst);
                     let _ = lost_tx.send(());
                     return;
                 }
@@ -602,6 +616,10 @@ pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
         })
         .await;
     server.abort();
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        // A non-zero exit makes the restart visible; the pod comes back as a follower.
+        return Err(RunError::LostLease);
+    }
     Ok(())
 }
 
@@ -610,6 +628,14 @@ pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
 pub enum RunError {
     #[error("cannot build a Kubernetes client (in-cluster or KUBECONFIG)")]
     Client(#[source] kube::Error),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lost the leader Lease; exiting so a follower takes over")]
+    LostLease,
 }
 
 #[cfg(test)]
