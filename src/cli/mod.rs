@@ -3,8 +3,11 @@
 mod apply;
 mod check;
 mod codeowners;
+mod crds;
+mod operator;
 mod plan;
 mod run;
+mod schema;
 mod validate;
 
 use std::path::PathBuf;
@@ -55,6 +58,9 @@ pub enum Command {
     Run(run::RunArgs),
     Check(check::CheckArgs),
     Codeowners(codeowners::CodeownersArgs),
+    Crds(crds::CrdsArgs),
+    Operator(operator::OperatorArgs),
+    Schema(schema::SchemaArgs),
 }
 
 /// Where the access repository is and which revision to read.
@@ -143,6 +149,10 @@ pub enum CliError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
+    #[error(transparent)]
+    Generate(#[from] crate::controller::generate::GenerateError),
+    #[error(transparent)]
+    Operator(#[from] crate::controller::operator::RunError),
     #[error("cannot write output")]
     Io(#[from] std::io::Error),
 }
@@ -156,6 +166,9 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Run(a) => run::run(a).await,
         Command::Check(a) => check::run(a),
         Command::Codeowners(a) => codeowners::run(a),
+        Command::Crds(a) => crds::run(a),
+        Command::Operator(a) => operator::run(a).await,
+        Command::Schema(a) => schema::run(a),
     }
 }
 

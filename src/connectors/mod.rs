@@ -6,6 +6,7 @@
 
 mod credentials;
 pub mod exec;
+pub mod kubernetes;
 mod registry;
 pub mod sql;
 

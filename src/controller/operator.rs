@@ -1,0 +1,722 @@
+//! `latchkey operator`: a kube-runtime Controller over `AccessRepository`, running the
+//! same pipeline as the CLI ([`crate::reconcile::Reconciler`]).
+//!
+//! No finalizer: deleting an AccessRepository must not revoke anyone's access (that
+//! would turn `kubectl delete` into a mass offboarding), and the operator creates no
+//! Kubernetes objects owned by it that would need cleaning up. Access changes only when
+//! git says so.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::operator_http::Metrics;
+use super::status::{self, Outcome};
+use super::{AccessRepository, AccessRepositorySpec, AccessRepositoryStatus};
+use crate::audit::Trigger;
+use crate::connectors::{Registry, Secret, SecretSource};
+use crate::reconcile::{Options, ReconcileError, Reconciler};
+use crate::source::{Location, SourceRepo};
+
+/// The field manager of the status patches and the events' reporting controller.
+pub const MANAGER: &str = "latchkey-operator";
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{name}: interval {value:?} is not a duration like 5m, 1h or 30s")]
+    Interval { name: String, value: String },
+    #[error("{name} has no namespace")]
+    NoNamespace { name: String },
+    #[error("cannot read Secret {namespace}/{secret}")]
+    ReadSecret {
+        namespace: String,
+        secret: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot write the status of {name}")]
+    PatchStatus {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{name}: {source}")]
+    Reconcile {
+        name: String,
+        #[source]
+        source: ReconcileError,
+    },
+    #[error("{name}: the reconcile task stopped: {message}")]
+    Task { name: String, message: String },
+}
+
+impl Error {
+    /// User errors need a person to change git or the resource; retrying sooner than
+    /// the interval will not help.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Error::Interval { .. } => true,
+            Error::Reconcile { source, .. } => source.is_user_error(),
+            _ => false,
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Interval { .. } => "interval",
+            Error::NoNamespace { .. } => "namespace",
+            Error::ReadSecret { .. } => "secret",
+            Error::PatchStatus { .. } => "status",
+            Error::Reconcile { source, .. } => source.label(),
+            Error::Task { .. } => "task",
+        }
+    }
+}
+
+/// Shared state of the reconciles.
+pub struct Context {
+    pub client: Client,
+    /// Where remote repositories are mirrored, one directory per resource.
+    pub cache_dir: PathBuf,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// The clock; a parameter so tests pin time.
+    pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+    /// Consecutive transient failures per resource, for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context; `instance` names this replica in Events (the pod name).
+    pub fn new(
+        client: Client,
+        cache_dir: PathBuf,
+        instance: Option<String>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+    ) -> Context {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            cache_dir,
+            metrics,
+            clock,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn failures(&self, key: &str, reset: bool) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if reset {
+            f.remove(key);
+            return 0;
+        }
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+}
+
+/// An Event to publish about a reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// Parses `interval`: `30s`, `5m`, `1h`, `1h30m`.
+pub fn parse_interval(s: &str) -> Option<Duration> {
+    let d: jiff::SignedDuration = s.parse().ok()?;
+    let d = Duration::try_from(d).ok()?;
+    (!d.is_zero()).then_some(d)
+}
+
+/// When to reconcile next: at the next grant start or expiry, or after the interval,
+/// whichever is earlier (at least one second from now).
+pub fn requeue_after(
+    next_change: Option<Timestamp>,
+    now: Timestamp,
+    interval: Duration,
+) -> Duration {
+    let until_change = next_change
+        .map(|t| t.duration_since(now))
+        .map(|d| Duration::try_from(d).unwrap_or(Duration::ZERO));
+    until_change
+        .map_or(interval, |d| d.min(interval))
+        .max(Duration::from_secs(1))
+}
+
+/// Reconciles one AccessRepository: plan, apply, audit, then status and Events.
+pub async fn reconcile(obj: Arc<AccessRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = obj.name_any();
+    let namespace = obj
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace { name: name.clone() })?;
+    let key = format!("{namespace}/{name}");
+    if obj.spec.suspend {
+        tracing::info!(resource = %key, "suspended");
+        return Ok(Action::await_change());
+    }
+    let now = (ctx.clock)();
+    let interval = parse_interval(&obj.spec.interval);
+    let (outcome, notices, error) = match interval {
+        None => {
+            let e = Error::Interval {
+                name: key.clone(),
+                value: obj.spec.interval.clone(),
+            };
+            let outcome = Outcome::Failed {
+                revision: None,
+                reason: "InvalidInterval".into(),
+                message: e.to_string(),
+                user_error: true,
+            };
+            (outcome, Vec::new(), Some(e))
+        }
+        Some(_) => {
+            let secrets = read_systems_secret(&ctx.client, &namespace, &obj.spec).await?;
+            let cache = ctx.cache_dir.join(&namespace).join(&name);
+            run_pipeline(obj.spec.clone(), obj.status.clone(), cache, secrets, now)
+                .await
+                .map_err(|message| Error::Task {
+                    name: key.clone(),
+                    message,
+                })
+                .map(|r| {
+                    (
+                        r.0,
+                        r.1,
+                        r.2.map(|source| Error::Reconcile {
+                            name: key.clone(),
+                            source,
+                        }),
+                    )
+                })?
+        }
+    };
+    let next = status::compute(obj.status.as_ref(), &outcome, obj.metadata.generation, now);
+    let api: Api<AccessRepository> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": AccessRepository::api_version(&()),
+        "kind": AccessRepository::kind(&()),
+        "status": next,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::PatchStatus {
+        name: key.clone(),
+        source,
+    })?;
+    let reference = obj.object_ref(&());
+    for n in &notices {
+        let event = Event {
+            type_: if n.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: n.reason.into(),
+            note: Some(truncate(&n.note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        // An Event that cannot be written must not fail the reconcile: status holds
+        // the same facts.
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(resource = %key, error = %e, "cannot publish event");
+        }
+    }
+    let result = match (&outcome, &error) {
+        (Outcome::Held { .. }, _) => "held",
+        (_, Some(e)) if e.is_user_error() => "stalled",
+        (_, Some(_)) => "failed",
+        _ => "applied",
+    };
+    ctx.metrics.reconciled(result);
+    if let Outcome::Applied { applied, .. } = &outcome {
+        ctx.metrics.changes_applied.inc_by(*applied as u64);
+    }
+    match error {
+        Some(e) => Err(e),
+        None => {
+            ctx.failures(&key, true);
+            let next_change = match &outcome {
+                Outcome::Applied { next_change, .. } | Outcome::Held { next_change, .. } => {
+                    *next_change
+                }
+                Outcome::Failed { .. } => None,
+            };
+            let interval = interval.unwrap_or(Duration::from_secs(300));
+            Ok(Action::requeue(requeue_after(next_change, now, interval)))
+        }
+    }
+}
+
+/// On user errors (invalid revision, history rewrite, bad interval) the resource is
+/// Stalled: retry at the interval, since a fix arrives through git, which has no watch.
+/// Transient errors back off exponentially from 5s, capped at the interval.
+pub fn error_policy(obj: Arc<AccessRepository>, error: &Error, ctx: Arc<Context>) -> Action {
+    let interval = parse_interval(&obj.spec.interval).unwrap_or(Duration::from_secs(300));
+    tracing::warn!(resource = %obj.name_any(), error = %error, "reconcile failed");
+    if error.is_user_error() {
+        return Action::requeue(interval);
+    }
+    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let n = ctx.failures(&key, false).min(16);
+    Action::requeue(backoff(n, interval))
+}
+
+/// 5s, 10s, 20s, ... capped at `cap`.
+pub fn backoff(failures: u32, cap: Duration) -> Duration {
+    let exp = 2u64.saturating_pow(failures.saturating_sub(1));
+    Duration::from_secs(5u64.saturating_mul(exp)).min(cap.max(Duration::from_secs(5)))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// The `systemsSecretRef` Secret's keys, for Systems' `credentials.secretKey`.
+async fn read_systems_secret(
+    client: &Client,
+    namespace: &str,
+    spec: &AccessRepositorySpec,
+) -> Result<SecretSource, Error> {
+    let mut source = SecretSource::default();
+    let Some(r) = &spec.systems_secret_ref else {
+        return Ok(source);
+    };
+    let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
+    let secret = api.get(&r.name).await.map_err(|source| Error::ReadSecret {
+        namespace: namespace.to_string(),
+        secret: r.name.clone(),
+        source,
+    })?;
+    for (k, v) in secret.data.unwrap_or_default() {
+        source
+            .secret_keys
+            .insert(k, Secret::new(String::from_utf8_lossy(&v.0).into_owned()));
+    }
+    for (k, v) in secret.string_data.unwrap_or_default() {
+        source.secret_keys.insert(k, Secret::new(v));
+    }
+    Ok(source)
+}
+
+type PipelineResult = (Outcome, Vec<Notice>, Option<ReconcileError>);
+
+/// Runs the CLI's pipeline on a blocking thread: git2 and the SQL connectors block.
+async fn run_pipeline(
+    spec: AccessRepositorySpec,
+    previous: Option<AccessRepositoryStatus>,
+    cache: PathBuf,
+    secrets: SecretSource,
+    now: Timestamp,
+) -> Result<PipelineResult, String> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        handle.block_on(pipeline(&spec, previous.as_ref(), &cache, secrets, now))
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// The pipeline, reduced to an [`Outcome`] and the Events to publish.
+pub async fn pipeline(
+    spec: &AccessRepositorySpec,
+    previous: Option<&AccessRepositoryStatus>,
+    cache: &std::path::Path,
+    secrets: SecretSource,
+    now: Timestamp,
+) -> PipelineResult {
+    let failed = |e: ReconcileError, revision: Option<String>| {
+        let reason = match &e {
+            ReconcileError::Invalid { .. } => "InvalidRevision",
+            ReconcileError::Rewind { .. } => "HistoryRewrite",
+            ReconcileError::Source(_) => "SourceFailed",
+            ReconcileError::State(_) => "AuditStateUnreadable",
+            ReconcileError::Untrusted { .. } => "UntrustedCommit",
+            ReconcileError::Trust(_) => "TrustMisconfigured",
+        };
+        let notice = Notice {
+            warning: true,
+            reason: if e.is_user_error() {
+                "Refused"
+            } else {
+                "ReconcileFailed"
+            },
+            note: e.to_string(),
+        };
+        let outcome = Outcome::Failed {
+            revision,
+            reason: reason.into(),
+            message: e.to_string(),
+            user_error: e.is_user_error(),
+        };
+        (outcome, vec![notice], Some(e))
+    };
+    let repo = match SourceRepo::open(&Location::parse(&spec.url), cache) {
+        Ok(r) => r,
+        Err(e) => return failed(e.into(), None),
+    };
+    let mut rec = Reconciler::new(repo, Registry::builtin(secrets));
+    let head = rec.repo.resolve(&spec.branch).ok().map(|r| r.display());
+    let opts = Options {
+        rev: spec.branch.clone(),
+        branch: Some(spec.branch.clone()),
+        subpath: spec.path.clone(),
+        now,
+        dry_run: false,
+        push: spec.push,
+        allow_mass_revoke: None,
+        allow_rewind: None,
+        trigger: trigger(previous, head.as_deref(), now),
+    };
+    let planned = match rec.plan(&opts).await {
+        Ok(p) => p,
+        Err(ReconcileError::Invalid { revision, errors }) => {
+            // Recorded in the audit once per revision, like `latchkey run` does (not at
+            // every requeue, which would commit an audit record per interval).
+            let already = previous.and_then(|p| p.last_attempted_revision.as_deref())
+                == Some(revision.as_str());
+            if !already
+                && let Ok(rev) = rec.repo.resolve(&opts.rev)
+                && let Err(e) = rec.record_invalid(&rev, &errors, &opts)
+            {
+                tracing::warn!(error = %e, "cannot record the invalid revision");
+            }
+            // The last valid revision stays in force, expiries included: apply it.
+            if let Some(last) = rec.last_applied_commit(&spec.branch, &spec.path) {
+                let fallback = Options {
+                    rev: last.to_string(),
+                    ..opts.clone()
+                };
+                match rec.plan(&fallback).await {
+                    Ok(planned) => {
+                        if let Err(e) = rec.apply(planned, &fallback, &|_| {}).await {
+                            tracing::warn!(error = %e, "could not enforce the last valid revision");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not plan the last valid revision"),
+                }
+            }
+            let first = errors
+                .first()
+                .map(|d| d.to_string().lines().next().unwrap_or("").to_string())
+                .unwrap_or_default();
+            let mut r = failed(
+                ReconcileError::Invalid {
+                    revision: revision.clone(),
+                    errors,
+                },
+                Some(revision),
+            );
+            if let Outcome::Failed { message, .. } = &mut r.0 {
+                message.push_str(&format!("; first: {first}"));
+            }
+            return r;
+        }
+        Err(e) => {
+            let revision = rec.repo.resolve(&opts.rev).ok().map(|r| r.display());
+            return failed(e, revision);
+        }
+    };
+    let revision = planned.plan.revision.clone();
+    let next_change = planned.plan.next_change;
+    let managed: usize = planned.desired.systems.values().map(|a| a.len()).sum();
+    let unreadable: Vec<String> = planned
+        .plan
+        .systems
+        .iter()
+        .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.system)))
+        .collect();
+    let planned_changes = planned.plan.changes.len();
+    let applied = match rec.apply(planned, &opts, &|_| {}).await {
+        Ok(a) => a,
+        Err(e) => return failed(e, Some(revision)),
+    };
+    if applied.held {
+        let message = applied
+            .planned
+            .plan
+            .holds
+            .iter()
+            .map(|h| h.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let notice = Notice {
+            warning: true,
+            reason: "Held",
+            note: format!("{message}. Nothing was applied; review the change in git."),
+        };
+        let outcome = Outcome::Held {
+            revision,
+            managed_accounts: managed,
+            pending: planned_changes,
+            message,
+            next_change,
+        };
+        return (outcome, vec![notice], None);
+    }
+    let failures = applied.failures();
+    let ok = applied.outcomes.len() - failures;
+    let mut notices = Vec::new();
+    if ok > 0 {
+        notices.push(Notice {
+            warning: false,
+            reason: "Applied",
+            note: format!("applied {ok} changes from {revision}"),
+        });
+    }
+    if !unreadable.is_empty() {
+        notices.push(Notice {
+            warning: true,
+            reason: "SystemUnreadable",
+            note: format!("not reconciled: {}", unreadable.join("; ")),
+        });
+    }
+    if failures > 0 {
+        notices.push(Notice {
+            warning: true,
+            reason: "ChangesFailed",
+            note: format!("{failures} changes from {revision} failed; see the audit ledger"),
+        });
+    }
+    let outcome = Outcome::Applied {
+        revision,
+        managed_accounts: managed,
+        pending: failures,
+        applied: ok,
+        next_change,
+        unreadable,
+    };
+    (outcome, notices, None)
+}
+
+/// Why this run happens, for the audit: a new revision, a due grant change, or a
+/// periodic re-read of the same revision.
+pub fn trigger(
+    previous: Option<&AccessRepositoryStatus>,
+    head: Option<&str>,
+    now: Timestamp,
+) -> Trigger {
+    let Some(prev) = previous else {
+        return Trigger::Merge;
+    };
+    if head.is_none() || prev.last_applied_revision.as_deref() != head {
+        return Trigger::Merge;
+    }
+    let due = prev
+        .next_expiry
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .is_some_and(|t| t <= now);
+    if due { Trigger::Expiry } else { Trigger::Drift }
+}
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// Watch one namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+    pub cache_dir: PathBuf,
+    /// Where /healthz, /readyz and /metrics are served.
+    pub listen: std::net::SocketAddr,
+    /// The Lease: `namespace/name`.
+    pub lease_namespace: String,
+    pub lease_name: String,
+    /// This replica's identity (the pod name).
+    pub identity: String,
+    pub lease_duration: Duration,
+}
+
+/// Runs the operator until a signal or until leadership is lost (the process then exits
+/// and Kubernetes restarts it as a follower).
+pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let routes = super::operator_http::router(metrics.clone());
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, routes).await {
+            tracing::error!(error = %e, "the health and metrics server stopped");
+        }
+    });
+    metrics
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let lock = super::leader::LeaseLock::new(
+        Api::namespaced(client.clone(), &cfg.lease_namespace),
+        &cfg.lease_name,
+        &cfg.identity,
+        cfg.lease_duration,
+    );
+    loop {
+        match lock.try_acquire_or_renew(Timestamp::now()).await {
+            Ok(l) if l.is_leader() => break,
+            Ok(l) => tracing::info!(?l, "waiting for the leader Lease"),
+            Err(e) => tracing::warn!(error = %e, "cannot read the leader Lease"),
+        }
+        tokio::time::sleep(lock.retry_period()).await;
+    }
+    metrics.leader.set(1);
+    tracing::info!(identity = %cfg.identity, "leading");
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lost_flag = lost.clone();
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let renew_every = lock.retry_period();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(renew_every).await;
+            match lock.try_acquire_or_renew(Timestamp::now()).await {
+                Ok(l) if l.is_leader() => {}
+                outcome => {
+                    tracing::error!(?outcome, "lost the leader Lease; stopping");
+                    lost_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = lost_tx.send(());
+                    return;
+                }
+            }
+        }
+    });
+    let api: Api<AccessRepository> = match &cfg.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client,
+        cfg.cache_dir.clone(),
+        Some(cfg.identity.clone()),
+        metrics,
+        Arc::new(Timestamp::now),
+    ));
+    Controller::new(api, watcher::Config::default())
+        .graceful_shutdown_on(async move {
+            let _ = lost_rx.await;
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "controller");
+            }
+        })
+        .await;
+    server.abort();
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        // A non-zero exit makes the restart visible; the pod comes back as a follower.
+        return Err(RunError::LostLease);
+    }
+    Ok(())
+}
+
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot build a Kubernetes client (in-cluster or KUBECONFIG)")]
+    Client(#[source] kube::Error),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lost the leader Lease; exiting so a follower takes over")]
+    LostLease,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requeue_is_the_earlier_of_expiry_and_interval() {
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let soon: Timestamp = "2026-11-23T10:01:00Z".parse().unwrap();
+        let five = Duration::from_secs(300);
+        assert_eq!(
+            requeue_after(Some(soon), now, five),
+            Duration::from_secs(60)
+        );
+        assert_eq!(requeue_after(None, now, five), five);
+        let past: Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
+        assert_eq!(requeue_after(Some(past), now, five), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn intervals_parse() {
+        assert_eq!(parse_interval("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_interval("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_interval("0s"), None);
+        assert_eq!(parse_interval("soon"), None);
+    }
+
+    #[test]
+    fn trigger_tells_merge_expiry_and_drift_apart() {
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let prev = AccessRepositoryStatus {
+            last_applied_revision: Some("main@sha1:aa".into()),
+            next_expiry: Some("2026-11-23T09:59:00Z".into()),
+            ..Default::default()
+        };
+        assert_eq!(trigger(None, Some("main@sha1:aa"), now), Trigger::Merge);
+        assert_eq!(
+            trigger(Some(&prev), Some("main@sha1:bb"), now),
+            Trigger::Merge
+        );
+        assert_eq!(
+            trigger(Some(&prev), Some("main@sha1:aa"), now),
+            Trigger::Expiry
+        );
+        let later = AccessRepositoryStatus {
+            next_expiry: Some("2026-11-23T11:00:00Z".into()),
+            ..prev
+        };
+        assert_eq!(
+            trigger(Some(&later), Some("main@sha1:aa"), now),
+            Trigger::Drift
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let cap = Duration::from_secs(60);
+        assert_eq!(backoff(1, cap), Duration::from_secs(5));
+        assert_eq!(backoff(3, cap), Duration::from_secs(20));
+        assert_eq!(backoff(10, cap), cap);
+    }
+}
