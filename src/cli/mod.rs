@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. A command's doc comment is its `--help`.
 
 mod apply;
+mod audit;
 mod plan;
 mod validate;
 
@@ -38,6 +39,9 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     Plan(plan::PlanArgs),
     Apply(apply::ApplyArgs),
+    Audit(audit::AuditArgs),
+    Who(audit::WhoArgs),
+    History(audit::HistoryArgs),
 }
 
 /// Where the access repository is and which revision to read.
@@ -120,6 +124,8 @@ pub enum CliError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
+    #[error(transparent)]
+    Ledger(#[from] crate::audit::store::LedgerError),
     #[error("cannot write output")]
     Io(#[from] std::io::Error),
 }
@@ -130,6 +136,9 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a).await,
         Command::Apply(a) => apply::run(a).await,
+        Command::Audit(a) => audit::run_audit(a),
+        Command::Who(a) => audit::run_who(a),
+        Command::History(a) => audit::run_history(a),
     }
 }
 

@@ -49,7 +49,6 @@ pub struct Snapshot {
     pub completeness: Completeness,
 }
 
-
 /// One change a connector applies.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
