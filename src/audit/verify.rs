@@ -83,10 +83,6 @@ pub fn verify(src: &LedgerSource<'_>) -> Result<Verification, LedgerError> {
     let mut prev_month: Option<&str> = None;
     for month in &months {
         let file = src.display_path(month);
-        if let Some(b) = check_checkpoint(src, month, &out.head, &state, &mut out.checkpoints)? {
-            out.broken = Some(b);
-            return Ok(out);
-        }
         let text = src.read(month)?.unwrap_or_default();
         let broken = |line: usize, kind, detail: String| Broken {
             file: file.clone(),
@@ -138,6 +134,15 @@ pub fn verify(src: &LedgerSource<'_>) -> Result<Verification, LedgerError> {
                         before
                     ),
                 ));
+                return Ok(out);
+            }
+            // The checkpoint is checked once the month's first link holds, so a removed
+            // tail is reported at the line that no longer follows, not at the checkpoint.
+            if n == 1
+                && let Some(b) =
+                    check_checkpoint(src, month, &out.head, &state, &mut out.checkpoints)?
+            {
+                out.broken = Some(b);
                 return Ok(out);
             }
             let hash = value.get("hash").and_then(|p| p.as_str()).unwrap_or("");

@@ -1,0 +1,674 @@
+//! The audit ledger: a scripted history committed through the real audit path
+//! (`build_commit` + `commit_audit` into a git repository), then `who --at` answers,
+//! tamper detection and the CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use git2::build::TreeUpdateBuilder;
+use git2::{FileMode, Repository, Signature};
+use jiff::Timestamp;
+use latchkey::audit::replay::{self, Checkpoint};
+use latchkey::audit::store::LedgerSource;
+use latchkey::audit::verify::{BreakKind, verify};
+use latchkey::audit::{Event, Record, RunAudit, State, Trigger, build_commit};
+use latchkey::source::{Location, SourceRepo};
+
+fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+/// One change record as the apply path writes it.
+struct Ch<'a> {
+    at: &'a str,
+    who: &'a str,
+    system: &'a str,
+    change: &'a str,
+    ent: Option<&'a str>,
+    role: Option<&'a str>,
+    client: &'a str,
+    reason: &'a str,
+    result: &'a str,
+    expires: Option<&'a str>,
+}
+
+fn ch<'a>(at: &'a str, who: &'a str, system: &'a str, change: &'a str) -> Ch<'a> {
+    Ch {
+        at,
+        who,
+        system,
+        change,
+        ent: None,
+        role: None,
+        client: "acme",
+        reason: "declared",
+        result: "applied",
+        expires: None,
+    }
+}
+
+impl Ch<'_> {
+    fn record(&self, run: &str, rev: &str) -> Record {
+        let mut r = Record::new(Event::Change, t(self.at), run, rev, Trigger::Merge);
+        r.system = Some(self.system.into());
+        r.client = Some(self.client.into());
+        r.identity = Some(self.who.into());
+        r.change = Some(self.change.into());
+        r.entitlement = self.ent.map(Into::into);
+        r.role = self.role.map(Into::into);
+        r.expires = self.expires.map(t);
+        r.reason = Some(self.reason.into());
+        r.result = Some(self.result.into());
+        r.author = Some("ops@northwind.example".into());
+        r
+    }
+}
+
+/// A repository with a scripted five-run history over January–April 2026.
+struct Scripted {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+fn rev(n: u8) -> String {
+    format!(
+        "main@sha1:{}",
+        format!("{n:x}").repeat(40).get(..40).unwrap().to_string()
+    )
+}
+
+fn scripted() -> Scripted {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("access");
+    let git = Repository::init(&dir).unwrap();
+    std::fs::write(dir.join("README.md"), "access\n").unwrap();
+    let mut idx = git.index().unwrap();
+    idx.add_path(Path::new("README.md")).unwrap();
+    let tree = git.find_tree(idx.write_tree().unwrap()).unwrap();
+    let sig = Signature::now("Dana Ops", "ops@northwind.example").unwrap();
+    git.commit(Some("HEAD"), &sig, &sig, "init", &tree, &[])
+        .unwrap();
+    let branch = git.head().unwrap().shorthand().unwrap().to_string();
+    let repo = SourceRepo::open(&Location::Path(dir.clone()), tmp.path()).unwrap();
+
+    let grant = |at, who, system, ent, role, client| Ch {
+        ent: Some(ent),
+        role: Some(role),
+        client,
+        ..ch(at, who, system, "grant")
+    };
+    let runs: Vec<(&str, Vec<Ch>)> = vec![
+        (
+            "2026-01-10T09:00:00Z",
+            vec![
+                ch(
+                    "2026-01-10T09:00:01Z",
+                    "alice@acme.example",
+                    "portal",
+                    "create-account",
+                ),
+                grant(
+                    "2026-01-10T09:00:02Z",
+                    "alice@acme.example",
+                    "portal",
+                    "acme:finance",
+                    "client-finance",
+                    "acme",
+                ),
+                Ch {
+                    expires: Some("2026-03-01T00:00:00Z"),
+                    ..grant(
+                        "2026-01-10T09:00:03Z",
+                        "bob@northwind.example",
+                        "portal",
+                        "acme:project",
+                        "agency-developer",
+                        "acme",
+                    )
+                },
+                grant(
+                    "2026-01-10T09:00:04Z",
+                    "carol@acme.example",
+                    "staging",
+                    "acme:admin",
+                    "client-staging-admin",
+                    "acme",
+                ),
+            ],
+        ),
+        (
+            "2026-02-05T10:00:00Z",
+            vec![
+                grant(
+                    "2026-02-05T10:00:01Z",
+                    "dave@globex.example",
+                    "portal",
+                    "globex:viewer",
+                    "client-viewer",
+                    "globex",
+                ),
+                Ch {
+                    result: "failed",
+                    ..grant(
+                        "2026-02-05T10:00:02Z",
+                        "eve@globex.example",
+                        "portal",
+                        "globex:finance",
+                        "client-finance",
+                        "globex",
+                    )
+                },
+            ],
+        ),
+        (
+            "2026-03-01T00:05:00Z",
+            vec![Ch {
+                reason: "expired",
+                ent: Some("acme:project"),
+                ..ch(
+                    "2026-03-01T00:05:01Z",
+                    "bob@northwind.example",
+                    "portal",
+                    "revoke",
+                )
+            }],
+        ),
+        (
+            "2026-03-20T16:00:00Z",
+            vec![Ch {
+                reason: "offboarded",
+                ..ch(
+                    "2026-03-20T16:00:01Z",
+                    "alice@acme.example",
+                    "portal",
+                    "disable-account",
+                )
+            }],
+        ),
+        (
+            "2026-04-02T08:00:00Z",
+            vec![
+                ch(
+                    "2026-04-02T08:00:01Z",
+                    "alice@acme.example",
+                    "portal",
+                    "enable-account",
+                ),
+                grant(
+                    "2026-04-02T08:00:02Z",
+                    "alice@acme.example",
+                    "portal",
+                    "acme:viewer",
+                    "client-viewer",
+                    "acme",
+                ),
+            ],
+        ),
+    ];
+    for (i, (now, changes)) in runs.into_iter().enumerate() {
+        let run = format!("run-{}", i + 1);
+        let revision = rev(i as u8 + 1);
+        let records = changes.iter().map(|c| c.record(&run, &revision)).collect();
+        let commit = build_commit(
+            &repo,
+            &branch,
+            "audit/",
+            RunAudit {
+                catalog: None,
+                revision: revision.clone(),
+                now: t(now),
+                records,
+                state: Some(State::default()),
+                summary: format!("run {}", i + 1),
+                run: run.clone(),
+            },
+        )
+        .unwrap()
+        .unwrap();
+        repo.commit_audit(&branch, &commit).unwrap();
+    }
+    Scripted { _tmp: tmp, dir }
+}
+
+impl Scripted {
+    fn repo(&self) -> SourceRepo {
+        SourceRepo::open(&Location::Path(self.dir.clone()), &self.dir).unwrap()
+    }
+
+    /// (identity, system, entitlement) held at `at`, from git objects.
+    fn who(&self, at: &str) -> Vec<(String, String, String)> {
+        let repo = self.repo();
+        let src = LedgerSource::Git {
+            rev: repo.resolve("HEAD").unwrap(),
+            repo: &repo,
+            root: "audit/".into(),
+        };
+        let state = replay::state_at(&src, t(at)).unwrap();
+        state
+            .entries()
+            .map(|a| (a.identity.clone(), a.system.clone(), a.entitlement.clone()))
+            .collect()
+    }
+
+    /// Rewrites a file under the repository as a human commit on the branch.
+    fn tamper(&self, path: &str, f: impl FnOnce(Vec<&str>) -> Option<Vec<String>>) {
+        let git = Repository::open(&self.dir).unwrap();
+        let head = git.head().unwrap().peel_to_commit().unwrap();
+        let tree = head.tree().unwrap();
+        let text = std::fs::read_to_string(self.dir.join(path)).unwrap();
+        let mut update = TreeUpdateBuilder::new();
+        match f(text.lines().collect()) {
+            Some(lines) => {
+                let mut content = lines.join("\n");
+                content.push('\n');
+                std::fs::write(self.dir.join(path), &content).unwrap();
+                let blob = git.blob(content.as_bytes()).unwrap();
+                update.upsert(path, blob, FileMode::Blob);
+            }
+            None => {
+                std::fs::remove_file(self.dir.join(path)).unwrap();
+                update.remove(path);
+            }
+        }
+        let new_tree = git
+            .find_tree(update.create_updated(&git, &tree).unwrap())
+            .unwrap();
+        let sig = Signature::now("Mallory", "mallory@example.com").unwrap();
+        git.commit(
+            Some("HEAD"),
+            &sig,
+            &sig,
+            "tidy the ledger",
+            &new_tree,
+            &[&head],
+        )
+        .unwrap();
+    }
+
+    fn verify_git(&self) -> latchkey::audit::verify::Verification {
+        let repo = self.repo();
+        let src = LedgerSource::Git {
+            rev: repo.resolve("HEAD").unwrap(),
+            repo: &repo,
+            root: "audit/".into(),
+        };
+        verify(&src).unwrap()
+    }
+
+    /// Asserts the first break is at `file`:`line` of `kind`, in git objects and in the
+    /// checkout directory alike.
+    fn assert_broken(&self, file: &str, line: Option<usize>, kind: BreakKind) -> String {
+        let v = self.verify_git();
+        let b = v.broken.expect("tampering not detected");
+        assert_eq!((b.file.as_str(), b.line, b.kind), (file, line, kind), "{b}");
+        let d = verify(&LedgerSource::Dir(self.dir.join("audit"))).unwrap();
+        let db = d.broken.expect("tampering not detected in the directory");
+        assert_eq!((db.line, db.kind), (line, kind), "{db}");
+        assert!(db.file.ends_with(file.trim_start_matches("audit/")), "{db}");
+        b.to_string()
+    }
+}
+
+fn triple(who: &str, system: &str, ent: &str) -> (String, String, String) {
+    (who.into(), system.into(), ent.into())
+}
+
+#[test]
+fn who_at_answers_the_scripted_history() {
+    let s = scripted();
+    let alice_fin = triple("alice@acme.example", "portal", "acme:finance");
+    let alice_view = triple("alice@acme.example", "portal", "acme:viewer");
+    let bob = triple("bob@northwind.example", "portal", "acme:project");
+    let carol = triple("carol@acme.example", "staging", "acme:admin");
+    let dave = triple("dave@globex.example", "portal", "globex:viewer");
+    assert_eq!(s.who("2025-12-31T00:00:00Z"), vec![]);
+    assert_eq!(s.who("2026-01-10T09:00:01Z"), vec![]);
+    assert_eq!(s.who("2026-01-10T09:00:02Z"), vec![alice_fin.clone()]);
+    assert_eq!(
+        s.who("2026-01-15T00:00:00Z"),
+        vec![alice_fin.clone(), bob.clone(), carol.clone()]
+    );
+    // dave granted; eve's grant failed and gives nothing.
+    assert_eq!(
+        s.who("2026-02-10T00:00:00Z"),
+        vec![alice_fin.clone(), bob.clone(), carol.clone(), dave.clone()]
+    );
+    // bob's grant expired at midnight but access lasts until the revocation is recorded.
+    assert_eq!(
+        s.who("2026-03-01T00:03:00Z"),
+        vec![alice_fin.clone(), bob.clone(), carol.clone(), dave.clone()]
+    );
+    assert_eq!(
+        s.who("2026-03-01T12:00:00Z"),
+        vec![alice_fin.clone(), carol.clone(), dave.clone()]
+    );
+    // alice offboarded: disabling the account removes all her portal entitlements.
+    assert_eq!(
+        s.who("2026-03-25T00:00:00Z"),
+        vec![carol.clone(), dave.clone()]
+    );
+    assert_eq!(
+        s.who("2026-04-10T00:00:00Z"),
+        vec![alice_view.clone(), carol.clone(), dave.clone()]
+    );
+    assert_eq!(s.who("2027-06-01T00:00:00Z"), vec![alice_view, carol, dave]);
+}
+
+#[test]
+fn checkpoints_are_written_at_month_boundaries_and_queries_work_without_them() {
+    let s = scripted();
+    let cp: Checkpoint = serde_json::from_str(
+        &std::fs::read_to_string(s.dir.join("audit/ledger/2026/03.checkpoint.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cp.month, "2026-03");
+    assert_eq!(cp.records, 6);
+    let feb = std::fs::read_to_string(s.dir.join("audit/ledger/2026/02.jsonl")).unwrap();
+    let last_feb: Record = serde_json::from_str(feb.lines().last().unwrap()).unwrap();
+    assert_eq!(cp.after, last_feb.hash);
+    let held: Vec<(&str, &str)> = cp
+        .access
+        .iter()
+        .map(|a| (a.identity.as_str(), a.entitlement.as_str()))
+        .collect();
+    assert_eq!(
+        held,
+        vec![
+            ("alice@acme.example", "acme:finance"),
+            ("bob@northwind.example", "acme:project"),
+            ("carol@acme.example", "acme:admin"),
+            ("dave@globex.example", "globex:viewer"),
+        ]
+    );
+    assert_eq!(cp.access[1].revision, rev(1));
+    assert_eq!(cp.access[1].since, t("2026-01-10T09:00:03Z"));
+    for m in ["01", "02", "03", "04"] {
+        assert!(
+            s.dir
+                .join(format!("audit/ledger/2026/{m}.checkpoint.json"))
+                .exists()
+        );
+    }
+    // Without checkpoints the query replays from the start and agrees.
+    let with: Vec<_> = [
+        "2026-02-10T00:00:00Z",
+        "2026-03-25T00:00:00Z",
+        "2026-04-10T00:00:00Z",
+    ]
+    .iter()
+    .map(|at| s.who(at))
+    .collect();
+    for m in ["01", "02", "03", "04"] {
+        std::fs::remove_file(s.dir.join(format!("audit/ledger/2026/{m}.checkpoint.json"))).unwrap();
+    }
+    let dir = LedgerSource::Dir(s.dir.join("audit"));
+    for (at, expected) in [
+        "2026-02-10T00:00:00Z",
+        "2026-03-25T00:00:00Z",
+        "2026-04-10T00:00:00Z",
+    ]
+    .iter()
+    .zip(with)
+    {
+        let got: Vec<_> = replay::state_at(&dir, t(at))
+            .unwrap()
+            .entries()
+            .map(|a| (a.identity.clone(), a.system.clone(), a.entitlement.clone()))
+            .collect();
+        assert_eq!(got, expected, "at {at}");
+    }
+}
+
+#[test]
+fn an_untouched_ledger_verifies() {
+    let s = scripted();
+    let v = s.verify_git();
+    assert!(v.broken.is_none(), "{:?}", v.broken);
+    assert_eq!((v.records, v.months, v.checkpoints), (10, 4, 4));
+}
+
+#[test]
+fn editing_a_field_is_detected_at_its_line() {
+    let s = scripted();
+    s.tamper("audit/ledger/2026/01.jsonl", |lines| {
+        Some(
+            lines
+                .iter()
+                .map(|l| l.replace("acme:finance", "acme:viewer"))
+                .collect(),
+        )
+    });
+    let msg = s.assert_broken("audit/ledger/2026/01.jsonl", Some(2), BreakKind::Edited);
+    assert!(msg.contains("the record was edited"), "{msg}");
+}
+
+#[test]
+fn an_edit_with_a_recomputed_hash_breaks_the_next_link() {
+    let s = scripted();
+    s.tamper("audit/ledger/2026/01.jsonl", |lines| {
+        Some(
+            lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    if i != 1 {
+                        return l.to_string();
+                    }
+                    let mut r: Record = serde_json::from_str(l).unwrap();
+                    r.entitlement = Some("acme:viewer".into());
+                    let prev = r.prev.clone();
+                    r.seal(&prev);
+                    r.to_line()
+                })
+                .collect(),
+        )
+    });
+    s.assert_broken("audit/ledger/2026/01.jsonl", Some(3), BreakKind::BrokenLink);
+}
+
+#[test]
+fn deleting_a_line_is_detected_at_the_line_after() {
+    let s = scripted();
+    s.tamper("audit/ledger/2026/01.jsonl", |mut lines| {
+        lines.remove(2);
+        Some(lines.into_iter().map(String::from).collect())
+    });
+    let msg = s.assert_broken("audit/ledger/2026/01.jsonl", Some(3), BreakKind::BrokenLink);
+    assert!(msg.contains("deleted, reordered or truncated"), "{msg}");
+}
+
+#[test]
+fn swapping_two_lines_is_detected_at_the_first_of_them() {
+    let s = scripted();
+    s.tamper("audit/ledger/2026/01.jsonl", |mut lines| {
+        lines.swap(1, 2);
+        Some(lines.into_iter().map(String::from).collect())
+    });
+    s.assert_broken("audit/ledger/2026/01.jsonl", Some(2), BreakKind::BrokenLink);
+}
+
+#[test]
+fn truncating_a_month_is_detected_at_the_next_month() {
+    let s = scripted();
+    s.tamper("audit/ledger/2026/01.jsonl", |lines| {
+        Some(lines[..2].iter().map(|l| l.to_string()).collect())
+    });
+    let msg = s.assert_broken("audit/ledger/2026/02.jsonl", Some(1), BreakKind::BrokenLink);
+    assert!(msg.contains("01.jsonl (its tail was removed"), "{msg}");
+}
+
+#[test]
+fn removing_a_whole_month_is_detected_at_the_next_month() {
+    let s = scripted();
+    s.tamper("audit/ledger/2026/02.jsonl", |_| None);
+    s.assert_broken("audit/ledger/2026/03.jsonl", Some(1), BreakKind::BrokenLink);
+}
+
+#[test]
+fn truncating_the_last_month_is_detected_by_the_ledger_head() {
+    let s = scripted();
+    s.tamper("audit/ledger/2026/04.jsonl", |lines| {
+        Some(lines[..1].iter().map(|l| l.to_string()).collect())
+    });
+    let msg = s.assert_broken("audit/state.yaml", None, BreakKind::Truncated);
+    assert!(
+        msg.contains("removed from the end of audit/ledger/2026/04.jsonl"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_unparseable_line_is_reported() {
+    let s = scripted();
+    s.tamper("audit/ledger/2026/03.jsonl", |mut lines| {
+        lines.insert(1, "{not json");
+        Some(lines.into_iter().map(String::from).collect())
+    });
+    s.assert_broken(
+        "audit/ledger/2026/03.jsonl",
+        Some(2),
+        BreakKind::Unparseable,
+    );
+}
+
+#[test]
+fn a_forged_checkpoint_is_detected() {
+    let s = scripted();
+    s.tamper("audit/ledger/2026/04.checkpoint.json", |lines| {
+        let mut cp: Checkpoint = serde_json::from_str(&lines.join("\n")).unwrap();
+        // Hide that dave had access.
+        cp.access.retain(|a| a.identity != "dave@globex.example");
+        Some(vec![cp.to_json().trim_end().to_string()])
+    });
+    let msg = s.assert_broken(
+        "audit/ledger/2026/04.checkpoint.json",
+        None,
+        BreakKind::Checkpoint,
+    );
+    assert!(msg.contains("it omits dave@globex.example"), "{msg}");
+}
+
+fn latchkey(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_verify_who_and_history() {
+    let s = scripted();
+    let repo = s.dir.to_str().unwrap();
+    let (code, out, _) = latchkey(&["audit", "verify", repo]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ledger intact: 10 records in 4 month files, 4 checkpoints"),
+        "{out}"
+    );
+
+    let (code, out, err) = latchkey(&[
+        "who",
+        repo,
+        "--at",
+        "2026-02-10T00:00:00Z",
+        "--client",
+        "acme",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let who: Vec<&str> = v["access"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["identity"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        who,
+        vec![
+            "alice@acme.example",
+            "bob@northwind.example",
+            "carol@acme.example"
+        ]
+    );
+
+    let (_, out, _) = latchkey(&[
+        "who",
+        repo,
+        "--at",
+        "2026-02-10T00:00:00Z",
+        "--system",
+        "staging",
+        "--format",
+        "markdown",
+    ]);
+    assert!(
+        out.contains("| carol@acme.example | staging | acme:admin | client-staging-admin | acme | 2026-01-10T09:00:04Z | no expiry | `main@111111111111` |"),
+        "{out}"
+    );
+    assert!(!out.contains("alice"), "{out}");
+
+    let (_, out, _) = latchkey(&[
+        "who",
+        repo,
+        "--at",
+        "2026-01-15T00:00:00Z",
+        "--role",
+        "agency-developer",
+    ]);
+    assert!(
+        out.contains("Access at 2026-01-15T00:00Z (1 entitlements)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bob@northwind.example  portal  acme:project  role agency-developer"),
+        "{out}"
+    );
+
+    let (code, out, _) = latchkey(&["history", "ALICE@acme.example", repo]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "History of ALICE@acme.example (5 records)");
+    assert!(
+        lines[3]
+            .starts_with("2026-03-20T16:00:01Z  disable account  on portal  (offboarded)  applied"),
+        "{out}"
+    );
+    assert!(lines[3].contains("main@444444444444  run run-4"), "{out}");
+
+    let (_, out, _) = latchkey(&[
+        "history",
+        "eve@globex.example",
+        repo,
+        "--format",
+        "markdown",
+    ]);
+    assert!(
+        out.contains("| grant globex:finance | portal | client-finance | declared | failed |"),
+        "{out}"
+    );
+
+    s.tamper("audit/ledger/2026/01.jsonl", |mut lines| {
+        lines.swap(1, 2);
+        Some(lines.into_iter().map(String::from).collect())
+    });
+    let (code, out, err) = latchkey(&["audit", "verify", repo]);
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("audit/ledger/2026/01.jsonl:2: broken link: prev is "),
+        "{out}"
+    );
+    assert!(
+        err.contains("error: the ledger is broken at audit/ledger/2026/01.jsonl:2"),
+        "{err}"
+    );
+    // The revision before the tampering still verifies.
+    let (code, _, _) = latchkey(&["audit", "verify", repo, "--rev", "HEAD~1"]);
+    assert_eq!(code, 0);
+}
