@@ -71,10 +71,7 @@ struct Scripted {
 }
 
 fn rev(n: u8) -> String {
-    format!(
-        "main@sha1:{}",
-        format!("{n:x}").repeat(40).get(..40).unwrap().to_string()
-    )
+    format!("main@sha1:{}", format!("{n:x}").repeat(40))
 }
 
 fn scripted() -> Scripted {
