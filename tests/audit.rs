@@ -669,3 +669,133 @@ fn cli_verify_who_and_history() {
     let (code, _, _) = latchkey(&["audit", "verify", repo, "--rev", "HEAD~1"]);
     assert_eq!(code, 0);
 }
+
+/// A repository holding the example agency, committed at a fixed time.
+fn example_repo(dir: &Path) -> SourceRepo {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agency");
+    let git = Repository::init(dir).unwrap();
+    let mut idx = git.index().unwrap();
+    for sub in ["latchkey.yaml", "roles", "clients", "team"] {
+        let from = src.join(sub);
+        let mut stack = vec![from];
+        while let Some(p) = stack.pop() {
+            if p.is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                let rel = p.strip_prefix(&src).unwrap();
+                std::fs::create_dir_all(dir.join(rel).parent().unwrap()).unwrap();
+                std::fs::copy(&p, dir.join(rel)).unwrap();
+                idx.add_path(rel).unwrap();
+            }
+        }
+    }
+    let tree = git.find_tree(idx.write_tree().unwrap()).unwrap();
+    let when = git2::Time::new(t("2026-11-20T10:00:00Z").as_second(), 0);
+    let sig = Signature::new("Dana Ops", "ops@northwind.example", &when).unwrap();
+    git.commit(Some("HEAD"), &sig, &sig, "access", &tree, &[])
+        .unwrap();
+    SourceRepo::open(&Location::Path(dir.to_path_buf()), dir).unwrap()
+}
+
+#[test]
+fn client_report_lists_since_until_and_granting_commit() {
+    use latchkey::audit::replay::AccessState;
+    use latchkey::connectors::{Registry, SecretSource};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = example_repo(&tmp.path().join("access"));
+    let mut rec =
+        latchkey::reconcile::Reconciler::new(repo, Registry::builtin(SecretSource::default()));
+    let head = rec.repo.resolve("HEAD").unwrap();
+    let now = t("2026-12-10T12:00:00Z");
+    let loaded = rec.load(&head, "", now).unwrap();
+    assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+
+    let g = |at, who, system, ent, role| Ch {
+        ent: Some(ent),
+        role: Some(role),
+        ..ch(at, who, system, "grant")
+    };
+    let first = [
+        g(
+            "2026-11-20T10:05:00Z",
+            "alex@northwind.example",
+            "portal",
+            "acme:finance",
+            "agency-account-manager",
+        ),
+        g(
+            "2026-11-20T10:05:01Z",
+            "alex@northwind.example",
+            "portal",
+            "acme:project",
+            "agency-account-manager",
+        ),
+        g(
+            "2026-11-20T10:05:02Z",
+            "dana@acme.example",
+            "portal",
+            "acme:project",
+            "client-project",
+        ),
+        g(
+            "2026-11-20T10:05:03Z",
+            "dana@acme.example",
+            "portal",
+            "acme:finance",
+            "client-finance",
+        ),
+        g(
+            "2026-11-20T10:05:04Z",
+            "erin@acme.example",
+            "portal",
+            "acme:finance",
+            "client-finance",
+        ),
+        g(
+            "2026-11-20T10:05:05Z",
+            "erin@acme.example",
+            "staging",
+            "acme:admin",
+            "client-staging-admin",
+        ),
+    ];
+    let second = [
+        g(
+            "2026-12-01T09:00:00Z",
+            "dana@acme.example",
+            "portal",
+            "acme:viewer",
+            "client-project",
+        ),
+        g(
+            "2026-12-01T09:00:01Z",
+            "erin@acme.example",
+            "portal",
+            "acme:viewer",
+            "client-finance",
+        ),
+        Ch {
+            ent: Some("acme:finance"),
+            reason: "undeclared",
+            ..ch(
+                "2026-12-05T08:00:00Z",
+                "frank@acme.example",
+                "portal",
+                "revoke",
+            )
+        },
+    ];
+    let mut access = AccessState::default();
+    let mut recent = Vec::new();
+    for c in &first {
+        access.apply(&c.record("run-1", &rev(1)));
+    }
+    for c in &second {
+        let r = c.record("run-2", &rev(2));
+        access.apply(&r);
+        recent.push(r);
+    }
+    let reports =
+        latchkey::audit::report::client_reports(&loaded.catalog, now, &rev(2), &recent, &access);
+    insta::assert_snapshot!("acme_report", reports["acme"]);
+}
