@@ -821,3 +821,162 @@ fn committed_ledger_schemas_are_current() {
         );
     }
 }
+
+/// Run by `audit_commits_are_signed_with_the_configured_ssh_key` in a child process (so
+/// `LATCHKEY_SIGNING_KEY` is set for it alone): one audit commit into
+/// `LATCHKEY_TEST_REPO`, printing `committed <oid>` or `error: <chain>`.
+#[test]
+#[ignore = "helper run in a child process by audit_commits_are_signed_with_the_configured_ssh_key"]
+fn signing_child() {
+    let Some(dir) = std::env::var_os("LATCHKEY_TEST_REPO") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let git = Repository::init(&dir).unwrap();
+    std::fs::write(dir.join("README.md"), "access\n").unwrap();
+    let mut idx = git.index().unwrap();
+    idx.add_path(Path::new("README.md")).unwrap();
+    let tree = git.find_tree(idx.write_tree().unwrap()).unwrap();
+    let sig = Signature::now("Dana Ops", "ops@northwind.example").unwrap();
+    git.commit(Some("HEAD"), &sig, &sig, "init", &tree, &[])
+        .unwrap();
+    let branch = git.head().unwrap().shorthand().unwrap().to_string();
+    let repo = SourceRepo::open(&Location::Path(dir.clone()), &dir).unwrap();
+    let record = ch(
+        "2026-01-10T09:00:01Z",
+        "alice@acme.example",
+        "portal",
+        "create-account",
+    )
+    .record("run-1", &rev(1));
+    let commit = build_commit(
+        &repo,
+        &branch,
+        "audit/",
+        RunAudit {
+            catalog: None,
+            revision: rev(1),
+            now: t("2026-01-10T09:00:00Z"),
+            records: vec![record],
+            state: Some(State::default()),
+            summary: "1 change".into(),
+            run: "run-1".into(),
+        },
+    )
+    .unwrap()
+    .unwrap();
+    match repo.commit_audit(&branch, &commit) {
+        Ok(oid) => println!("committed {}", oid.unwrap()),
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
+            }
+            println!("error: {msg}");
+        }
+    }
+}
+
+fn run_signing_child(repo: &Path, key: &Path) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "signing_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LATCHKEY_TEST_REPO", repo)
+        .env("LATCHKEY_SIGNING_KEY", key)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // libtest prints `test signing_child ... ` before the child's own line.
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.find("committed ")
+                .or_else(|| l.find("error: "))
+                .map(|i| l[i..].to_string())
+        })
+        .unwrap_or_else(|| panic!("no result from the child: {stdout}"))
+}
+
+#[test]
+fn audit_commits_are_signed_with_the_configured_ssh_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("latchkey_ed25519");
+    let st = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "latchkey@agency",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client) is needed");
+    assert!(st.success());
+    let repo = tmp.path().join("access");
+    let line = run_signing_child(&repo, &key);
+    let oid = line
+        .strip_prefix("committed ")
+        .unwrap_or_else(|| panic!("{line}"));
+
+    let git = Repository::open(&repo).unwrap();
+    let (sig, _) = git
+        .extract_signature(&git2::Oid::from_str(oid).unwrap(), None)
+        .unwrap();
+    assert!(
+        std::str::from_utf8(&sig)
+            .unwrap()
+            .starts_with("-----BEGIN SSH SIGNATURE-----")
+    );
+    let msg = git.find_commit(git2::Oid::from_str(oid).unwrap()).unwrap();
+    let msg = msg.message().unwrap();
+    assert!(
+        msg.contains("\n\nLatchkey-Run: run-1\nLatchkey-Revision: main@sha1:1111"),
+        "{msg}"
+    );
+
+    // git itself accepts the signature for the configured signer.
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let allowed = tmp.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("latchkey@agency {pubkey}")).unwrap();
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["-c", "gpg.format=ssh", "-c"])
+        .arg(format!("gpg.ssh.allowedSignersFile={}", allowed.display()))
+        .args(["verify-commit", oid])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Good \"git\" signature for latchkey@agency"),
+        "{err}"
+    );
+
+    // A configured key that cannot sign stops the commit (fail closed).
+    let line = run_signing_child(&tmp.path().join("access2"), &tmp.path().join("missing_key"));
+    assert!(
+        line.starts_with("error: cannot commit the audit to branch"),
+        "{line}"
+    );
+    assert!(
+        line.contains("cannot sign the audit commit with LATCHKEY_SIGNING_KEY="),
+        "{line}"
+    );
+}
