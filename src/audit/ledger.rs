@@ -156,7 +156,11 @@ impl Record {
 
 /// The hash a record's JSON value should carry (its `hash` field is ignored).
 pub fn hash_of(value: &serde_json::Value) -> String {
-    let mut v = value.clone();
+    hash_of_owned(value.clone())
+}
+
+/// [`hash_of`] for a value the caller no longer needs (no copy).
+pub fn hash_of_owned(mut v: serde_json::Value) -> String {
     if let Some(map) = v.as_object_mut() {
         map.remove("hash");
     }

@@ -202,6 +202,13 @@ fn replay_month(
             state.records += 1;
             continue;
         }
+        // Records after the instant are skipped on their `time` alone (written second).
+        if let Some(t) = until
+            && let Some(time) = line_time(line)
+            && time > t
+        {
+            continue;
+        }
         let r: Record = serde_json::from_str(line).map_err(|source| LedgerError::Parse {
             file: src.display_path(month),
             line: i + 1,
@@ -287,8 +294,8 @@ pub fn history(src: &LedgerSource<'_>, identity: &str) -> Result<Vec<Record>, Le
     for month in src.months()? {
         let text = src.read(&month)?.unwrap_or_default();
         for (i, line) in text.lines().enumerate() {
-            // A cheap pre-filter: a matching record has the address in its line.
-            if !line.to_lowercase().contains(&needle) {
+            // A cheap pre-filter on the `identity` value, without parsing the line.
+            if !line_identity(line).is_some_and(|i| i.eq_ignore_ascii_case(&needle)) {
                 continue;
             }
             let r: Record = serde_json::from_str(line).map_err(|source| LedgerError::Parse {
@@ -302,4 +309,18 @@ pub fn history(src: &LedgerSource<'_>, identity: &str) -> Result<Vec<Record>, Le
         }
     }
     Ok(out)
+}
+
+/// The `time` of a ledger line as serde_json writes it (`{"v":1,"time":"…",`), if the
+/// line has that shape; otherwise the caller parses the whole line.
+fn line_time(line: &str) -> Option<Timestamp> {
+    let rest = line.strip_prefix("{\"v\":1,\"time\":\"")?;
+    rest[..rest.find('"')?].parse().ok()
+}
+
+/// The raw `identity` value of a ledger line (addresses hold no JSON escapes).
+fn line_identity(line: &str) -> Option<&str> {
+    let start = line.find("\"identity\":\"")? + "\"identity\":\"".len();
+    let rest = &line[start..];
+    Some(&rest[..rest.find('"')?])
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::ledger::{FORMAT_VERSION, GENESIS, Record, hash_of};
+use super::ledger::{FORMAT_VERSION, GENESIS, Record, hash_of_owned};
 use super::replay::{AccessState, Checkpoint, month_label};
 use super::state::State;
 use super::store::{LedgerError, LedgerSource, checkpoint_path};
@@ -145,15 +145,19 @@ pub fn verify(src: &LedgerSource<'_>) -> Result<Verification, LedgerError> {
                 out.broken = Some(b);
                 return Ok(out);
             }
-            let hash = value.get("hash").and_then(|p| p.as_str()).unwrap_or("");
-            let expected = hash_of(&value);
+            let hash = value
+                .get("hash")
+                .and_then(|p| p.as_str())
+                .unwrap_or("")
+                .to_string();
+            let expected = hash_of_owned(value);
             if hash != expected {
                 out.broken = Some(broken(
                     n,
                     BreakKind::Edited,
                     format!(
                         "hash mismatch: the record says {} but its content hashes to {}: the record was edited",
-                        short(hash),
+                        short(&hash),
                         short(&expected)
                     ),
                 ));
@@ -162,7 +166,7 @@ pub fn verify(src: &LedgerSource<'_>) -> Result<Verification, LedgerError> {
             out.head = expected;
             out.records += 1;
             if line.contains("\"result\":\"applied\"") {
-                match serde_json::from_value::<Record>(value) {
+                match serde_json::from_str::<Record>(line) {
                     Ok(r) => state.apply(&r),
                     Err(e) => {
                         out.broken = Some(broken(
