@@ -665,6 +665,26 @@ fn cli_verify_who_and_history() {
         err.contains("error: the ledger is broken at audit/ledger/2026/01.jsonl:2"),
         "{err}"
     );
+    // A plain directory (the checkout's audit/) is verified the same way.
+    let audit_dir = s.dir.join("audit");
+    let (code, out, _) = latchkey(&[
+        "audit",
+        "verify",
+        audit_dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["broken"]["kind"], "broken-link", "{out}");
+    assert_eq!(v["broken"]["line"], 2, "{out}");
+    assert!(
+        v["broken"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("ledger/2026/01.jsonl"),
+        "{out}"
+    );
     // The revision before the tampering still verifies.
     let (code, _, _) = latchkey(&["audit", "verify", repo, "--rev", "HEAD~1"]);
     assert_eq!(code, 0);
