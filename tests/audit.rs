@@ -1000,3 +1000,32 @@ fn audit_commits_are_signed_with_the_configured_ssh_key() {
         "{line}"
     );
 }
+
+#[test]
+fn an_unknown_format_version_is_reported() {
+    let s = scripted();
+    s.tamper("audit/ledger/2026/02.jsonl", |lines| {
+        Some(
+            lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    if i == 1 {
+                        l.replacen("{\"v\":1,", "{\"v\":2,", 1)
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect(),
+        )
+    });
+    let msg = s.assert_broken(
+        "audit/ledger/2026/02.jsonl",
+        Some(2),
+        BreakKind::UnknownVersion,
+    );
+    assert!(
+        msg.contains("unknown ledger format version Some(2)"),
+        "{msg}"
+    );
+}
