@@ -1025,7 +1025,7 @@ fn an_unknown_format_version_is_reported() {
         BreakKind::UnknownVersion,
     );
     assert!(
-        msg.contains("unknown ledger format version Some(2)"),
+        msg.contains("unknown ledger format version 2 (this latchkey reads v=1)"),
         "{msg}"
     );
 }
