@@ -109,7 +109,9 @@ pub fn verify(src: &LedgerSource<'_>) -> Result<Verification, LedgerError> {
                     n,
                     BreakKind::UnknownVersion,
                     format!(
-                        "unknown ledger format version {v:?} (this latchkey reads v={FORMAT_VERSION})"
+                        "unknown ledger format version {} (this latchkey reads v={FORMAT_VERSION})",
+                        v.map(|v| v.to_string())
+                            .unwrap_or_else(|| "(missing)".into())
                     ),
                 ));
                 return Ok(out);
