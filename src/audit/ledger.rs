@@ -52,26 +52,35 @@ pub enum Trigger {
 pub struct Record {
     /// Format version.
     pub v: u32,
+    /// When it happened (RFC 3339, UTC); the record is in that month's file.
     pub time: Timestamp,
+    /// What the record is about.
     pub event: Event,
     /// The run that wrote it.
     pub run: String,
     /// The applied revision, `main@sha1:<hex>`.
     pub revision: String,
+    /// What started the run.
     pub trigger: Trigger,
+    /// The System changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
+    /// The Client the access is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The person (email) whose access changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
     /// `create-account`, `enable-account`, `grant`, `revoke`, `disable-account`, `delete-account`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<String>,
+    /// The entitlement granted or revoked (absent for account changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entitlement: Option<String>,
+    /// The Role that grants it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// When the grant expires, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Timestamp>,
     /// `declared`, `started`, `expired`, `offboarded`, `undeclared`.
@@ -80,6 +89,7 @@ pub struct Record {
     /// `applied`, `failed`, `skipped`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// Why a change failed or was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Free text: a hold's reason, an override's justification, a refusal's cause.
@@ -146,7 +156,11 @@ impl Record {
 
 /// The hash a record's JSON value should carry (its `hash` field is ignored).
 pub fn hash_of(value: &serde_json::Value) -> String {
-    let mut v = value.clone();
+    hash_of_owned(value.clone())
+}
+
+/// [`hash_of`] for a value the caller no longer needs (no copy).
+pub fn hash_of_owned(mut v: serde_json::Value) -> String {
     if let Some(map) = v.as_object_mut() {
         map.remove("hash");
     }

@@ -2,8 +2,11 @@
 //! `audit/`, committed by latchkey in one commit per run.
 
 pub mod ledger;
+pub mod replay;
 pub mod report;
 pub mod state;
+pub mod store;
+pub mod verify;
 
 pub use ledger::{Event, GENESIS, Record, Trigger};
 pub use state::{State, SystemState};
@@ -113,6 +116,15 @@ fn read_tail(repo: &SourceRepo, branch: &str, root: &str) -> Result<Tail, Source
     Ok(tail)
 }
 
+/// Ledger read failures surface as source errors on the apply path (fail closed: no
+/// audit commit on a ledger that cannot be read).
+fn ledger_error(e: store::LedgerError) -> SourceError {
+    match e {
+        store::LedgerError::Source(s) => s,
+        other => SourceError::Ledger(other.to_string()),
+    }
+}
+
 /// Reads `audit/state.yaml` at the audit base of `branch`.
 pub fn read_state(
     repo: &SourceRepo,
@@ -147,12 +159,40 @@ pub fn build_commit(
     mut run: RunAudit<'_>,
 ) -> Result<Option<AuditCommit>, SourceError> {
     let tail = read_tail(repo, branch, root)?;
+    let base = repo.audit_base(branch)?;
+    let src = store::LedgerSource::Git {
+        repo,
+        rev: repo.revision(base, Some(branch.to_string()))?,
+        root: root.to_string(),
+    };
+    // Effective access after the last committed record: the next checkpoint and the
+    // reports' "since" and "granted by" come from it.
+    let (mut access, _) = replay::state_at_end(&src).map_err(ledger_error)?;
     let mut prev = tail.hash.clone();
     let mut files = tail.files.clone();
+    let mut last_path = tail.files.keys().next_back().cloned();
+    let mut checkpoints = Vec::new();
     for r in &mut run.records {
         r.seal(&prev);
+        let mut path = ledger::month_path(root, r.time);
+        // Times within a run are not strictly ordered; the chain never goes back a month.
+        if let Some(lp) = &last_path
+            && path < *lp
+        {
+            path = lp.clone();
+        }
+        if !files.contains_key(&path) {
+            // The first record of a new month: checkpoint the access before it.
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_string();
+            let cp = access.checkpoint(&rel, &prev);
+            checkpoints.push((
+                format!("{root}{}", store::checkpoint_path(&rel)),
+                cp.to_json(),
+            ));
+        }
         prev = r.hash.clone();
-        let path = ledger::month_path(root, r.time);
+        access.apply(r);
+        last_path = Some(path.clone());
         let content = files.entry(path).or_default();
         content.push_str(&r.to_line());
         content.push('\n');
@@ -161,6 +201,7 @@ pub fn build_commit(
         .into_iter()
         .filter(|(p, c)| tail.files.get(p) != Some(c))
         .collect();
+    out.extend(checkpoints);
     if let Some(mut state) = run.state.take() {
         state.ledger_head = prev.clone();
         out.push((format!("{root}state.yaml"), state.to_yaml()));
@@ -176,7 +217,7 @@ pub fn build_commit(
             .filter(|r| r.time >= cutoff)
             .collect();
         recent.extend(run.records.iter().cloned());
-        for (client, md) in report::client_reports(cat, run.now, &run.revision, &recent) {
+        for (client, md) in report::client_reports(cat, run.now, &run.revision, &recent, &access) {
             out.push((format!("{root}access/{client}.md"), md));
         }
     }

@@ -7,16 +7,19 @@ use std::fmt::Write;
 use jiff::{SignedDuration, Timestamp};
 
 use super::ledger::Record;
+use super::replay::AccessState;
 use crate::load::{Catalog, expand};
 use crate::plan::render::{instant, relative};
 
 /// Renders every client's report. `recent` are ledger records of the last 30 days
-/// (revocations are listed from them).
+/// (revocations are listed from them); `access` is the ledger's effective access, which
+/// says since when someone holds an entitlement and which commit granted it.
 pub fn client_reports(
     cat: &Catalog,
     now: Timestamp,
     revision: &str,
     recent: &[Record],
+    access: &AccessState,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (client, item) in &cat.clients {
@@ -25,7 +28,7 @@ pub fn client_reports(
             .display_name
             .clone()
             .unwrap_or_else(|| client.clone());
-        let mut rows: Vec<(String, String, String, String, String, String)> = Vec::new();
+        let mut rows: Vec<[String; 7]> = Vec::new();
         let mut expiring = Vec::new();
         for g in cat
             .grants
@@ -51,14 +54,32 @@ pub fn client_reports(
             for (system, ents) in cat.reach(&role.spec, client) {
                 let ents: Vec<String> = ents.iter().map(|e| expand(e, client)).collect();
                 let until = g.expires.map(instant).unwrap_or_else(|| "no expiry".into());
-                rows.push((
+                // The ledger's record of this access on this system: the earliest grant
+                // still held, and the commit whose apply granted it.
+                let held = access
+                    .entries()
+                    .filter(|a| {
+                        a.identity.eq_ignore_ascii_case(&g.identity)
+                            && a.system == system.name
+                            && (a.entitlement.is_empty() || ents.contains(&a.entitlement))
+                    })
+                    .min_by_key(|a| a.since);
+                let since = held
+                    .map(|a| instant(a.since))
+                    .or_else(|| g.starts.map(instant))
+                    .unwrap_or_else(|| "–".into());
+                let granted_by = held
+                    .map(|a| format!("`{}`", short_revision(&a.revision)))
+                    .unwrap_or_else(|| "not yet applied".into());
+                rows.push([
                     format!("{who} <{}>", g.identity),
                     staff.to_string(),
                     g.role.clone(),
                     format!("{} ({})", system.name, ents.join(", ")),
-                    g.starts.map(instant).unwrap_or_else(|| "–".into()),
+                    since,
                     until,
-                ));
+                    granted_by,
+                ]);
             }
             if let Some(e) = g.expires
                 && e.duration_since(now) <= SignedDuration::from_hours(24 * 7)
@@ -87,15 +108,11 @@ pub fn client_reports(
         } else {
             let _ = writeln!(
                 md,
-                "| Person | Staff | Role | System (entitlements) | Since | Until |"
+                "| Person | Staff | Role | System (entitlements) | Since | Until | Granted by |"
             );
-            let _ = writeln!(md, "|---|---|---|---|---|---|");
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|");
             for r in &rows {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} |",
-                    r.0, r.1, r.2, r.3, r.4, r.5
-                );
+                let _ = writeln!(md, "| {} |", r.join(" | "));
             }
             md.push('\n');
         }
@@ -140,4 +157,15 @@ pub fn client_reports(
         out.insert(client.clone(), md);
     }
     out
+}
+
+/// `main@sha1:0123456789ab…` → `main@0123456789ab`: enough to find the commit.
+pub fn short_revision(revision: &str) -> String {
+    match revision.split_once("@sha1:") {
+        Some((branch, hex)) => format!("{branch}@{}", hex.get(..12).unwrap_or(hex)),
+        None => revision
+            .strip_prefix("sha1:")
+            .map(|h| h.get(..12).unwrap_or(h).to_string())
+            .unwrap_or_else(|| revision.to_string()),
+    }
 }

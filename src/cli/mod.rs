@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. A command's doc comment is its `--help`.
 
 mod apply;
+mod audit;
 mod check;
 mod codeowners;
 mod crds;
@@ -61,6 +62,9 @@ pub enum Command {
     Crds(crds::CrdsArgs),
     Operator(operator::OperatorArgs),
     Schema(schema::SchemaArgs),
+    Audit(audit::AuditArgs),
+    Who(audit::WhoArgs),
+    History(audit::HistoryArgs),
 }
 
 /// Where the access repository is and which revision to read.
@@ -153,6 +157,8 @@ pub enum CliError {
     Generate(#[from] crate::controller::generate::GenerateError),
     #[error(transparent)]
     Operator(#[from] crate::controller::operator::RunError),
+    #[error(transparent)]
+    Ledger(#[from] crate::audit::store::LedgerError),
     #[error("cannot write output")]
     Io(#[from] std::io::Error),
 }
@@ -169,6 +175,9 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Crds(a) => crds::run(a),
         Command::Operator(a) => operator::run(a).await,
         Command::Schema(a) => schema::run(a),
+        Command::Audit(a) => audit::run_audit(a),
+        Command::Who(a) => audit::run_who(a),
+        Command::History(a) => audit::run_history(a),
     }
 }
 

@@ -55,6 +55,8 @@ pub enum SourceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read the audit ledger: {0}")]
+    Ledger(String),
     #[error("git: {0}")]
     Git(#[from] git2::Error),
 }

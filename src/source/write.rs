@@ -79,8 +79,7 @@ impl SourceRepo {
             let tree = self.repo.find_tree(tree_oid).map_err(err)?;
             let sig = signature().map_err(err)?;
             let oid = self
-                .repo
-                .commit(None, &sig, &sig, &audit.message, &tree, &[&parent])
+                .create_commit(&sig, &sig, &audit.message, &tree, &[&parent])
                 .map_err(err)?;
             let moved = match current {
                 Some(cur) => {
@@ -258,20 +257,77 @@ impl SourceRepo {
         let tree = self.repo.find_tree(tree_oid)?;
         let msg = ours.message().unwrap_or("latchkey: audit");
         let oid = self
-            .repo
-            .commit(
-                None,
-                &ours.author(),
-                &ours.committer(),
-                msg,
-                &tree,
-                &[&theirs],
-            )
+            .create_commit(&ours.author(), &ours.committer(), msg, &tree, &[&theirs])
             .map_err(err)?;
         self.repo
             .reference(&refname, oid, true, "latchkey: rebase audit")?;
         Ok(())
     }
+}
+
+impl SourceRepo {
+    /// Writes a commit object (no ref moves), signed with the SSH key in
+    /// `LATCHKEY_SIGNING_KEY` when that is set, so a reader can tell latchkey's commits
+    /// from human ones (`git log --show-signature` with `gpg.format=ssh`). Fails closed:
+    /// with a key configured, a signing failure is an error, never an unsigned commit.
+    fn create_commit(
+        &self,
+        author: &Signature<'_>,
+        committer: &Signature<'_>,
+        message: &str,
+        tree: &git2::Tree<'_>,
+        parents: &[&git2::Commit<'_>],
+    ) -> Result<Oid, git2::Error> {
+        let Some(key) = std::env::var_os("LATCHKEY_SIGNING_KEY").filter(|k| !k.is_empty()) else {
+            return self
+                .repo
+                .commit(None, author, committer, message, tree, parents);
+        };
+        let buffer = self
+            .repo
+            .commit_create_buffer(author, committer, message, tree, parents)?;
+        let content = std::str::from_utf8(&buffer)
+            .map_err(|_| git2::Error::from_str("commit buffer is not UTF-8"))?;
+        let signature = ssh_sign(std::path::Path::new(&key), &buffer)?;
+        self.repo.commit_signed(content, &signature, Some("gpgsig"))
+    }
+}
+
+/// Signs `data` as git does for `gpg.format=ssh`: `ssh-keygen -Y sign -n git -f KEY`
+/// (the key file may be a private key, or a public key whose private half is in the
+/// ssh-agent). Returns the armored signature.
+fn ssh_sign(key: &std::path::Path, data: &[u8]) -> Result<String, git2::Error> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let fail = |what: String| {
+        git2::Error::from_str(&format!(
+            "cannot sign the audit commit with LATCHKEY_SIGNING_KEY={}: {what}",
+            key.display()
+        ))
+    };
+    let mut child = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "git", "-f"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run ssh-keygen: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(data)
+            .map_err(|e| fail(format!("cannot write to ssh-keygen: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| fail(format!("ssh-keygen failed: {e}")))?;
+    let sig = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || !sig.contains("BEGIN SSH SIGNATURE") {
+        return Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(sig)
 }
 
 /// latchkey's committer identity; overridable with the usual git settings.

@@ -102,6 +102,8 @@ fn apply_writes_rows_ledger_and_audit_commit() {
         "audit/access/acme.md".to_string(),
         "audit/access/studio.md".to_string(),
         ledger_path.clone(),
+        // The first record of a month comes with that month's checkpoint.
+        ledger_path.replace(".jsonl", ".checkpoint.json"),
         "audit/state.yaml".to_string(),
     ];
     want.sort();

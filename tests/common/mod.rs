@@ -115,7 +115,9 @@ impl Workspace {
         repo.find_tree(ledger.id())
             .expect("ledger tree")
             .walk(git2::TreeWalkMode::PreOrder, |dir, e| {
-                if e.kind() == Some(git2::ObjectType::Blob) {
+                if e.kind() == Some(git2::ObjectType::Blob)
+                    && e.name().is_ok_and(|n| n.ends_with(".jsonl"))
+                {
                     files.push((format!("{dir}{}", e.name().unwrap_or("")), e.id()));
                 }
                 git2::TreeWalkResult::Ok

@@ -1,0 +1,326 @@
+//! Effective access rebuilt from the ledger alone: replay of applied change records,
+//! starting from the month checkpoint so a query replays at most one month.
+//!
+//! Rules: `grant` adds (identity, system, entitlement); `revoke` removes it;
+//! `disable-account` and `delete-account` remove all of that identity's entitlements on
+//! that system. Failed and skipped changes, holds and refusals change nothing.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::ledger::{GENESIS, Record, month_path};
+use super::store::{LedgerError, LedgerSource, checkpoint_path};
+
+/// One entitlement someone held on a system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Access {
+    pub identity: String,
+    pub system: String,
+    /// Empty for systems without entitlements (the account is the access).
+    #[serde(default)]
+    pub entitlement: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// When it was first granted (continuously held since).
+    pub since: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    /// The revision whose apply granted it, `main@sha1:<hex>`.
+    pub revision: String,
+    /// The run that granted it.
+    pub run: String,
+}
+
+/// Effective access at an instant, keyed by (identity, system, entitlement).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccessState {
+    map: BTreeMap<(String, String, String), Access>,
+    /// Ledger records replayed to get here (all events, not only changes).
+    pub records: u64,
+}
+
+impl AccessState {
+    /// Applies one record (anything but an applied change is ignored).
+    pub fn apply(&mut self, r: &Record) {
+        self.records += 1;
+        if r.event != super::Event::Change || r.result.as_deref() != Some("applied") {
+            return;
+        }
+        let (Some(identity), Some(system)) = (&r.identity, &r.system) else {
+            return;
+        };
+        let ent = r.entitlement.clone().unwrap_or_default();
+        match r.change.as_deref() {
+            Some("grant") => {
+                let key = (identity.clone(), system.clone(), ent.clone());
+                let since = self.map.get(&key).map(|a| a.since).unwrap_or(r.time);
+                self.map.insert(
+                    key,
+                    Access {
+                        identity: identity.clone(),
+                        system: system.clone(),
+                        entitlement: ent,
+                        client: r.client.clone(),
+                        role: r.role.clone(),
+                        since,
+                        expires: r.expires,
+                        revision: r.revision.clone(),
+                        run: r.run.clone(),
+                    },
+                );
+            }
+            Some("revoke") => {
+                self.map.remove(&(identity.clone(), system.clone(), ent));
+            }
+            Some("disable-account" | "delete-account") => {
+                self.map
+                    .retain(|(i, s, _), _| !(i == identity && s == system));
+            }
+            _ => {}
+        }
+    }
+
+    /// Every entitlement held, sorted by identity, system, entitlement.
+    pub fn entries(&self) -> impl Iterator<Item = &Access> {
+        self.map.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn from_checkpoint(c: Checkpoint) -> AccessState {
+        AccessState {
+            map: c
+                .access
+                .into_iter()
+                .map(|a| {
+                    (
+                        (a.identity.clone(), a.system.clone(), a.entitlement.clone()),
+                        a,
+                    )
+                })
+                .collect(),
+            records: c.records,
+        }
+    }
+
+    /// The checkpoint of this state at the start of `month`, after record `after`.
+    pub fn checkpoint(&self, month: &str, after: &str) -> Checkpoint {
+        Checkpoint {
+            v: super::ledger::FORMAT_VERSION,
+            month: month_label(month),
+            after: after.to_string(),
+            records: self.records,
+            access: self.map.values().cloned().collect(),
+        }
+    }
+}
+
+/// Effective access at the start of a month, written next to its month file as
+/// `ledger/YYYY/MM.checkpoint.json`. `audit verify` checks it against a replay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// Format version.
+    pub v: u32,
+    /// `2026-11`.
+    pub month: String,
+    /// Hash of the last record before this month (the chain's genesis for the first).
+    pub after: String,
+    /// How many records come before this month.
+    pub records: u64,
+    /// Every entitlement held at the start of the month.
+    pub access: Vec<Access>,
+}
+
+impl Checkpoint {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// `ledger/2026/11.jsonl` → `2026-11`.
+pub fn month_label(month: &str) -> String {
+    let m = month
+        .trim_start_matches("ledger/")
+        .trim_end_matches(".jsonl");
+    m.replace('/', "-")
+}
+
+/// The month file a time falls in, relative to the audit root.
+pub fn month_of(time: Timestamp) -> String {
+    month_path("", time)
+}
+
+/// Reads a checkpoint if present.
+pub fn read_checkpoint(
+    src: &LedgerSource<'_>,
+    month: &str,
+) -> Result<Option<Checkpoint>, LedgerError> {
+    let path = checkpoint_path(month);
+    match src.read(&path)? {
+        None => Ok(None),
+        Some(text) => {
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|source| LedgerError::Checkpoint {
+                    file: src.display_path(&path),
+                    source,
+                })
+        }
+    }
+}
+
+/// Replays the records of one month file up to `until` (inclusive). Lines that cannot
+/// change access are skipped without a full parse.
+fn replay_month(
+    src: &LedgerSource<'_>,
+    month: &str,
+    state: &mut AccessState,
+    until: Option<Timestamp>,
+) -> Result<(), LedgerError> {
+    let text = src.read(month)?.unwrap_or_default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        // serde_json writes `"result":"applied"` exactly; other lines only count.
+        if !line.contains("\"result\":\"applied\"") {
+            state.records += 1;
+            continue;
+        }
+        // Records after the instant are skipped on their `time` alone (written second).
+        if let Some(t) = until
+            && let Some(time) = line_time(line)
+            && time > t
+        {
+            continue;
+        }
+        let r: Record = serde_json::from_str(line).map_err(|source| LedgerError::Parse {
+            file: src.display_path(month),
+            line: i + 1,
+            source,
+        })?;
+        if let Some(t) = until
+            && r.time > t
+        {
+            continue;
+        }
+        state.apply(&r);
+    }
+    Ok(())
+}
+
+/// Effective access at the start of `month` (a `ledger/YYYY/MM.jsonl` name, which need
+/// not exist): from the nearest checkpoint at or before it, replaying the months between.
+pub fn state_before(
+    src: &LedgerSource<'_>,
+    months: &[String],
+    month: &str,
+) -> Result<AccessState, LedgerError> {
+    let earlier: Vec<&String> = months.iter().filter(|m| m.as_str() < month).collect();
+    if months.iter().any(|m| m == month)
+        && let Some(c) = read_checkpoint(src, month)?
+    {
+        return Ok(AccessState::from_checkpoint(c));
+    }
+    let mut start = 0;
+    let mut state = AccessState::default();
+    for (i, m) in earlier.iter().enumerate().rev() {
+        if let Some(c) = read_checkpoint(src, m)? {
+            state = AccessState::from_checkpoint(c);
+            start = i;
+            break;
+        }
+    }
+    for m in &earlier[start..] {
+        replay_month(src, m, &mut state, None)?;
+    }
+    Ok(state)
+}
+
+/// Effective access at instant `at`, from the ledger alone.
+pub fn state_at(src: &LedgerSource<'_>, at: Timestamp) -> Result<AccessState, LedgerError> {
+    let months = src.months()?;
+    let month = month_of(at);
+    let mut state = state_before(src, &months, &month)?;
+    if months.contains(&month) {
+        replay_month(src, &month, &mut state, Some(at))?;
+    }
+    Ok(state)
+}
+
+/// Effective access after the last record, and that record's hash.
+pub fn state_at_end(src: &LedgerSource<'_>) -> Result<(AccessState, String), LedgerError> {
+    let months = src.months()?;
+    let Some(last) = months.last() else {
+        return Ok((AccessState::default(), GENESIS.to_string()));
+    };
+    let mut state = state_before(src, &months, last)?;
+    let text = src.read(last)?.unwrap_or_default();
+    let mut head = GENESIS.to_string();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: Record = serde_json::from_str(line).map_err(|source| LedgerError::Parse {
+            file: src.display_path(last),
+            line: i + 1,
+            source,
+        })?;
+        head = r.hash.clone();
+        state.apply(&r);
+    }
+    Ok((state, head))
+}
+
+/// Every record about one person (identity compared case-insensitively), oldest first.
+pub fn history(src: &LedgerSource<'_>, identity: &str) -> Result<Vec<Record>, LedgerError> {
+    let needle = identity.to_lowercase();
+    let mut out = Vec::new();
+    for month in src.months()? {
+        let text = src.read(&month)?.unwrap_or_default();
+        for (i, line) in text.lines().enumerate() {
+            // A cheap pre-filter on the `identity` value, without parsing the line.
+            if !line_identity(line).is_some_and(|i| i.eq_ignore_ascii_case(&needle)) {
+                continue;
+            }
+            let r: Record = serde_json::from_str(line).map_err(|source| LedgerError::Parse {
+                file: src.display_path(&month),
+                line: i + 1,
+                source,
+            })?;
+            if r.identity.as_deref().map(str::to_lowercase).as_deref() == Some(&needle) {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `time` of a ledger line as serde_json writes it (`{"v":1,"time":"…",`), if the
+/// line has that shape; otherwise the caller parses the whole line.
+fn line_time(line: &str) -> Option<Timestamp> {
+    let rest = line.strip_prefix("{\"v\":1,\"time\":\"")?;
+    rest[..rest.find('"')?].parse().ok()
+}
+
+/// The raw `identity` value of a ledger line (addresses hold no JSON escapes).
+fn line_identity(line: &str) -> Option<&str> {
+    let start = line.find("\"identity\":\"")? + "\"identity\":\"".len();
+    let rest = &line[start..];
+    Some(&rest[..rest.find('"')?])
+}

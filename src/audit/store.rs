@@ -1,0 +1,136 @@
+//! Where the ledger is read from: a revision's git objects (the primary source: no
+//! working tree needed, any commit can be verified or queried) or a plain directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::source::{Revision, SourceError, SourceRepo};
+
+/// What failed while reading, parsing or replaying the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: not a ledger record: {source}")]
+    Parse {
+        file: String,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("{file}: not a ledger checkpoint: {source}")]
+    Checkpoint {
+        file: String,
+        source: serde_json::Error,
+    },
+}
+
+/// A ledger to read: month files are named relative to the audit root,
+/// e.g. `ledger/2026/11.jsonl`.
+pub enum LedgerSource<'a> {
+    /// The audit root (`audit/` or `<sub>/audit/`) at a revision.
+    Git {
+        repo: &'a SourceRepo,
+        rev: Revision,
+        root: String,
+    },
+    /// An `audit/` directory on disk (a checkout).
+    Dir(PathBuf),
+}
+
+impl LedgerSource<'_> {
+    /// A name for messages: `main@sha1:…:audit/` or the directory.
+    pub fn describe(&self) -> String {
+        match self {
+            LedgerSource::Git { rev, root, .. } => format!("{}:{root}", rev.display()),
+            LedgerSource::Dir(d) => d.display().to_string(),
+        }
+    }
+
+    /// Path of `rel` as shown to people (relative to the repository root for git).
+    pub fn display_path(&self, rel: &str) -> String {
+        match self {
+            LedgerSource::Git { root, .. } => format!("{root}{rel}"),
+            LedgerSource::Dir(d) => d.join(rel).display().to_string(),
+        }
+    }
+
+    /// Every month file, oldest first (`ledger/YYYY/MM.jsonl`).
+    pub fn months(&self) -> Result<Vec<String>, LedgerError> {
+        let mut months = Vec::new();
+        match self {
+            LedgerSource::Git { repo, rev, root } => {
+                let git = repo.git();
+                let tree = git
+                    .find_commit(rev.oid)
+                    .and_then(|c| c.tree())
+                    .map_err(SourceError::Git)?;
+                if let Ok(entry) = tree.get_path(Path::new(&format!("{root}ledger"))) {
+                    let ledger = git.find_tree(entry.id()).map_err(SourceError::Git)?;
+                    for year in ledger.iter() {
+                        let (Ok(y), Ok(t)) = (year.name(), git.find_tree(year.id())) else {
+                            continue;
+                        };
+                        for month in t.iter() {
+                            if let Ok(m) = month.name()
+                                && is_month_file(m)
+                            {
+                                months.push(format!("ledger/{y}/{m}"));
+                            }
+                        }
+                    }
+                }
+            }
+            LedgerSource::Dir(dir) => {
+                let ledger = dir.join("ledger");
+                let Ok(years) = std::fs::read_dir(&ledger) else {
+                    return Ok(months);
+                };
+                for year in years.flatten() {
+                    let y = year.file_name().to_string_lossy().to_string();
+                    let Ok(files) = std::fs::read_dir(year.path()) else {
+                        continue;
+                    };
+                    for f in files.flatten() {
+                        let m = f.file_name().to_string_lossy().to_string();
+                        if is_month_file(&m) {
+                            months.push(format!("ledger/{y}/{m}"));
+                        }
+                    }
+                }
+            }
+        }
+        months.sort();
+        Ok(months)
+    }
+
+    /// Reads a file under the audit root, if it exists.
+    pub fn read(&self, rel: &str) -> Result<Option<String>, LedgerError> {
+        match self {
+            LedgerSource::Git { repo, rev, root } => {
+                Ok(repo.file_at(rev, &format!("{root}{rel}"))?)
+            }
+            LedgerSource::Dir(dir) => {
+                let path = dir.join(rel);
+                match std::fs::read_to_string(&path) {
+                    Ok(t) => Ok(Some(t)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(LedgerError::Io { path, source }),
+                }
+            }
+        }
+    }
+}
+
+/// `11.jsonl`, two digits then `.jsonl`.
+fn is_month_file(name: &str) -> bool {
+    name.len() == 8 && name.ends_with(".jsonl") && name[..2].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The checkpoint written next to a month file: `ledger/2026/11.checkpoint.json`.
+pub fn checkpoint_path(month: &str) -> String {
+    format!("{}.checkpoint.json", month.trim_end_matches(".jsonl"))
+}
