@@ -820,28 +820,6 @@ fn client_report_lists_since_until_and_granting_commit() {
     insta::assert_snapshot!("acme_report", reports["acme"]);
 }
 
-/// The committed JSON Schemas match the Rust types; `LATCHKEY_UPDATE_SCHEMAS=1` rewrites them.
-#[test]
-fn committed_ledger_schemas_are_current() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-    for (name, schema) in [
-        ("ledger-record.json", schemars::schema_for!(Record)),
-        ("ledger-checkpoint.json", schemars::schema_for!(Checkpoint)),
-    ] {
-        let fresh = serde_json::to_string_pretty(&schema).unwrap() + "\n";
-        let path = dir.join(name);
-        if std::env::var_os("LATCHKEY_UPDATE_SCHEMAS").is_some() {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&path, &fresh).unwrap();
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == fresh,
-            "schemas/{name} is stale; regenerate with LATCHKEY_UPDATE_SCHEMAS=1 cargo test --test audit committed_ledger_schemas"
-        );
-    }
-}
-
 /// Run by `audit_commits_are_signed_with_the_configured_ssh_key` in a child process (so
 /// `LATCHKEY_SIGNING_KEY` is set for it alone): one audit commit into
 /// `LATCHKEY_TEST_REPO`, printing `committed <oid>` or `error: <chain>`.

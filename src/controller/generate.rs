@@ -99,6 +99,24 @@ pub fn schemas() -> Result<Vec<Generated>, GenerateError> {
         o.insert("$defs".into(), Value::Object(defs));
     }
     out.push(render("all.json", &schema)?);
+    // The formats latchkey writes or speaks besides documents: the ledger and the exec
+    // connector's protocol. One generator keeps every committed schema current.
+    let others = [
+        (
+            "ledger-record.json",
+            schemars::schema_for!(crate::audit::Record).to_value(),
+        ),
+        (
+            "ledger-checkpoint.json",
+            schemars::schema_for!(crate::audit::replay::Checkpoint).to_value(),
+        ),
+    ];
+    for (name, schema) in others {
+        out.push(render(name, &schema)?);
+    }
+    for (name, schema) in crate::connectors::exec::schemas() {
+        out.push(render(name, &schema)?);
+    }
     Ok(out)
 }
 
