@@ -6,6 +6,7 @@
 
 mod credentials;
 mod registry;
+pub mod scim;
 pub mod sql;
 
 pub use credentials::{Secret, SecretSource};
@@ -48,7 +49,6 @@ pub struct Snapshot {
     pub unmanaged: BTreeSet<String>,
     pub completeness: Completeness,
 }
-
 
 /// One change a connector applies.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -36,6 +36,7 @@ impl Registry {
             secrets,
         };
         r.register("sql", super::sql::connect);
+        r.register("scim", super::scim::connect);
         r
     }
 
