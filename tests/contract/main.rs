@@ -54,3 +54,33 @@ contract_tests!(
         credentials_absent_from_errors_and_logs,
     ]
 );
+
+contract_tests!(
+    postgres,
+    crate::peers::postgres::PostgresPeer,
+    [
+        create_grant_revoke,
+        disable_and_enable,
+        delete_account,
+        idempotent_reapply,
+        read_after_write_many,
+        out_of_scope_untouched,
+        dropped_connection_is_never_a_short_complete,
+        credentials_absent_from_errors_and_logs,
+    ]
+);
+
+contract_tests!(
+    sql_postgres,
+    crate::peers::postgres::SqlPostgresPeer,
+    [
+        create_grant_revoke,
+        disable_and_enable,
+        delete_account,
+        idempotent_reapply,
+        read_after_write_many,
+        out_of_scope_untouched,
+        dropped_connection_is_never_a_short_complete,
+        credentials_absent_from_errors_and_logs,
+    ]
+);

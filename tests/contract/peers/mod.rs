@@ -1,5 +1,7 @@
 //! Real servers for the contract suite, started on loopback ports and stopped on Drop.
 
+pub mod pg;
+pub mod postgres;
 pub mod scim;
 pub mod sqlite;
 
