@@ -5,6 +5,7 @@
 //! to adopt); others are reported as out of scope, never changed.
 
 mod credentials;
+pub mod ldap;
 pub mod postgres;
 mod registry;
 pub mod scim;

@@ -84,3 +84,18 @@ contract_tests!(
         credentials_absent_from_errors_and_logs,
     ]
 );
+
+contract_tests!(
+    ldap,
+    crate::peers::ldap::LdapPeer,
+    [
+        create_grant_revoke,
+        disable_and_enable,
+        delete_account,
+        idempotent_reapply,
+        read_after_write_many,
+        out_of_scope_untouched,
+        dropped_connection_is_never_a_short_complete,
+        credentials_absent_from_errors_and_logs,
+    ]
+);
