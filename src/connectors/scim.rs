@@ -316,19 +316,7 @@ impl ScimConnector {
         if let Some(id) = self.groups.lock().await.get(name) {
             return Ok(Some(id.clone()));
         }
-        let path = format!(
-            "/Groups?filter={}&attributes=displayName",
-            urlencoding::encode(&format!("displayName eq {}", quoted(name)))
-        );
-        let (_, body) = self.expect(Method::GET, &path, None, &[]).await?;
-        let id = body
-            .get("Resources")
-            .and_then(Value::as_array)
-            .and_then(|r| {
-                r.iter()
-                    .find(|g| g.get("displayName").and_then(Value::as_str) == Some(name))
-            })
-            .and_then(|g| g.get("id")?.as_str().map(str::to_string));
+        let id = self.lookup_group(name).await?;
         if let Some(id) = &id {
             self.groups
                 .lock()
@@ -336,6 +324,23 @@ impl ScimConnector {
                 .insert(name.to_string(), id.clone());
         }
         Ok(id)
+    }
+
+    /// The group's id from the server (no cache).
+    async fn lookup_group(&self, name: &str) -> Result<Option<String>, ConnectorError> {
+        let path = format!(
+            "/Groups?filter={}&attributes=displayName",
+            urlencoding::encode(&format!("displayName eq {}", quoted(name)))
+        );
+        let (_, body) = self.expect(Method::GET, &path, None, &[]).await?;
+        Ok(body
+            .get("Resources")
+            .and_then(Value::as_array)
+            .and_then(|r| {
+                r.iter()
+                    .find(|g| g.get("displayName").and_then(Value::as_str) == Some(name))
+            })
+            .and_then(|g| g.get("id")?.as_str().map(str::to_string)))
     }
 
     async fn set_active(&self, id: &str, active: bool) -> Result<(), ConnectorError> {
@@ -352,9 +357,15 @@ impl ScimConnector {
         if let Some(gid) = self.find_group(group).await? {
             return self.patch_add(&gid, user).await;
         }
-        // Serialise creation: the lock is held across the re-check and the POST.
-        let cache = self.groups.lock().await;
-        if let Some(gid) = cache.get(group).cloned() {
+        // Serialise creation: the lock is held across the re-check, the POST and the
+        // cache insert, so concurrent grants of a new role create one group.
+        let mut cache = self.groups.lock().await;
+        let known = match cache.get(group) {
+            Some(gid) => Some(gid.clone()),
+            None => self.lookup_group(group).await?,
+        };
+        if let Some(gid) = known {
+            cache.insert(group.to_string(), gid.clone());
             drop(cache);
             return self.patch_add(&gid, user).await;
         }
@@ -371,21 +382,19 @@ impl ScimConnector {
                 &[StatusCode::CONFLICT],
             )
             .await?;
-        drop(cache);
         if status == StatusCode::CONFLICT {
             // Created by someone else meanwhile: add to theirs.
-            let gid = self.find_group(group).await?.ok_or_else(|| {
+            let gid = self.lookup_group(group).await?.ok_or_else(|| {
                 ConnectorError::transient(format!(
                     "SCIM group {group:?} conflicts but cannot be found"
                 ))
             })?;
+            cache.insert(group.to_string(), gid.clone());
+            drop(cache);
             return self.patch_add(&gid, user).await;
         }
         if let Some(id) = created.get("id").and_then(Value::as_str) {
-            self.groups
-                .lock()
-                .await
-                .insert(group.to_string(), id.to_string());
+            cache.insert(group.to_string(), id.to_string());
         }
         Ok(())
     }

@@ -37,6 +37,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
     ]
 );
 
@@ -50,6 +51,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]
@@ -65,6 +67,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]
@@ -80,6 +83,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]
@@ -95,6 +99,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]

@@ -361,3 +361,28 @@ pub async fn credentials_absent_from_errors_and_logs(f: &dyn Fixture) {
     assert!(!log.contains(&secret), "secret in logs");
     assert!(!log.contains(wrong), "wrong secret in logs");
 }
+
+/// Concurrent grants of a role that does not exist yet land in one group, for everyone.
+pub async fn concurrent_grants_of_a_new_role(f: &dyn Fixture) {
+    let c = f.connector();
+    let people: Vec<String> = (0..8).map(|i| format!("con{i}@client.example")).collect();
+    for p in &people {
+        apply(c, create(p)).await;
+    }
+    let grants: Vec<Op> = people.iter().map(|p| add(p, "fresh-role")).collect();
+    let results = futures::future::join_all(grants.iter().map(|op| c.apply(op))).await;
+    for r in results {
+        r.expect("concurrent grant");
+    }
+    let snap = read(c).await;
+    for p in &people {
+        assert_eq!(
+            account(&snap, p).unwrap().entitlements,
+            ents(&["fresh-role"]),
+            "{p}"
+        );
+    }
+    if let Some(n) = f.entitlement_objects("fresh-role").await {
+        assert_eq!(n, 1, "one group for the role, not one per racing grant");
+    }
+}

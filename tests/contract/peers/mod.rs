@@ -29,6 +29,11 @@ pub trait Fixture: Send + Sync {
     fn secret(&self) -> Option<&str>;
     /// A connector to the same system with a wrong secret.
     async fn with_wrong_secret(&self, wrong: &str) -> Option<Box<dyn Connector>>;
+    /// How many objects on the system carry this entitlement's name, where names need
+    /// not be unique (SCIM group displayName); None where the system keys them by name.
+    async fn entitlement_objects(&self, _name: &str) -> Option<usize> {
+        None
+    }
 }
 
 /// A kind of real system.

@@ -22,6 +22,7 @@ const GROUPS: &[&str] = &[
     "role-0",
     "role-1",
     "bulk",
+    "fresh-role",
 ];
 
 pub struct PostgresPeer;

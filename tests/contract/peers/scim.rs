@@ -187,6 +187,13 @@ impl Fixture for ScimFixture {
     fn secret(&self) -> Option<&str> {
         Some(&self.server.token)
     }
+    async fn entitlement_objects(&self, name: &str) -> Option<usize> {
+        let f = urlencoding::encode(&format!("displayName eq \"{name}\"")).into_owned();
+        let groups = self
+            .call(reqwest::Method::GET, &format!("/Groups?filter={f}"), None)
+            .await;
+        groups["Resources"].as_array().map(Vec::len)
+    }
     async fn with_wrong_secret(&self, wrong: &str) -> Option<Box<dyn Connector>> {
         Some(Box::new(
             ScimConnector::new(config(&self.server.base), Some(Secret::new(wrong)))
