@@ -7,6 +7,7 @@
 
 mod peers;
 mod proxy;
+mod scim_extra;
 mod suite;
 
 /// Generates one `#[tokio::test]` per suite function for a peer.
