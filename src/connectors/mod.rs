@@ -7,7 +7,10 @@
 mod credentials;
 pub mod exec;
 pub mod kubernetes;
+pub mod ldap;
+pub mod postgres;
 mod registry;
+pub mod scim;
 pub mod sql;
 
 pub use credentials::{Secret, SecretSource};

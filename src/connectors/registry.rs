@@ -38,6 +38,9 @@ impl Registry {
         r.register("sql", super::sql::connect);
         r.register("exec", super::exec::connect);
         r.register("kubernetes", super::kubernetes::connect);
+        r.register("scim", super::scim::connect);
+        r.register("postgres", super::postgres::connect);
+        r.register("ldap", super::ldap::connect);
         r
     }
 

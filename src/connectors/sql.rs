@@ -17,7 +17,9 @@
 //! );
 //! ```
 //!
-//! `connection`: `driver: sqlite` (default) with `path: portal.sqlite`; `tables:
+//! `connection`: `driver: sqlite` (default) with `path: portal.sqlite`, or `driver:
+//! postgres` with `url: postgresql://portal_admin@db:5432/portal` (no password in the URL;
+//! the password comes from the System's `credentials`); `tables:
 //! {users, roles}`; `columns: {id, email, displayName, active, managedBy, userId, role}`.
 //! Only rows whose `managed_by` is `latchkey` are read as managed or ever changed.
 
@@ -168,8 +170,12 @@ pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorE
                 mapping,
             )?))
         }
+        "postgres" => {
+            let config = super::postgres::pg_config(ctx.setting("url"), ctx.secret.as_ref())?;
+            Ok(Box::new(PgSqlConnector::new(config, mapping)))
+        }
         other => Err(ConnectorError::config(format!(
-            "connection.driver {other:?} is not supported (use sqlite)"
+            "connection.driver {other:?} is not supported (use sqlite or postgres)"
         ))),
     }
 }
@@ -343,5 +349,148 @@ impl Connector for SqliteConnector {
             })
             .await?;
         outcome.map_err(ConnectorError::permanent)
+    }
+}
+
+/// The same portal tables in a PostgreSQL database.
+pub struct PgSqlConnector {
+    config: tokio_postgres::Config,
+    sql: Statements,
+}
+
+impl PgSqlConnector {
+    /// A connector for a client config (password set) and a table mapping.
+    pub fn new(config: tokio_postgres::Config, mapping: Mapping) -> PgSqlConnector {
+        PgSqlConnector {
+            config,
+            sql: Statements::new(&mapping),
+        }
+    }
+}
+
+fn pg_table_error(e: ConnectorError) -> ConnectorError {
+    // 42P01 undefined table, 42703 undefined column: the schema or mapping is wrong.
+    if e.message.contains("42P01") || e.message.contains("42703") {
+        ConnectorError::config(format!(
+            "{}; create the portal schema or map tables and columns in connection",
+            e.message
+        ))
+    } else {
+        e
+    }
+}
+
+#[async_trait]
+impl Connector for PgSqlConnector {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_expiry: false,
+            max_concurrency: 4,
+        }
+    }
+
+    async fn read(&self) -> Result<Snapshot, ConnectorError> {
+        use super::postgres::{pg_connect, pg_error};
+        let mut client = pg_connect(&self.config).await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| pg_error("read", &e))?;
+        let users = tx
+            .query(&self.sql.read_users, &[])
+            .await
+            .map_err(|e| pg_table_error(pg_error("read users", &e)))?;
+        let roles = tx
+            .query(&self.sql.read_roles, &[])
+            .await
+            .map_err(|e| pg_table_error(pg_error("read roles", &e)))?;
+        tx.commit().await.map_err(|e| pg_error("read", &e))?;
+        let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
+        let mut unmanaged = BTreeSet::new();
+        for row in users {
+            let identity = row.get::<_, String>(0).to_lowercase();
+            let marker: Option<String> = row.get(3);
+            if marker.as_deref() != Some(MANAGED_MARKER) {
+                unmanaged.insert(identity);
+                continue;
+            }
+            accounts.insert(
+                identity.clone(),
+                Account {
+                    identity,
+                    display_name: row.get(1),
+                    active: row.get(2),
+                    entitlements: BTreeSet::new(),
+                },
+            );
+        }
+        for row in roles {
+            let identity = row.get::<_, String>(0).to_lowercase();
+            if let Some(a) = accounts.get_mut(&identity) {
+                a.entitlements.insert(row.get(1));
+            }
+        }
+        Ok(Snapshot {
+            managed: accounts.into_values().collect(),
+            unmanaged,
+            completeness: Completeness::Complete,
+        })
+    }
+
+    async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
+        use super::postgres::{pg_connect, pg_error};
+        let fail = |e: tokio_postgres::Error| pg_table_error(pg_error("apply", &e));
+        let mut client = pg_connect(&self.config).await?;
+        let tx = client.transaction().await.map_err(fail)?;
+        let id = op.identity().to_string();
+        let existing: Option<Option<String>> = tx
+            .query_opt(&self.sql.find_user, &[&id])
+            .await
+            .map_err(fail)?
+            .map(|r| r.get(0));
+        let managed = matches!(&existing, Some(Some(m)) if m == MANAGED_MARKER);
+        let sql = &self.sql;
+        match op {
+            Op::CreateAccount { display_name, .. } => match existing {
+                None => tx.execute(&sql.insert_user, &[&id, display_name]).await,
+                Some(_) if managed => tx.execute(&sql.set_active, &[&id, &true]).await,
+                Some(_) => {
+                    return Err(ConnectorError::permanent(format!(
+                        "an account for {id} exists and is not managed by latchkey; it is left alone"
+                    )));
+                }
+            },
+            _ if !managed => {
+                return match op {
+                    Op::RemoveEntitlement { .. }
+                    | Op::DisableAccount { .. }
+                    | Op::DeleteAccount { .. }
+                        if existing.is_none() =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(ConnectorError::permanent(format!(
+                        "no account managed by latchkey for {id}"
+                    ))),
+                };
+            }
+            Op::EnableAccount { .. } => tx.execute(&sql.set_active, &[&id, &true]).await,
+            Op::DisableAccount { .. } => tx.execute(&sql.set_active, &[&id, &false]).await,
+            Op::AddEntitlement { entitlement, .. } => {
+                tx.execute(&sql.add_role, &[&id, entitlement]).await
+            }
+            Op::RemoveEntitlement { entitlement, .. } => {
+                tx.execute(&sql.remove_role, &[&id, entitlement]).await
+            }
+            Op::DeleteAccount { .. } => {
+                tx.execute(&sql.delete_roles, &[&id]).await.map_err(fail)?;
+                tx.execute(&sql.delete_user, &[&id]).await
+            }
+        }
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)
     }
 }

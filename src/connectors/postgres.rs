@@ -1,0 +1,351 @@
+//! `postgres`: staging database access as PostgreSQL roles.
+//!
+//! - A person is a LOGIN role named by their lowercase email (always a quoted identifier),
+//!   marked as latchkey's by `COMMENT ON ROLE "<email>" IS 'latchkey'`. Roles with an `@`
+//!   in their name but no marker are reported as out of scope; roles without `@`
+//!   (applications, the DBA) are not people and are ignored.
+//! - An entitlement is membership in a NOLOGIN group role of the same name. Group roles
+//!   carry the privileges and are created by the DBA, never by latchkey.
+//! - Disable is `ALTER ROLE ... NOLOGIN`; delete is `DROP ROLE`.
+//! - New logins get **no password** (`PASSWORD NULL`): latchkey never creates, stores or
+//!   logs one. The person signs in through the agency's SSO/certificate auth (pg_hba
+//!   `cert`/`ldap`/`gss`), or a DBA sets a password out of band.
+//! - PostgreSQL 15: a CREATEROLE role may grant any non-superuser role. PostgreSQL 16+:
+//!   it needs `ADMIN OPTION` on each group role (`GRANT "<group>" TO latchkey WITH ADMIN
+//!   OPTION`), and REVOKE removes only grants made by latchkey's role: memberships granted
+//!   by someone else stay and are read back as still present (so they show as drift).
+//!
+//! `connection`: `url` (`postgresql://latchkey@db.staging:5432/postgres`, without a
+//! password), `maxConcurrency` (4). `credentials`: the password of the `url` user.
+//! Plain TCP only for now; TLS (`sslmode=require`) needs a TLS connector feature.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+use super::{
+    Account, Capabilities, Completeness, Connector, ConnectorError, MANAGED_MARKER, Op, Secret,
+    Snapshot, SystemContext,
+};
+
+/// Builds a client config from `connection.url` plus the System's secret as password.
+pub fn pg_config(
+    url: Option<&str>,
+    secret: Option<&Secret>,
+) -> Result<tokio_postgres::Config, ConnectorError> {
+    let url = url.ok_or_else(|| {
+        ConnectorError::config(
+            "connection.url is required (postgresql://user@host:port/dbname, without a password)",
+        )
+    })?;
+    let mut config = tokio_postgres::Config::from_str(url)
+        // The parse error may quote the URL; the URL has no password if it fails below.
+        .map_err(|_| ConnectorError::config("connection.url is not a valid PostgreSQL URL"))?;
+    if config.get_password().is_some() {
+        return Err(ConnectorError::config(
+            "connection.url must not contain a password; put it in the System's credentials",
+        ));
+    }
+    if let Some(s) = secret {
+        config.password(s.expose());
+    }
+    config.connect_timeout(std::time::Duration::from_secs(10));
+    Ok(config)
+}
+
+/// Opens one connection; the connection task ends with the client.
+pub async fn pg_connect(config: &tokio_postgres::Config) -> Result<Client, ConnectorError> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| pg_error("connect", &e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Classifies a driver error; never includes connection parameters.
+pub fn pg_error(what: &str, e: &tokio_postgres::Error) -> ConnectorError {
+    if let Some(db) = e.as_db_error() {
+        let text = format!("PostgreSQL {what}: {} ({})", db.message(), db.code().code());
+        let code = db.code();
+        return if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            ConnectorError::config(format!("{text}; check the System's credentials"))
+        } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            ConnectorError::config(format!(
+                "{text}; latchkey's role needs CREATEROLE (and ADMIN OPTION on group roles on PostgreSQL 16+)"
+            ))
+        } else if code.code().starts_with("08")
+            || code.code().starts_with("57P")
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+        {
+            ConnectorError::transient(text)
+        } else {
+            ConnectorError::permanent(text)
+        };
+    }
+    let mut text = e.to_string();
+    if let Some(src) = std::error::Error::source(e) {
+        text = format!("{text}: {src}");
+    }
+    ConnectorError::transient(format!("PostgreSQL {what}: {text}"))
+}
+
+/// A quoted identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Builds the `postgres` connector for a System.
+pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
+    let config = pg_config(ctx.setting("url"), ctx.secret.as_ref())?;
+    let max_concurrency = ctx
+        .spec
+        .connection
+        .get("maxConcurrency")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(4) as usize;
+    Ok(Box::new(PostgresConnector::new(config, max_concurrency)))
+}
+
+/// The `postgres` connector.
+pub struct PostgresConnector {
+    config: tokio_postgres::Config,
+    max_concurrency: usize,
+}
+
+/// A role as latchkey needs it.
+struct Role {
+    managed: bool,
+}
+
+impl PostgresConnector {
+    /// A connector for a client config (with password set).
+    pub fn new(config: tokio_postgres::Config, max_concurrency: usize) -> PostgresConnector {
+        PostgresConnector {
+            config,
+            max_concurrency: max_concurrency.max(1),
+        }
+    }
+
+    async fn role(client: &Client, name: &str) -> Result<Option<Role>, ConnectorError> {
+        let row = client
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+                &[&name],
+            )
+            .await
+            .map_err(|e| pg_error("role lookup", &e))?;
+        Ok(row.map(|r| Role {
+            managed: r.get::<_, Option<String>>(0).as_deref() == Some(MANAGED_MARKER),
+        }))
+    }
+
+    /// The role when it is latchkey's; an error when it exists unmarked.
+    async fn managed(client: &Client, name: &str) -> Result<bool, ConnectorError> {
+        match Self::role(client, name).await? {
+            Some(r) if r.managed => Ok(true),
+            Some(_) => Err(ConnectorError::permanent(format!(
+                "the PostgreSQL role {name} is not managed by latchkey (no 'latchkey' role comment); it is left alone"
+            ))),
+            None => Ok(false),
+        }
+    }
+
+    async fn exec(client: &Client, what: &str, sql: &str) -> Result<(), ConnectorError> {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| pg_error(what, &e))
+    }
+}
+
+#[async_trait]
+impl Connector for PostgresConnector {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_expiry: false,
+            max_concurrency: self.max_concurrency,
+        }
+    }
+
+    async fn read(&self) -> Result<Snapshot, ConnectorError> {
+        let client = pg_connect(&self.config).await?;
+        // One snapshot for both queries: roles and memberships agree with each other.
+        let tx_sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+        Self::exec(&client, "read", tx_sql).await?;
+        let roles = client
+            .query(
+                "SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') \
+                 FROM pg_roles WHERE position('@' in rolname) > 0 ORDER BY rolname",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error("read roles", &e))?;
+        let members = client
+            .query(
+                "SELECT m.rolname, g.rolname FROM pg_auth_members am \
+                 JOIN pg_roles m ON m.oid = am.member JOIN pg_roles g ON g.oid = am.roleid \
+                 WHERE position('@' in m.rolname) > 0",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error("read memberships", &e))?;
+        Self::exec(&client, "read", "COMMIT").await?;
+        let mut accounts = BTreeMap::new();
+        let mut unmanaged = BTreeSet::new();
+        for r in roles {
+            let name: String = r.get(0);
+            let marker: Option<String> = r.get(2);
+            if marker.as_deref() != Some(MANAGED_MARKER) {
+                unmanaged.insert(name.to_lowercase());
+                continue;
+            }
+            accounts.insert(
+                name.clone(),
+                Account {
+                    identity: name.to_lowercase(),
+                    display_name: None,
+                    active: r.get(1),
+                    entitlements: BTreeSet::new(),
+                },
+            );
+        }
+        for m in members {
+            let who: String = m.get(0);
+            if let Some(a) = accounts.get_mut(&who) {
+                a.entitlements.insert(m.get(1));
+            }
+        }
+        Ok(Snapshot {
+            managed: accounts.into_values().collect(),
+            unmanaged,
+            completeness: Completeness::Complete,
+        })
+    }
+
+    async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
+        let name = op.identity().to_lowercase();
+        if name.len() > 63 {
+            return Err(ConnectorError::permanent(format!(
+                "{name} is longer than PostgreSQL's 63-byte role names"
+            )));
+        }
+        let client = pg_connect(&self.config).await?;
+        let role = ident(&name);
+        match op {
+            Op::CreateAccount { .. } => match Self::role(&client, &name).await? {
+                Some(r) if r.managed => {
+                    Self::exec(&client, "enable", &format!("ALTER ROLE {role} LOGIN")).await
+                }
+                Some(_) => Err(ConnectorError::permanent(format!(
+                    "a PostgreSQL role {name} exists and is not managed by latchkey; it is left alone"
+                ))),
+                None => {
+                    // No password: see the module docs for how the person signs in.
+                    let sql = format!(
+                        "BEGIN; CREATE ROLE {role} LOGIN PASSWORD NULL; \
+                         COMMENT ON ROLE {role} IS '{MANAGED_MARKER}'; COMMIT;"
+                    );
+                    match Self::exec(&client, "create role", &sql).await {
+                        // Created concurrently: fine when it is ours.
+                        Err(e) if e.message.contains("42710") => {
+                            match Self::role(&client, &name).await? {
+                                Some(r) if r.managed => Ok(()),
+                                _ => Err(e),
+                            }
+                        }
+                        other => other,
+                    }
+                }
+            },
+            Op::EnableAccount { .. } => {
+                if !Self::managed(&client, &name).await? {
+                    return Err(ConnectorError::permanent(format!(
+                        "no PostgreSQL role {name} to enable"
+                    )));
+                }
+                Self::exec(&client, "enable", &format!("ALTER ROLE {role} LOGIN")).await
+            }
+            Op::DisableAccount { .. } => {
+                if !Self::managed(&client, &name).await? {
+                    return Ok(());
+                }
+                Self::exec(&client, "disable", &format!("ALTER ROLE {role} NOLOGIN")).await
+            }
+            Op::AddEntitlement { entitlement, .. } => {
+                if !Self::managed(&client, &name).await? {
+                    return Err(ConnectorError::permanent(format!(
+                        "no PostgreSQL role {name} managed by latchkey to grant {entitlement:?} to"
+                    )));
+                }
+                let sql = format!("GRANT {} TO {role}", ident(entitlement));
+                Self::exec(&client, "grant", &sql).await.map_err(|e| {
+                    if e.message.contains("42704") {
+                        ConnectorError::permanent(format!(
+                            "{}; the DBA creates group role {entitlement:?} (NOLOGIN, with its privileges)",
+                            e.message
+                        ))
+                    } else {
+                        e
+                    }
+                })
+            }
+            Op::RemoveEntitlement { entitlement, .. } => {
+                if !Self::managed(&client, &name).await? {
+                    return Ok(());
+                }
+                let sql = format!("REVOKE {} FROM {role}", ident(entitlement));
+                match Self::exec(&client, "revoke", &sql).await {
+                    // The group role is gone: so is the membership.
+                    Err(e) if e.message.contains("42704") => Ok(()),
+                    other => other,
+                }
+            }
+            Op::DeleteAccount { .. } => {
+                if !Self::managed(&client, &name).await? {
+                    return Ok(());
+                }
+                Self::exec(&client, "drop role", &format!("DROP ROLE IF EXISTS {role}"))
+                    .await
+                    .map_err(|e| {
+                        if e.message.contains("2BP01") {
+                            ConnectorError::permanent(format!(
+                                "{}; the role owns objects: a DBA must REASSIGN OWNED / DROP OWNED first",
+                                e.message
+                            ))
+                        } else {
+                            e
+                        }
+                    })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(ident("a@b.c"), "\"a@b.c\"");
+        assert_eq!(ident("x\"; DROP ROLE y; --"), "\"x\"\"; DROP ROLE y; --\"");
+    }
+
+    #[test]
+    fn password_in_url_is_refused() {
+        let e = pg_config(Some("postgresql://u:hunter2@127.0.0.1/db"), None).unwrap_err();
+        assert!(!e.message.contains("hunter2"));
+        assert!(e.message.contains("must not contain a password"));
+    }
+}

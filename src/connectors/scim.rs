@@ -1,0 +1,688 @@
+//! `scim`: SaaS portals and IdPs speaking SCIM 2.0 (RFC 7643 / RFC 7644).
+//!
+//! - A person is a User whose `userName` is their email; latchkey marks its users with
+//!   `externalId: "latchkey:<email>"`. Users without that marker are out of scope.
+//! - An entitlement is a Group, matched by `displayName` (created when first granted).
+//! - Membership changes only by PATCH (`add` members / `remove` with
+//!   `members[value eq "<id>"]`), never by PUT of a group, so large groups are never
+//!   rewritten or truncated.
+//! - Reads page with `startIndex`/`count` until `totalResults`, and stop after
+//!   `maxPages` pages (a server that never ends yields a Partial snapshot).
+//! - 429 and 5xx answers and dropped connections are retried with exponential backoff,
+//!   honouring `Retry-After`; what still fails is classified Transient.
+//! - Tolerated quirks: `active` as the strings "True"/"False", missing ETags, group
+//!   members that are not users (dangling ids), missing `totalResults`.
+//!
+//! `connection`: `url` (the SCIM base, e.g. `https://portal.example/scim/v2`, required),
+//! `pageSize` (100), `maxPages` (1000), `maxConcurrency` (8), `maxRetries` (4),
+//! `retryBaseMs` (200), `timeoutSecs` (30). `credentials`: the bearer token.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::{
+    Account, Capabilities, Completeness, Connector, ConnectorError, ErrorClass, MANAGED_MARKER, Op,
+    Secret, Snapshot, SystemContext,
+};
+
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// Longest Retry-After latchkey honours; a longer wait is the next apply's job.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Settings of one SCIM system.
+#[derive(Clone, Debug)]
+pub struct ScimConfig {
+    /// Base URL without a trailing slash (`.../v2`).
+    pub url: String,
+    pub page_size: usize,
+    pub max_pages: usize,
+    pub max_concurrency: usize,
+    pub max_retries: u32,
+    pub retry_base: Duration,
+    pub timeout: Duration,
+}
+
+impl ScimConfig {
+    /// Defaults for a base URL.
+    pub fn new(url: impl Into<String>) -> ScimConfig {
+        ScimConfig {
+            url: url.into().trim_end_matches('/').to_string(),
+            page_size: 100,
+            max_pages: 1000,
+            max_concurrency: 8,
+            max_retries: 4,
+            retry_base: Duration::from_millis(200),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn from_connection(conn: &serde_json::Map<String, Value>) -> Result<ScimConfig, String> {
+        let url = conn
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or("connection.url is required for scim (the SCIM base URL, e.g. https://portal.example/scim/v2)")?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("connection.url {url:?} must be an http(s) URL"));
+        }
+        let mut c = ScimConfig::new(url);
+        let num = |key: &str, default: u64| -> Result<u64, String> {
+            match conn.get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("connection.{key} must be a positive integer")),
+            }
+        };
+        c.page_size = num("pageSize", 100)? as usize;
+        c.max_pages = num("maxPages", 1000)? as usize;
+        c.max_concurrency = num("maxConcurrency", 8)? as usize;
+        c.max_retries = num("maxRetries", 4)? as u32;
+        c.retry_base = Duration::from_millis(num("retryBaseMs", 200)?);
+        c.timeout = Duration::from_secs(num("timeoutSecs", 30)?);
+        Ok(c)
+    }
+}
+
+/// Builds the `scim` connector for a System.
+pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
+    let config =
+        ScimConfig::from_connection(&ctx.spec.connection).map_err(ConnectorError::config)?;
+    Ok(Box::new(ScimConnector::new(config, ctx.secret.clone())?))
+}
+
+/// The SCIM connector.
+pub struct ScimConnector {
+    config: ScimConfig,
+    token: Option<Secret>,
+    http: reqwest::Client,
+    /// Group ids by displayName; creation is serialised so concurrent grants of a new
+    /// role never create the group twice (many servers do not enforce unique names).
+    groups: tokio::sync::Mutex<HashMap<String, String>>,
+}
+
+/// A user as latchkey needs it.
+struct User {
+    id: String,
+    managed: bool,
+}
+
+impl ScimConnector {
+    /// A connector for `config`, authenticating with the bearer `token` when given.
+    pub fn new(config: ScimConfig, token: Option<Secret>) -> Result<ScimConnector, ConnectorError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| ConnectorError::config(format!("cannot build HTTP client: {e}")))?;
+        Ok(ScimConnector {
+            config,
+            token,
+            http,
+            groups: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sends one request with retries; returns the status and the JSON body (Null when empty).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), ConnectorError> {
+        let url = format!("{}{path}", self.config.url);
+        let what = format!("SCIM {method} {path}");
+        let mut attempt = 0u32;
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .header("Accept", "application/scim+json, application/json");
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t.expose());
+            }
+            if let Some(b) = body {
+                req = req
+                    .header("Content-Type", "application/scim+json")
+                    .body(b.to_string());
+            }
+            let outcome: Result<std::convert::Infallible, (String, Option<Duration>)> = match req
+                .send()
+                .await
+            {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = resp
+                        .headers()
+                        .get("Retry-After")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    match resp.bytes().await {
+                        Ok(bytes)
+                            if status == StatusCode::TOO_MANY_REQUESTS
+                                || status.is_server_error() =>
+                        {
+                            Err((
+                                format!("{what}: HTTP {status}{}", detail(&bytes)),
+                                retry_after,
+                            ))
+                        }
+                        Ok(bytes) => {
+                            let value = if bytes.is_empty() {
+                                Value::Null
+                            } else {
+                                serde_json::from_slice(&bytes).map_err(|e| {
+                                    ConnectorError::transient(format!(
+                                        "{what}: HTTP {status} with a body that is not JSON: {e}"
+                                    ))
+                                })?
+                            };
+                            return Ok((status, value));
+                        }
+                        Err(e) => Err((format!("{what}: response cut off: {}", plain(&e)), None)),
+                    }
+                }
+                Err(e) => Err((format!("{what}: {}", plain(&e)), None)),
+            };
+            let Err((message, retry_after)) = outcome;
+            if attempt >= self.config.max_retries {
+                return Err(ConnectorError::transient(format!(
+                    "{message} (after {} attempts)",
+                    attempt + 1
+                )));
+            }
+            let backoff = self.config.retry_base * 2u32.saturating_pow(attempt);
+            let wait = retry_after.map_or(backoff, |r| r.min(MAX_RETRY_AFTER).max(backoff));
+            tracing::debug!(%message, ?wait, attempt, "SCIM request failed; retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// `call`, turning unexpected statuses into errors.
+    async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        ok: &[StatusCode],
+    ) -> Result<(StatusCode, Value), ConnectorError> {
+        let (status, value) = self.call(method.clone(), path, body).await?;
+        if status.is_success() || ok.contains(&status) {
+            return Ok((status, value));
+        }
+        let text = format!("SCIM {method} {path}: HTTP {status}{}", detail_json(&value));
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ConnectorError::config(format!(
+                "{text}; check the System's credentials (bearer token)"
+            )),
+            StatusCode::NOT_FOUND if path.is_empty() || !path.contains('/') => {
+                ConnectorError::config(format!("{text}; check connection.url"))
+            }
+            _ => ConnectorError::permanent(text),
+        })
+    }
+
+    /// Reads every resource of `/Users` or `/Groups`, page by page.
+    async fn list(
+        &self,
+        resource: &str,
+        attributes: &str,
+        into: &mut Vec<Value>,
+    ) -> Result<Option<String>, ConnectorError> {
+        let mut start = 1usize;
+        for page in 0..self.config.max_pages {
+            let path = format!(
+                "/{resource}?startIndex={start}&count={}&attributes={attributes}",
+                self.config.page_size
+            );
+            let (_, body) = match self.expect(Method::GET, &path, None, &[]).await {
+                Ok(r) => r,
+                Err(e) if page > 0 && e.class == ErrorClass::Transient => {
+                    return Ok(Some(format!(
+                        "{resource} read stopped at item {start}: {e}"
+                    )));
+                }
+                Err(e) => return Err(e),
+            };
+            let items = body
+                .get("Resources")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let total = body.get("totalResults").and_then(Value::as_u64);
+            let got = items.len();
+            into.extend(items);
+            start += got;
+            match total {
+                Some(t) if (start - 1) as u64 >= t => return Ok(None),
+                Some(t) if got == 0 => {
+                    return Ok(Some(format!(
+                        "{resource}: server reports {t} results but returned an empty page at {start}"
+                    )));
+                }
+                // Without totalResults a short page is the last one.
+                None if got < self.config.page_size => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(Some(format!(
+            "{resource}: stopped after {} pages (connection.maxPages); the server keeps returning results",
+            self.config.max_pages
+        )))
+    }
+
+    async fn find_user(&self, email: &str) -> Result<Option<User>, ConnectorError> {
+        let path = format!(
+            "/Users?filter={}&attributes=userName,externalId",
+            urlencoding::encode(&format!("userName eq {}", quoted(email)))
+        );
+        let (_, body) = self.expect(Method::GET, &path, None, &[]).await?;
+        let found = body
+            .get("Resources")
+            .and_then(Value::as_array)
+            .and_then(|r| {
+                r.iter().find(|u| {
+                    u.get("userName")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.eq_ignore_ascii_case(email))
+                })
+            });
+        Ok(found.and_then(|u| {
+            Some(User {
+                id: u.get("id")?.as_str()?.to_string(),
+                managed: is_managed(u),
+            })
+        }))
+    }
+
+    async fn managed_user(&self, email: &str) -> Result<Option<String>, ConnectorError> {
+        match self.find_user(email).await? {
+            Some(u) if u.managed => Ok(Some(u.id)),
+            Some(_) => Err(ConnectorError::permanent(format!(
+                "the SCIM user {email} is not managed by latchkey (externalId has no latchkey marker); it is left alone"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_group(&self, name: &str) -> Result<Option<String>, ConnectorError> {
+        if let Some(id) = self.groups.lock().await.get(name) {
+            return Ok(Some(id.clone()));
+        }
+        let id = self.lookup_group(name).await?;
+        if let Some(id) = &id {
+            self.groups
+                .lock()
+                .await
+                .insert(name.to_string(), id.clone());
+        }
+        Ok(id)
+    }
+
+    /// The group's id from the server (no cache).
+    async fn lookup_group(&self, name: &str) -> Result<Option<String>, ConnectorError> {
+        let path = format!(
+            "/Groups?filter={}&attributes=displayName",
+            urlencoding::encode(&format!("displayName eq {}", quoted(name)))
+        );
+        let (_, body) = self.expect(Method::GET, &path, None, &[]).await?;
+        Ok(body
+            .get("Resources")
+            .and_then(Value::as_array)
+            .and_then(|r| {
+                r.iter()
+                    .find(|g| g.get("displayName").and_then(Value::as_str) == Some(name))
+            })
+            .and_then(|g| g.get("id")?.as_str().map(str::to_string)))
+    }
+
+    async fn set_active(&self, id: &str, active: bool) -> Result<(), ConnectorError> {
+        let body = json!({
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "replace", "path": "active", "value": active}],
+        });
+        self.expect(Method::PATCH, &format!("/Users/{id}"), Some(&body), &[])
+            .await
+            .map(drop)
+    }
+
+    async fn add_member(&self, user: &str, group: &str) -> Result<(), ConnectorError> {
+        if let Some(gid) = self.find_group(group).await? {
+            return self.patch_add(&gid, user).await;
+        }
+        // Serialise creation: the lock is held across the re-check, the POST and the
+        // cache insert, so concurrent grants of a new role create one group.
+        let mut cache = self.groups.lock().await;
+        let known = match cache.get(group) {
+            Some(gid) => Some(gid.clone()),
+            None => self.lookup_group(group).await?,
+        };
+        if let Some(gid) = known {
+            cache.insert(group.to_string(), gid.clone());
+            drop(cache);
+            return self.patch_add(&gid, user).await;
+        }
+        let body = json!({
+            "schemas": [GROUP_SCHEMA],
+            "displayName": group,
+            "members": [{"value": user}],
+        });
+        let (status, created) = self
+            .expect(
+                Method::POST,
+                "/Groups",
+                Some(&body),
+                &[StatusCode::CONFLICT],
+            )
+            .await?;
+        if status == StatusCode::CONFLICT {
+            // Created by someone else meanwhile: add to theirs.
+            let gid = self.lookup_group(group).await?.ok_or_else(|| {
+                ConnectorError::transient(format!(
+                    "SCIM group {group:?} conflicts but cannot be found"
+                ))
+            })?;
+            cache.insert(group.to_string(), gid.clone());
+            drop(cache);
+            return self.patch_add(&gid, user).await;
+        }
+        if let Some(id) = created.get("id").and_then(Value::as_str) {
+            cache.insert(group.to_string(), id.to_string());
+        }
+        Ok(())
+    }
+
+    async fn patch_add(&self, gid: &str, user: &str) -> Result<(), ConnectorError> {
+        let body = json!({
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}],
+        });
+        self.expect(Method::PATCH, &format!("/Groups/{gid}"), Some(&body), &[])
+            .await
+            .map(drop)
+    }
+
+    async fn patch_remove(&self, gid: &str, user: &str) -> Result<(), ConnectorError> {
+        let body = json!({
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "remove", "path": format!("members[value eq {}]", quoted(user))}],
+        });
+        // 400 noTarget: some servers answer so when the member is already gone.
+        let (status, value) = self
+            .expect(
+                Method::PATCH,
+                &format!("/Groups/{gid}"),
+                Some(&body),
+                &[StatusCode::BAD_REQUEST],
+            )
+            .await?;
+        if status == StatusCode::BAD_REQUEST
+            && value.get("scimType").and_then(Value::as_str) != Some("noTarget")
+        {
+            return Err(ConnectorError::permanent(format!(
+                "SCIM PATCH /Groups/{gid}: HTTP 400{}",
+                detail_json(&value)
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Connector for ScimConnector {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_expiry: false,
+            max_concurrency: self.config.max_concurrency,
+        }
+    }
+
+    async fn read(&self) -> Result<Snapshot, ConnectorError> {
+        let mut users = Vec::new();
+        let mut partial = self
+            .list(
+                "Users",
+                "userName,externalId,active,displayName",
+                &mut users,
+            )
+            .await?;
+        let mut groups = Vec::new();
+        match self
+            .list("Groups", "displayName,members", &mut groups)
+            .await
+        {
+            Ok(p) => partial = partial.or(p),
+            // Users were read but groups not at all: report what we know, as partial.
+            Err(e) if e.class == ErrorClass::Transient => {
+                partial = Some(format!("Groups could not be read: {e}"))
+            }
+            Err(e) => return Err(e),
+        }
+        let mut by_id: HashMap<String, String> = HashMap::new();
+        let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
+        let mut unmanaged = BTreeSet::new();
+        for u in &users {
+            let (Some(id), Some(name)) = (
+                u.get("id").and_then(Value::as_str),
+                u.get("userName").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let identity = name.to_lowercase();
+            if !is_managed(u) {
+                unmanaged.insert(identity);
+                continue;
+            }
+            by_id.insert(id.to_string(), identity.clone());
+            accounts.insert(
+                identity.clone(),
+                Account {
+                    identity,
+                    display_name: u
+                        .get("displayName")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    active: u.get("active").is_none_or(truthy),
+                    entitlements: BTreeSet::new(),
+                },
+            );
+        }
+        for g in &groups {
+            let Some(name) = g.get("displayName").and_then(Value::as_str) else {
+                continue;
+            };
+            let members = g.get("members").and_then(Value::as_array);
+            // Members that are not (managed) users are dangling or out of scope: ignored.
+            for m in members.into_iter().flatten() {
+                let Some(who) = m
+                    .get("value")
+                    .and_then(Value::as_str)
+                    .and_then(|id| by_id.get(id))
+                else {
+                    continue;
+                };
+                if let Some(a) = accounts.get_mut(who) {
+                    a.entitlements.insert(name.to_string());
+                }
+            }
+        }
+        Ok(Snapshot {
+            managed: accounts.into_values().collect(),
+            unmanaged,
+            completeness: partial.map_or(Completeness::Complete, Completeness::Partial),
+        })
+    }
+
+    async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
+        let email = op.identity().to_lowercase();
+        match op {
+            Op::CreateAccount { display_name, .. } => match self.find_user(&email).await? {
+                Some(u) if u.managed => self.set_active(&u.id, true).await,
+                Some(_) => Err(ConnectorError::permanent(format!(
+                    "a SCIM user {email} exists and is not managed by latchkey; it is left alone"
+                ))),
+                None => {
+                    let mut body = json!({
+                        "schemas": [USER_SCHEMA],
+                        "userName": email,
+                        "externalId": marker(&email),
+                        "emails": [{"value": email, "primary": true}],
+                        "active": true,
+                    });
+                    if let Some(n) = display_name {
+                        body["displayName"] = json!(n);
+                    }
+                    let (status, _) = self
+                        .expect(Method::POST, "/Users", Some(&body), &[StatusCode::CONFLICT])
+                        .await?;
+                    if status == StatusCode::CONFLICT {
+                        // Created meanwhile (a retried POST, or a race): fine if it is ours.
+                        return match self.find_user(&email).await? {
+                            Some(u) if u.managed => Ok(()),
+                            _ => Err(ConnectorError::permanent(format!(
+                                "a SCIM user {email} exists and is not managed by latchkey; it is left alone"
+                            ))),
+                        };
+                    }
+                    Ok(())
+                }
+            },
+            Op::EnableAccount { .. } => match self.managed_user(&email).await? {
+                Some(id) => self.set_active(&id, true).await,
+                None => Err(ConnectorError::permanent(format!(
+                    "no SCIM user {email} to enable"
+                ))),
+            },
+            Op::DisableAccount { .. } => match self.managed_user(&email).await? {
+                Some(id) => self.set_active(&id, false).await,
+                None => Ok(()),
+            },
+            Op::AddEntitlement { entitlement, .. } => match self.managed_user(&email).await? {
+                Some(id) => self.add_member(&id, entitlement).await,
+                None => Err(ConnectorError::permanent(format!(
+                    "no SCIM user {email} managed by latchkey to grant {entitlement:?} to"
+                ))),
+            },
+            Op::RemoveEntitlement { entitlement, .. } => {
+                let Some(id) = self.managed_user(&email).await? else {
+                    return Ok(());
+                };
+                match self.find_group(entitlement).await? {
+                    Some(gid) => self.patch_remove(&gid, &id).await,
+                    None => Ok(()),
+                }
+            }
+            Op::DeleteAccount { .. } => {
+                let Some(id) = self.managed_user(&email).await? else {
+                    return Ok(());
+                };
+                // Servers differ on cleaning memberships of deleted users; do it first.
+                let filter =
+                    urlencoding::encode(&format!("members.value eq {}", quoted(&id))).into_owned();
+                let path = format!("/Groups?filter={filter}&attributes=displayName");
+                if let Ok((_, body)) = self.expect(Method::GET, &path, None, &[]).await {
+                    for g in body
+                        .get("Resources")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Some(gid) = g.get("id").and_then(Value::as_str) {
+                            self.patch_remove(gid, &id).await?;
+                        }
+                    }
+                }
+                self.expect(
+                    Method::DELETE,
+                    &format!("/Users/{id}"),
+                    None,
+                    &[StatusCode::NOT_FOUND],
+                )
+                .await
+                .map(drop)
+            }
+        }
+    }
+}
+
+/// The externalId latchkey writes.
+fn marker(email: &str) -> String {
+    format!("{MANAGED_MARKER}:{email}")
+}
+
+fn is_managed(user: &Value) -> bool {
+    user.get("externalId")
+        .and_then(Value::as_str)
+        .is_some_and(|x| x == MANAGED_MARKER || x.starts_with(&format!("{MANAGED_MARKER}:")))
+}
+
+/// SCIM booleans, tolerating servers that send "True"/"False" strings.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => !s.eq_ignore_ascii_case("false") && s != "0",
+        Value::Number(n) => n.as_i64() != Some(0),
+        _ => true,
+    }
+}
+
+/// A SCIM filter string literal.
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+fn detail(bytes: &[u8]) -> String {
+    serde_json::from_slice::<Value>(bytes)
+        .map(|v| detail_json(&v))
+        .unwrap_or_default()
+}
+
+fn detail_json(v: &Value) -> String {
+    match v.get("detail").and_then(Value::as_str) {
+        Some(d) => format!(": {d}"),
+        None => String::new(),
+    }
+}
+
+/// A reqwest error without its source chain noise; it never carries headers.
+fn plain(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_booleans_are_read() {
+        assert!(!truthy(&json!("False")));
+        assert!(truthy(&json!("True")));
+        assert!(!truthy(&json!(false)));
+    }
+
+    #[test]
+    fn marker_is_recognised() {
+        assert!(is_managed(&json!({"externalId": "latchkey:a@b.c"})));
+        assert!(!is_managed(&json!({"externalId": "okta-123"})));
+        assert!(!is_managed(&json!({})));
+    }
+
+    #[test]
+    fn filter_literals_are_escaped() {
+        assert_eq!(quoted(r#"a"b"#), r#""a\"b""#);
+    }
+}
