@@ -9,6 +9,7 @@ pub mod exec;
 pub mod kubernetes;
 mod registry;
 pub mod sql;
+pub mod wordpress;
 
 pub use credentials::{Secret, SecretSource};
 pub use registry::{Registry, SystemContext};

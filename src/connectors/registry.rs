@@ -38,6 +38,7 @@ impl Registry {
         r.register("sql", super::sql::connect);
         r.register("exec", super::exec::connect);
         r.register("kubernetes", super::kubernetes::connect);
+        r.register("wordpress", super::wordpress::connect);
         r
     }
 
