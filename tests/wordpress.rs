@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -651,11 +650,12 @@ async fn a_wrong_application_password_is_a_config_error_without_the_password() {
 }
 
 #[test]
-fn latchkey_apply_grants_shop_manager_through_the_cli() {
+fn latchkey_apply_grants_for_14_days_then_expires_and_offboards_through_the_cli() {
     let Some(wp) = wp() else {
         return;
     };
     let ws = Workspace::new();
+    // prune is off: other tests share this WordPress and their users must stay.
     let system = format!(
         r#"apiVersion: latchkey.dev/v1alpha1
 kind: System
@@ -687,37 +687,100 @@ spec:
             ("latchkey.yaml", &system),
             (
                 "clients/acme/members.yaml",
-                &member("cli-erin", "    - role: fulfilment"),
+                &member("cli-erin", "    - {role: fulfilment, for: 14d}"),
             ),
         ],
         T0,
         "store",
     );
     let latchkey = |args: &[&str]| {
-        out(&Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        let o = out(&Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .args(args)
             .current_dir(ws.path())
             .env("WP_APP_PASSWORD", &wp.app_password)
             .env("NO_COLOR", "1")
             .env("LATCHKEY_LOG", "debug")
             .output()
-            .expect("run"))
+            .expect("run"));
+        for text in [&o.1, &o.2] {
+            assert!(
+                !text.contains(&wp.app_password),
+                "the password leaked: {text}"
+            );
+        }
+        o
     };
+    let erin = "cli-erin@acme.example";
+    let rt = tokio::runtime::Runtime::new().unwrap();
     let now = "2026-11-20T13:00:00Z";
+    let (code, stdout, _) = latchkey(&["plan", "access", "--now", now]);
+    assert_eq!(code, 2, "changes pending: {stdout}");
+    assert!(
+        stdout.contains(&format!("+ {erin}")) && stdout.contains("3 changes: 3 to grant"),
+        "{stdout}"
+    );
     let (code, stdout, stderr) = latchkey(&["apply", "access", "--rev", "main", "--now", now]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    for text in [&stdout, &stderr] {
-        assert!(!text.contains(&wp.app_password), "the password leaked");
-    }
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let u = rt
-        .block_on(wp.user("cli-erin@acme.example"))
-        .expect("created");
+    let u = rt.block_on(wp.user(erin)).expect("created");
     assert_eq!(roles(&u), ["fulfilment", "shop_manager"]);
     let (code, stdout, _) = latchkey(&["plan", "access", "--now", now]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("0 changes"), "{stdout}");
-    let _ = std::io::stderr().flush();
+
+    // 15 days later the grant has expired: both roles go, the user stays.
+    let later = "2026-12-05T13:00:00Z";
+    let (code, stdout, _) = latchkey(&["plan", "access", "--now", later]);
+    assert_eq!(code, 2, "changes pending: {stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "- {erin}        revoke shop_manager              expired"
+        )),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = latchkey(&["apply", "access", "--rev", "main", "--now", later]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let u = rt.block_on(wp.user(erin)).expect("still there");
+    assert!(roles(&u).is_empty(), "{u}");
+    let expired: Vec<_> = ws
+        .ledger()
+        .into_iter()
+        .filter(|r| r.to_string().contains("expired"))
+        .collect();
+    assert_eq!(expired.len(), 2, "two expiry records");
+
+    // Offboarding deletes the user.
+    ws.commit(
+        &[(
+            "clients/acme/members.yaml",
+            &member("cli-erin", "    - {role: fulfilment, for: 14d}")
+                .replace("  client: acme\n", "  client: acme\n  offboarded: true\n"),
+        )],
+        T0 + 20 * 86_400,
+        "offboard erin",
+    );
+    let gone = "2026-12-11T13:00:00Z";
+    // acme's last member goes, so the empty-client guard asks for a reason.
+    let (code, stdout, stderr) = latchkey(&[
+        "apply",
+        "access",
+        "--rev",
+        "main",
+        "--now",
+        gone,
+        "--allow-mass-revoke",
+        "acme's engagement ended",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "- {erin}        delete account                   offboarded"
+        )),
+        "{stdout}"
+    );
+    assert!(rt.block_on(wp.user(erin)).is_none(), "deleted");
+    let (code, stdout, _) = latchkey(&["plan", "access", "--now", gone]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("0 changes"), "{stdout}");
 }
 
 /// examples/store-staging validates as a repository.
