@@ -336,7 +336,11 @@ impl Wp {
     fn connector(&self, extra: Value, password: &str) -> Box<dyn Connector> {
         let mut connection = json!({"url": self.url, "user": ADMIN, "reassignTo": ADMIN});
         for (k, v) in extra.as_object().expect("object") {
-            connection[k] = v.clone();
+            if v.is_null() {
+                connection.as_object_mut().expect("object").remove(k);
+            } else {
+                connection[k] = v.clone();
+            }
         }
         let spec: SystemSpec = serde_json::from_value(json!({
             "type": "wordpress",
@@ -647,6 +651,113 @@ async fn a_wrong_application_password_is_a_config_error_without_the_password() {
         .expect_err("401");
     assert_eq!(e.class, ErrorClass::Config);
     assert!(!e.message.contains(wrong), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_without_reassign_to_is_a_config_error_and_deletes_nothing() {
+    let Some(wp) = tokio::task::spawn_blocking(wp).await.unwrap() else {
+        return;
+    };
+    let c = wp.connector(json!({"reassignTo": null}), &wp.app_password);
+    let lee = "lee.keep@acme.example";
+    c.apply(&Op::CreateAccount {
+        identity: lee.into(),
+        display_name: None,
+    })
+    .await
+    .unwrap();
+    let e = c
+        .apply(&Op::DeleteAccount {
+            identity: lee.into(),
+        })
+        .await
+        .expect_err("no reassignTo");
+    assert_eq!(e.class, ErrorClass::Config);
+    assert!(
+        e.message
+            .starts_with("connection.reassignTo is required to delete WordPress users"),
+        "{e}"
+    );
+    assert!(wp.user(lee).await.is_some());
+    let e = wp
+        .connector(json!({"reassignTo": "no-such-login"}), &wp.app_password)
+        .apply(&Op::DeleteAccount {
+            identity: lee.into(),
+        })
+        .await
+        .expect_err("unknown login");
+    assert_eq!(
+        e.message,
+        "connection.reassignTo: no WordPress user with login no-such-login"
+    );
+    assert!(wp.user(lee).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_site_is_transient() {
+    let port = free_port().unwrap();
+    let spec: SystemSpec = serde_json::from_value(json!({
+        "type": "wordpress",
+        "environment": "staging",
+        "connection": {"url": format!("http://127.0.0.1:{port}"), "user": "admin", "timeout": "5s"},
+        "credentials": {"secretKey": "wp"},
+    }))
+    .unwrap();
+    let mut secrets = SecretSource::default();
+    secrets
+        .secret_keys
+        .insert("wp".into(), Secret::new("sekrit pass word"));
+    let c = Registry::builtin(secrets).connect("store", &spec).unwrap();
+    let e = c.read().await.expect_err("refused");
+    assert_eq!(e.class, ErrorClass::Transient, "{e}");
+    assert!(e.message.starts_with("GET /users failed: "), "{e}");
+    assert!(!e.message.contains("sekrit"), "{e}");
+}
+
+#[test]
+fn missing_settings_are_config_errors() {
+    let registry = |secret: bool| {
+        let mut secrets = SecretSource::default();
+        if secret {
+            secrets.secret_keys.insert("wp".into(), Secret::new("pw"));
+        }
+        Registry::builtin(secrets)
+    };
+    for (connection, creds, expected) in [
+        (
+            json!({"user": "admin"}),
+            true,
+            "connection.url is required for type wordpress",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9"}),
+            true,
+            "connection.user is required for type wordpress",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9", "user": "admin"}),
+            false,
+            "type wordpress needs credentials",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9", "user": "admin", "perPage": 0}),
+            true,
+            "connection.perPage must be a positive number",
+        ),
+    ] {
+        let mut spec =
+            json!({"type": "wordpress", "environment": "staging", "connection": connection});
+        if creds {
+            spec["credentials"] = json!({"secretKey": "wp"});
+        }
+        let spec: SystemSpec = serde_json::from_value(spec).unwrap();
+        let e = match registry(creds).connect("store", &spec) {
+            Ok(_) => panic!("{expected}: connected"),
+            Err(e) => e,
+        };
+        assert_eq!(e.class, ErrorClass::Config);
+        assert!(e.message.starts_with(expected), "{e}");
+    }
 }
 
 #[test]
