@@ -504,6 +504,10 @@ impl Connector for WordPress {
                     continue;
                 }
                 if u.managed() {
+                    // A user added during the read can shift another onto two pages.
+                    if snapshot.managed.iter().any(|a| a.identity == identity) {
+                        continue;
+                    }
                     snapshot.managed.push(Account {
                         identity,
                         display_name: (!u.name.is_empty()).then(|| u.name.clone()),
@@ -612,6 +616,98 @@ impl Connector for WordPress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SystemSpec;
+
+    /// A stand-in for faults a real WordPress cannot be made to produce on demand (a page
+    /// failing mid-read, endless paging, 429). The connector's behaviour against a real
+    /// WordPress is tested in tests/wordpress.rs.
+    async fn faulty_site() -> String {
+        use axum::http::{StatusCode as S, Uri};
+        use axum::response::IntoResponse;
+        let app = axum::Router::new().fallback(|uri: Uri| async move {
+            let mode = uri.path().trim_matches('/').to_string();
+            let query = format!("&{}&", uri.query().unwrap_or(""));
+            let user = json!([{"id": 7, "email": "A@x.example", "name": "A",
+                "description": "bio\nlatchkey:managed", "roles": ["editor"]}]);
+            match mode.as_str() {
+                "busy" => (
+                    S::TOO_MANY_REQUESTS,
+                    "{\"code\":\"rate\",\"message\":\"slow down\"}",
+                )
+                    .into_response(),
+                "midway" if query.contains("&page=1&") => {
+                    ([("x-wp-totalpages", "3")], axum::Json(user)).into_response()
+                }
+                "midway" => (
+                    S::SERVICE_UNAVAILABLE,
+                    "{\"code\":\"busy\",\"message\":\"<b>Try</b> later\"}",
+                )
+                    .into_response(),
+                _ => ([("x-wp-totalpages", "1000000")], axum::Json(user)).into_response(),
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn connector(url: String, extra: Value) -> Box<dyn Connector> {
+        let mut connection = json!({"url": url, "user": "admin"});
+        for (k, v) in extra.as_object().unwrap() {
+            connection[k] = v.clone();
+        }
+        let spec: SystemSpec = serde_json::from_value(
+            json!({"type": "wordpress", "environment": "staging", "connection": connection}),
+        )
+        .unwrap();
+        connect(&SystemContext {
+            name: "store",
+            spec: &spec,
+            secret: Some(Secret::new("app pass word")),
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_page_failing_midway_is_partial_endless_paging_stops_and_429_is_transient() {
+        let site = faulty_site().await;
+        let snap = connector(format!("{site}/midway"), json!({}))
+            .read()
+            .await
+            .unwrap();
+        assert_eq!(
+            snap.completeness,
+            Completeness::Partial(
+                "page 2 of users failed: GET /users: HTTP 503 busy: Try later".into()
+            )
+        );
+        assert_eq!(snap.managed.len(), 1);
+        assert_eq!(snap.managed[0].identity, "a@x.example");
+
+        let snap = connector(format!("{site}/endless"), json!({"maxPages": 4}))
+            .read()
+            .await
+            .unwrap();
+        assert_eq!(
+            snap.managed.len(),
+            1,
+            "the same user on every page counts once"
+        );
+        assert_eq!(
+            snap.completeness,
+            Completeness::Partial(
+                "stopped after 4 pages of users (the site announces 1000000; raise connection.maxPages)".into()
+            )
+        );
+
+        let e = connector(format!("{site}/busy"), json!({}))
+            .read()
+            .await
+            .unwrap_err();
+        assert_eq!(e.class, super::super::ErrorClass::Transient);
+        assert_eq!(e.message, "GET /users: HTTP 429 rate: slow down");
+    }
 
     #[test]
     fn usernames_are_safe_and_distinct_per_email() {
