@@ -810,14 +810,16 @@ spec:
             .current_dir(ws.path())
             .env("WP_APP_PASSWORD", &wp.app_password)
             .env("NO_COLOR", "1")
-            .env("LATCHKEY_LOG", "debug")
+            .env("LATCHKEY_LOG", "trace")
             .output()
             .expect("run"));
         for text in [&o.1, &o.2] {
+            // Even at trace level: neither the password nor the Basic auth header.
             assert!(
                 !text.contains(&wp.app_password),
                 "the password leaked: {text}"
             );
+            assert!(!text.contains("Basic "), "the auth header leaked: {text}");
         }
         o
     };
