@@ -12,6 +12,7 @@ pub mod postgres;
 mod registry;
 pub mod scim;
 pub mod sql;
+pub mod wordpress;
 
 pub use credentials::{Secret, SecretSource};
 pub use registry::{Registry, SystemContext};

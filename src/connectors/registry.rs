@@ -41,6 +41,7 @@ impl Registry {
         r.register("scim", super::scim::connect);
         r.register("postgres", super::postgres::connect);
         r.register("ldap", super::ldap::connect);
+        r.register("wordpress", super::wordpress::connect);
         r
     }
 
