@@ -216,7 +216,11 @@ pub fn members_file(spec: &Spec, client: usize, variant: u64) -> (String, usize)
                 let _ = writeln!(line, "      reason: Ticket {cname}-{}", rng.below(10_000));
             }
             if variant != 0 && m == 0 && g == 0 {
-                let _ = writeln!(line, "      starts: {}", spec.now - SignedDuration::from_hours(variant as i64));
+                let _ = writeln!(
+                    line,
+                    "      starts: {}",
+                    spec.now - SignedDuration::from_hours(variant as i64)
+                );
             }
             lines.push(line);
             grants += 1;
@@ -264,8 +268,12 @@ pub fn members_path(client: usize) -> String {
 }
 
 fn signature(at: Timestamp) -> Signature<'static> {
-    Signature::new("Synth", "synth@northwind.example", &Time::new(at.as_second(), 0))
-        .expect("valid signature")
+    Signature::new(
+        "Synth",
+        "synth@northwind.example",
+        &Time::new(at.as_second(), 0),
+    )
+    .expect("valid signature")
 }
 
 /// Writes (or replaces) `path` with `content` on top of `parent`'s tree and commits it
@@ -279,10 +287,22 @@ pub fn commit_file(
 ) -> Result<Oid, git2::Error> {
     let head = repo.find_reference("refs/heads/main")?.peel_to_commit()?;
     let blob = repo.blob(content.as_bytes())?;
-    let tree = replace(repo, Some(head.tree()?), &path.split('/').collect::<Vec<_>>(), blob)?;
+    let tree = replace(
+        repo,
+        Some(head.tree()?),
+        &path.split('/').collect::<Vec<_>>(),
+        blob,
+    )?;
     let tree = repo.find_tree(tree)?;
     let sig = signature(at);
-    repo.commit(Some("refs/heads/main"), &sig, &sig, message, &tree, &[&head])
+    repo.commit(
+        Some("refs/heads/main"),
+        &sig,
+        &sig,
+        message,
+        &tree,
+        &[&head],
+    )
 }
 
 fn replace(
@@ -326,7 +346,11 @@ pub fn generate(spec: &Spec, out: &Path) -> Result<Generated, Box<dyn std::error
         grants += g;
         members += spec.members_per_client;
         let mut folder = repo.treebuilder(None)?;
-        folder.insert("client.yaml", repo.blob(client_doc(&client_name(c)).as_bytes())?, 0o100644)?;
+        folder.insert(
+            "client.yaml",
+            repo.blob(client_doc(&client_name(c)).as_bytes())?,
+            0o100644,
+        )?;
         folder.insert("members.yaml", repo.blob(text.as_bytes())?, 0o100644)?;
         clients_tree.insert(client_name(c), folder.write()?, 0o040000)?;
         files += 2;
@@ -335,12 +359,20 @@ pub fn generate(spec: &Spec, out: &Path) -> Result<Generated, Box<dyn std::error
     grants += g;
     members += spec.agency_staff;
     let mut team = repo.treebuilder(None)?;
-    team.insert("agency.yaml", repo.blob(client_doc(AGENCY).as_bytes())?, 0o100644)?;
+    team.insert(
+        "agency.yaml",
+        repo.blob(client_doc(AGENCY).as_bytes())?,
+        0o100644,
+    )?;
     team.insert("staff.yaml", repo.blob(staff.as_bytes())?, 0o100644)?;
     let mut roles_tree = repo.treebuilder(None)?;
     roles_tree.insert("roles.yaml", repo.blob(roles().as_bytes())?, 0o100644)?;
     let mut root = repo.treebuilder(None)?;
-    root.insert("latchkey.yaml", repo.blob(policy_and_systems(spec).as_bytes())?, 0o100644)?;
+    root.insert(
+        "latchkey.yaml",
+        repo.blob(policy_and_systems(spec).as_bytes())?,
+        0o100644,
+    )?;
     root.insert("roles", roles_tree.write()?, 0o040000)?;
     root.insert("team", team.write()?, 0o040000)?;
     root.insert("clients", clients_tree.write()?, 0o040000)?;
@@ -373,7 +405,11 @@ pub fn generate(spec: &Spec, out: &Path) -> Result<Generated, Box<dyn std::error
 
 /// Writes the portal database holding exactly the desired state at `now` (plus the
 /// portal's own unmanaged admin), so a plan against it yields no change.
-fn write_portal(repo: &Path, portal: &Path, now: Timestamp) -> Result<(), Box<dyn std::error::Error>> {
+fn write_portal(
+    repo: &Path,
+    portal: &Path,
+    now: Timestamp,
+) -> Result<(), Box<dyn std::error::Error>> {
     let source = SourceRepo::open(&Location::Path(repo.to_path_buf()), repo)?;
     let mut rec = Reconciler::new(source, Registry::builtin(SecretSource::default()));
     let rev = rec.repo.resolve("main")?;
