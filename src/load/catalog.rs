@@ -1,8 +1,8 @@
 //! The documents of a revision gathered by kind, checked against each other, with every
 //! grant's time window resolved.
 
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 
@@ -87,6 +87,8 @@ impl Catalog {
     /// Gathers documents, reporting duplicates.
     pub fn gather(docs: Vec<(DocLoc, AnyDoc)>, pending: &mut Vec<Pending>) -> Catalog {
         let mut cat = Catalog::default();
+        // Member name → where it was first defined (members are keyed by email).
+        let mut member_names: HashMap<String, DocLoc> = HashMap::new();
         for (at, doc) in docs {
             match doc {
                 AnyDoc::Policy(env) => {
@@ -131,9 +133,8 @@ impl Catalog {
                 ),
                 AnyDoc::Member(env) => {
                     let identity = env.spec.email.trim().to_lowercase();
-                    if let Some(first) = cat.members.values().find(|m| m.name == env.metadata.name)
-                    {
-                        pending.push(duplicate("Member", &env.metadata.name, &at, &first.at));
+                    if let Some(first) = member_names.get(&env.metadata.name) {
+                        pending.push(duplicate("Member", &env.metadata.name, &at, first));
                         continue;
                     }
                     match cat.members.entry(identity) {
@@ -154,6 +155,7 @@ impl Catalog {
                             )),
                         ),
                         Entry::Vacant(slot) => {
+                            member_names.insert(env.metadata.name.clone(), at.clone());
                             slot.insert(Item {
                                 name: env.metadata.name,
                                 spec: env.spec,

@@ -89,31 +89,42 @@ impl Desired {
             let Some(role) = cat.roles.get(&g.role) else {
                 continue;
             };
+            if g.offboarded {
+                continue;
+            }
             let active = g.active_at(now);
+            let display_name = cat
+                .members
+                .get(&g.identity)
+                .and_then(|m| m.spec.display_name.as_ref());
             for (system, patterns) in cat.reach(&role.spec, &g.client) {
                 for p in patterns {
                     let ent = expand(p, &g.client);
-                    let key = (system.name.clone(), g.identity.clone(), ent.clone());
-                    if g.offboarded {
-                        continue;
-                    }
                     if active {
-                        let member = cat.members.get(&g.identity);
-                        let acct = d
-                            .systems
-                            .entry(system.name.clone())
-                            .or_default()
-                            .entry(g.identity.clone())
-                            .or_default();
-                        acct.display_name = member.and_then(|m| m.spec.display_name.clone());
+                        // Look up before inserting: the keys are cloned only for the
+                        // first grant of a system and an identity, not for every one.
+                        let accounts = match d.systems.get_mut(&system.name) {
+                            Some(a) => a,
+                            None => d.systems.entry(system.name.clone()).or_default(),
+                        };
+                        let acct = match accounts.get_mut(&g.identity) {
+                            Some(a) => a,
+                            None => accounts.entry(g.identity.clone()).or_default(),
+                        };
+                        if acct.display_name.as_ref() != display_name {
+                            acct.display_name = display_name.cloned();
+                        }
                         acct.entitlements
                             .entry(ent)
                             .or_default()
                             .push(Source::of(g));
-                    } else if g.expires.is_some_and(|e| e <= now) {
-                        d.expired.insert(key, Source::of(g));
                     } else {
-                        d.pending.insert(key, Source::of(g));
+                        let key = (system.name.clone(), g.identity.clone(), ent);
+                        if g.expires.is_some_and(|e| e <= now) {
+                            d.expired.insert(key, Source::of(g));
+                        } else {
+                            d.pending.insert(key, Source::of(g));
+                        }
                     }
                 }
             }

@@ -69,14 +69,19 @@ impl<'a> MergeTimes<'a> {
         let Ok(rev) = self.repo.revision(commit.id(), None) else {
             return false;
         };
-        let Ok(files) = self.repo.yaml_files(&rev, &self.subpath) else {
+        let Ok(files) = self.repo.yaml_blobs(&rev, &self.subpath) else {
             return false;
         };
+        // Only blobs not seen in a newer commit are read: a walk over a large repository
+        // reads what changed between commits, not every file of every commit.
         let mut blobs = self.blobs.borrow_mut();
-        files.iter().any(|f| {
-            let grants = blobs
-                .entry(f.blob)
-                .or_insert_with(|| member_grants(&f.path, &f.text));
+        files.iter().any(|(path, blob)| {
+            let grants = blobs.entry(*blob).or_insert_with(|| {
+                self.repo
+                    .blob_text(*blob, path, &rev)
+                    .map(|text| member_grants(path, &text))
+                    .unwrap_or_default()
+            });
             grants.iter().any(|(id, g)| id == identity && g == grant)
         })
     }

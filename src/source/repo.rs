@@ -229,6 +229,22 @@ impl SourceRepo {
         rev: &Revision,
         subpath: &str,
     ) -> Result<Vec<SourceFile>, SourceError> {
+        self.yaml_blobs(rev, subpath)?
+            .into_iter()
+            .map(|(path, blob)| {
+                let text = self.blob_text(blob, &path, rev)?;
+                Ok(SourceFile { path, blob, text })
+            })
+            .collect()
+    }
+
+    /// The paths and blob ids of [`SourceRepo::yaml_files`], sorted by path, without
+    /// reading any content: callers that cache by blob id read only the new blobs.
+    pub fn yaml_blobs(
+        &self,
+        rev: &Revision,
+        subpath: &str,
+    ) -> Result<Vec<(String, Oid)>, SourceError> {
         let commit = self.repo.find_commit(rev.oid)?;
         let mut tree = commit.tree()?;
         let subpath = subpath.trim_matches('/');
@@ -256,13 +272,7 @@ impl SourceRepo {
             TreeWalkResult::Ok
         })?;
         blobs.sort();
-        blobs
-            .into_iter()
-            .map(|(path, blob)| {
-                let text = self.blob_text(blob, &path, rev)?;
-                Ok(SourceFile { path, blob, text })
-            })
-            .collect()
+        Ok(blobs)
     }
 
     /// Reads a blob as UTF-8.
