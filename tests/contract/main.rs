@@ -43,6 +43,21 @@ contract_tests!(
 );
 
 contract_tests!(
+    exec,
+    crate::peers::exec::ExecPeer,
+    [
+        create_grant_revoke,
+        disable_and_enable,
+        delete_account,
+        idempotent_reapply,
+        read_after_write_many,
+        out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
+        credentials_absent_from_errors_and_logs,
+    ]
+);
+
+contract_tests!(
     scim,
     crate::peers::scim::ScimPeer,
     [

@@ -3,7 +3,7 @@
 stdin/stdout, state in the JSON file named by connection.stateFile. It insists on the
 token in LATCHKEY_SECRET, prints it to stderr (latchkey must redact it), and can
 misbehave on demand through connection.mode: exit | malformed | sleep | partial | deny."""
-import json, os, sys, time
+import fcntl, json, os, sys, time
 
 req = json.load(sys.stdin)
 conn = req["connection"]
@@ -18,8 +18,17 @@ if mode == "malformed":
     print("this is not json"); sys.exit(0)
 if mode == "sleep":
     time.sleep(30)
-if secret != os.environ.get("FAKE_STORE_EXPECT"):
-    json.dump({"ok": False, "error": {"class": "permanent", "message": f"token {secret} refused"}}, sys.stdout); sys.exit(0)
+expected = os.environ.get("FAKE_STORE_EXPECT")
+if expected is None and "expectTokenFile" in conn:
+    expected = open(conn["expectTokenFile"]).read().strip()
+if secret != expected:
+    if req["action"] == "read":
+        print(f"401 invalid credentials: token {secret} refused", file=sys.stderr); sys.exit(2)
+    json.dump({"ok": False, "error": {"class": "permanent", "message": f"401 invalid credentials: token {secret} refused"}}, sys.stdout); sys.exit(0)
+
+# One writer at a time: latchkey (or a test) may call several of us at once.
+lock = open(conn["stateFile"] + ".lock", "w")
+fcntl.flock(lock, fcntl.LOCK_EX)
 
 path = conn["stateFile"]
 state = json.load(open(path)) if os.path.exists(path) else {"users": {}}

@@ -1,5 +1,6 @@
 //! Real servers for the contract suite, started on loopback ports and stopped on Drop.
 
+pub mod exec;
 pub mod ldap;
 pub mod pg;
 pub mod postgres;
