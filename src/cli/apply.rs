@@ -5,11 +5,11 @@ use std::io::IsTerminal;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{CliError, Exit, Format, RepoArgs, print_diagnostics};
+use super::{CliError, Exit, Format, RepoArgs};
 use crate::apply::ChangeResult;
 use crate::audit::Trigger;
 use crate::plan::render;
-use crate::reconcile::{Options, ReconcileError};
+use crate::reconcile::Options;
 
 /// Apply the plan to the systems, then commit the audit to the applied branch.
 ///
@@ -54,17 +54,8 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         allow_rewind: args.allow_rewind.clone(),
         trigger: Trigger::Manual,
     };
-    let planned = match rec.plan(&opts).await {
-        Ok(p) => p,
-        Err(ReconcileError::Invalid { revision, errors }) => {
-            print_diagnostics(&errors);
-            eprintln!(
-                "error: revision {revision} is invalid ({}); nothing was applied",
-                super::count(errors.len(), "error")
-            );
-            return Ok(Exit::Errors);
-        }
-        Err(e) => return Err(e.into()),
+    let Some(planned) = super::plan_or_report(&mut rec, &opts, "nothing was applied").await? else {
+        return Ok(Exit::Errors);
     };
     let tty = std::io::stderr().is_terminal();
     if args.format == Format::Text {

@@ -186,6 +186,27 @@ pub(crate) fn count(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Plans, or prints an invalid revision's findings (with what to do next) and returns
+/// `None`, so `plan` and `apply` report it the same way.
+pub(crate) async fn plan_or_report(
+    rec: &mut crate::reconcile::Reconciler,
+    opts: &crate::reconcile::Options,
+    then: &str,
+) -> Result<Option<crate::reconcile::Planned>, CliError> {
+    match rec.plan(opts).await {
+        Ok(p) => Ok(Some(p)),
+        Err(ReconcileError::Invalid { revision, errors }) => {
+            print_diagnostics(&errors);
+            eprintln!(
+                "error: revision {revision} is invalid ({}); {then}",
+                count(errors.len(), "error")
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Prints validation findings to stderr.
 pub(crate) fn print_diagnostics<'a>(diags: impl IntoIterator<Item = &'a crate::load::Diagnostic>) {
     for d in diags {

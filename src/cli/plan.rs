@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 
 use clap::Args;
 
-use super::{CliError, Exit, Format, RepoArgs, print_diagnostics};
+use super::{CliError, Exit, Format, RepoArgs};
 use crate::audit::Trigger;
 use crate::plan::{render, review};
-use crate::reconcile::{Options, ReconcileError};
+use crate::reconcile::Options;
 use crate::trust::boundary;
 
 /// Show what apply would change: desired (git at --now) against actual (the systems).
@@ -54,17 +54,9 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
         allow_rewind: None,
         trigger: Trigger::Manual,
     };
-    let planned = match rec.plan(&opts).await {
-        Ok(p) => p,
-        Err(ReconcileError::Invalid { revision, errors }) => {
-            print_diagnostics(&errors);
-            eprintln!(
-                "error: revision {revision} is invalid ({}); fix them and plan again",
-                super::count(errors.len(), "error")
-            );
-            return Ok(Exit::Errors);
-        }
-        Err(e) => return Err(e.into()),
+    let Some(planned) = super::plan_or_report(&mut rec, &opts, "fix them and plan again").await?
+    else {
+        return Ok(Exit::Errors);
     };
     let plan = &planned.plan;
     let out = match args.format {

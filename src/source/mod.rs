@@ -8,7 +8,7 @@ pub mod history;
 mod repo;
 mod write;
 
-pub use repo::{Location, Revision, SourceFile, SourceRepo};
+pub use repo::{Location, Revision, SourceFile, SourceRepo, diff_paths};
 pub use write::AuditCommit;
 
 use std::path::PathBuf;

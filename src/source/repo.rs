@@ -314,21 +314,29 @@ impl SourceRepo {
     pub fn changed_paths(&self, old: Oid, new: Oid) -> Result<Vec<String>, SourceError> {
         let old_tree = self.repo.find_commit(old)?.tree()?;
         let new_tree = self.repo.find_commit(new)?.tree()?;
-        let diff = self
-            .repo
-            .diff_tree_to_tree(Some(&old_tree), Some(&new_tree), None)?;
-        let mut paths = Vec::new();
-        for delta in diff.deltas() {
-            for file in [delta.old_file(), delta.new_file()] {
-                if let Some(p) = file.path().and_then(|p| p.to_str()) {
-                    paths.push(p.to_string());
-                }
+        Ok(diff_paths(&self.repo, Some(&old_tree), &new_tree)?)
+    }
+}
+
+/// Paths that differ between two trees (both sides of renames), sorted; `old: None`
+/// lists every path of `new`.
+pub fn diff_paths(
+    repo: &Repository,
+    old: Option<&git2::Tree<'_>>,
+    new: &git2::Tree<'_>,
+) -> Result<Vec<String>, git2::Error> {
+    let diff = repo.diff_tree_to_tree(old, Some(new), None)?;
+    let mut paths = Vec::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(p) = file.path().and_then(|p| p.to_str()) {
+                paths.push(p.to_string());
             }
         }
-        paths.sort();
-        paths.dedup();
-        Ok(paths)
     }
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
 }
 
 /// A stable directory name for a remote's mirror.

@@ -298,18 +298,7 @@ fn changed_paths(repo: &Repository, commit: &git2::Commit<'_>) -> Result<Vec<Str
         Some(p) => Some(p.tree()?),
         None => None,
     };
-    let diff = repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)?;
-    let mut paths = Vec::new();
-    for delta in diff.deltas() {
-        for file in [delta.old_file(), delta.new_file()] {
-            if let Some(p) = file.path().and_then(|p| p.to_str()) {
-                paths.push(p.to_string());
-            }
-        }
-    }
-    paths.sort();
-    paths.dedup();
-    Ok(paths)
+    crate::source::diff_paths(repo, parent_tree.as_ref(), &tree)
 }
 
 #[cfg(test)]
