@@ -492,3 +492,50 @@ async fn a_system_whose_secret_key_is_missing_is_not_ready() {
     // The readable portal was still reconciled.
     assert_eq!(f.portal().len(), 3);
 }
+
+#[tokio::test]
+async fn the_git_secret_ref_is_read_for_credentials_and_never_echoed() {
+    let f = Fixture::new();
+    let mut obj = f.resource(None);
+    obj.spec.secret_ref =
+        Some(latchkey::controller::resource::LocalObjectReference { name: "git".into() });
+    let echo = serde_json::to_value(&obj).unwrap();
+    let (client, calls, task) = mock_client(move |method, uri, body| {
+        let path = uri.split('?').next().unwrap_or("");
+        match (method.clone(), path) {
+            // "Z2hwX3Rva2Vu" is base64 of "ghp_token".
+            (Method::GET, "/api/v1/namespaces/agency/secrets/git") => (
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "git", "namespace": NS}, "data": {"token": "Z2hwX3Rva2Vu"}}),
+            ),
+            (Method::PATCH, STATUS_PATH) => {
+                let mut o = echo.clone();
+                o["status"] = body["status"].clone();
+                (200, o)
+            }
+            (Method::POST, EVENTS_PATH) => (201, body.clone()),
+            _ => support::status_error(404, "NotFound"),
+        }
+    });
+    let now = f.now;
+    let ctx = Arc::new(Context::new(
+        client,
+        f.repo.parent().unwrap().join("cache"),
+        None,
+        Arc::new(Metrics::default()),
+        Arc::new(move || now),
+    ));
+    let result = operator::reconcile(Arc::new(obj), ctx).await;
+    task.abort();
+    result.unwrap();
+    let calls = calls.all();
+    assert!(calls.iter().any(|c| c.method == Method::GET && c.path() == "/api/v1/namespaces/agency/secrets/git"));
+    assert_eq!(
+        condition(&status_patch(&calls).body["status"], "Ready")["status"],
+        "True"
+    );
+    for c in calls.iter().filter(|c| c.method != Method::GET) {
+        assert!(!c.body.to_string().contains("ghp_token"), "{c:?}");
+    }
+}

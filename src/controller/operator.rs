@@ -27,7 +27,7 @@ use super::{AccessRepository, AccessRepositorySpec, AccessRepositoryStatus};
 use crate::audit::Trigger;
 use crate::connectors::{Registry, Secret, SecretSource};
 use crate::reconcile::{Options, ReconcileError, Reconciler};
-use crate::source::{Location, SourceRepo};
+use crate::source::{GitCredentials, Location, SourceRepo};
 
 /// The field manager of the status patches and the events' reporting controller.
 pub const MANAGER: &str = "latchkey-operator";
@@ -193,23 +193,31 @@ pub async fn reconcile(obj: Arc<AccessRepository>, ctx: Arc<Context>) -> Result<
         }
         Some(_) => {
             let secrets = read_systems_secret(&ctx.client, &namespace, &obj.spec).await?;
+            let git = read_git_secret(&ctx.client, &namespace, &obj.spec).await?;
             let cache = ctx.cache_dir.join(&namespace).join(&name);
-            run_pipeline(obj.spec.clone(), obj.status.clone(), cache, secrets, now)
-                .await
-                .map_err(|message| Error::Task {
-                    name: key.clone(),
-                    message,
-                })
-                .map(|r| {
-                    (
-                        r.0,
-                        r.1,
-                        r.2.map(|source| Error::Reconcile {
-                            name: key.clone(),
-                            source,
-                        }),
-                    )
-                })?
+            run_pipeline(
+                obj.spec.clone(),
+                obj.status.clone(),
+                cache,
+                secrets,
+                git,
+                now,
+            )
+            .await
+            .map_err(|message| Error::Task {
+                name: key.clone(),
+                message,
+            })
+            .map(|r| {
+                (
+                    r.0,
+                    r.1,
+                    r.2.map(|source| Error::Reconcile {
+                        name: key.clone(),
+                        source,
+                    }),
+                )
+            })?
         }
     };
     let next = status::compute(obj.status.as_ref(), &outcome, obj.metadata.generation, now);
@@ -332,6 +340,41 @@ async fn read_systems_secret(
     Ok(source)
 }
 
+/// The `secretRef` Secret as git credentials, Flux's key names: `token` or `password`
+/// (with optional `username`) for HTTPS, `identity` (an OpenSSH private key) for SSH.
+/// Without a `secretRef`, the process environment's credentials apply.
+async fn read_git_secret(
+    client: &Client,
+    namespace: &str,
+    spec: &AccessRepositorySpec,
+) -> Result<GitCredentials, Error> {
+    let Some(r) = &spec.secret_ref else {
+        return Ok(GitCredentials::from_env());
+    };
+    let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
+    let secret = api.get(&r.name).await.map_err(|source| Error::ReadSecret {
+        namespace: namespace.to_string(),
+        secret: r.name.clone(),
+        source,
+    })?;
+    let mut values: std::collections::BTreeMap<String, String> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    values.extend(secret.string_data.unwrap_or_default());
+    Ok(GitCredentials {
+        username: values.get("username").cloned(),
+        token: values
+            .get("token")
+            .or_else(|| values.get("password"))
+            .cloned(),
+        ssh_key: values.get("identity").cloned(),
+        ssh_key_file: None,
+    })
+}
+
 type PipelineResult = (Outcome, Vec<Notice>, Option<ReconcileError>);
 
 /// Runs the CLI's pipeline on a blocking thread: git2 and the SQL connectors block.
@@ -340,11 +383,19 @@ async fn run_pipeline(
     previous: Option<AccessRepositoryStatus>,
     cache: PathBuf,
     secrets: SecretSource,
+    git: GitCredentials,
     now: Timestamp,
 ) -> Result<PipelineResult, String> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        handle.block_on(pipeline(&spec, previous.as_ref(), &cache, secrets, now))
+        handle.block_on(pipeline(
+            &spec,
+            previous.as_ref(),
+            &cache,
+            secrets,
+            git,
+            now,
+        ))
     })
     .await
     .map_err(|e| e.to_string())
@@ -356,6 +407,7 @@ pub async fn pipeline(
     previous: Option<&AccessRepositoryStatus>,
     cache: &std::path::Path,
     secrets: SecretSource,
+    git: GitCredentials,
     now: Timestamp,
 ) -> PipelineResult {
     let failed = |e: ReconcileError, revision: Option<String>| {
@@ -384,7 +436,7 @@ pub async fn pipeline(
         };
         (outcome, vec![notice], Some(e))
     };
-    let repo = match SourceRepo::open(&Location::parse(&spec.url), cache) {
+    let repo = match SourceRepo::open_with(&Location::parse(&spec.url), cache, git) {
         Ok(r) => r,
         Err(e) => return failed(e.into(), None),
     };

@@ -9,7 +9,7 @@ mod repo;
 mod write;
 
 pub use repo::{Location, Revision, SourceFile, SourceRepo, diff_paths};
-pub use write::AuditCommit;
+pub use write::{AuditCommit, GitCredentials};
 
 use std::path::PathBuf;
 

@@ -88,14 +88,30 @@ pub struct SourceRepo {
     pub(super) location: Location,
     /// True when `repo` is a cache mirror of a remote.
     pub(super) mirrored: bool,
+    /// For fetch and push.
+    pub(super) creds: super::write::GitCredentials,
 }
 
 /// The remote-tracking namespace a mirrored remote is fetched into.
 pub(super) const REMOTE_REFS: &str = "refs/remotes/origin";
 
 impl SourceRepo {
-    /// Opens a local repository, or mirrors a remote into `cache_dir` and fetches it.
+    /// Opens a local repository, or mirrors a remote into `cache_dir` and fetches it,
+    /// with git credentials from the environment.
     pub fn open(location: &Location, cache_dir: &Path) -> Result<SourceRepo, SourceError> {
+        Self::open_with(
+            location,
+            cache_dir,
+            super::write::GitCredentials::from_env(),
+        )
+    }
+
+    /// Like [`SourceRepo::open`], with explicit git credentials (the operator's `secretRef`).
+    pub fn open_with(
+        location: &Location,
+        cache_dir: &Path,
+        creds: super::write::GitCredentials,
+    ) -> Result<SourceRepo, SourceError> {
         match location {
             Location::Path(p) => {
                 let repo = Repository::open(p).map_err(|source| SourceError::Open {
@@ -106,6 +122,7 @@ impl SourceRepo {
                     repo,
                     location: location.clone(),
                     mirrored: false,
+                    creds,
                 })
             }
             Location::Url(url) => {
@@ -132,6 +149,7 @@ impl SourceRepo {
                     repo,
                     location: location.clone(),
                     mirrored: true,
+                    creds,
                 };
                 me.fetch()?;
                 Ok(me)
@@ -147,7 +165,7 @@ impl SourceRepo {
         let url = self.location.to_string();
         let mut remote = self.repo.find_remote("origin")?;
         let mut opts = FetchOptions::new();
-        opts.remote_callbacks(super::write::callbacks());
+        opts.remote_callbacks(super::write::callbacks(&self.creds));
         remote
             .fetch(&[] as &[&str], Some(&mut opts), None)
             .map_err(|source| SourceError::Fetch { url, source })

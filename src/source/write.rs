@@ -18,22 +18,62 @@ pub struct AuditCommit {
     pub message: String,
 }
 
-/// Credentials for fetch and push, from the environment only: `LATCHKEY_GIT_TOKEN`
-/// (HTTPS, user `LATCHKEY_GIT_USER` or `x-access-token`) or `LATCHKEY_GIT_SSH_KEY`.
-pub(super) fn callbacks() -> RemoteCallbacks<'static> {
+/// Credentials for fetch and push. Values are never shown by `Debug`.
+#[derive(Clone, Default)]
+pub struct GitCredentials {
+    /// HTTPS user for `token` (default `x-access-token`).
+    pub username: Option<String>,
+    /// HTTPS token or password.
+    pub token: Option<String>,
+    /// An OpenSSH private key, in memory.
+    pub ssh_key: Option<String>,
+    /// A path to an OpenSSH private key.
+    pub ssh_key_file: Option<String>,
+}
+
+impl std::fmt::Debug for GitCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitCredentials")
+            .field("username", &self.username)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("ssh_key", &self.ssh_key.as_ref().map(|_| "***"))
+            .field("ssh_key_file", &self.ssh_key_file)
+            .finish()
+    }
+}
+
+impl GitCredentials {
+    /// From the environment: `LATCHKEY_GIT_TOKEN` (HTTPS, user `LATCHKEY_GIT_USER` or
+    /// `x-access-token`) or `LATCHKEY_GIT_SSH_KEY` (a key file).
+    pub fn from_env() -> GitCredentials {
+        GitCredentials {
+            username: std::env::var("LATCHKEY_GIT_USER").ok(),
+            token: std::env::var("LATCHKEY_GIT_TOKEN").ok(),
+            ssh_key: None,
+            ssh_key_file: std::env::var("LATCHKEY_GIT_SSH_KEY").ok(),
+        }
+    }
+}
+
+/// Remote callbacks answering credential requests from `creds`.
+pub(super) fn callbacks(creds: &GitCredentials) -> RemoteCallbacks<'static> {
+    let creds = creds.clone();
     let mut cb = RemoteCallbacks::new();
-    cb.credentials(|_url, username, allowed| {
-        if allowed.is_ssh_key()
-            && let Ok(key) = std::env::var("LATCHKEY_GIT_SSH_KEY")
-        {
-            return Cred::ssh_key(username.unwrap_or("git"), None, key.as_ref(), None);
+    cb.credentials(move |_url, username, allowed| {
+        let user = username.unwrap_or("git");
+        if allowed.is_ssh_key() {
+            if let Some(key) = &creds.ssh_key {
+                return Cred::ssh_key_from_memory(user, None, key, None);
+            }
+            if let Some(file) = &creds.ssh_key_file {
+                return Cred::ssh_key(user, None, file.as_ref(), None);
+            }
         }
         if allowed.is_user_pass_plaintext()
-            && let Ok(token) = std::env::var("LATCHKEY_GIT_TOKEN")
+            && let Some(token) = &creds.token
         {
-            let user =
-                std::env::var("LATCHKEY_GIT_USER").unwrap_or_else(|_| "x-access-token".into());
-            return Cred::userpass_plaintext(&user, &token);
+            let user = creds.username.as_deref().unwrap_or("x-access-token");
+            return Cred::userpass_plaintext(user, token);
         }
         Cred::default()
     });
@@ -190,7 +230,7 @@ impl SourceRepo {
             .find_remote("origin")
             .map_err(|e| e.message().to_string())?;
         let rejected = std::cell::RefCell::new(None::<String>);
-        let mut cb = callbacks();
+        let mut cb = callbacks(&self.creds);
         cb.push_update_reference(|_name, status| {
             if let Some(s) = status {
                 *rejected.borrow_mut() = Some(s.to_string());
@@ -336,4 +376,25 @@ fn signature() -> Result<Signature<'static>, git2::Error> {
     let email =
         std::env::var("LATCHKEY_COMMIT_EMAIL").unwrap_or_else(|_| "latchkey@localhost".into());
     Signature::now(&name, &email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_credentials_never_show_their_values() {
+        let c = GitCredentials {
+            username: Some("bot".into()),
+            token: Some("ghp_secret".into()),
+            ssh_key: Some("-----BEGIN OPENSSH PRIVATE KEY-----".into()),
+            ssh_key_file: None,
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("ghp_secret") && !shown.contains("BEGIN"),
+            "{shown}"
+        );
+        assert!(shown.contains("bot"));
+    }
 }
