@@ -90,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "validate: {:.0} ms, {} members, {} grants, {} diagnostics, valid={}, peak RSS {:.0} MB",
                 ms(took),
                 loaded.catalog.members.len(),
-                loaded.catalog.grants.len(),
+                loaded.catalog.grants().count(),
                 loaded.diagnostics.len(),
                 loaded.is_valid(),
                 peak_rss_mb()
@@ -104,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "plan: {:.0} ms, {} members, {} grants, {} changes, peak RSS {:.0} MB",
                 ms(took),
                 planned.loaded.catalog.members.len(),
-                planned.loaded.catalog.grants.len(),
+                planned.loaded.catalog.grants().count(),
                 planned.plan.changes.len(),
                 peak_rss_mb()
             );

@@ -10,7 +10,7 @@ use crate::apply::{self, Outcome, Retry};
 use crate::audit::{self, Event, Record, State, SystemState, Trigger};
 use crate::connectors::{Connector, Registry, Snapshot};
 use crate::load::{self, Context, Diagnostic, Loaded, ParseCache};
-use crate::plan::{self, Desired, Plan};
+use crate::plan::{self, Desired, DesiredCache, Plan};
 use crate::source::{Revision, SourceError, SourceRepo};
 
 /// What the caller asks for.
@@ -123,6 +123,8 @@ pub struct Reconciler {
     pub repo: SourceRepo,
     pub registry: Registry,
     pub cache: ParseCache,
+    /// Members' parts of desired state, reused while their documents are unchanged.
+    pub desired_cache: DesiredCache,
     pub retry: Retry,
 }
 
@@ -132,6 +134,7 @@ impl Reconciler {
             repo,
             registry,
             cache: ParseCache::default(),
+            desired_cache: DesiredCache::default(),
             retry: Retry::default(),
         }
     }
@@ -182,8 +185,10 @@ impl Reconciler {
             None => false,
         };
         let (connectors, actual) = self.read_systems(&loaded).await;
-        let desired = Desired::at(&loaded.catalog, opts.now);
-        let prev_desired = previous.as_ref().map(|p| Desired::at(&p.catalog, opts.now));
+        let desired = Desired::at_cached(&loaded.catalog, opts.now, &mut self.desired_cache);
+        let prev_desired = previous
+            .as_ref()
+            .map(|p| Desired::at_cached(&p.catalog, opts.now, &mut self.desired_cache));
         let inputs = plan::Inputs {
             catalog: &loaded.catalog,
             desired: &desired,

@@ -1,5 +1,6 @@
-//! The incremental path (parses reused by blob id across revisions) must give exactly
-//! what a cold load gives: same plan, same diagnostics.
+//! The incremental path (parses, member checks and members' desired state reused by blob
+//! id across revisions and across time) must give exactly what a cold load gives: same
+//! plan, same diagnostics.
 
 #[path = "../bench/synth.rs"]
 mod synth;
@@ -45,19 +46,67 @@ async fn plan_of(rec: &mut Reconciler, now: Timestamp) -> (serde_json::Value, Ve
     }
 }
 
-#[tokio::test]
-async fn incremental_plan_equals_cold_plan() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spec = synth::Spec {
+/// The text of `path` at the tip of `main`.
+fn file_text(git: &git2::Repository, path: &str) -> String {
+    let head = git
+        .find_reference("refs/heads/main")
+        .unwrap()
+        .peel_to_commit()
+        .unwrap();
+    let blob = head
+        .tree()
+        .unwrap()
+        .get_path(std::path::Path::new(path))
+        .unwrap()
+        .id();
+    String::from_utf8(git.find_blob(blob).unwrap().content().to_vec()).unwrap()
+}
+
+/// Commits `path` with the first `from` replaced by `to`.
+fn edit_file(git: &git2::Repository, now: Timestamp, path: &str, from: &str, to: &str) {
+    let text = file_text(git, path);
+    assert!(text.contains(from), "{path} holds {from:?}");
+    let edited = text.replacen(from, to, 1);
+    synth::commit_file(
+        git,
+        path,
+        &edited,
+        "edit",
+        now - SignedDuration::from_hours(1),
+    )
+    .expect("commit");
+}
+
+/// Plans with the warm reconciler and a cold one and checks they agree.
+async fn same_as_cold(
+    warm: &mut Reconciler,
+    repo: &std::path::Path,
+    now: Timestamp,
+) -> (serde_json::Value, Vec<String>) {
+    let (plan, diags) = plan_of(warm, now).await;
+    let (cold, cold_diags) = plan_of(&mut reconciler(repo), now).await;
+    assert_eq!(plan, cold, "plan at {now}");
+    assert_eq!(diags, cold_diags, "diagnostics at {now}");
+    (plan, diags)
+}
+
+fn small_spec(dir: &std::path::Path) -> synth::Spec {
+    synth::Spec {
         clients: 12,
         members_per_client: 4,
         grants_per_member: 3,
         expiring_share: 0.3,
         agency_staff: 3,
         seed: 7,
-        portal_path: dir.path().join("portal.sqlite").display().to_string(),
+        portal_path: dir.join("portal.sqlite").display().to_string(),
         ..synth::Spec::default()
-    };
+    }
+}
+
+#[tokio::test]
+async fn incremental_plan_equals_cold_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = small_spec(dir.path());
     let now = spec.now;
     let generated = synth::generate(&spec, dir.path()).expect("generate");
     let git = git2::Repository::open_bare(&generated.repo).expect("open");
@@ -74,30 +123,7 @@ async fn incremental_plan_equals_cold_plan() {
         "generated repository is clean: {diags_a:?}"
     );
 
-    let edit = |path: &str, from: &str, to: &str| {
-        let head = git
-            .find_reference("refs/heads/main")
-            .unwrap()
-            .peel_to_commit()
-            .unwrap();
-        let blob = head
-            .tree()
-            .unwrap()
-            .get_path(std::path::Path::new(path))
-            .unwrap()
-            .id();
-        let text = String::from_utf8(git.find_blob(blob).unwrap().content().to_vec()).unwrap();
-        assert!(text.contains(from), "{path} holds {from:?}");
-        let edited = text.replacen(from, to, 1);
-        synth::commit_file(
-            &git,
-            path,
-            &edited,
-            "edit",
-            now - SignedDuration::from_hours(1),
-        )
-        .expect("commit");
-    };
+    let edit = |path: &str, from: &str, to: &str| edit_file(&git, now, path, from, to);
 
     // B: one member offboarded (a change), one grant added that expired long ago
     // (a warning).
@@ -143,5 +169,99 @@ async fn incremental_plan_equals_cold_plan() {
             .iter()
             .any(|d| d.contains("clients/c00008/members.yaml:") && d.contains("unknown role")),
         "{diags_c:?}"
+    );
+}
+
+/// Reused member checks and desired state follow time and the shared documents: grants
+/// expire, stale grants start to warn, a Role or Client edit re-checks every member, and
+/// an email moved onto another member's is caught, all as a cold plan sees them.
+#[tokio::test]
+async fn reuse_follows_time_and_shared_documents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = small_spec(dir.path());
+    let now = spec.now;
+    let generated = synth::generate(&spec, dir.path()).expect("generate");
+    let git = git2::Repository::open_bare(&generated.repo).expect("open");
+    let repo = generated.repo.as_path();
+    let mut warm = reconciler(repo);
+    let days = |d: i64| now + SignedDuration::from_hours(24 * d);
+
+    let (at_now, _) = same_as_cold(&mut warm, repo, now).await;
+    assert_eq!(at_now["changes"], serde_json::json!([]));
+    // Every expiring grant ends within 60 days: the same revision later revokes them,
+    // and warns about those expired for longer than the 7-day grace period.
+    let (later, later_diags) = same_as_cold(&mut warm, repo, days(61)).await;
+    let revokes = later["changes"].as_array().expect("changes").len();
+    assert!(revokes > 0, "expired grants are revoked: {later}");
+    let (_, stale) = same_as_cold(&mut warm, repo, days(70)).await;
+    assert!(
+        stale.len() > later_diags.len() && stale.iter().all(|d| d.contains("more than 7d ago")),
+        "more grants pass the grace period: {} then {stale:?}",
+        later_diags.len()
+    );
+    // Back to `now`: nothing reused from the later evaluations leaks.
+    let (again, again_diags) = same_as_cold(&mut warm, repo, now).await;
+    assert_eq!(again, at_now);
+    assert!(again_diags.is_empty(), "{again_diags:?}");
+
+    // A Role edit changes what every holder should have.
+    edit_file(
+        &git,
+        now,
+        "roles/roles.yaml",
+        "{client}:finance",
+        "{client}:ledger",
+    );
+    let (renamed, _) = same_as_cold(&mut warm, repo, now).await;
+    assert!(
+        renamed.to_string().contains(":ledger"),
+        "the new entitlement is granted: {renamed}"
+    );
+    // A Client that stops allowing a role makes its members' grants invalid.
+    edit_file(
+        &git,
+        now,
+        "clients/c00004/client.yaml",
+        "client-finance, ",
+        "",
+    );
+    let (held, errors) = same_as_cold(&mut warm, repo, now).await;
+    assert_eq!(held, serde_json::Value::Null, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|d| d.contains("c00004") && d.contains("not in the allowedRoles")),
+        "{errors:?}"
+    );
+    edit_file(
+        &git,
+        now,
+        "clients/c00004/client.yaml",
+        "allowedRoles: [",
+        "allowedRoles: [client-finance, ",
+    );
+    same_as_cold(&mut warm, repo, now).await;
+
+    // An email moved onto another file's member: the later file's is the duplicate.
+    let first_email = |path: &str| {
+        file_text(&git, path)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("email: ").map(str::to_string))
+            .expect("an email")
+    };
+    let mine = synth::members_path(9);
+    let (theirs, own) = (first_email(&synth::members_path(2)), first_email(&mine));
+    edit_file(
+        &git,
+        now,
+        &mine,
+        &format!("email: {own}"),
+        &format!("email: {theirs}"),
+    );
+    let (_, dup) = same_as_cold(&mut warm, repo, now).await;
+    assert!(
+        dup.iter()
+            .any(|d| d.contains(&mine) && d.contains("is already used by Member")),
+        "{dup:?}"
     );
 }

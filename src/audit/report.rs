@@ -31,8 +31,7 @@ pub fn client_reports(
         let mut rows: Vec<[String; 7]> = Vec::new();
         let mut expiring = Vec::new();
         for g in cat
-            .grants
-            .iter()
+            .grants()
             .filter(|g| &g.client == client && g.active_at(now))
         {
             let Some(role) = cat.roles.get(&g.role) else {

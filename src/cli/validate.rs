@@ -53,7 +53,7 @@ pub fn run(args: ValidateArgs) -> Result<Exit, CliError> {
         c.roles.len(),
         c.clients.len(),
         c.members.len(),
-        c.grants.len(),
+        c.grants().count(),
         plural(warnings)
     );
     Ok(Exit::Ok)

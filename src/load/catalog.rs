@@ -1,16 +1,15 @@
-//! The documents of a revision gathered by kind, checked against each other, with every
-//! grant's time window resolved.
+//! The documents of a revision gathered by kind and checked against each other. Members
+//! are checked one by one (`member.rs`) against what is gathered here.
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-
-use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::diagnostic::{Pending, path};
+use super::member::{Member, ResolvedGrant, invalid_name};
 use super::parse::{AnyDoc, DocLoc};
 use crate::model::{
-    ClientSpec, Environment, Grant, GrantDuration, MemberSpec, PolicySpec, RoleSpec, SystemSpec,
-    role::CLIENT_PLACEHOLDER,
+    ClientSpec, GrantDuration, PolicySpec, RoleSpec, SystemSpec, role::CLIENT_PLACEHOLDER,
 };
 
 /// A document's name, spec and location.
@@ -19,32 +18,6 @@ pub struct Item<S> {
     pub name: String,
     pub spec: S,
     pub at: DocLoc,
-}
-
-/// A grant with its client and time window resolved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResolvedGrant {
-    /// The member's lowercase email.
-    pub identity: String,
-    pub role: String,
-    pub client: String,
-    pub starts: Option<Timestamp>,
-    pub expires: Option<Timestamp>,
-    pub reason: Option<String>,
-    /// The member is marked `offboarded: true`.
-    pub offboarded: bool,
-    pub at: DocLoc,
-    /// The grant's index in the member's `grants`.
-    pub index: usize,
-}
-
-impl ResolvedGrant {
-    /// In force at `now`: started (or no start) and not yet expired.
-    pub fn active_at(&self, now: Timestamp) -> bool {
-        !self.offboarded
-            && self.starts.is_none_or(|s| s <= now)
-            && self.expires.is_none_or(|e| now < e)
-    }
 }
 
 /// The connector types latchkey knows.
@@ -67,29 +40,28 @@ pub struct Catalog {
     pub systems: BTreeMap<String, Item<SystemSpec>>,
     pub roles: BTreeMap<String, Item<RoleSpec>>,
     pub clients: BTreeMap<String, Item<ClientSpec>>,
-    /// Keyed by identity (lowercase email).
-    pub members: BTreeMap<String, Item<MemberSpec>>,
-    /// Every grant of every member, in member then grant order.
-    pub grants: Vec<ResolvedGrant>,
-}
-
-/// Inputs that are not in the documents: time is a parameter, never read inside.
-pub struct Context<'a> {
-    /// The revision's committer time: "merged at" for guardrails.
-    pub revision_time: Timestamp,
-    /// The clock, for warnings about long-expired grants.
-    pub now: Timestamp,
-    /// When a grant was merged (for `for:`); `None` falls back to `revision_time`.
-    pub merged_at: &'a dyn Fn(&str, &Grant) -> Option<Timestamp>,
+    /// Keyed by identity (lowercase email). Shared with the load cache: an unchanged
+    /// member is the same `Arc` from one load to the next.
+    pub members: BTreeMap<String, Arc<Member>>,
+    /// Identifies the Policy, Systems, Roles and Clients above: equal ids, equal
+    /// documents (a checked member is only valid against the ones it was checked with).
+    pub globals_id: u64,
 }
 
 impl Catalog {
-    /// Gathers documents, reporting duplicates.
-    pub fn gather(docs: Vec<(DocLoc, AnyDoc)>, pending: &mut Vec<Pending>) -> Catalog {
-        let mut cat = Catalog::default();
-        // Member name → where it was first defined (members are keyed by email).
-        let mut member_names: HashMap<String, DocLoc> = HashMap::new();
+    /// Gathers the Policy, Systems, Roles and Clients, reporting duplicates. Members are
+    /// gathered by the load (see `load::assemble`), which checks them one by one.
+    pub fn gather_globals<'a>(
+        docs: impl IntoIterator<Item = &'a (DocLoc, AnyDoc)>,
+        pending: &mut Vec<Pending>,
+    ) -> Catalog {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let mut cat = Catalog {
+            globals_id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            ..Catalog::default()
+        };
         for (at, doc) in docs {
+            let at = at.clone();
             match doc {
                 AnyDoc::Policy(env) => {
                     if let Some(first) = &cat.policy_at {
@@ -103,70 +75,43 @@ impl Catalog {
                             .help(format!("merge it into the Policy in {}", first.file)),
                         );
                     } else {
-                        cat.policy = env.spec;
+                        cat.policy = env.spec.clone();
                         cat.policy_at = Some(at);
                     }
                 }
                 AnyDoc::System(env) => insert(
                     &mut cat.systems,
-                    env.metadata.name,
-                    env.spec,
+                    &env.metadata.name,
+                    &env.spec,
                     at,
                     "System",
                     pending,
                 ),
                 AnyDoc::Role(env) => insert(
                     &mut cat.roles,
-                    env.metadata.name,
-                    env.spec,
+                    &env.metadata.name,
+                    &env.spec,
                     at,
                     "Role",
                     pending,
                 ),
                 AnyDoc::Client(env) => insert(
                     &mut cat.clients,
-                    env.metadata.name,
-                    env.spec,
+                    &env.metadata.name,
+                    &env.spec,
                     at,
                     "Client",
                     pending,
                 ),
-                AnyDoc::Member(env) => {
-                    let identity = env.spec.email.trim().to_lowercase();
-                    if let Some(first) = member_names.get(&env.metadata.name) {
-                        pending.push(duplicate("Member", &env.metadata.name, &at, first));
-                        continue;
-                    }
-                    match cat.members.entry(identity) {
-                        Entry::Occupied(first) => pending.push(
-                            Pending::error(
-                                &at.file,
-                                at.doc,
-                                path("spec.email"),
-                                format!(
-                                    "email {:?} is already used by Member {:?}",
-                                    env.spec.email,
-                                    first.get().name
-                                ),
-                            )
-                            .help(format!(
-                                "one person is one Member: merge the grants into {}",
-                                first.get().at.file
-                            )),
-                        ),
-                        Entry::Vacant(slot) => {
-                            member_names.insert(env.metadata.name.clone(), at.clone());
-                            slot.insert(Item {
-                                name: env.metadata.name,
-                                spec: env.spec,
-                                at,
-                            });
-                        }
-                    }
-                }
+                AnyDoc::Member(_) => {}
             }
         }
         cat
+    }
+
+    /// Every resolved grant, in member (identity) then grant order.
+    pub fn grants(&self) -> impl Iterator<Item = &ResolvedGrant> {
+        self.members.values().flat_map(|m| m.grants.iter())
     }
 
     /// Systems a grant of `role` for `client` reaches, with their entitlement patterns.
@@ -195,24 +140,31 @@ pub fn expand(pattern: &str, client: &str) -> String {
     pattern.replace(CLIENT_PLACEHOLDER, client)
 }
 
-fn insert<S>(
+fn insert<S: Clone>(
     map: &mut BTreeMap<String, Item<S>>,
-    name: String,
-    spec: S,
+    name: &str,
+    spec: &S,
     at: DocLoc,
     kind: &str,
     pending: &mut Vec<Pending>,
 ) {
-    match map.entry(name) {
-        Entry::Occupied(first) => pending.push(duplicate(kind, first.key(), &at, &first.get().at)),
-        Entry::Vacant(slot) => {
-            let name = slot.key().clone();
-            slot.insert(Item { name, spec, at });
+    match map.get(name) {
+        Some(first) => pending.push(duplicate(kind, name, &at, &first.at)),
+        None => {
+            map.insert(
+                name.to_string(),
+                Item {
+                    name: name.to_string(),
+                    spec: spec.clone(),
+                    at,
+                },
+            );
         }
     }
 }
 
-fn duplicate(kind: &str, name: &str, at: &DocLoc, first: &DocLoc) -> Pending {
+/// The finding for a second document of `kind` named `name`.
+pub(super) fn duplicate(kind: &str, name: &str, at: &DocLoc, first: &DocLoc) -> Pending {
     Pending::error(
         &at.file,
         at.doc,
@@ -225,40 +177,37 @@ fn duplicate(kind: &str, name: &str, at: &DocLoc, first: &DocLoc) -> Pending {
     ))
 }
 
-/// Checks the documents against each other and resolves grants. Every finding is
+/// Checks the Policy, Systems, Roles and Clients against each other. Every finding is
 /// collected; nothing stops at the first.
-pub fn check(cat: &mut Catalog, ctx: &Context<'_>, pending: &mut Vec<Pending>) {
+pub fn check_globals(cat: &Catalog, pending: &mut Vec<Pending>) {
     check_names(cat, pending);
     check_policy(cat, pending);
     check_systems(cat, pending);
     check_roles(cat, pending);
     check_clients(cat, pending);
-    let grants = check_members(cat, ctx, pending);
-    cat.grants = grants;
 }
 
 /// Names become table keys, label values and file names: keep them DNS-label-like.
+pub(super) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !name.starts_with(['-', '.'])
+        && !name.ends_with(['-', '.'])
+}
+
 fn check_names(cat: &Catalog, pending: &mut Vec<Pending>) {
     let names = cat
         .systems
         .values()
         .map(|i| (&i.name, &i.at))
         .chain(cat.roles.values().map(|i| (&i.name, &i.at)))
-        .chain(cat.clients.values().map(|i| (&i.name, &i.at)))
-        .chain(cat.members.values().map(|i| (&i.name, &i.at)));
+        .chain(cat.clients.values().map(|i| (&i.name, &i.at)));
     for (name, at) in names {
-        let ok = !name.is_empty()
-            && name.len() <= 63
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-            && !name.starts_with(['-', '.'])
-            && !name.ends_with(['-', '.']);
-        if !ok {
-            pending.push(
-                Pending::error(&at.file, at.doc, path("metadata.name"), format!("invalid name {name:?}"))
-                    .help("use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"),
-            );
+        if !valid_name(name) {
+            pending.push(invalid_name(name, at));
         }
     }
 }
@@ -539,7 +488,7 @@ fn check_clients(cat: &Catalog, pending: &mut Vec<Pending>) {
     }
 }
 
-fn names<S>(map: &BTreeMap<String, Item<S>>) -> String {
+pub(super) fn names<S>(map: &BTreeMap<String, Item<S>>) -> String {
     if map.is_empty() {
         return "(none defined)".into();
     }
@@ -549,7 +498,7 @@ fn names<S>(map: &BTreeMap<String, Item<S>>) -> String {
         .join(", ")
 }
 
-fn unknown_client(
+pub(super) fn unknown_client(
     file: &str,
     doc: usize,
     at: super::diagnostic::YamlPath,
@@ -560,317 +509,4 @@ fn unknown_client(
         "define a Client named {c:?} or use one of {}",
         names(&cat.clients)
     ))
-}
-
-/// Parses an RFC 3339 timestamp with offset.
-fn timestamp(s: &str) -> Result<Timestamp, String> {
-    s.trim()
-        .parse::<Timestamp>()
-        .map_err(|_| format!("unparseable timestamp {s:?}"))
-}
-
-const TIMESTAMP_HELP: &str = "write RFC 3339 with an offset, e.g. 2026-12-15T18:00:00Z";
-
-fn check_members(
-    cat: &Catalog,
-    ctx: &Context<'_>,
-    pending: &mut Vec<Pending>,
-) -> Vec<ResolvedGrant> {
-    let mut grants = Vec::new();
-    let grace = cat
-        .policy
-        .expired_grace
-        .as_deref()
-        .and_then(|g| GrantDuration::parse(g).ok())
-        .unwrap_or_else(|| GrantDuration::parse("7d").expect("constant"));
-    for (identity, member) in &cat.members {
-        let (file, doc) = (&*member.at.file, member.at.doc);
-        let spec = &member.spec;
-        if !valid_email(&spec.email) {
-            pending.push(
-                Pending::error(
-                    file,
-                    doc,
-                    path("spec.email"),
-                    format!("invalid email {:?}", spec.email),
-                )
-                .help("the email is the identity across systems: write name@domain"),
-            );
-        }
-        let client_known = cat.clients.contains_key(&spec.client);
-        if !client_known {
-            pending.push(unknown_client(
-                file,
-                doc,
-                path("spec.client"),
-                &spec.client,
-                cat,
-            ));
-        }
-        if let Some(folder) = client_folder(file)
-            && folder != spec.client
-        {
-            pending.push(
-                Pending::error(
-                    file,
-                    doc,
-                    path("spec.client"),
-                    format!(
-                        "Member {:?} has client {:?} but lives in clients/{folder}/",
-                        member.name, spec.client
-                    ),
-                )
-                .help(format!(
-                    "move the file to clients/{}/ or set client: {folder}",
-                    spec.client
-                )),
-            );
-        }
-        let is_agency = cat.agency() == Some(spec.client.as_str());
-        for (i, grant) in spec.grants.iter().enumerate() {
-            let g = |field: &str| path(&format!("spec.grants.{i}.{field}"));
-            let client = grant.client.clone().unwrap_or_else(|| spec.client.clone());
-            let role = cat.roles.get(&grant.role);
-            if role.is_none() {
-                pending.push(
-                    Pending::error(
-                        file,
-                        doc,
-                        g("role"),
-                        format!("unknown role {:?}", grant.role),
-                    )
-                    .help(format!("use one of {}", names(&cat.roles))),
-                );
-            }
-            if grant.client.is_some() && !cat.clients.contains_key(&client) {
-                pending.push(unknown_client(file, doc, g("client"), &client, cat));
-            }
-            if client != spec.client && !is_agency {
-                let agency = cat.agency().map(|a| format!(" ({a})")).unwrap_or_default();
-                pending.push(
-                    Pending::error(
-                        file,
-                        doc,
-                        g("client"),
-                        format!("Member {:?} of client {:?} cannot hold a grant for client {client:?}", member.name, spec.client),
-                    )
-                    .help(format!("only members of the agency client{agency} may hold grants for other clients; remove the grant's client")),
-                );
-            }
-            let client_spec = cat.clients.get(&client).map(|c| &c.spec);
-            if client == spec.client
-                && let (Some(c), Some(_)) = (client_spec, role)
-                && !c.allowed_roles.contains(&grant.role)
-            {
-                pending.push(
-                    Pending::error(
-                        file,
-                        doc,
-                        g("role"),
-                        format!(
-                            "role {:?} is not in the allowedRoles of client {client:?}",
-                            grant.role
-                        ),
-                    )
-                    .help(format!(
-                        "use one of {}, or ask the agency to allow it in the Client",
-                        c.allowed_roles.join(", ")
-                    )),
-                );
-            }
-            // Time window.
-            let mut bad_time = false;
-            let starts = grant
-                .starts
-                .as_deref()
-                .map(timestamp)
-                .transpose()
-                .unwrap_or_else(|e| {
-                    pending.push(Pending::error(file, doc, g("starts"), e).help(TIMESTAMP_HELP));
-                    bad_time = true;
-                    None
-                });
-            let mut expires = grant
-                .expires
-                .as_deref()
-                .map(timestamp)
-                .transpose()
-                .unwrap_or_else(|e| {
-                    pending.push(Pending::error(file, doc, g("expires"), e).help(TIMESTAMP_HELP));
-                    bad_time = true;
-                    None
-                });
-            let mut length = None;
-            if let Some(d) = &grant.valid_for {
-                if grant.expires.is_some() {
-                    pending.push(
-                        Pending::error(
-                            file,
-                            doc,
-                            g("for"),
-                            "a grant cannot have both `expires` and `for`",
-                        )
-                        .at_key()
-                        .help("keep one of them"),
-                    );
-                    bad_time = true;
-                }
-                match GrantDuration::parse(d) {
-                    Ok(d) => {
-                        let merged = (ctx.merged_at)(identity, grant).unwrap_or(ctx.revision_time);
-                        let from = starts.map_or(merged, |s| s.max(merged));
-                        expires = from.checked_add(d.as_signed()).ok();
-                        length = Some(d);
-                    }
-                    Err(e) => {
-                        pending.push(Pending::error(file, doc, g("for"), e.to_string()));
-                        bad_time = true;
-                    }
-                }
-            }
-            if let (Some(s), Some(e)) = (starts, expires)
-                && s >= e
-                && grant.valid_for.is_none()
-            {
-                pending.push(
-                    Pending::error(
-                        file,
-                        doc,
-                        g("starts"),
-                        "the grant starts at or after it expires",
-                    )
-                    .help("make `starts` earlier than `expires`"),
-                );
-                bad_time = true;
-            }
-            if let (Some(e), None) = (expires, length) {
-                let from = starts.unwrap_or(ctx.revision_time);
-                if e > from {
-                    length = Some(GrantDuration::from_signed(e.duration_since(from)));
-                }
-            }
-            // Guardrails that depend on the systems the grant reaches.
-            if let Some(role) = role {
-                let envs: Vec<Environment> = cat
-                    .reach(&role.spec, &client)
-                    .map(|(s, _)| s.spec.environment)
-                    .collect();
-                if let Some(c) = client_spec {
-                    let needs = envs.iter().find(|e| c.require_expiry.contains(e));
-                    if let Some(env) = needs
-                        && grant.expires.is_none()
-                        && grant.valid_for.is_none()
-                    {
-                        pending.push(
-                            Pending::error(file, doc, g("role"), format!("grant of {:?} reaches {env} systems of client {client:?} but has no expiry", grant.role))
-                                .help("add `expires: <RFC 3339>` or `for: 14d` to the grant"),
-                        );
-                    }
-                }
-                if !is_agency
-                    && let Some(env) = envs
-                        .iter()
-                        .find(|e| cat.policy.forbidden_for_clients.contains(e))
-                {
-                    pending.push(
-                        Pending::error(file, doc, g("role"), format!("role {:?} reaches {env} systems, which the Policy forbids for client members", grant.role))
-                            .help("client members may not reach these environments; pick a role without them"),
-                    );
-                }
-                if let Some(len) = length {
-                    let mut limits: Vec<(GrantDuration, String)> = Vec::new();
-                    if let Some(max) = client_spec
-                        .and_then(|c| c.max_grant_duration.as_deref())
-                        .and_then(|d| GrantDuration::parse(d).ok())
-                    {
-                        limits.push((max, format!("client {client:?}'s maxGrantDuration")));
-                    }
-                    for env in &envs {
-                        if let Some(max) = cat
-                            .policy
-                            .max_grant_duration
-                            .get(env)
-                            .and_then(|d| GrantDuration::parse(d).ok())
-                        {
-                            limits.push((max, format!("the Policy's maxGrantDuration for {env}")));
-                        }
-                    }
-                    if let Some((max, what)) = limits
-                        .into_iter()
-                        .filter(|(max, _)| len > *max)
-                        .min_by_key(|(m, _)| *m)
-                    {
-                        let field = if grant.valid_for.is_some() {
-                            "for"
-                        } else {
-                            "expires"
-                        };
-                        pending.push(
-                            Pending::error(
-                                file,
-                                doc,
-                                g(field),
-                                format!(
-                                    "grant of {:?} lasts {len}, longer than {what} ({max})",
-                                    grant.role
-                                ),
-                            )
-                            .help(format!("shorten it to at most {max}")),
-                        );
-                    }
-                }
-            }
-            if let Some(e) = expires
-                && let Ok(limit) = ctx.now.checked_sub(grace.as_signed())
-                && e < limit
-            {
-                pending.push(
-                    Pending::warning(
-                        file,
-                        doc,
-                        g("expires"),
-                        format!(
-                            "grant of {:?} expired at {e}, more than {grace} ago",
-                            grant.role
-                        ),
-                    )
-                    .help("remove the expired grant from git to keep the repository tidy"),
-                );
-            }
-            if role.is_some() && cat.clients.contains_key(&client) && !bad_time {
-                grants.push(ResolvedGrant {
-                    identity: identity.clone(),
-                    role: grant.role.clone(),
-                    client,
-                    starts,
-                    expires,
-                    reason: grant.reason.clone(),
-                    offboarded: spec.offboarded,
-                    at: member.at.clone(),
-                    index: i,
-                });
-            }
-        }
-    }
-    grants
-}
-
-fn valid_email(s: &str) -> bool {
-    let s = s.trim();
-    match s.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.contains('@')
-                && !s.contains(char::is_whitespace)
-        }
-        None => false,
-    }
-}
-
-/// `clients/<name>/...` → `<name>`.
-pub fn client_folder(file: &str) -> Option<&str> {
-    let rest = file.strip_prefix("clients/")?;
-    let (name, tail) = rest.split_once('/')?;
-    (!tail.is_empty()).then_some(name)
 }

@@ -2,11 +2,13 @@
 
 mod catalog;
 pub mod diagnostic;
+mod member;
 mod parse;
 mod position;
 
-pub use catalog::{CONNECTORS, Catalog, Context, Item, ResolvedGrant, client_folder, expand};
+pub use catalog::{CONNECTORS, Catalog, Item, expand};
 pub use diagnostic::{Diagnostic, Severity};
+pub use member::{Context, Member, ResolvedGrant, TimeDeps, client_folder};
 pub use parse::{AnyDoc, DocLoc, ParsedFile, parse_file};
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,7 +16,7 @@ use std::sync::Arc;
 
 use git2::Oid;
 
-use diagnostic::Pending;
+use diagnostic::{Pending, path};
 use position::PositionIndex;
 
 use crate::source::{Revision, SourceError, SourceFile, SourceRepo};
@@ -45,11 +47,17 @@ impl Loaded {
     }
 }
 
-/// Parsed files keyed by blob id and path: unchanged files are neither read nor parsed
-/// again (a tree diff between two revisions is exactly the set of new blob ids).
+/// What earlier loads worked out, keyed by git blob id and path: unchanged files are
+/// neither read nor parsed again, and their members are not checked again while the
+/// Policy, Systems, Roles and Clients and the time inputs they depended on hold. A tree
+/// diff between two revisions is exactly the set of new blob ids, so a load after a
+/// one-file change does the work of that file plus a pass over the others' results.
 #[derive(Default)]
 pub struct ParseCache {
-    parsed: HashMap<(Oid, String), Cached>,
+    files: HashMap<(Oid, String), Cached>,
+    /// The Policy, Systems, Roles and Clients of the last load, and what checking them
+    /// found, keyed by the (path, blob) of every file that holds one of them.
+    globals: Option<Globals>,
     /// Counts loads, to drop files no recent revision holds.
     generation: u64,
 }
@@ -57,6 +65,22 @@ pub struct ParseCache {
 struct Cached {
     file: Arc<ParsedFile>,
     used: u64,
+    /// Checked members by document index.
+    members: HashMap<usize, CheckedMember>,
+}
+
+struct CheckedMember {
+    /// The `globals_id` of the catalogue the member was checked against.
+    globals_id: u64,
+    deps: TimeDeps,
+    member: Arc<Member>,
+    pending: Vec<Pending>,
+}
+
+struct Globals {
+    key: Vec<(Oid, String)>,
+    catalog: Catalog,
+    pending: Vec<Pending>,
 }
 
 /// Loads a file's entry survives without being used: enough for the controller's
@@ -68,40 +92,66 @@ impl ParseCache {
     fn next_generation(&mut self) {
         self.generation += 1;
         let oldest = self.generation.saturating_sub(KEEP_GENERATIONS);
-        self.parsed.retain(|_, c| c.used >= oldest);
+        self.files.retain(|_, c| c.used >= oldest);
     }
 
-    /// The parse of `blob` at `path`, reading the text only when it is not cached.
-    fn get_or_parse<E>(
+    /// Parses `blob` at `path` unless it is cached, reading the text only then.
+    fn parse<E>(
         &mut self,
         path: &str,
         blob: Oid,
         text: impl FnOnce() -> Result<String, E>,
-    ) -> Result<Arc<ParsedFile>, E> {
+    ) -> Result<(), E> {
         let generation = self.generation;
-        if let Some(c) = self.parsed.get_mut(&(blob, path.to_string())) {
+        if let Some(c) = self.files.get_mut(&(blob, path.to_string())) {
             c.used = generation;
-            return Ok(c.file.clone());
+            return Ok(());
         }
         let file = Arc::new(parse_file(path, &text()?));
-        self.parsed.insert(
+        self.files.insert(
             (blob, path.to_string()),
             Cached {
-                file: file.clone(),
+                file,
                 used: generation,
+                members: HashMap::new(),
             },
         );
-        Ok(file)
+        Ok(())
     }
 
     /// Number of cached files.
     pub fn len(&self) -> usize {
-        self.parsed.len()
+        self.files.len()
     }
 
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.parsed.is_empty()
+        self.files.is_empty()
+    }
+
+    /// The Policy, Systems, Roles and Clients of `files` (gathered and checked), from the
+    /// last load when the files holding them are the same.
+    fn globals(&mut self, files: &[((Oid, String), Arc<ParsedFile>)]) -> (Catalog, Vec<Pending>) {
+        let key: Vec<(Oid, String)> = files
+            .iter()
+            .filter(|(_, f)| f.docs.iter().any(|(_, d)| !matches!(d, AnyDoc::Member(_))))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if let Some(g) = &self.globals
+            && g.key == key
+        {
+            return (g.catalog.clone(), g.pending.clone());
+        }
+        let mut pending = Vec::new();
+        let catalog =
+            Catalog::gather_globals(files.iter().flat_map(|(_, f)| f.docs.iter()), &mut pending);
+        catalog::check_globals(&catalog, &mut pending);
+        self.globals = Some(Globals {
+            key,
+            catalog: catalog.clone(),
+            pending: pending.clone(),
+        });
+        (catalog, pending)
     }
 }
 
@@ -116,16 +166,16 @@ pub fn load(
 ) -> Result<Loaded, SourceError> {
     let blobs = repo.yaml_blobs(rev, subpath)?;
     cache.next_generation();
-    let mut parsed = Vec::with_capacity(blobs.len());
     for (path, blob) in &blobs {
-        parsed.push(cache.get_or_parse(path, *blob, || repo.blob_text(*blob, path, rev))?);
+        cache.parse(path, *blob, || repo.blob_text(*blob, path, rev))?;
     }
     let by_path: HashMap<&str, Oid> = blobs.iter().map(|(p, b)| (p.as_str(), *b)).collect();
     let text_of = |path: &str| {
         let blob = by_path.get(path)?;
         repo.blob_text(*blob, path, rev).ok()
     };
-    Ok(assemble(rev.clone(), &parsed, ctx, &text_of))
+    let keys: Vec<(Oid, String)> = blobs.iter().map(|(p, b)| (*b, p.clone())).collect();
+    Ok(assemble(rev.clone(), &keys, ctx, cache, &text_of))
 }
 
 /// Validates a set of files (already read from git).
@@ -136,39 +186,95 @@ pub fn load_files(
     cache: &mut ParseCache,
 ) -> Loaded {
     cache.next_generation();
-    let parsed: Vec<Arc<ParsedFile>> = files
-        .iter()
-        .map(|f| {
-            let ok: Result<_, std::convert::Infallible> =
-                cache.get_or_parse(&f.path, f.blob, || Ok(f.text.clone()));
-            ok.unwrap_or_else(|never| match never {})
-        })
-        .collect();
+    for f in files {
+        let ok: Result<_, std::convert::Infallible> =
+            cache.parse(&f.path, f.blob, || Ok(f.text.clone()));
+        ok.unwrap_or_else(|never| match never {});
+    }
     let texts: HashMap<&str, &str> = files
         .iter()
         .map(|f| (f.path.as_str(), f.text.as_str()))
         .collect();
     let text_of = |path: &str| texts.get(path).map(|t| t.to_string());
-    assemble(revision, &parsed, ctx, &text_of)
+    let keys: Vec<(Oid, String)> = files.iter().map(|f| (f.blob, f.path.clone())).collect();
+    assemble(revision, &keys, ctx, cache, &text_of)
 }
 
-/// Gathers and checks parsed files; `text_of` reads a file for locating its findings.
+/// Gathers and checks the parsed files `keys` (all in `cache`), in order; `text_of` reads
+/// a file for locating its findings. Members are checked one by one, reusing the check
+/// of an unchanged member document when nothing it depended on moved.
 fn assemble(
     revision: Revision,
-    parsed: &[Arc<ParsedFile>],
+    keys: &[(Oid, String)],
     ctx: &Context<'_>,
+    cache: &mut ParseCache,
     text_of: &dyn Fn(&str) -> Option<String>,
 ) -> Loaded {
+    let files: Vec<((Oid, String), Arc<ParsedFile>)> = keys
+        .iter()
+        .map(|k| (k.clone(), cache.files[k].file.clone()))
+        .collect();
     let mut pending: Vec<Pending> = Vec::new();
     let mut diagnostics = Vec::new();
-    let mut docs = Vec::new();
-    for file in parsed {
-        docs.extend(file.docs.iter().cloned());
+    for (_, file) in &files {
         pending.extend(file.pending.iter().cloned());
         diagnostics.extend(file.syntax.iter().cloned());
     }
-    let mut catalog = Catalog::gather(docs, &mut pending);
-    catalog::check(&mut catalog, ctx, &mut pending);
+    let (mut catalog, globals_pending) = cache.globals(&files);
+    pending.extend(globals_pending);
+    let grace = member::expired_grace(&catalog);
+    // Member name → where it was first defined (members are keyed by email).
+    let mut names: HashMap<&str, &DocLoc> = HashMap::new();
+    for (key, file) in &files {
+        let memo = &mut cache.files.get_mut(key).expect("parsed above").members;
+        for (at, doc) in &file.docs {
+            let AnyDoc::Member(env) = doc else { continue };
+            let name = env.metadata.name.as_str();
+            if let Some(first) = names.get(name) {
+                pending.push(catalog::duplicate("Member", name, at, first));
+                continue;
+            }
+            let identity = env.spec.email.trim().to_lowercase();
+            if let Some(first) = catalog.members.get(&identity) {
+                pending.push(
+                    Pending::error(
+                        &at.file,
+                        at.doc,
+                        path("spec.email"),
+                        format!(
+                            "email {:?} is already used by Member {:?}",
+                            env.spec.email, first.name
+                        ),
+                    )
+                    .help(format!(
+                        "one person is one Member: merge the grants into {}",
+                        first.at.file
+                    )),
+                );
+                continue;
+            }
+            names.insert(name, at);
+            let reusable = memo
+                .get(&at.doc)
+                .is_some_and(|c| c.globals_id == catalog.globals_id && c.deps.holds(ctx));
+            if !reusable {
+                let checked =
+                    member::check_member(&catalog, grace, &identity, (name, &env.spec, at), ctx);
+                memo.insert(
+                    at.doc,
+                    CheckedMember {
+                        globals_id: catalog.globals_id,
+                        deps: checked.deps,
+                        member: Arc::new(checked.member),
+                        pending: checked.pending,
+                    },
+                );
+            }
+            let checked = &memo[&at.doc];
+            pending.extend(checked.pending.iter().cloned());
+            catalog.members.insert(identity, checked.member.clone());
+        }
+    }
     diagnostics.extend(resolve(pending, text_of));
     diagnostics.sort_by(|a, b| {
         (&a.file, a.line, a.column, &a.message).cmp(&(&b.file, b.line, b.column, &b.message))

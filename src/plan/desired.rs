@@ -1,12 +1,13 @@
 //! Desired state at an instant: which entitlements each identity should hold on each
 //! system, and why.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::load::{Catalog, ResolvedGrant, expand};
+use crate::load::{Catalog, Member, ResolvedGrant, expand};
 
 /// A grant that yields an entitlement (for plans, reports and the audit).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -49,8 +50,8 @@ pub type EntKey = (String, String, String);
 #[derive(Clone, Debug, Default)]
 pub struct Desired {
     pub now: Option<Timestamp>,
-    /// System → identity → account.
-    pub systems: BTreeMap<String, BTreeMap<String, WantedAccount>>,
+    /// System → identity → account. Accounts are shared with the [`DesiredCache`].
+    pub systems: BTreeMap<String, BTreeMap<String, Arc<WantedAccount>>>,
     /// Declared by a grant whose window has passed at `now`, with the grant.
     pub expired: BTreeMap<EntKey, Source>,
     /// Declared by a grant that has not started at `now`.
@@ -65,9 +66,56 @@ pub struct Desired {
     pub next_change: Option<Timestamp>,
 }
 
+/// One member's part of desired state, and the span of `now` over which it holds.
+#[derive(Debug)]
+struct MemberPart {
+    /// System → account.
+    accounts: Vec<(String, Arc<WantedAccount>)>,
+    expired: Vec<(EntKey, Source)>,
+    pending: Vec<(EntKey, Source)>,
+    next_change: Option<Timestamp>,
+    /// The part holds for `since <= now < next_change`: between the grant instants
+    /// around `now`, every window test comes out the same.
+    since: Option<Timestamp>,
+}
+
+impl MemberPart {
+    fn holds_at(&self, now: Timestamp) -> bool {
+        self.since.is_none_or(|s| s <= now) && self.next_change.is_none_or(|n| now < n)
+    }
+}
+
+/// Members' parts of desired state from earlier evaluations: a member whose checked
+/// document is unchanged (the same `Arc` from the load cache) and whose grant windows
+/// have not opened or closed since is not evaluated again.
+#[derive(Default)]
+pub struct DesiredCache {
+    parts: HashMap<usize, CachedPart>,
+    generation: u64,
+}
+
+struct CachedPart {
+    /// Held so that the address in the key cannot be reused by another member.
+    member: Arc<Member>,
+    globals_id: u64,
+    part: Arc<MemberPart>,
+    used: u64,
+}
+
+/// Evaluations a part survives unused (the controller alternates between a revision
+/// and the last applied one).
+const KEEP_GENERATIONS: u64 = 4;
+
 impl Desired {
     /// Evaluates the catalogue at `now`.
     pub fn at(cat: &Catalog, now: Timestamp) -> Desired {
+        Desired::at_cached(cat, now, &mut DesiredCache::default())
+    }
+
+    /// Evaluates the catalogue at `now`, reusing the parts of unchanged members.
+    pub fn at_cached(cat: &Catalog, now: Timestamp, cache: &mut DesiredCache) -> Desired {
+        cache.generation += 1;
+        let generation = cache.generation;
         let mut d = Desired {
             now: Some(now),
             ..Desired::default()
@@ -79,57 +127,64 @@ impl Desired {
             if m.spec.offboarded {
                 d.offboarded.insert(identity.clone());
             }
-        }
-        for g in &cat.grants {
-            for instant in [g.starts, g.expires].into_iter().flatten() {
-                if instant > now && !g.offboarded {
-                    d.next_change = Some(d.next_change.map_or(instant, |n| n.min(instant)));
+            let key = Arc::as_ptr(m) as usize;
+            let part = match cache.parts.get_mut(&key) {
+                Some(c)
+                    if Arc::ptr_eq(&c.member, m)
+                        && c.globals_id == cat.globals_id
+                        && c.part.holds_at(now) =>
+                {
+                    c.used = generation;
+                    c.part.clone()
                 }
-            }
-            let Some(role) = cat.roles.get(&g.role) else {
-                continue;
+                _ => {
+                    let part = Arc::new(MemberPart::of(cat, m, now));
+                    cache.parts.insert(
+                        key,
+                        CachedPart {
+                            member: m.clone(),
+                            globals_id: cat.globals_id,
+                            part: part.clone(),
+                            used: generation,
+                        },
+                    );
+                    part
+                }
             };
-            if g.offboarded {
-                continue;
-            }
-            let active = g.active_at(now);
-            let display_name = cat
-                .members
-                .get(&g.identity)
-                .and_then(|m| m.spec.display_name.as_ref());
-            for (system, patterns) in cat.reach(&role.spec, &g.client) {
-                for p in patterns {
-                    let ent = expand(p, &g.client);
-                    if active {
-                        // Look up before inserting: the keys are cloned only for the
-                        // first grant of a system and an identity, not for every one.
-                        let accounts = match d.systems.get_mut(&system.name) {
-                            Some(a) => a,
-                            None => d.systems.entry(system.name.clone()).or_default(),
-                        };
-                        let acct = match accounts.get_mut(&g.identity) {
-                            Some(a) => a,
-                            None => accounts.entry(g.identity.clone()).or_default(),
-                        };
-                        if acct.display_name.as_ref() != display_name {
-                            acct.display_name = display_name.cloned();
-                        }
-                        acct.entitlements
-                            .entry(ent)
-                            .or_default()
-                            .push(Source::of(g));
-                    } else {
-                        let key = (system.name.clone(), g.identity.clone(), ent);
-                        if g.expires.is_some_and(|e| e <= now) {
-                            d.expired.insert(key, Source::of(g));
-                        } else {
-                            d.pending.insert(key, Source::of(g));
-                        }
-                    }
-                }
-            }
+            d.add(identity, &part);
         }
+        let oldest = generation.saturating_sub(KEEP_GENERATIONS);
+        cache.parts.retain(|_, c| c.used >= oldest);
         d
+    }
+
+    /// Adds one member's part.
+    fn add(&mut self, identity: &str, part: &MemberPart) {
+        for (system, account) in &part.accounts {
+            // Look up before inserting: the system key is cloned only once.
+            let accounts = match self.systems.get_mut(system) {
+                Some(a) => a,
+                None => self.systems.entry(system.clone()).or_default(),
+            };
+            accounts.insert(identity.to_string(), account.clone());
+        }
+        self.expired.extend(part.expired.iter().cloned());
+        self.pending.extend(part.pending.iter().cloned());
+        if let Some(n) = part.next_change {
+            self.next_change = Some(self.next_change.map_or(n, |c| c.min(n)));
+        }
+    }
+
+    /// True when the entitlement is declared, whatever the time.
+    pub fn declares(&self, key: &EntKey) -> bool {
+        let (system, identity, ent) = key;
+        self.expired.contains_key(key)
+            || self.pending.contains_key(key)
+            || self
+                .systems
+                .get(system)
+                .and_then(|a| a.get(identity))
+                .is_some_and(|a| a.entitlements.contains_key(ent))
     }
 
     /// Everything declared, ignoring time: (system, identity, entitlement).
@@ -148,5 +203,67 @@ impl Desired {
             }
         }
         all
+    }
+}
+
+impl MemberPart {
+    /// Evaluates one member's grants at `now`.
+    fn of(cat: &Catalog, m: &Member, now: Timestamp) -> MemberPart {
+        let mut accounts: BTreeMap<&str, WantedAccount> = BTreeMap::new();
+        let mut part = MemberPart {
+            accounts: Vec::new(),
+            expired: Vec::new(),
+            pending: Vec::new(),
+            next_change: None,
+            since: None,
+        };
+        for g in &m.grants {
+            for instant in [g.starts, g.expires].into_iter().flatten() {
+                if g.offboarded {
+                    continue;
+                }
+                if instant > now {
+                    part.next_change = Some(part.next_change.map_or(instant, |n| n.min(instant)));
+                } else {
+                    part.since = Some(part.since.map_or(instant, |s| s.max(instant)));
+                }
+            }
+            let Some(role) = cat.roles.get(&g.role) else {
+                continue;
+            };
+            if g.offboarded {
+                continue;
+            }
+            let active = g.active_at(now);
+            for (system, patterns) in cat.reach(&role.spec, &g.client) {
+                for p in patterns {
+                    let ent = expand(p, &g.client);
+                    if active {
+                        let acct = accounts
+                            .entry(&system.name)
+                            .or_insert_with(|| WantedAccount {
+                                display_name: m.spec.display_name.clone(),
+                                entitlements: BTreeMap::new(),
+                            });
+                        acct.entitlements
+                            .entry(ent)
+                            .or_default()
+                            .push(Source::of(g));
+                    } else {
+                        let key = (system.name.clone(), g.identity.clone(), ent);
+                        if g.expires.is_some_and(|e| e <= now) {
+                            part.expired.push((key, Source::of(g)));
+                        } else {
+                            part.pending.push((key, Source::of(g)));
+                        }
+                    }
+                }
+            }
+        }
+        part.accounts = accounts
+            .into_iter()
+            .map(|(system, a)| (system.to_string(), Arc::new(a)))
+            .collect();
+        part
     }
 }

@@ -1,6 +1,6 @@
 //! desired × actual → ordered changes, each with its reason. Pure: no I/O, no clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::change::{Change, OutOfScope, Plan, Reason, SystemStatus};
 use super::desired::{Desired, EntKey};
@@ -22,11 +22,13 @@ pub struct Inputs<'a> {
 /// Computes the plan (before guards).
 pub fn diff(input: &Inputs<'_>) -> Plan {
     let now = input.desired.now.unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    let prev_declared: BTreeSet<EntKey> = input.previous.map(Desired::declared).unwrap_or_default();
-    let prev_identities: BTreeSet<String> = input
-        .previous
-        .map(|p| p.identities.clone())
-        .unwrap_or_default();
+    // Asked per account, not collected: the previous revision declares as much as this one.
+    let prev_declares = |key: &EntKey| input.previous.is_some_and(|p| p.declares(key));
+    let prev_identity = |identity: &str| {
+        input
+            .previous
+            .is_some_and(|p| p.identities.contains(identity))
+    };
     let mut plan = Plan {
         revision: input.revision.clone(),
         now,
@@ -147,8 +149,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             let identity = identity.to_string();
             let want = wanted.get(&identity);
             let offboarded = input.desired.offboarded.contains(&identity)
-                || (!input.desired.identities.contains(&identity)
-                    && prev_identities.contains(&identity));
+                || (!input.desired.identities.contains(&identity) && prev_identity(&identity));
             let undeclared_person = !input.desired.identities.contains(&identity) && !offboarded;
             for ent in &have.entitlements {
                 if want.is_some_and(|w| w.entitlements.contains_key(ent)) {
@@ -162,7 +163,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     Reason::Undeclared
                 } else if expired.is_some() {
                     Reason::Expired
-                } else if prev_declared.contains(&key) {
+                } else if prev_declares(&key) {
                     Reason::Declared
                 } else {
                     Reason::Undeclared

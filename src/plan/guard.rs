@@ -53,8 +53,7 @@ pub fn guard(
     }
     if let Some(prev) = previous {
         let live = |cat: &Catalog| -> BTreeSet<String> {
-            cat.grants
-                .iter()
+            cat.grants()
                 .filter(|g| !g.offboarded)
                 .map(|g| g.client.clone())
                 .collect()

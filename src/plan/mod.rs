@@ -9,6 +9,6 @@ pub mod render;
 pub mod review;
 
 pub use change::{Change, Guard, Hold, OutOfScope, Plan, Reason, SystemStatus};
-pub use desired::{Desired, EntKey, Source, WantedAccount};
+pub use desired::{Desired, DesiredCache, EntKey, Source, WantedAccount};
 pub use diff::{Inputs, diff};
 pub use guard::guard;

@@ -54,8 +54,7 @@ pub struct Review {
 type Key = (String, String, String);
 
 fn grants(cat: &Catalog) -> BTreeMap<Key, (Window, String)> {
-    cat.grants
-        .iter()
+    cat.grants()
         .filter(|g| !g.offboarded)
         .map(|g| {
             (

@@ -1,0 +1,460 @@
+//! One Member checked against the rest of the revision, with its grants resolved.
+//!
+//! The check of a member depends on its document, on the revision's Policy, Systems,
+//! Roles and Clients, and on time. It records how it depended on time ([`TimeDeps`]), so
+//! a load can reuse the result for an unchanged document while those inputs hold: this is
+//! what makes a re-plan after a one-file change cost the changed file, not the repository.
+
+use jiff::Timestamp;
+
+use super::catalog::{Catalog, names, unknown_client, valid_name};
+use super::diagnostic::{Pending, path};
+use super::parse::DocLoc;
+use crate::model::{Environment, GrantDuration, MemberSpec};
+
+/// A member with every usable grant resolved.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: String,
+    pub spec: MemberSpec,
+    pub at: DocLoc,
+    /// The grants that resolved (known role and client, a valid time window), in the
+    /// order of `spec.grants`.
+    pub grants: Vec<ResolvedGrant>,
+}
+
+/// A grant with its client and time window resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedGrant {
+    /// The member's lowercase email.
+    pub identity: String,
+    pub role: String,
+    pub client: String,
+    pub starts: Option<Timestamp>,
+    pub expires: Option<Timestamp>,
+    pub reason: Option<String>,
+    /// The member is marked `offboarded: true`.
+    pub offboarded: bool,
+    pub at: DocLoc,
+    /// The grant's index in the member's `grants`.
+    pub index: usize,
+}
+
+impl ResolvedGrant {
+    /// In force at `now`: started (or no start) and not yet expired.
+    pub fn active_at(&self, now: Timestamp) -> bool {
+        !self.offboarded
+            && self.starts.is_none_or(|s| s <= now)
+            && self.expires.is_none_or(|e| now < e)
+    }
+}
+
+/// Inputs that are not in the documents: time is a parameter, never read inside.
+pub struct Context<'a> {
+    /// The revision's committer time: "merged at" for guardrails.
+    pub revision_time: Timestamp,
+    /// The clock, for warnings about long-expired grants.
+    pub now: Timestamp,
+    /// When a grant was merged (for `for:`); `None` falls back to `revision_time`.
+    pub merged_at: &'a dyn Fn(&str, &crate::model::Grant) -> Option<Timestamp>,
+}
+
+/// How a member's check depended on time: the same document checked against the same
+/// Policy, Systems, Roles and Clients gives the same result under another [`Context`]
+/// when [`TimeDeps::holds`] says so.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimeDeps {
+    /// The result holds for `now` strictly after this instant...
+    after: Option<Timestamp>,
+    /// ...and up to and including this one (the grace-period warning flips there).
+    until: Option<Timestamp>,
+    /// The revision time the check used, if it used one.
+    revision_time: Option<Timestamp>,
+    /// A `for:` grant counts from its merge commit, which history decides: never reused.
+    volatile: bool,
+}
+
+impl TimeDeps {
+    /// True when a check under `ctx` would give the same result.
+    pub fn holds(&self, ctx: &Context<'_>) -> bool {
+        !self.volatile
+            && self.after.is_none_or(|a| ctx.now > a)
+            && self.until.is_none_or(|u| ctx.now <= u)
+            && self.revision_time.is_none_or(|t| t == ctx.revision_time)
+    }
+
+    /// Records a "`now` is past `threshold`" decision.
+    fn compared_now(&mut self, threshold: Timestamp, now: Timestamp) {
+        if now > threshold {
+            self.after = Some(self.after.map_or(threshold, |a| a.max(threshold)));
+        } else {
+            self.until = Some(self.until.map_or(threshold, |u| u.min(threshold)));
+        }
+    }
+}
+
+/// What checking one member found.
+pub struct Checked {
+    pub member: Member,
+    pub pending: Vec<Pending>,
+    pub deps: TimeDeps,
+}
+
+/// Parses an RFC 3339 timestamp with offset.
+fn timestamp(s: &str) -> Result<Timestamp, String> {
+    s.trim()
+        .parse::<Timestamp>()
+        .map_err(|_| format!("unparseable timestamp {s:?}"))
+}
+
+const TIMESTAMP_HELP: &str = "write RFC 3339 with an offset, e.g. 2026-12-15T18:00:00Z";
+
+/// How long an expired grant may stay in git before `validate` warns (Policy
+/// `expiredGrace`, default 7 days).
+pub fn expired_grace(cat: &Catalog) -> GrantDuration {
+    cat.policy
+        .expired_grace
+        .as_deref()
+        .and_then(|g| GrantDuration::parse(g).ok())
+        .unwrap_or_else(|| GrantDuration::parse("7d").expect("constant"))
+}
+
+/// Checks one member (keyed by `identity`) against the catalogue's Policy, Systems, Roles
+/// and Clients. Every finding is collected; nothing stops at the first.
+pub fn check_member(
+    cat: &Catalog,
+    grace: GrantDuration,
+    identity: &str,
+    doc: (&str, &MemberSpec, &DocLoc),
+    ctx: &Context<'_>,
+) -> Checked {
+    let (name, spec, at) = doc;
+    let mut pending = Vec::new();
+    let mut deps = TimeDeps::default();
+    let mut grants = Vec::new();
+    let (file, doc) = (&*at.file, at.doc);
+    if !valid_name(name) {
+        pending.push(invalid_name(name, at));
+    }
+    if !valid_email(&spec.email) {
+        pending.push(
+            Pending::error(
+                file,
+                doc,
+                path("spec.email"),
+                format!("invalid email {:?}", spec.email),
+            )
+            .help("the email is the identity across systems: write name@domain"),
+        );
+    }
+    let client_known = cat.clients.contains_key(&spec.client);
+    if !client_known {
+        pending.push(unknown_client(
+            file,
+            doc,
+            path("spec.client"),
+            &spec.client,
+            cat,
+        ));
+    }
+    if let Some(folder) = client_folder(file)
+        && folder != spec.client
+    {
+        pending.push(
+            Pending::error(
+                file,
+                doc,
+                path("spec.client"),
+                format!(
+                    "Member {:?} has client {:?} but lives in clients/{folder}/",
+                    name, spec.client
+                ),
+            )
+            .help(format!(
+                "move the file to clients/{}/ or set client: {folder}",
+                spec.client
+            )),
+        );
+    }
+    let is_agency = cat.agency() == Some(spec.client.as_str());
+    for (i, grant) in spec.grants.iter().enumerate() {
+        let g = |field: &str| path(&format!("spec.grants.{i}.{field}"));
+        let client = grant.client.clone().unwrap_or_else(|| spec.client.clone());
+        let role = cat.roles.get(&grant.role);
+        if role.is_none() {
+            pending.push(
+                Pending::error(
+                    file,
+                    doc,
+                    g("role"),
+                    format!("unknown role {:?}", grant.role),
+                )
+                .help(format!("use one of {}", names(&cat.roles))),
+            );
+        }
+        if grant.client.is_some() && !cat.clients.contains_key(&client) {
+            pending.push(unknown_client(file, doc, g("client"), &client, cat));
+        }
+        if client != spec.client && !is_agency {
+            let agency = cat.agency().map(|a| format!(" ({a})")).unwrap_or_default();
+            pending.push(
+                Pending::error(
+                    file,
+                    doc,
+                    g("client"),
+                    format!("Member {:?} of client {:?} cannot hold a grant for client {client:?}", name, spec.client),
+                )
+                .help(format!("only members of the agency client{agency} may hold grants for other clients; remove the grant's client")),
+            );
+        }
+        let client_spec = cat.clients.get(&client).map(|c| &c.spec);
+        if client == spec.client
+            && let (Some(c), Some(_)) = (client_spec, role)
+            && !c.allowed_roles.contains(&grant.role)
+        {
+            pending.push(
+                Pending::error(
+                    file,
+                    doc,
+                    g("role"),
+                    format!(
+                        "role {:?} is not in the allowedRoles of client {client:?}",
+                        grant.role
+                    ),
+                )
+                .help(format!(
+                    "use one of {}, or ask the agency to allow it in the Client",
+                    c.allowed_roles.join(", ")
+                )),
+            );
+        }
+        // Time window.
+        let mut bad_time = false;
+        let starts = grant
+            .starts
+            .as_deref()
+            .map(timestamp)
+            .transpose()
+            .unwrap_or_else(|e| {
+                pending.push(Pending::error(file, doc, g("starts"), e).help(TIMESTAMP_HELP));
+                bad_time = true;
+                None
+            });
+        let mut expires = grant
+            .expires
+            .as_deref()
+            .map(timestamp)
+            .transpose()
+            .unwrap_or_else(|e| {
+                pending.push(Pending::error(file, doc, g("expires"), e).help(TIMESTAMP_HELP));
+                bad_time = true;
+                None
+            });
+        let mut length = None;
+        if let Some(d) = &grant.valid_for {
+            deps.volatile = true;
+            if grant.expires.is_some() {
+                pending.push(
+                    Pending::error(
+                        file,
+                        doc,
+                        g("for"),
+                        "a grant cannot have both `expires` and `for`",
+                    )
+                    .at_key()
+                    .help("keep one of them"),
+                );
+                bad_time = true;
+            }
+            match GrantDuration::parse(d) {
+                Ok(d) => {
+                    let merged = (ctx.merged_at)(identity, grant).unwrap_or(ctx.revision_time);
+                    let from = starts.map_or(merged, |s| s.max(merged));
+                    expires = from.checked_add(d.as_signed()).ok();
+                    length = Some(d);
+                }
+                Err(e) => {
+                    pending.push(Pending::error(file, doc, g("for"), e.to_string()));
+                    bad_time = true;
+                }
+            }
+        }
+        if let (Some(s), Some(e)) = (starts, expires)
+            && s >= e
+            && grant.valid_for.is_none()
+        {
+            pending.push(
+                Pending::error(
+                    file,
+                    doc,
+                    g("starts"),
+                    "the grant starts at or after it expires",
+                )
+                .help("make `starts` earlier than `expires`"),
+            );
+            bad_time = true;
+        }
+        // Guardrails that depend on the systems the grant reaches.
+        if let Some(role) = role {
+            let envs: Vec<Environment> = cat
+                .reach(&role.spec, &client)
+                .map(|(s, _)| s.spec.environment)
+                .collect();
+            if let Some(c) = client_spec {
+                let needs = envs.iter().find(|e| c.require_expiry.contains(e));
+                if let Some(env) = needs
+                    && grant.expires.is_none()
+                    && grant.valid_for.is_none()
+                {
+                    pending.push(
+                        Pending::error(file, doc, g("role"), format!("grant of {:?} reaches {env} systems of client {client:?} but has no expiry", grant.role))
+                            .help("add `expires: <RFC 3339>` or `for: 14d` to the grant"),
+                    );
+                }
+            }
+            if !is_agency
+                && let Some(env) = envs
+                    .iter()
+                    .find(|e| cat.policy.forbidden_for_clients.contains(e))
+            {
+                pending.push(
+                    Pending::error(file, doc, g("role"), format!("role {:?} reaches {env} systems, which the Policy forbids for client members", grant.role))
+                        .help("client members may not reach these environments; pick a role without them"),
+                );
+            }
+            let mut limits: Vec<(GrantDuration, String)> = Vec::new();
+            if let Some(max) = client_spec
+                .and_then(|c| c.max_grant_duration.as_deref())
+                .and_then(|d| GrantDuration::parse(d).ok())
+            {
+                limits.push((max, format!("client {client:?}'s maxGrantDuration")));
+            }
+            for env in &envs {
+                if let Some(max) = cat
+                    .policy
+                    .max_grant_duration
+                    .get(env)
+                    .and_then(|d| GrantDuration::parse(d).ok())
+                {
+                    limits.push((max, format!("the Policy's maxGrantDuration for {env}")));
+                }
+            }
+            // An `expires` grant lasts from its start, or from the revision that carries
+            // it: only then does the check depend on the revision's time.
+            if !limits.is_empty()
+                && length.is_none()
+                && let Some(e) = expires
+            {
+                let from = starts.unwrap_or_else(|| {
+                    deps.revision_time = Some(ctx.revision_time);
+                    ctx.revision_time
+                });
+                if e > from {
+                    length = Some(GrantDuration::from_signed(e.duration_since(from)));
+                }
+            }
+            if let Some(len) = length
+                && let Some((max, what)) = limits
+                    .into_iter()
+                    .filter(|(max, _)| len > *max)
+                    .min_by_key(|(m, _)| *m)
+            {
+                let field = if grant.valid_for.is_some() {
+                    "for"
+                } else {
+                    "expires"
+                };
+                pending.push(
+                    Pending::error(
+                        file,
+                        doc,
+                        g(field),
+                        format!(
+                            "grant of {:?} lasts {len}, longer than {what} ({max})",
+                            grant.role
+                        ),
+                    )
+                    .help(format!("shorten it to at most {max}")),
+                );
+            }
+        }
+        if let Some(e) = expires {
+            // Warn once the grant has been expired for longer than the grace period.
+            match e.checked_add(grace.as_signed()) {
+                Ok(limit) => {
+                    deps.compared_now(limit, ctx.now);
+                    if ctx.now > limit {
+                        pending.push(
+                            Pending::warning(
+                                file,
+                                doc,
+                                g("expires"),
+                                format!(
+                                    "grant of {:?} expired at {e}, more than {grace} ago",
+                                    grant.role
+                                ),
+                            )
+                            .help("remove the expired grant from git to keep the repository tidy"),
+                        );
+                    }
+                }
+                // Beyond the end of time: never warned about, whatever `now` is.
+                Err(_) => {}
+            }
+        }
+        if role.is_some() && cat.clients.contains_key(&client) && !bad_time {
+            grants.push(ResolvedGrant {
+                identity: identity.to_string(),
+                role: grant.role.clone(),
+                client,
+                starts,
+                expires,
+                reason: grant.reason.clone(),
+                offboarded: spec.offboarded,
+                at: at.clone(),
+                index: i,
+            });
+        }
+    }
+    Checked {
+        member: Member {
+            name: name.to_string(),
+            spec: spec.clone(),
+            at: at.clone(),
+            grants,
+        },
+        pending,
+        deps,
+    }
+}
+
+/// The finding for a name that is not DNS-label-like.
+pub fn invalid_name(name: &str, at: &DocLoc) -> Pending {
+    Pending::error(
+        &at.file,
+        at.doc,
+        path("metadata.name"),
+        format!("invalid name {name:?}"),
+    )
+    .help("use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit")
+}
+
+fn valid_email(s: &str) -> bool {
+    let s = s.trim();
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !s.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// `clients/<name>/...` → `<name>`.
+pub fn client_folder(file: &str) -> Option<&str> {
+    let rest = file.strip_prefix("clients/")?;
+    let (name, tail) = rest.split_once('/')?;
+    (!tail.is_empty()).then_some(name)
+}
