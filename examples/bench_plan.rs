@@ -158,6 +158,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     actual: &actual,
                     previous: None,
                     revision: String::new(),
+                    native_expiry: Default::default(),
                 });
                 let diff_took = t.elapsed();
                 drop((loaded, desired, actual, plan));

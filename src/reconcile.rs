@@ -195,6 +195,11 @@ impl Reconciler {
             actual: &actual,
             previous: prev_desired.as_ref(),
             revision: rev.display(),
+            native_expiry: connectors
+                .iter()
+                .filter(|(_, c)| c.capabilities().native_expiry)
+                .map(|(name, _)| name.clone())
+                .collect(),
         };
         let mut plan = plan::diff(&inputs);
         plan::guard(

@@ -71,7 +71,8 @@ pub struct Record {
     /// The person (email) whose access changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
-    /// `create-account`, `enable-account`, `grant`, `revoke`, `disable-account`, `delete-account`.
+    /// `create-account`, `enable-account`, `grant`, `revoke`, `disable-account`, `delete-account`,
+    /// `set-expiry`, `clear-expiry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<String>,
     /// The entitlement granted or revoked (absent for account changes).
@@ -80,7 +81,7 @@ pub struct Record {
     /// The Role that grants it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// When the grant expires, if it does.
+    /// When the grant expires, if it does; for `set-expiry`, the expiry the system was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Timestamp>,
     /// `declared`, `started`, `expired`, `offboarded`, `undeclared`.

@@ -48,7 +48,11 @@ pub fn change_records(
             r.change = Some(c.verb().replace(' ', "-"));
             r.entitlement = c.entitlement().map(str::to_string);
             r.role = c.grant.as_ref().map(|g| g.role.clone());
-            r.expires = c.grant.as_ref().and_then(|g| g.expires);
+            // A native expiry change records the instant it wrote.
+            r.expires = match c.expiry() {
+                Some(until) => until,
+                None => c.grant.as_ref().and_then(|g| g.expires),
+            };
             r.reason = Some(c.reason.as_str().to_string());
             r.author = Some(author.to_string());
             match &o.result {

@@ -263,6 +263,7 @@ impl Connector for ExecConnector {
                 display_name: a.display_name,
                 active: a.active,
                 entitlements: a.entitlements.into_iter().collect::<BTreeSet<_>>(),
+                valid_until: None,
             })
             .collect();
         let completeness = if r.complete {
@@ -281,6 +282,10 @@ impl Connector for ExecConnector {
     }
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
+        // Protocol v1 programs are never asked to enforce expiry (see docs/exec.md).
+        if let Op::SetExpiry { .. } = op {
+            return Err(ConnectorError::no_native_expiry("exec"));
+        }
         let r: ApplyResponse = self
             .call(&self.request(Action::Apply, Some(op.clone())))
             .await?;

@@ -237,6 +237,7 @@ impl Connector for KubernetesConnector {
                     display_name: None,
                     active: true,
                     entitlements,
+                    valid_until: None,
                 })
                 .collect(),
             unmanaged: BTreeSet::new(),
@@ -246,6 +247,7 @@ impl Connector for KubernetesConnector {
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
         match op {
+            Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("kubernetes")),
             // Accounts live in the cluster's authenticator, not in the namespace.
             Op::CreateAccount { .. } | Op::EnableAccount { .. } | Op::DisableAccount { .. } => {
                 Ok(())

@@ -332,6 +332,7 @@ impl Connector for LdapConnector {
                     display_name: first("cn"),
                     active,
                     entitlements: BTreeSet::new(),
+                    valid_until: None,
                 },
             );
         }
@@ -360,6 +361,7 @@ impl Connector for LdapConnector {
         let mut ldap = self.bind().await?;
         let dn = self.person_dn(&email);
         let result = match op {
+            Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("ldap")),
             Op::CreateAccount { display_name, .. } => match self.marker(&mut ldap, &email).await? {
                 Some(Some(_)) => self.set_marker(&mut ldap, &email, MANAGED_MARKER).await,
                 Some(None) => Err(ConnectorError::permanent(format!(

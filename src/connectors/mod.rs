@@ -20,6 +20,7 @@ pub use registry::{Registry, SystemContext};
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The value connectors write to mark an account as latchkey's.
@@ -34,6 +35,10 @@ pub struct Account {
     pub display_name: Option<String>,
     pub active: bool,
     pub entitlements: BTreeSet<String>,
+    /// When the system itself stops the login (PostgreSQL `VALID UNTIL`); None when it
+    /// never does or the connector has no native expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<Timestamp>,
 }
 
 /// Whether a read saw everything. A Partial read never prunes on that system.
@@ -82,6 +87,12 @@ pub enum Op {
     DeleteAccount {
         identity: String,
     },
+    /// Sets the expiry the system enforces itself (`until: null` clears it). Sent only to
+    /// connectors whose capabilities declare `native_expiry`.
+    SetExpiry {
+        identity: String,
+        until: Option<Timestamp>,
+    },
 }
 
 impl Op {
@@ -93,7 +104,8 @@ impl Op {
             | Op::AddEntitlement { identity, .. }
             | Op::RemoveEntitlement { identity, .. }
             | Op::DisableAccount { identity }
-            | Op::DeleteAccount { identity } => identity,
+            | Op::DeleteAccount { identity }
+            | Op::SetExpiry { identity, .. } => identity,
         }
     }
 }
@@ -145,6 +157,13 @@ impl ConnectorError {
             class: ErrorClass::Config,
             message: message.into(),
         }
+    }
+    /// The answer of a connector without native expiry to `SetExpiry`. The planner never
+    /// sends it one; failing loudly keeps such a bug from passing as applied.
+    pub fn no_native_expiry(connector: &str) -> Self {
+        ConnectorError::permanent(format!(
+            "the {connector} connector does not support native expiry (setExpiry)"
+        ))
     }
 }
 

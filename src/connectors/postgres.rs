@@ -7,6 +7,15 @@
 //! - An entitlement is membership in a NOLOGIN group role of the same name. Group roles
 //!   carry the privileges and are created by the DBA, never by latchkey.
 //! - Disable is `ALTER ROLE ... NOLOGIN`; delete is `DROP ROLE`.
+//! - **Native expiry** (`native_expiry: true`): the earliest `expires` of the person's
+//!   grants on this system is pushed down as `ALTER ROLE ... VALID UNTIL '<RFC 3339>'`
+//!   (`'infinity'` when no grant expires), a second lock besides latchkey revoking the
+//!   membership: if the controller is down when a grant expires, PostgreSQL still refuses
+//!   the login. It fails closed: the whole login is locked at the earliest expiry, also
+//!   for grants that last longer, until the next run moves it on. `VALID UNTIL` only
+//!   stops *password* authentication; cert, LDAP, GSS/SSO (and trust) logins ignore it,
+//!   which is why latchkey's own revocation stays the primary lock. A login with no
+//!   wanted grants keeps its last `VALID UNTIL` (not reopened for nothing to do).
 //! - New logins get **no password** (`PASSWORD NULL`): latchkey never creates, stores or
 //!   logs one. The person signs in through the agency's SSO/certificate auth (pg_hba
 //!   `cert`/`ldap`/`gss`), or a DBA sets a password out of band.
@@ -105,6 +114,31 @@ pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// `pg_roles.rolvaliduntil` as microseconds since the Unix epoch: NULL for no expiry
+/// (NULL or `infinity`), `i64::MIN` for `-infinity` (never valid). Whole microseconds
+/// are what PostgreSQL keeps, so the value round-trips exactly.
+const VALID_UNTIL_MICROS: &str = "CASE \
+     WHEN isfinite(rolvaliduntil) THEN trunc(extract(epoch FROM rolvaliduntil) * 1000000)::int8 \
+     WHEN rolvaliduntil = '-infinity' THEN (-9223372036854775808)::int8 END";
+
+/// An instant read back from PostgreSQL; those beyond jiff's range (years before -9999 or
+/// after 9999) are clamped, which keeps their meaning (long expired, far future).
+fn from_micros(us: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_microsecond(us).unwrap_or(if us < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    })
+}
+
+/// The `VALID UNTIL` literal: RFC 3339 in UTC, or `'infinity'` to clear the expiry.
+pub fn valid_until_literal(until: Option<jiff::Timestamp>) -> String {
+    match until {
+        Some(t) => format!("'{t}'"),
+        None => "'infinity'".to_string(),
+    }
+}
+
 /// Builds the `postgres` connector for a System.
 pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
     let config = pg_config(ctx.setting("url"), ctx.secret.as_ref())?;
@@ -173,7 +207,7 @@ impl PostgresConnector {
 impl Connector for PostgresConnector {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            native_expiry: false,
+            native_expiry: true,
             max_concurrency: self.max_concurrency,
         }
     }
@@ -185,8 +219,10 @@ impl Connector for PostgresConnector {
         Self::exec(&client, "read", tx_sql).await?;
         let roles = client
             .query(
-                "SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') \
-                 FROM pg_roles WHERE position('@' in rolname) > 0 ORDER BY rolname",
+                &format!(
+                    "SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid'), {VALID_UNTIL_MICROS} \
+                     FROM pg_roles WHERE position('@' in rolname) > 0 ORDER BY rolname"
+                ),
                 &[],
             )
             .await
@@ -217,6 +253,7 @@ impl Connector for PostgresConnector {
                     display_name: None,
                     active: r.get(1),
                     entitlements: BTreeSet::new(),
+                    valid_until: r.get::<_, Option<i64>>(3).map(from_micros),
                 },
             );
         }
@@ -311,6 +348,18 @@ impl Connector for PostgresConnector {
                     other => other,
                 }
             }
+            Op::SetExpiry { until, .. } => {
+                if !Self::managed(&client, &name).await? {
+                    return Err(ConnectorError::permanent(format!(
+                        "no PostgreSQL role {name} managed by latchkey to set the expiry of"
+                    )));
+                }
+                let sql = format!(
+                    "ALTER ROLE {role} VALID UNTIL {}",
+                    valid_until_literal(*until)
+                );
+                Self::exec(&client, "set expiry", &sql).await
+            }
             Op::DeleteAccount { .. } => {
                 if !Self::managed(&client, &name).await? {
                     return Ok(());
@@ -340,6 +389,21 @@ mod tests {
     fn identifiers_are_quoted() {
         assert_eq!(ident("a@b.c"), "\"a@b.c\"");
         assert_eq!(ident("x\"; DROP ROLE y; --"), "\"x\"\"; DROP ROLE y; --\"");
+    }
+
+    #[test]
+    fn valid_until_is_rfc3339_or_infinity() {
+        let t: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        assert_eq!(valid_until_literal(Some(t)), "'2026-12-01T00:00:00Z'");
+        assert_eq!(valid_until_literal(None), "'infinity'");
+    }
+
+    #[test]
+    fn instants_beyond_jiff_are_clamped() {
+        let t: jiff::Timestamp = "2026-12-01T00:00:00.000001Z".parse().unwrap();
+        assert_eq!(from_micros(t.as_microsecond()), t);
+        assert_eq!(from_micros(i64::MIN), jiff::Timestamp::MIN);
+        assert_eq!(from_micros(i64::MAX), jiff::Timestamp::MAX);
     }
 
     #[test]

@@ -491,6 +491,7 @@ impl Connector for ScimConnector {
                         .map(str::to_string),
                     active: u.get("active").is_none_or(truthy),
                     entitlements: BTreeSet::new(),
+                    valid_until: None,
                 },
             );
         }
@@ -523,6 +524,7 @@ impl Connector for ScimConnector {
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
         let email = op.identity().to_lowercase();
         match op {
+            Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("scim")),
             Op::CreateAccount { display_name, .. } => match self.find_user(&email).await? {
                 Some(u) if u.managed => self.set_active(&u.id, true).await,
                 Some(_) => Err(ConnectorError::permanent(format!(

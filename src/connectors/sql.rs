@@ -287,6 +287,7 @@ impl Connector for SqliteConnector {
                         display_name,
                         active,
                         entitlements: BTreeSet::new(),
+                        valid_until: None,
                     },
                 );
             }
@@ -317,6 +318,7 @@ impl Connector for SqliteConnector {
                     tx.query_row(&q(&sql.find_user), params![id], |r| r.get(0)).optional()?;
                 let managed = matches!(&existing, Some(Some(m)) if m == MANAGED_MARKER);
                 let result = match &op {
+                    Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("sql").message),
                     Op::CreateAccount { display_name, .. } => match existing {
                         None => {
                             tx.execute(&q(&sql.insert_user), params![id, display_name])?;
@@ -424,6 +426,7 @@ impl Connector for PgSqlConnector {
                     display_name: row.get(1),
                     active: row.get(2),
                     entitlements: BTreeSet::new(),
+                    valid_until: None,
                 },
             );
         }
@@ -454,6 +457,7 @@ impl Connector for PgSqlConnector {
         let managed = matches!(&existing, Some(Some(m)) if m == MANAGED_MARKER);
         let sql = &self.sql;
         match op {
+            Op::SetExpiry { .. } => return Err(ConnectorError::no_native_expiry("sql")),
             Op::CreateAccount { display_name, .. } => match existing {
                 None => tx.execute(&sql.insert_user, &[&id, display_name]).await,
                 Some(_) if managed => tx.execute(&sql.set_active, &[&id, &true]).await,

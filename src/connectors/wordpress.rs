@@ -513,6 +513,7 @@ impl Connector for WordPress {
                         display_name: (!u.name.is_empty()).then(|| u.name.clone()),
                         active: !has_line(&u.description, DISABLED_LINE),
                         entitlements: u.roles.into_iter().collect(),
+                        valid_until: None,
                     });
                 } else {
                     snapshot.unmanaged.insert(identity);
@@ -534,6 +535,7 @@ impl Connector for WordPress {
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
         let identity = op.identity().trim().to_lowercase();
         match op {
+            Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("wordpress")),
             Op::CreateAccount { display_name, .. } => {
                 self.create(&identity, display_name.as_deref()).await
             }

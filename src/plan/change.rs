@@ -79,19 +79,32 @@ impl Change {
             Op::RemoveEntitlement { .. } => "revoke",
             Op::DisableAccount { .. } => "disable account",
             Op::DeleteAccount { .. } => "delete account",
+            Op::SetExpiry { until: Some(_), .. } => "set expiry",
+            Op::SetExpiry { until: None, .. } => "clear expiry",
+        }
+    }
+
+    /// The expiry a `SetExpiry` change writes: `Some(None)` clears it.
+    pub fn expiry(&self) -> Option<Option<Timestamp>> {
+        match &self.op {
+            Op::SetExpiry { until, .. } => Some(*until),
+            _ => None,
         }
     }
 
     /// Order of operations within an identity: accounts exist before entitlements are
-    /// added; entitlements go before the account is disabled or deleted.
+    /// added; entitlements go before the account is disabled or deleted. The native expiry
+    /// is set as soon as the account exists, before it is enabled or gains anything, so
+    /// access never runs without its second lock.
     pub(super) fn phase(&self) -> u8 {
         match self.op {
             Op::CreateAccount { .. } => 0,
-            Op::EnableAccount { .. } => 1,
-            Op::AddEntitlement { .. } => 2,
-            Op::RemoveEntitlement { .. } => 3,
-            Op::DisableAccount { .. } => 4,
-            Op::DeleteAccount { .. } => 5,
+            Op::SetExpiry { .. } => 1,
+            Op::EnableAccount { .. } => 2,
+            Op::AddEntitlement { .. } => 3,
+            Op::RemoveEntitlement { .. } => 4,
+            Op::DisableAccount { .. } => 5,
+            Op::DeleteAccount { .. } => 6,
         }
     }
 }

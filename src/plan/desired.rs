@@ -187,6 +187,20 @@ impl Desired {
                 .is_some_and(|a| a.entitlements.contains_key(ent))
     }
 
+    /// The earliest `expires` among the grants behind an identity's wanted entitlements on
+    /// a system (grants without one are ignored); None when none has one or nothing is
+    /// wanted there. Pushed down as the system's native expiry.
+    pub fn expiry_of(&self, system: &str, identity: &str) -> Option<Timestamp> {
+        self.systems
+            .get(system)?
+            .get(identity)?
+            .entitlements
+            .values()
+            .flatten()
+            .filter_map(|s| s.expires)
+            .min()
+    }
+
     /// Everything declared, ignoring time: (system, identity, entitlement).
     pub fn declared(&self) -> BTreeSet<EntKey> {
         let mut all: BTreeSet<EntKey> = self

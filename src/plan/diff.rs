@@ -1,6 +1,8 @@
 //! desired × actual → ordered changes, each with its reason. Pure: no I/O, no clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 
 use super::change::{Change, OutOfScope, Plan, Reason, SystemStatus};
 use super::desired::{Desired, EntKey};
@@ -17,11 +19,26 @@ pub struct Inputs<'a> {
     /// Desired state of the last applied revision: tells "removed from git" from drift.
     pub previous: Option<&'a Desired>,
     pub revision: String,
+    /// Systems whose connector enforces expiry itself (`Capabilities::native_expiry`):
+    /// only these get `SetExpiry` changes.
+    pub native_expiry: BTreeSet<String>,
+}
+
+/// Whole seconds, rounded down: systems keep coarser instants than jiff (PostgreSQL keeps
+/// microseconds), and an expiry read back must equal the one written or the plan would
+/// never settle. Down, so the system's lock never closes later than the grant.
+fn whole_second(t: Timestamp) -> Timestamp {
+    t.round(
+        TimestampRound::new()
+            .smallest(Unit::Second)
+            .mode(RoundMode::Floor),
+    )
+    .unwrap_or(t)
 }
 
 /// Computes the plan (before guards).
 pub fn diff(input: &Inputs<'_>) -> Plan {
-    let now = input.desired.now.unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let now = input.desired.now.unwrap_or(Timestamp::UNIX_EPOCH);
     // Asked per account, not collected: the previous revision declares as much as this one.
     let prev_declares = |key: &EntKey| input.previous.is_some_and(|p| p.declares(key));
     let prev_identity = |identity: &str| {
@@ -62,6 +79,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             error: None,
         });
         let partial = matches!(snapshot.completeness, Completeness::Partial(_));
+        let native_expiry = input.native_expiry.contains(name);
         let wanted = input.desired.systems.get(name).unwrap_or(&empty);
         let actual: BTreeMap<&str, _> = snapshot
             .managed
@@ -89,6 +107,22 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
         };
 
         for (identity, want) in wanted {
+            // The second lock (DESIGN.md §5): the earliest expiry of what the person holds here.
+            let expiry = native_expiry
+                .then(|| input.desired.expiry_of(name, identity).map(whole_second))
+                .flatten();
+            let set_expiry = |have: Option<Timestamp>| {
+                (native_expiry && expiry != have).then(|| Change {
+                    system: name.clone(),
+                    client: client_of(identity, None),
+                    op: Op::SetExpiry {
+                        identity: identity.clone(),
+                        until: expiry,
+                    },
+                    reason: Reason::Declared,
+                    grant: None,
+                })
+            };
             let started = |ent: &str| {
                 want.entitlements
                     .get(ent)
@@ -110,6 +144,10 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                         reason: if first { Reason::Started } else { Reason::Declared },
                         grant: None,
                     }, false);
+                    // A new account starts without an expiry.
+                    if let Some(change) = set_expiry(None) {
+                        push(&mut plan, change, false);
+                    }
                     for (ent, sources) in &want.entitlements {
                         push(&mut plan, Change {
                             system: name.clone(),
@@ -121,6 +159,9 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     }
                 }
                 Some(have) => {
+                    if let Some(change) = set_expiry(have.valid_until) {
+                        push(&mut plan, change, false);
+                    }
                     if !have.active {
                         push(&mut plan, Change {
                             system: name.clone(),
@@ -259,6 +300,10 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
 ";
 
     fn catalog() -> Catalog {
+        catalog_of(REPO)
+    }
+
+    fn catalog_of(text: &str) -> Catalog {
         let t: jiff::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
         let rev = Revision {
             oid: git2::Oid::ZERO_SHA1,
@@ -270,7 +315,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
         let file = SourceFile {
             path: "latchkey.yaml".into(),
             blob: git2::Oid::ZERO_SHA1,
-            text: REPO.into(),
+            text: text.into(),
         };
         let none = |_: &str, _: &crate::model::Grant| None;
         let ctx = Context {
@@ -289,6 +334,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             display_name: None,
             active: true,
             entitlements: ents.iter().map(|e| e.to_string()).collect::<BTreeSet<_>>(),
+            valid_until: None,
         }
     }
 
@@ -310,6 +356,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             actual: &actual,
             previous: None,
             revision: "r".into(),
+            native_expiry: BTreeSet::new(),
         })
     }
 
@@ -352,5 +399,204 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             3,
             "the same removals are reported as drift instead"
         );
+    }
+
+    /// Two systems reached by the same roles; only `db` may get a native expiry.
+    const EXPIRY_REPO: &str = "\
+apiVersion: latchkey.dev/v1alpha1
+kind: System
+metadata: {name: db}
+spec: {type: postgres, environment: staging, prune: true, offboard: delete}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: System
+metadata: {name: portal}
+spec: {type: sql, environment: portal, prune: true, offboard: delete}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: reader}
+spec: {entitlements: {db: [readers], portal: [viewer]}}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: writer}
+spec: {entitlements: {db: [writers]}}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: auditor}
+spec: {entitlements: {db: [auditors]}}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Client
+metadata: {name: acme}
+spec: {allowedRoles: [reader, writer, auditor]}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Member
+metadata: {name: erin}
+spec:
+  email: erin@acme.example
+  client: acme
+  grants:
+    - {role: reader, expires: '2026-12-15T00:00:00Z'}
+    - {role: writer, expires: '2026-12-01T18:30:00.75Z'}
+    - {role: auditor}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Member
+metadata: {name: kim}
+spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
+";
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// The plan for `EXPIRY_REPO` at 2026-11-21 against `db` and `portal` holding `accounts`.
+    fn expiry_plan(accounts: Vec<Account>, native: &[&str]) -> Plan {
+        let cat = catalog_of(EXPIRY_REPO);
+        let desired = Desired::at(&cat, ts("2026-11-21T00:00:00Z"));
+        let snapshot = |system: &str| Snapshot {
+            managed: accounts
+                .iter()
+                .filter(|a| system == "db" || a.entitlements.iter().any(|e| e == "viewer"))
+                .cloned()
+                .collect(),
+            unmanaged: BTreeSet::new(),
+            completeness: Completeness::Complete,
+        };
+        let actual = BTreeMap::from([
+            ("db".to_string(), Ok(snapshot("db"))),
+            ("portal".to_string(), Ok(snapshot("portal"))),
+        ]);
+        diff(&Inputs {
+            catalog: &cat,
+            desired: &desired,
+            actual: &actual,
+            previous: None,
+            revision: "r".into(),
+            native_expiry: native.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    fn expiries(plan: &Plan) -> Vec<(String, String, Option<Timestamp>)> {
+        plan.changes
+            .iter()
+            .filter_map(|c| {
+                c.expiry()
+                    .map(|u| (c.system.clone(), c.op.identity().to_string(), u))
+            })
+            .collect()
+    }
+
+    fn with_expiry(mut a: Account, until: Option<&str>) -> Account {
+        a.valid_until = until.map(ts);
+        a
+    }
+
+    #[test]
+    fn native_expiry_is_the_earliest_grant_expiry_in_whole_seconds() {
+        let plan = expiry_plan(
+            vec![
+                account("erin@acme.example", &["readers", "writers", "auditors"]),
+                account("kim@acme.example", &["auditors"]),
+            ],
+            &["db"],
+        );
+        // The writer grant's 18:30:00.75 rounds down, so the lock never closes late; the
+        // auditor grant without an expiry does not lift it; kim has no expiring grant.
+        assert_eq!(
+            expiries(&plan),
+            [(
+                "db".to_string(),
+                "erin@acme.example".to_string(),
+                Some(ts("2026-12-01T18:30:00Z"))
+            )]
+        );
+        let c = plan.changes.iter().find(|c| c.expiry().is_some()).unwrap();
+        assert_eq!(c.reason, Reason::Declared);
+        assert_eq!(c.client.as_deref(), Some("acme"));
+        assert!(!c.is_removal(), "never counts for the deletion brake");
+    }
+
+    #[test]
+    fn no_native_expiry_without_the_capability() {
+        let accounts = vec![account("erin@acme.example", &["readers", "writers"])];
+        assert!(expiries(&expiry_plan(accounts.clone(), &[])).is_empty());
+        // The portal never gets one, whatever db does.
+        let plan = expiry_plan(accounts, &["db"]);
+        assert!(expiries(&plan).iter().all(|(system, _, _)| system == "db"));
+    }
+
+    #[test]
+    fn an_equal_native_expiry_is_left_alone() {
+        let erin = account("erin@acme.example", &["readers", "writers", "auditors"]);
+        let plan = expiry_plan(
+            vec![with_expiry(erin, Some("2026-12-01T18:30:00Z"))],
+            &["db"],
+        );
+        let erin: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.system == "db" && c.op.identity() == "erin@acme.example")
+            .collect();
+        assert!(erin.is_empty(), "{erin:?}");
+    }
+
+    #[test]
+    fn a_native_expiry_without_an_expiring_grant_is_cleared() {
+        let kim = account("kim@acme.example", &["auditors"]);
+        let plan = expiry_plan(
+            vec![with_expiry(kim, Some("2026-12-01T00:00:00Z"))],
+            &["db"],
+        );
+        let kim: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.op.identity() == "kim@acme.example")
+            .map(|c| (c.verb(), c.expiry()))
+            .collect();
+        assert_eq!(kim, [("clear expiry", Some(None))]);
+    }
+
+    #[test]
+    fn a_new_account_gets_its_expiry_before_its_grants() {
+        let plan = expiry_plan(Vec::new(), &["db"]);
+        let erin: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.system == "db" && c.op.identity() == "erin@acme.example")
+            .map(|c| c.verb())
+            .collect();
+        assert_eq!(
+            erin,
+            ["create account", "set expiry", "grant", "grant", "grant"]
+        );
+        // A new account starts without one: none is set where none is wanted.
+        assert!(
+            !plan
+                .changes
+                .iter()
+                .any(|c| c.op.identity() == "kim@acme.example" && c.expiry().is_some())
+        );
+    }
+
+    #[test]
+    fn accounts_losing_everything_keep_their_native_expiry() {
+        // ghost is not declared: revoked and deleted, never given a new expiry.
+        let ghost = account("ghost@acme.example", &["readers"]);
+        let plan = expiry_plan(
+            vec![with_expiry(ghost, Some("2026-11-30T00:00:00Z"))],
+            &["db"],
+        );
+        let ghost: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.op.identity() == "ghost@acme.example")
+            .map(|c| c.verb())
+            .collect();
+        assert_eq!(ghost, ["revoke", "delete account"]);
     }
 }

@@ -41,8 +41,12 @@ pub fn relative(t: Timestamp, now: Timestamp) -> String {
     }
 }
 
-/// "expires 2026-12-15T18:00Z, in 12d 4h" / "expired 2026-11-20T00:00Z, 3d ago".
+/// "expires 2026-12-15T18:00Z, in 12d 4h" / "expired 2026-11-20T00:00Z, 3d ago"; for a
+/// native expiry, how far away it is.
 fn window(c: &Change, now: Timestamp) -> String {
+    if let Some(until) = c.expiry() {
+        return until.map(|u| relative(u, now)).unwrap_or_default();
+    }
     let Some(g) = &c.grant else {
         return String::new();
     };
@@ -54,9 +58,21 @@ fn window(c: &Change, now: Timestamp) -> String {
 }
 
 fn what(c: &Change) -> String {
-    match c.entitlement() {
-        Some(e) => format!("{} {e}", c.verb()),
-        None => c.verb().to_string(),
+    match (c.entitlement(), c.expiry()) {
+        (Some(e), _) => format!("{} {e}", c.verb()),
+        (None, Some(Some(until))) => format!("{} {}", c.verb(), instant(until)),
+        _ => c.verb().to_string(),
+    }
+}
+
+/// The sign of a change: `+` gives, `-` takes away, `~` moves a native expiry.
+fn sign(c: &Change) -> &'static str {
+    if c.is_removal() {
+        "-"
+    } else if c.expiry().is_some() {
+        "~"
+    } else {
+        "+"
     }
 }
 
@@ -123,10 +139,11 @@ pub fn text(plan: &Plan, color: bool) -> String {
     for (system, changes) in by_system {
         let _ = writeln!(out, "\n{}", paint(BOLD, system));
         for c in changes {
-            let (sign, code) = if c.is_removal() {
-                ("-", RED)
-            } else {
-                ("+", GREEN)
+            let sign = sign(c);
+            let code = match sign {
+                "-" => RED,
+                "~" => YELLOW,
+                _ => GREEN,
             };
             let mut line = format!(
                 "  {sign} {:<28} {:<32} {}",
@@ -169,12 +186,13 @@ pub fn text(plan: &Plan, color: bool) -> String {
             let _ = writeln!(out, "  ! {:<12} {:<28} {}", o.system, o.identity, o.note);
         }
     }
-    let (adds, removes) = counts(plan);
+    let (adds, removes, expiries) = counts(plan);
     let _ = writeln!(
         out,
-        "\n{} change{}: {adds} to grant, {removes} to revoke; {} drift.",
+        "\n{} change{}: {adds} to grant, {removes} to revoke{}; {} drift.",
         plan.changes.len(),
         if plan.changes.len() == 1 { "" } else { "s" },
+        expiries_to_set(expiries),
         plan.drift.len()
     );
     if let Some(n) = plan.next_change {
@@ -188,21 +206,33 @@ pub fn text(plan: &Plan, color: bool) -> String {
     out
 }
 
-fn counts(plan: &Plan) -> (usize, usize) {
+/// (to grant, to revoke, native expiries to set).
+fn counts(plan: &Plan) -> (usize, usize, usize) {
     let removes = plan.changes.iter().filter(|c| c.is_removal()).count();
-    (plan.changes.len() - removes, removes)
+    let expiries = plan.changes.iter().filter(|c| c.expiry().is_some()).count();
+    (plan.changes.len() - removes - expiries, removes, expiries)
+}
+
+/// `, 2 expiries to set`; nothing when there are none (most systems have no native expiry).
+fn expiries_to_set(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => ", 1 expiry to set".into(),
+        n => format!(", {n} expiries to set"),
+    }
 }
 
 /// The plan as a PR comment: summary counts, then per client and system who gains and
 /// who loses what, and until when.
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
-    let (adds, removes) = counts(plan);
+    let (adds, removes, expiries) = counts(plan);
     let _ = writeln!(out, "### latchkey plan for `{}`\n", plan.revision);
     let _ = writeln!(
         out,
-        "**{} changes**: {adds} to grant, {removes} to revoke, {} drift, {} out of scope. Evaluated at {}.\n",
+        "**{} changes**: {adds} to grant, {removes} to revoke{}, {} drift, {} out of scope. Evaluated at {}.\n",
         plan.changes.len(),
+        expiries_to_set(expiries),
         plan.drift.len(),
         plan.out_of_scope.len(),
         instant(plan.now)
@@ -238,20 +268,28 @@ pub fn markdown(plan: &Plan) -> String {
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
         for c in changes {
-            let sign = if c.is_removal() { "➖" } else { "➕" };
+            let sign = match sign(c) {
+                "-" => "➖",
+                "~" => "⏳",
+                _ => "➕",
+            };
             let role = c.grant.as_ref().map(|g| g.role.as_str()).unwrap_or("");
             let until = c
-                .grant
-                .as_ref()
-                .and_then(|g| g.expires)
+                .expiry()
+                .unwrap_or_else(|| c.grant.as_ref().and_then(|g| g.expires))
                 .map(|e| format!("{} ({})", instant(e), relative(e, plan.now)))
                 .unwrap_or_else(|| "–".into());
+            // The Until column already shows a native expiry's instant.
+            let change = if c.expiry().is_some() {
+                c.verb().to_string()
+            } else {
+                what(c)
+            };
             let _ = writeln!(
                 out,
-                "| {sign} | {} | {} | {} | {role} | {} | {until} |",
+                "| {sign} | {} | {} | {change} | {role} | {} | {until} |",
                 c.op.identity(),
                 c.system,
-                what(c),
                 c.reason.as_str()
             );
         }

@@ -5,7 +5,10 @@
 //! `scim::dropped_connection_is_never_a_short_complete`, ...). A peer whose server binary
 //! is missing is skipped with a notice, or fails when `LATCHKEY_REQUIRE_PEERS` is set (CI).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod peers;
+mod postgres_expiry;
 mod proxy;
 mod scim_extra;
 mod suite;
@@ -39,6 +42,7 @@ contract_tests!(
         read_after_write_many,
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
     ]
 );
 
@@ -53,6 +57,7 @@ contract_tests!(
         read_after_write_many,
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
         credentials_absent_from_errors_and_logs,
     ]
 );
@@ -68,6 +73,7 @@ contract_tests!(
         read_after_write_many,
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]
@@ -84,6 +90,7 @@ contract_tests!(
         read_after_write_many,
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]
@@ -100,6 +107,7 @@ contract_tests!(
         read_after_write_many,
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]
@@ -116,6 +124,7 @@ contract_tests!(
         read_after_write_many,
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]

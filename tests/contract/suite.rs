@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use latchkey::connectors::{Account, Completeness, Connector, Op, Snapshot};
+use latchkey::connectors::{Account, Completeness, Connector, ErrorClass, Op, Snapshot};
 
 use crate::peers::Fixture;
 use crate::proxy::CutProxy;
@@ -272,6 +272,10 @@ pub async fn out_of_scope_untouched(f: &dyn Fixture) {
         Op::DisableAccount {
             identity: who.into(),
         },
+        Op::SetExpiry {
+            identity: who.into(),
+            until: Some("2026-12-01T00:00:00Z".parse().unwrap()),
+        },
         Op::DeleteAccount {
             identity: who.into(),
         },
@@ -288,6 +292,47 @@ pub async fn out_of_scope_untouched(f: &dyn Fixture) {
     apply(c, add("new@client.example", "portal-admins")).await;
     apply(c, remove("new@client.example", "portal-admins")).await;
     assert_eq!(f.unmanaged_state(who).await.as_ref(), Some(&before));
+}
+
+/// A connector with native expiry stores it, reads it back exactly and clears it, each
+/// step idempotent; any other connector refuses `SetExpiry` with a permanent error (the
+/// planner never sends it one, so a bug cannot pass as applied).
+pub async fn native_expiry_set_and_cleared_or_refused(f: &dyn Fixture) {
+    let c = f.connector();
+    let who = "until@client.example";
+    apply(c, create(who)).await;
+    let expiry = |snap: &Snapshot| account(snap, who).expect("account").valid_until;
+    assert_eq!(expiry(&read(c).await), None, "a new account has no expiry");
+    let until = "2026-12-01T18:30:00Z".parse().unwrap();
+    let set = Op::SetExpiry {
+        identity: who.into(),
+        until: Some(until),
+    };
+    if !c.capabilities().native_expiry {
+        let e = c.apply(&set).await.expect_err("no native expiry");
+        assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+        assert!(e.message.contains("does not support native expiry"), "{e}");
+        assert_eq!(expiry(&read(c).await), None);
+        return;
+    }
+    apply(c, set.clone()).await;
+    apply(c, set).await;
+    assert_eq!(expiry(&read(c).await), Some(until));
+    let clear = Op::SetExpiry {
+        identity: who.into(),
+        until: None,
+    };
+    apply(c, clear.clone()).await;
+    apply(c, clear).await;
+    assert_eq!(expiry(&read(c).await), None);
+    let missing = c
+        .apply(&Op::SetExpiry {
+            identity: "nobody@client.example".into(),
+            until: Some(until),
+        })
+        .await
+        .expect_err("no account to set the expiry of");
+    assert_eq!(missing.class, ErrorClass::Permanent, "{missing}");
 }
 
 /// A connection dropped part-way through a read yields an error or a Partial snapshot,

@@ -28,7 +28,7 @@ const GROUPS: &[&str] = &[
 pub struct PostgresPeer;
 
 /// A SCRAM verifier, so the harness's own (logged) setup SQL never holds the password.
-fn verifier(password: &str) -> String {
+pub fn verifier(password: &str) -> String {
     postgres_protocol::password::scram_sha_256(password.as_bytes())
 }
 
@@ -186,7 +186,8 @@ impl Fixture for PgFixture {
                 "postgres",
                 "SELECT r.rolcanlogin::text || '|' || coalesce(shobj_description(r.oid, 'pg_authid'), '') || '|' || \
                  coalesce((SELECT string_agg(g.rolname, ',' ORDER BY g.rolname) FROM pg_auth_members m \
-                 JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), '') FROM pg_roles r WHERE rolname = $1",
+                 JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), '') || '|' || \
+                 coalesce(r.rolvaliduntil::text, '') FROM pg_roles r WHERE rolname = $1",
             ),
             Kind::Portal => (
                 "portal",
