@@ -23,7 +23,7 @@
 //! {users, roles}`; `columns: {id, email, displayName, active, managedBy, userId, role}`.
 //! Only rows whose `managed_by` is `latchkey` are read as managed or ever changed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -267,14 +267,15 @@ impl Connector for SqliteConnector {
 
     async fn read(&self) -> Result<Snapshot, ConnectorError> {
         self.with(|conn, sql| {
-            let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
+            // Hashed while reading (a lookup per role row), sorted once at the end.
+            let mut accounts: HashMap<String, Account> = HashMap::new();
             let mut unmanaged = BTreeSet::new();
             let mut stmt = conn.prepare(&sql.read_users)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                let identity = row.get::<_, String>(0)?.to_lowercase();
-                let marker: Option<String> = row.get(3)?;
-                if marker.as_deref() != Some(MANAGED_MARKER) {
+                let identity = row.get_ref(0)?.as_str()?.to_lowercase();
+                let marker = row.get_ref(3)?.as_str_or_null()?;
+                if marker != Some(MANAGED_MARKER) {
                     unmanaged.insert(identity);
                     continue;
                 }
@@ -294,13 +295,15 @@ impl Connector for SqliteConnector {
             let mut stmt = conn.prepare(&sql.read_roles)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                let identity = row.get::<_, String>(0)?.to_lowercase();
+                let identity = row.get_ref(0)?.as_str()?.to_lowercase();
                 if let Some(a) = accounts.get_mut(&identity) {
                     a.entitlements.insert(row.get(1)?);
                 }
             }
+            let mut managed: Vec<Account> = accounts.into_values().collect();
+            managed.sort_unstable_by(|a, b| a.identity.cmp(&b.identity));
             Ok(Snapshot {
-                managed: accounts.into_values().collect(),
+                managed,
                 unmanaged,
                 completeness: Completeness::Complete,
             })

@@ -56,12 +56,9 @@ pub struct Desired {
     pub expired: BTreeMap<EntKey, Source>,
     /// Declared by a grant that has not started at `now`.
     pub pending: BTreeMap<EntKey, Source>,
-    /// Identities of members marked `offboarded: true`.
-    pub offboarded: BTreeSet<String>,
-    /// Every identity declared (offboarded included).
-    pub identities: BTreeSet<String>,
-    /// The client each declared identity belongs to.
-    pub member_client: BTreeMap<String, String>,
+    /// Every member declared (offboarded included), by identity: the catalogue's own
+    /// map, shared rather than copied into sets.
+    pub members: BTreeMap<String, Arc<Member>>,
     /// The earliest future `starts` or `expires`: when desired state next changes.
     pub next_change: Option<Timestamp>,
 }
@@ -118,15 +115,13 @@ impl Desired {
         let generation = cache.generation;
         let mut d = Desired {
             now: Some(now),
+            members: cat.members.clone(),
             ..Desired::default()
         };
+        // Per system, (identity, account) in identity order: built in bulk at the end
+        // rather than inserted one by one.
+        let mut systems: BTreeMap<String, Vec<(String, Arc<WantedAccount>)>> = BTreeMap::new();
         for (identity, m) in &cat.members {
-            d.identities.insert(identity.clone());
-            d.member_client
-                .insert(identity.clone(), m.spec.client.clone());
-            if m.spec.offboarded {
-                d.offboarded.insert(identity.clone());
-            }
             let key = Arc::as_ptr(m) as usize;
             let part = match cache.parts.get_mut(&key) {
                 Some(c)
@@ -151,28 +146,49 @@ impl Desired {
                     part
                 }
             };
-            d.add(identity, &part);
+            for (system, account) in &part.accounts {
+                // Look up before inserting: the system key is cloned only once.
+                let accounts = match systems.get_mut(system) {
+                    Some(a) => a,
+                    None => systems.entry(system.clone()).or_default(),
+                };
+                accounts.push((identity.clone(), account.clone()));
+            }
+            d.add(&part);
         }
+        d.systems = systems
+            .into_iter()
+            .map(|(system, accounts)| (system, accounts.into_iter().collect()))
+            .collect();
         let oldest = generation.saturating_sub(KEEP_GENERATIONS);
         cache.parts.retain(|_, c| c.used >= oldest);
         d
     }
 
-    /// Adds one member's part.
-    fn add(&mut self, identity: &str, part: &MemberPart) {
-        for (system, account) in &part.accounts {
-            // Look up before inserting: the system key is cloned only once.
-            let accounts = match self.systems.get_mut(system) {
-                Some(a) => a,
-                None => self.systems.entry(system.clone()).or_default(),
-            };
-            accounts.insert(identity.to_string(), account.clone());
-        }
+    /// Adds one member's expired and pending grants and next change.
+    fn add(&mut self, part: &MemberPart) {
         self.expired.extend(part.expired.iter().cloned());
         self.pending.extend(part.pending.iter().cloned());
         if let Some(n) = part.next_change {
             self.next_change = Some(self.next_change.map_or(n, |c| c.min(n)));
         }
+    }
+
+    /// True when `identity` is declared by a Member (offboarded or not).
+    pub fn declares_identity(&self, identity: &str) -> bool {
+        self.members.contains_key(identity)
+    }
+
+    /// True when `identity` is declared and marked `offboarded: true`.
+    pub fn is_offboarded(&self, identity: &str) -> bool {
+        self.members
+            .get(identity)
+            .is_some_and(|m| m.spec.offboarded)
+    }
+
+    /// The client a declared identity belongs to.
+    pub fn client_of(&self, identity: &str) -> Option<&String> {
+        self.members.get(identity).map(|m| &m.spec.client)
     }
 
     /// True when the entitlement is declared, whatever the time.

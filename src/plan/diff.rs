@@ -1,6 +1,6 @@
 //! desired × actual → ordered changes, each with its reason. Pure: no I/O, no clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 
@@ -44,7 +44,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
     let prev_identity = |identity: &str| {
         input
             .previous
-            .is_some_and(|p| p.identities.contains(identity))
+            .is_some_and(|p| p.declares_identity(identity))
     };
     let mut plan = Plan {
         revision: input.revision.clone(),
@@ -81,7 +81,8 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
         let partial = matches!(snapshot.completeness, Completeness::Partial(_));
         let native_expiry = input.native_expiry.contains(name);
         let wanted = input.desired.systems.get(name).unwrap_or(&empty);
-        let actual: BTreeMap<&str, _> = snapshot
+        // Hashed, not ordered: the changes are sorted once at the end.
+        let actual: HashMap<&str, _> = snapshot
             .managed
             .iter()
             .map(|a| (a.identity.as_str(), a))
@@ -90,13 +91,9 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             grant_client
                 .cloned()
                 .or_else(|| system.spec.client.clone())
-                .or_else(|| input.desired.member_client.get(identity).cloned())
+                .or_else(|| input.desired.client_of(identity).cloned())
                 // Someone removed from git: their client as the last applied revision knew it.
-                .or_else(|| {
-                    input
-                        .previous
-                        .and_then(|p| p.member_client.get(identity).cloned())
-                })
+                .or_else(|| input.previous.and_then(|p| p.client_of(identity).cloned()))
         };
         let push = |plan: &mut Plan, change: Change, prunable: bool| {
             if change.reason == Reason::Undeclared && !(prunable && system.spec.prune && !partial) {
@@ -186,17 +183,17 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             }
         }
 
-        for (identity, have) in &actual {
-            let identity = identity.to_string();
-            let want = wanted.get(&identity);
-            let offboarded = input.desired.offboarded.contains(&identity)
-                || (!input.desired.identities.contains(&identity) && prev_identity(&identity));
-            let undeclared_person = !input.desired.identities.contains(&identity) && !offboarded;
+        for (&identity, have) in &actual {
+            let want = wanted.get(identity);
+            let member = input.desired.members.get(identity);
+            let offboarded = member.is_some_and(|m| m.spec.offboarded)
+                || (member.is_none() && prev_identity(identity));
+            let undeclared_person = member.is_none() && !offboarded;
             for ent in &have.entitlements {
                 if want.is_some_and(|w| w.entitlements.contains_key(ent)) {
                     continue;
                 }
-                let key = (name.clone(), identity.clone(), ent.clone());
+                let key = (name.clone(), identity.to_string(), ent.clone());
                 let expired = input.desired.expired.get(&key);
                 let reason = if offboarded {
                     Reason::Offboarded
@@ -215,7 +212,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                         system: name.clone(),
                         client: client_of(&identity, expired.map(|s| &s.client)),
                         op: Op::RemoveEntitlement {
-                            identity: identity.clone(),
+                            identity: identity.to_string(),
                             entitlement: ent.clone(),
                         },
                         reason,
@@ -227,10 +224,10 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             if offboarded || undeclared_person {
                 let op = match system.spec.offboard {
                     OffboardMode::Delete => Some(Op::DeleteAccount {
-                        identity: identity.clone(),
+                        identity: identity.to_string(),
                     }),
                     OffboardMode::Disable if have.active => Some(Op::DisableAccount {
-                        identity: identity.clone(),
+                        identity: identity.to_string(),
                     }),
                     OffboardMode::Disable => None,
                 };

@@ -2,8 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{FetchOptions, ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
+use git2::{FetchOptions, ObjectType, Oid, Repository};
 use jiff::Timestamp;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use super::SourceError;
 
@@ -90,7 +92,15 @@ pub struct SourceRepo {
     pub(super) mirrored: bool,
     /// For fetch and push.
     pub(super) creds: super::write::GitCredentials,
+    /// The YAML files under each tree already listed, by tree id: a tree id names its
+    /// whole content, so an unchanged directory is never walked again and listing a
+    /// new revision reads only the trees that changed (a tree diff).
+    pub(super) listings: Mutex<HashMap<Oid, Arc<Vec<(String, Oid)>>>>,
 }
+
+/// Listings kept before the memo is dropped and rebuilt (each load adds only the trees
+/// that changed, so this is reached only by long-running processes).
+const MAX_LISTINGS: usize = 100_000;
 
 /// The remote-tracking namespace a mirrored remote is fetched into.
 pub(super) const REMOTE_REFS: &str = "refs/remotes/origin";
@@ -119,6 +129,7 @@ impl SourceRepo {
                     source,
                 })?;
                 Ok(SourceRepo {
+                    listings: Mutex::default(),
                     repo,
                     location: location.clone(),
                     mirrored: false,
@@ -146,6 +157,7 @@ impl SourceRepo {
                         })?;
                 }
                 let me = SourceRepo {
+                    listings: Mutex::default(),
                     repo,
                     location: location.clone(),
                     mirrored: true,
@@ -276,21 +288,54 @@ impl SourceRepo {
                 })?;
             tree = self.repo.find_tree(entry.id())?;
         }
+        let mut listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
+        if listings.len() > MAX_LISTINGS {
+            listings.clear();
+        }
         let mut blobs = Vec::new();
-        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            if dir.is_empty() && entry.name() == Ok("audit") {
-                return TreeWalkResult::Skip;
+        for entry in tree.iter() {
+            let Ok(name) = entry.name() else { continue };
+            match entry.kind() {
+                // The audit trail is latchkey's own output, never desired state.
+                Some(ObjectType::Tree) if name != "audit" => {
+                    let sub = self.listing(entry.id(), &mut listings)?;
+                    blobs.extend(sub.iter().map(|(p, b)| (format!("{name}/{p}"), *b)));
+                }
+                Some(ObjectType::Blob) if is_yaml(name) => {
+                    blobs.push((name.to_string(), entry.id()))
+                }
+                _ => {}
             }
-            if entry.kind() == Some(ObjectType::Blob)
-                && let Ok(name) = entry.name()
-                && (name.ends_with(".yaml") || name.ends_with(".yml"))
-            {
-                blobs.push((format!("{dir}{name}"), entry.id()));
-            }
-            TreeWalkResult::Ok
-        })?;
+        }
         blobs.sort();
         Ok(blobs)
+    }
+
+    /// The YAML files under tree `id`, relative to it, from `memo` when listed before.
+    fn listing(
+        &self,
+        id: Oid,
+        memo: &mut HashMap<Oid, Arc<Vec<(String, Oid)>>>,
+    ) -> Result<Arc<Vec<(String, Oid)>>, git2::Error> {
+        if let Some(l) = memo.get(&id) {
+            return Ok(l.clone());
+        }
+        let tree = self.repo.find_tree(id)?;
+        let mut out = Vec::new();
+        for entry in tree.iter() {
+            let Ok(name) = entry.name() else { continue };
+            match entry.kind() {
+                Some(ObjectType::Tree) => {
+                    let sub = self.listing(entry.id(), memo)?;
+                    out.extend(sub.iter().map(|(p, b)| (format!("{name}/{p}"), *b)));
+                }
+                Some(ObjectType::Blob) if is_yaml(name) => out.push((name.to_string(), entry.id())),
+                _ => {}
+            }
+        }
+        let out = Arc::new(out);
+        memo.insert(id, out.clone());
+        Ok(out)
     }
 
     /// Reads a blob as UTF-8.
@@ -411,4 +456,9 @@ mod tests {
         );
         assert_eq!(redact_url("file:///tmp/a"), "file:///tmp/a");
     }
+}
+
+/// Files latchkey reads as documents.
+fn is_yaml(name: &str) -> bool {
+    name.ends_with(".yaml") || name.ends_with(".yml")
 }
