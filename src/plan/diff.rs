@@ -1,6 +1,6 @@
 //! desired × actual → ordered changes, each with its reason. Pure: no I/O, no clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 
@@ -81,8 +81,8 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
         let partial = matches!(snapshot.completeness, Completeness::Partial(_));
         let native_expiry = input.native_expiry.contains(name);
         let wanted = input.desired.systems.get(name).unwrap_or(&empty);
-        // Hashed, not ordered: the changes are sorted once at the end.
-        let actual: HashMap<&str, _> = snapshot
+        // Ordered by identity like `wanted`, so both loops below walk memory in order.
+        let actual: BTreeMap<&str, _> = snapshot
             .managed
             .iter()
             .map(|a| (a.identity.as_str(), a))
