@@ -10,6 +10,10 @@
 //!   `maxPages` pages (a server that never ends yields a Partial snapshot).
 //! - 429 and 5xx answers and dropped connections are retried with exponential backoff,
 //!   honouring `Retry-After`; what still fails is classified Transient.
+//! - Ids are resolved once per connector (one reconcile): a user's id found or created
+//!   by one change is reused by that person's next changes, a group's id by every grant
+//!   of the role, so a grant costs one PATCH instead of a filter lookup and a PATCH. A
+//!   cached id the server answers 404 for is forgotten and resolved again.
 //! - Tolerated quirks: `active` as the strings "True"/"False", missing ETags, group
 //!   members that are not users (dangling ids), missing `totalResults`.
 //!
@@ -105,6 +109,11 @@ pub struct ScimConnector {
     /// Group ids by displayName; creation is serialised so concurrent grants of a new
     /// role never create the group twice (many servers do not enforce unique names).
     groups: tokio::sync::Mutex<HashMap<String, String>>,
+    /// Ids of managed users by lowercased userName, resolved by this connector's changes.
+    /// Not filled from `read`: a group PATCH naming a user deleted since is accepted by
+    /// servers (a dangling member, no 404), so an id is only trusted from the lookup or
+    /// POST of the same apply, as short-lived as the lookup it replaces. Cleared by `read`.
+    users: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// A user as latchkey needs it.
@@ -125,6 +134,7 @@ impl ScimConnector {
             token,
             http,
             groups: tokio::sync::Mutex::new(HashMap::new()),
+            users: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -302,12 +312,62 @@ impl ScimConnector {
         }))
     }
 
-    async fn managed_user(&self, email: &str) -> Result<Option<String>, ConnectorError> {
+    /// The cached id of the managed user `email`.
+    fn cached_user(&self, email: &str) -> Option<String> {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(email)
+            .cloned()
+    }
+
+    fn remember_user(&self, email: &str, id: &str) {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(email.to_string(), id.to_string());
+    }
+
+    /// Forgets `email`'s id if it is still `id` (a concurrent change may have resolved
+    /// a fresh one meanwhile).
+    fn forget_user(&self, email: &str, id: &str) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if users.get(email).is_some_and(|cached| cached == id) {
+            users.remove(email);
+        }
+    }
+
+    /// Looks the user up on the server; a managed user's id is cached.
+    async fn lookup_managed_user(&self, email: &str) -> Result<Option<String>, ConnectorError> {
         match self.find_user(email).await? {
-            Some(u) if u.managed => Ok(Some(u.id)),
+            Some(u) if u.managed => {
+                self.remember_user(email, &u.id);
+                Ok(Some(u.id))
+            }
             Some(_) => Err(ConnectorError::permanent(format!(
                 "the SCIM user {email} is not managed by latchkey (externalId has no latchkey marker); it is left alone"
             ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs `op` with the id of the managed user `email` (None: no such user). `op`
+    /// answers None when the server does not know the id (404): a cached id is then
+    /// forgotten and the user looked up once more; after a fresh lookup it means the
+    /// user is gone.
+    async fn with_user<T, F, Fut>(&self, email: &str, op: F) -> Result<Option<T>, ConnectorError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, ConnectorError>>,
+    {
+        if let Some(id) = self.cached_user(email) {
+            if let Some(done) = op(id.clone()).await? {
+                return Ok(Some(done));
+            }
+            self.forget_user(email, &id);
+        }
+        match self.lookup_managed_user(email).await? {
+            Some(id) => op(id).await,
             None => Ok(None),
         }
     }
@@ -324,6 +384,14 @@ impl ScimConnector {
                 .insert(name.to_string(), id.clone());
         }
         Ok(id)
+    }
+
+    /// Forgets `name`'s group id if it is still `id`.
+    async fn forget_group(&self, name: &str, id: &str) {
+        let mut groups = self.groups.lock().await;
+        if groups.get(name).is_some_and(|cached| cached == id) {
+            groups.remove(name);
+        }
     }
 
     /// The group's id from the server (no cache).
@@ -343,22 +411,35 @@ impl ScimConnector {
             .and_then(|g| g.get("id")?.as_str().map(str::to_string)))
     }
 
-    async fn set_active(&self, id: &str, active: bool) -> Result<(), ConnectorError> {
+    /// Sets `active`; false when the server has no user `id` (404).
+    async fn set_active(&self, id: &str, active: bool) -> Result<bool, ConnectorError> {
         let body = json!({
             "schemas": [PATCH_SCHEMA],
             "Operations": [{"op": "replace", "path": "active", "value": active}],
         });
-        self.expect(Method::PATCH, &format!("/Users/{id}"), Some(&body), &[])
-            .await
-            .map(drop)
+        let (status, _) = self
+            .expect(
+                Method::PATCH,
+                &format!("/Users/{id}"),
+                Some(&body),
+                &[StatusCode::NOT_FOUND],
+            )
+            .await?;
+        Ok(status != StatusCode::NOT_FOUND)
     }
 
     async fn add_member(&self, user: &str, group: &str) -> Result<(), ConnectorError> {
-        if let Some(gid) = self.find_group(group).await? {
-            return self.patch_add(&gid, user).await;
+        let cached = self.groups.lock().await.get(group).cloned();
+        if let Some(gid) = cached {
+            if self.patch_add(&gid, user).await? {
+                return Ok(());
+            }
+            // Deleted elsewhere since it was resolved: resolve or create it again below.
+            self.forget_group(group, &gid).await;
         }
-        // Serialise creation: the lock is held across the re-check, the POST and the
-        // cache insert, so concurrent grants of a new role create one group.
+        // Serialise resolution and creation: the lock is held across the lookup, the
+        // POST and the cache insert, so concurrent grants of a new role create one group
+        // (and look it up once).
         let mut cache = self.groups.lock().await;
         let known = match cache.get(group) {
             Some(gid) => Some(gid.clone()),
@@ -367,7 +448,7 @@ impl ScimConnector {
         if let Some(gid) = known {
             cache.insert(group.to_string(), gid.clone());
             drop(cache);
-            return self.patch_add(&gid, user).await;
+            return self.patch_add_fresh(&gid, group, user).await;
         }
         let body = json!({
             "schemas": [GROUP_SCHEMA],
@@ -391,7 +472,7 @@ impl ScimConnector {
             })?;
             cache.insert(group.to_string(), gid.clone());
             drop(cache);
-            return self.patch_add(&gid, user).await;
+            return self.patch_add_fresh(&gid, group, user).await;
         }
         if let Some(id) = created.get("id").and_then(Value::as_str) {
             cache.insert(group.to_string(), id.to_string());
@@ -399,17 +480,57 @@ impl ScimConnector {
         Ok(())
     }
 
-    async fn patch_add(&self, gid: &str, user: &str) -> Result<(), ConnectorError> {
+    /// Adds `user` to a group whose id was just looked up.
+    async fn patch_add_fresh(
+        &self,
+        gid: &str,
+        group: &str,
+        user: &str,
+    ) -> Result<(), ConnectorError> {
+        if self.patch_add(gid, user).await? {
+            return Ok(());
+        }
+        self.forget_group(group, gid).await;
+        Err(ConnectorError::transient(format!(
+            "SCIM group {group:?} was deleted while being granted"
+        )))
+    }
+
+    /// Removes `user` from the group named `group`, if there is one.
+    async fn remove_member(&self, user: &str, group: &str) -> Result<(), ConnectorError> {
+        let Some(gid) = self.find_group(group).await? else {
+            return Ok(());
+        };
+        if self.patch_remove(&gid, user).await? {
+            return Ok(());
+        }
+        // Deleted elsewhere since it was resolved: another group may hold the name now.
+        self.forget_group(group, &gid).await;
+        match self.find_group(group).await? {
+            Some(gid) => self.patch_remove(&gid, user).await.map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds a member; false when the server has no group `gid` (404).
+    async fn patch_add(&self, gid: &str, user: &str) -> Result<bool, ConnectorError> {
         let body = json!({
             "schemas": [PATCH_SCHEMA],
             "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}],
         });
-        self.expect(Method::PATCH, &format!("/Groups/{gid}"), Some(&body), &[])
-            .await
-            .map(drop)
+        let (status, _) = self
+            .expect(
+                Method::PATCH,
+                &format!("/Groups/{gid}"),
+                Some(&body),
+                &[StatusCode::NOT_FOUND],
+            )
+            .await?;
+        Ok(status != StatusCode::NOT_FOUND)
     }
 
-    async fn patch_remove(&self, gid: &str, user: &str) -> Result<(), ConnectorError> {
+    /// Removes a member; false when the server has no group `gid` (404).
+    async fn patch_remove(&self, gid: &str, user: &str) -> Result<bool, ConnectorError> {
         let body = json!({
             "schemas": [PATCH_SCHEMA],
             "Operations": [{"op": "remove", "path": format!("members[value eq {}]", quoted(user))}],
@@ -420,7 +541,7 @@ impl ScimConnector {
                 Method::PATCH,
                 &format!("/Groups/{gid}"),
                 Some(&body),
-                &[StatusCode::BAD_REQUEST],
+                &[StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND],
             )
             .await?;
         if status == StatusCode::BAD_REQUEST
@@ -431,7 +552,74 @@ impl ScimConnector {
                 detail_json(&value)
             )));
         }
+        Ok(status != StatusCode::NOT_FOUND)
+    }
+
+    /// POSTs a new managed user and caches its id.
+    async fn create_user(
+        &self,
+        email: &str,
+        display_name: Option<&str>,
+    ) -> Result<(), ConnectorError> {
+        let mut body = json!({
+            "schemas": [USER_SCHEMA],
+            "userName": email,
+            "externalId": marker(email),
+            "emails": [{"value": email, "primary": true}],
+            "active": true,
+        });
+        if let Some(n) = display_name {
+            body["displayName"] = json!(n);
+        }
+        let (status, created) = self
+            .expect(Method::POST, "/Users", Some(&body), &[StatusCode::CONFLICT])
+            .await?;
+        if status == StatusCode::CONFLICT {
+            // Created meanwhile (a retried POST, or a race): fine if it is ours.
+            return match self.find_user(email).await? {
+                Some(u) if u.managed => {
+                    self.remember_user(email, &u.id);
+                    Ok(())
+                }
+                _ => Err(ConnectorError::permanent(format!(
+                    "a SCIM user {email} exists and is not managed by latchkey; it is left alone"
+                ))),
+            };
+        }
+        if let Some(id) = created.get("id").and_then(Value::as_str) {
+            self.remember_user(email, id);
+        }
         Ok(())
+    }
+
+    /// Deletes the user `id` after taking it out of its groups; false when the server
+    /// has no user `id` (404).
+    async fn delete_user(&self, id: &str) -> Result<bool, ConnectorError> {
+        // Servers differ on cleaning memberships of deleted users; do it first.
+        let filter = urlencoding::encode(&format!("members.value eq {}", quoted(id))).into_owned();
+        let path = format!("/Groups?filter={filter}&attributes=displayName");
+        if let Ok((_, body)) = self.expect(Method::GET, &path, None, &[]).await {
+            for g in body
+                .get("Resources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(gid) = g.get("id").and_then(Value::as_str) {
+                    // A group deleted meanwhile holds nobody.
+                    self.patch_remove(gid, id).await?;
+                }
+            }
+        }
+        let (status, _) = self
+            .expect(
+                Method::DELETE,
+                &format!("/Users/{id}"),
+                None,
+                &[StatusCode::NOT_FOUND],
+            )
+            .await?;
+        Ok(status != StatusCode::NOT_FOUND)
     }
 }
 
@@ -445,6 +633,8 @@ impl Connector for ScimConnector {
     }
 
     async fn read(&self) -> Result<Snapshot, ConnectorError> {
+        // A read starts a new view: the changes planned from it resolve users afresh.
+        self.users.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let mut users = Vec::new();
         let mut partial = self
             .list(
@@ -514,6 +704,27 @@ impl Connector for ScimConnector {
                 }
             }
         }
+        // Grants of existing roles then skip the group lookup. A name held by several
+        // groups is left to `lookup_group`, so the choice among them stays the same; a
+        // group deleted after this read answers 404 and is resolved again.
+        let mut seen: HashMap<&str, Option<&str>> = HashMap::new();
+        for g in &groups {
+            if let (Some(name), Some(id)) = (
+                g.get("displayName").and_then(Value::as_str),
+                g.get("id").and_then(Value::as_str),
+            ) {
+                seen.entry(name)
+                    .and_modify(|first| *first = None)
+                    .or_insert(Some(id));
+            }
+        }
+        let mut cache = self.groups.lock().await;
+        for (name, id) in seen {
+            if let Some(id) = id {
+                cache.insert(name.to_string(), id.to_string());
+            }
+        }
+        drop(cache);
         Ok(Snapshot {
             managed: accounts.into_values().collect(),
             unmanaged,
@@ -525,90 +736,81 @@ impl Connector for ScimConnector {
         let email = op.identity().to_lowercase();
         match op {
             Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("scim")),
-            Op::CreateAccount { display_name, .. } => match self.find_user(&email).await? {
-                Some(u) if u.managed => self.set_active(&u.id, true).await,
-                Some(_) => Err(ConnectorError::permanent(format!(
-                    "a SCIM user {email} exists and is not managed by latchkey; it is left alone"
-                ))),
-                None => {
-                    let mut body = json!({
-                        "schemas": [USER_SCHEMA],
-                        "userName": email,
-                        "externalId": marker(&email),
-                        "emails": [{"value": email, "primary": true}],
-                        "active": true,
-                    });
-                    if let Some(n) = display_name {
-                        body["displayName"] = json!(n);
+            Op::CreateAccount { display_name, .. } => {
+                // Resolved by an earlier change: (re)activate it, as for a lookup below.
+                if let Some(id) = self.cached_user(&email) {
+                    if self.set_active(&id, true).await? {
+                        return Ok(());
                     }
-                    let (status, _) = self
-                        .expect(Method::POST, "/Users", Some(&body), &[StatusCode::CONFLICT])
-                        .await?;
-                    if status == StatusCode::CONFLICT {
-                        // Created meanwhile (a retried POST, or a race): fine if it is ours.
-                        return match self.find_user(&email).await? {
-                            Some(u) if u.managed => Ok(()),
-                            _ => Err(ConnectorError::permanent(format!(
-                                "a SCIM user {email} exists and is not managed by latchkey; it is left alone"
-                            ))),
-                        };
-                    }
-                    Ok(())
+                    self.forget_user(&email, &id);
                 }
-            },
-            Op::EnableAccount { .. } => match self.managed_user(&email).await? {
-                Some(id) => self.set_active(&id, true).await,
-                None => Err(ConnectorError::permanent(format!(
-                    "no SCIM user {email} to enable"
-                ))),
-            },
-            Op::DisableAccount { .. } => match self.managed_user(&email).await? {
-                Some(id) => self.set_active(&id, false).await,
-                None => Ok(()),
-            },
-            Op::AddEntitlement { entitlement, .. } => match self.managed_user(&email).await? {
-                Some(id) => self.add_member(&id, entitlement).await,
-                None => Err(ConnectorError::permanent(format!(
-                    "no SCIM user {email} managed by latchkey to grant {entitlement:?} to"
-                ))),
-            },
-            Op::RemoveEntitlement { entitlement, .. } => {
-                let Some(id) = self.managed_user(&email).await? else {
-                    return Ok(());
-                };
-                match self.find_group(entitlement).await? {
-                    Some(gid) => self.patch_remove(&gid, &id).await,
-                    None => Ok(()),
+                match self.find_user(&email).await? {
+                    Some(u) if u.managed => {
+                        self.remember_user(&email, &u.id);
+                        if self.set_active(&u.id, true).await? {
+                            return Ok(());
+                        }
+                        self.forget_user(&email, &u.id);
+                        Err(ConnectorError::transient(format!(
+                            "the SCIM user {email} was deleted while being activated"
+                        )))
+                    }
+                    Some(_) => Err(ConnectorError::permanent(format!(
+                        "a SCIM user {email} exists and is not managed by latchkey; it is left alone"
+                    ))),
+                    None => self.create_user(&email, display_name.as_deref()).await,
                 }
             }
-            Op::DeleteAccount { .. } => {
-                let Some(id) = self.managed_user(&email).await? else {
-                    return Ok(());
-                };
-                // Servers differ on cleaning memberships of deleted users; do it first.
-                let filter =
-                    urlencoding::encode(&format!("members.value eq {}", quoted(&id))).into_owned();
-                let path = format!("/Groups?filter={filter}&attributes=displayName");
-                if let Ok((_, body)) = self.expect(Method::GET, &path, None, &[]).await {
-                    for g in body
-                        .get("Resources")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if let Some(gid) = g.get("id").and_then(Value::as_str) {
-                            self.patch_remove(gid, &id).await?;
-                        }
-                    }
+            Op::EnableAccount { .. } => {
+                match self
+                    .with_user(&email, |id| async move {
+                        Ok(self.set_active(&id, true).await?.then_some(()))
+                    })
+                    .await?
+                {
+                    Some(()) => Ok(()),
+                    None => Err(ConnectorError::permanent(format!(
+                        "no SCIM user {email} to enable"
+                    ))),
                 }
-                self.expect(
-                    Method::DELETE,
-                    &format!("/Users/{id}"),
-                    None,
-                    &[StatusCode::NOT_FOUND],
-                )
+            }
+            Op::DisableAccount { .. } => self
+                .with_user(&email, |id| async move {
+                    Ok(self.set_active(&id, false).await?.then_some(()))
+                })
                 .await
-                .map(drop)
+                .map(drop),
+            Op::AddEntitlement { entitlement, .. } => {
+                // The group PATCH cannot tell a stale user id (servers accept dangling
+                // members), hence the cache's short life (see `users`).
+                match self
+                    .with_user(&email, |id| async move {
+                        self.add_member(&id, entitlement).await.map(Some)
+                    })
+                    .await?
+                {
+                    Some(()) => Ok(()),
+                    None => Err(ConnectorError::permanent(format!(
+                        "no SCIM user {email} managed by latchkey to grant {entitlement:?} to"
+                    ))),
+                }
+            }
+            Op::RemoveEntitlement { entitlement, .. } => self
+                .with_user(&email, |id| async move {
+                    self.remove_member(&id, entitlement).await.map(Some)
+                })
+                .await
+                .map(drop),
+            Op::DeleteAccount { .. } => {
+                let deleted = self
+                    .with_user(&email, |id| async move {
+                        Ok(self.delete_user(&id).await?.then_some(id))
+                    })
+                    .await?;
+                if let Some(id) = deleted {
+                    self.forget_user(&email, &id);
+                }
+                Ok(())
             }
         }
     }

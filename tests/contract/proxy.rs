@@ -1,9 +1,10 @@
-//! A loopback TCP proxy that cuts every connection once a byte budget of server-to-client
-//! traffic is spent: a connection that drops part-way through a read.
+//! Loopback proxies in front of real servers: `CutProxy` cuts every connection once a byte
+//! budget of server-to-client traffic is spent (a connection that drops part-way through
+//! a read); `FaultProxy` answers chosen HTTP requests with 429 / 5xx and `Retry-After`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -88,4 +89,170 @@ async fn relay(client: TcpStream, server: TcpStream, budget: Arc<AtomicU64>, use
     }
     // Dropping both halves resets the client mid-response when the budget ran out.
     up.abort();
+}
+
+/// Which requests a `FaultProxy` answers itself (counted from 1, in arrival order).
+#[derive(Clone, Copy, Debug)]
+pub enum Rule {
+    /// The first n requests.
+    First(u64),
+    /// Every k-th request (k, 2k, ...).
+    Every(u64),
+    /// Every request.
+    Always,
+}
+
+impl Rule {
+    fn hits(self, n: u64) -> bool {
+        match self {
+            Rule::First(first) => n <= first,
+            Rule::Every(k) => n % k == 0,
+            Rule::Always => true,
+        }
+    }
+}
+
+/// The answer a `FaultProxy` gives instead of the server's.
+#[derive(Clone, Copy, Debug)]
+pub struct Fault {
+    /// Status line after "HTTP/1.1 ", e.g. "429 Too Many Requests".
+    pub status: &'static str,
+    pub retry_after: Option<&'static str>,
+    pub rule: Rule,
+    /// Forward the request first and drop the server's answer: the change is made but
+    /// the client sees the fault (a gateway timing out after the backend committed).
+    pub after_forwarding: bool,
+}
+
+/// A loopback HTTP/1 proxy that answers chosen requests with an error status (and a
+/// `Retry-After`), and forwards the others to the real server. One request per
+/// connection: every answer it writes closes the connection, and scim2-server (HTTP/1.0)
+/// closes after each response too, so each request is seen and counted.
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<(String, bool)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: SocketAddr, fault: Fault) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let _ = serve(client, upstream, fault, log).await;
+                });
+            }
+        });
+        FaultProxy { addr, seen, task }
+    }
+
+    /// The request lines seen so far ("PATCH /t/v2/Groups/…"), in order, each with
+    /// whether it was answered with the fault.
+    pub fn seen(&self) -> Vec<(String, bool)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// How many requests were answered with the fault.
+    pub fn faulted(&self) -> usize {
+        self.seen().iter().filter(|(_, f)| *f).count()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    fault: Fault,
+    log: Arc<Mutex<Vec<(String, bool)>>>,
+) -> std::io::Result<()> {
+    let request = read_request(&mut client).await?;
+    // Only the request line is kept: the headers hold the bearer token.
+    let line =
+        String::from_utf8_lossy(&request[..request.iter().position(|b| *b == b'\r').unwrap_or(0)])
+            .into_owned();
+    let hit = {
+        let mut log = log.lock().unwrap();
+        log.push((line, false));
+        let n = log.len() as u64;
+        let hit = fault.rule.hits(n);
+        log.last_mut().expect("just pushed").1 = hit;
+        hit
+    };
+    if hit && !fault.after_forwarding {
+        return answer_fault(client, fault).await;
+    }
+    let mut server = TcpStream::connect(upstream).await?;
+    server.write_all(&request).await?;
+    if hit {
+        // The server makes the change; its answer is dropped.
+        let mut discard = Vec::new();
+        server.read_to_end(&mut discard).await?;
+        return answer_fault(client, fault).await;
+    }
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+    });
+    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+    let _ = cw.shutdown().await;
+    up.abort();
+    Ok(())
+}
+
+async fn answer_fault(mut client: TcpStream, fault: Fault) -> std::io::Result<()> {
+    let body = format!(
+        r#"{{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"{}","detail":"injected by the test proxy"}}"#,
+        fault.status.split(' ').next().unwrap_or_default()
+    );
+    let retry_after = fault
+        .retry_after
+        .map_or(String::new(), |r| format!("Retry-After: {r}\r\n"));
+    let response = format!(
+        "HTTP/1.1 {}\r\n{retry_after}Content-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        fault.status,
+        body.len()
+    );
+    client.write_all(response.as_bytes()).await?;
+    client.shutdown().await
+}
+
+/// Reads one request: the head, then `Content-Length` bytes of body.
+async fn read_request(client: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(buf)
 }

@@ -1,11 +1,14 @@
 //! SCIM-only behaviours, against the real scim2-server.
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use latchkey::connectors::scim::{ScimConfig, ScimConnector};
-use latchkey::connectors::{Completeness, Connector, Op, Secret};
+use latchkey::connectors::{Completeness, Connector, ErrorClass, Op, Secret};
+use serde_json::Value;
 
 use crate::peers::scim::ScimServer;
+use crate::proxy::{Fault, FaultProxy, Rule};
 
 fn connector(server: &ScimServer, page_size: usize, max_pages: usize) -> ScimConnector {
     let mut c = ScimConfig::new(&server.base);
@@ -52,4 +55,387 @@ async fn page_limit_guard_yields_partial() {
         }
         Completeness::Complete => panic!("a read stopped by the page guard is not Complete"),
     }
+}
+
+/// The server, or None when it cannot start and peers are optional (fails in CI).
+fn start(tenant: &str) -> Option<ScimServer> {
+    match ScimServer::start(tenant) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            crate::peers::unavailable("scim2-server", &why);
+            None
+        }
+    }
+}
+
+/// A connector to `server` whose requests pass through `proxy`, with quick backoff so
+/// only the server's Retry-After makes it wait.
+fn via(server: &ScimServer, proxy: &FaultProxy, max_retries: u32) -> ScimConnector {
+    let base = server.base.replace(
+        &format!(":{}/", server.port),
+        &format!(":{}/", proxy.addr.port()),
+    );
+    let mut c = ScimConfig::new(base);
+    c.max_retries = max_retries;
+    c.retry_base = Duration::from_millis(20);
+    c.timeout = Duration::from_secs(10);
+    ScimConnector::new(c, Some(Secret::new(server.token.clone()))).expect("connector")
+}
+
+fn upstream(server: &ScimServer) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], server.port))
+}
+
+/// GET straight from the server, around the proxy and the connector.
+async fn direct(server: &ScimServer, path_and_query: &str) -> Value {
+    direct_call(server, reqwest::Method::GET, path_and_query, None).await
+}
+
+/// A request straight to the server; Null for an empty answer.
+async fn direct_call(
+    server: &ScimServer,
+    method: reqwest::Method,
+    path_and_query: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path_and_query}", server.base))
+        .bearer_auth(&server.token);
+    if let Some(b) = body {
+        req = req
+            .header("Content-Type", "application/scim+json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.expect("direct request");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    resp.json().await.unwrap_or(Value::Null)
+}
+
+fn create(who: &str) -> Op {
+    Op::CreateAccount {
+        identity: who.into(),
+        display_name: None,
+    }
+}
+
+fn grant(who: &str, role: &str) -> Op {
+    Op::AddEntitlement {
+        identity: who.into(),
+        entitlement: role.into(),
+    }
+}
+
+/// The user `email` and the names of the groups holding it, as the server has them.
+async fn on_server(server: &ScimServer, email: &str) -> Option<(Value, Vec<String>)> {
+    let f = urlencoding::encode(&format!("userName eq \"{email}\"")).into_owned();
+    let users = direct(server, &format!("/Users?filter={f}")).await;
+    let user = users["Resources"].as_array()?.first()?.clone();
+    let id = user["id"].as_str()?.to_string();
+    let f = urlencoding::encode(&format!("members.value eq \"{id}\"")).into_owned();
+    let groups = direct(server, &format!("/Groups?filter={f}")).await;
+    let mut names: Vec<String> = groups["Resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["displayName"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    Some((user, names))
+}
+
+async fn apply(c: &ScimConnector, op: Op) {
+    if let Err(e) = c.apply(&op).await {
+        panic!("{op:?} failed: {e} ({:?})", e.class);
+    }
+}
+
+async fn create_and_grant(c: &ScimConnector, who: &str, role: &str) {
+    apply(c, create(who)).await;
+    apply(c, grant(who, role)).await;
+}
+
+/// Ids resolved by earlier changes are reused: a grant of a known role to a person
+/// created in the same apply is one PATCH, with no filter lookups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolved_ids_are_reused() {
+    let Some(server) = start("reuse") else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        upstream(&server),
+        Fault {
+            status: "500 Internal Server Error",
+            retry_after: None,
+            rule: Rule::First(0),
+            after_forwarding: false,
+        },
+    )
+    .await;
+    let c = via(&server, &proxy, 0);
+    create_and_grant(&c, "first@client.example", "shared-role").await;
+    apply(&c, create("second@client.example")).await;
+    let before = proxy.seen().len();
+    apply(&c, grant("second@client.example", "shared-role")).await;
+    let lines: Vec<String> = proxy.seen()[before..]
+        .iter()
+        .map(|(l, _)| l.clone())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with("PATCH ") && lines[0].contains("/Groups/"));
+    // A read starts afresh for users, and fills in the roles it saw.
+    c.read().await.expect("read");
+    let before = proxy.seen().len();
+    apply(&c, grant("first@client.example", "other-role")).await;
+    apply(&c, grant("second@client.example", "other-role")).await;
+    let lines: Vec<String> = proxy.seen()[before..]
+        .iter()
+        .map(|(l, _)| l.split('?').next().unwrap_or_default().to_string())
+        .collect();
+    let methods: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split(' ').next().unwrap_or_default())
+        .collect();
+    // first: user lookup, group lookup, group POST; second: user lookup, PATCH.
+    assert_eq!(
+        methods,
+        ["GET", "GET", "POST", "GET", "PATCH"],
+        "{lines:#?}"
+    );
+}
+
+/// Ids cached earlier that the server no longer knows (deleted and re-created elsewhere)
+/// answer 404 and are resolved again: the change lands on the live objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_cached_ids_are_resolved_again() {
+    let Some(server) = start("stale") else {
+        return;
+    };
+    let mut config = ScimConfig::new(&server.base);
+    config.retry_base = Duration::from_millis(20);
+    let c = ScimConnector::new(config, Some(Secret::new(server.token.clone()))).expect("connector");
+    create_and_grant(&c, "one@client.example", "moving-role").await;
+    apply(&c, create("two@client.example")).await;
+
+    // Elsewhere: the role's group is deleted, and two's user deleted and re-created.
+    let f = urlencoding::encode("displayName eq \"moving-role\"").into_owned();
+    let groups = direct(&server, &format!("/Groups?filter={f}")).await;
+    let gid = groups["Resources"][0]["id"]
+        .as_str()
+        .expect("group id")
+        .to_string();
+    direct_call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("/Groups/{gid}"),
+        None,
+    )
+    .await;
+    let (old, _) = on_server(&server, "two@client.example").await.expect("two");
+    let old_id = old["id"].as_str().expect("user id").to_string();
+    direct_call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("/Users/{old_id}"),
+        None,
+    )
+    .await;
+    direct_call(
+        &server,
+        reqwest::Method::POST,
+        "/Users",
+        Some(serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "two@client.example",
+            "externalId": "latchkey:two@client.example",
+            "active": true,
+        })),
+    )
+    .await;
+
+    // The disable meets 404 on the cached user id and resolves the new one, which the
+    // grant then uses. (A grant alone could not tell: servers accept a dangling member,
+    // which is why user ids are only cached within one apply.)
+    apply(
+        &c,
+        Op::DisableAccount {
+            identity: "two@client.example".into(),
+        },
+    )
+    .await;
+    apply(&c, grant("two@client.example", "moving-role")).await;
+    let (user, groups) = on_server(&server, "two@client.example").await.expect("two");
+    assert_ne!(user["id"], old_id.as_str(), "the re-created user");
+    assert_eq!(user["active"], false, "disabled through its new id");
+    assert_eq!(groups, vec!["moving-role".to_string()], "in a live group");
+}
+
+/// 429 with `Retry-After: 1` on the first two requests: the change still lands, after
+/// waiting the server's Retry-After each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_is_retried_after_retry_after() {
+    let Some(server) = start("ratelimit") else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        upstream(&server),
+        Fault {
+            status: "429 Too Many Requests",
+            retry_after: Some("1"),
+            rule: Rule::First(2),
+            after_forwarding: false,
+        },
+    )
+    .await;
+    let c = via(&server, &proxy, 4);
+    let who = "limited@client.example";
+    let started = Instant::now();
+    create_and_grant(&c, who, "limited-role").await;
+    let elapsed = started.elapsed();
+
+    let seen = proxy.seen();
+    // The user lookup three times (429, 429, answered), the POST of the user, the
+    // group lookup and the POST of the group with its first member.
+    assert_eq!(seen.len(), 6, "{seen:#?}");
+    assert_eq!(proxy.faulted(), 2, "{seen:#?}");
+    assert!(seen[..3].iter().all(|(line, _)| line.starts_with("GET ")));
+    // Lower bound only: two waits of at least the Retry-After each.
+    assert!(
+        elapsed >= Duration::from_millis(1900),
+        "waited {elapsed:?}, less than 2 x Retry-After"
+    );
+    let (user, groups) = on_server(&server, who)
+        .await
+        .expect("the user is on the server");
+    assert_eq!(user["externalId"], "latchkey:limited@client.example");
+    assert_eq!(groups, vec!["limited-role".to_string()]);
+}
+
+/// 503 with `Retry-After: 1` on every other request, POSTs included: each is retried,
+/// nothing is created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_every_other_request_is_retried() {
+    let Some(server) = start("unavailable") else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        upstream(&server),
+        Fault {
+            status: "503 Service Unavailable",
+            retry_after: Some("1"),
+            rule: Rule::Every(2),
+            after_forwarding: false,
+        },
+    )
+    .await;
+    let c = via(&server, &proxy, 4);
+    let who = "flaky@client.example";
+    let started = Instant::now();
+    create_and_grant(&c, who, "flaky-role").await;
+    let elapsed = started.elapsed();
+
+    let seen = proxy.seen();
+    // Four requests (user lookup, user POST, group lookup, group POST); every one after
+    // the first meets one 503 before it gets through.
+    assert_eq!(seen.len(), 7, "{seen:#?}");
+    assert_eq!(proxy.faulted(), 3, "{seen:#?}");
+    assert!(
+        elapsed >= Duration::from_millis(2900),
+        "waited {elapsed:?}, less than 3 x Retry-After"
+    );
+    let (user, groups) = on_server(&server, who)
+        .await
+        .expect("the user is on the server");
+    assert_eq!(user["active"], true);
+    assert_eq!(groups, vec!["flaky-role".to_string()]);
+    let f = urlencoding::encode("displayName eq \"flaky-role\"").into_owned();
+    let same_name = direct(&server, &format!("/Groups?filter={f}")).await;
+    assert_eq!(same_name["totalResults"], 1, "one group for the role");
+}
+
+/// A 502 that arrives after the server made the change (the gateway gave up, the backend
+/// committed): the retried POST meets 409 and the connector recognises its own user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_error_after_a_committed_post_is_not_a_failure() {
+    let Some(server) = start("committed") else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        upstream(&server),
+        Fault {
+            status: "502 Bad Gateway",
+            retry_after: None,
+            // The user lookup gets through; the user POST is made, then answered 502.
+            rule: Rule::Every(2),
+            after_forwarding: true,
+        },
+    )
+    .await;
+    let c = via(&server, &proxy, 4);
+    let who = "committed@client.example";
+    c.apply(&Op::CreateAccount {
+        identity: who.into(),
+        display_name: None,
+    })
+    .await
+    .expect("create succeeds although its POST was answered 502");
+    let seen = proxy.seen();
+    assert!(
+        seen.iter()
+            .any(|(line, faulted)| *faulted && line.starts_with("POST ")),
+        "{seen:#?}"
+    );
+    let f = urlencoding::encode(&format!("userName eq \"{who}\"")).into_owned();
+    let users = direct(&server, &format!("/Users?filter={f}")).await;
+    assert_eq!(users["totalResults"], 1, "created once: {users}");
+    assert_eq!(
+        users["Resources"][0]["externalId"],
+        format!("latchkey:{who}")
+    );
+}
+
+/// A 429 that never ends: after the retry budget the change fails as Transient (retried
+/// by the next apply), with a message that names the status and never the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_rate_limit_is_transient_after_the_retry_budget() {
+    crate::suite::init_log_capture();
+    let Some(server) = start("persistent") else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        upstream(&server),
+        Fault {
+            status: "429 Too Many Requests",
+            retry_after: Some("1"),
+            rule: Rule::Always,
+            after_forwarding: false,
+        },
+    )
+    .await;
+    let c = via(&server, &proxy, 2);
+    let who = "never@client.example";
+    let started = Instant::now();
+    let err = c
+        .apply(&Op::CreateAccount {
+            identity: who.into(),
+            display_name: None,
+        })
+        .await
+        .expect_err("a server that always answers 429 cannot be written to");
+    let elapsed = started.elapsed();
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
+    assert!(err.message.contains("429"), "names the status: {err}");
+    assert!(err.message.contains("after 3 attempts"), "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(&server.token), "token leaked: {shown}");
+    assert!(
+        !crate::suite::captured_log().contains(&server.token),
+        "token in logs"
+    );
+    // maxRetries 2: three attempts, two waits of at least the Retry-After.
+    assert_eq!(proxy.seen().len(), 3, "{:#?}", proxy.seen());
+    assert!(elapsed >= Duration::from_millis(1900), "waited {elapsed:?}");
+    assert!(
+        on_server(&server, who).await.is_none(),
+        "nothing reached the server"
+    );
 }

@@ -37,7 +37,7 @@ impl Write for LogWriter {
     }
 }
 
-fn captured_log() -> String {
+pub fn captured_log() -> String {
     let buf = LOG.get().expect("log capture initialised");
     String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
 }
