@@ -295,8 +295,15 @@ impl Connector for SqliteConnector {
             let mut stmt = conn.prepare(&sql.read_roles)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                let identity = row.get_ref(0)?.as_str()?.to_lowercase();
-                if let Some(a) = accounts.get_mut(&identity) {
+                // One row per grant: look the account up without allocating when the
+                // identity is already lowercase (as latchkey writes it).
+                let raw = row.get_ref(0)?.as_str()?;
+                let account = if raw.bytes().any(|b| b.is_ascii_uppercase()) || !raw.is_ascii() {
+                    accounts.get_mut(&raw.to_lowercase())
+                } else {
+                    accounts.get_mut(raw)
+                };
+                if let Some(a) = account {
                     a.entitlements.insert(row.get(1)?);
                 }
             }
