@@ -380,26 +380,23 @@ pub fn check_member(
         }
         if let Some(e) = expires {
             // Warn once the grant has been expired for longer than the grace period.
-            match e.checked_add(grace.as_signed()) {
-                Ok(limit) => {
-                    deps.compared_now(limit, ctx.now);
-                    if ctx.now > limit {
-                        pending.push(
-                            Pending::warning(
-                                file,
-                                doc,
-                                g("expires"),
-                                format!(
-                                    "grant of {:?} expired at {e}, more than {grace} ago",
-                                    grant.role
-                                ),
-                            )
-                            .help("remove the expired grant from git to keep the repository tidy"),
-                        );
-                    }
+            // Beyond the end of time (no limit): never warned about, whatever `now` is.
+            if let Ok(limit) = e.checked_add(grace.as_signed()) {
+                deps.compared_now(limit, ctx.now);
+                if ctx.now > limit {
+                    pending.push(
+                        Pending::warning(
+                            file,
+                            doc,
+                            g("expires"),
+                            format!(
+                                "grant of {:?} expired at {e}, more than {grace} ago",
+                                grant.role
+                            ),
+                        )
+                        .help("remove the expired grant from git to keep the repository tidy"),
+                    );
                 }
-                // Beyond the end of time: never warned about, whatever `now` is.
-                Err(_) => {}
             }
         }
         if role.is_some() && cat.clients.contains_key(&client) && !bad_time {

@@ -215,7 +215,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     &mut plan,
                     Change {
                         system: name.clone(),
-                        client: client_of(&identity, expired.map(|s| &s.client)),
+                        client: client_of(identity, expired.map(|s| &s.client)),
                         op: Op::RemoveEntitlement {
                             identity: identity.to_string(),
                             entitlement: ent.clone(),
@@ -246,7 +246,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                         &mut plan,
                         Change {
                             system: name.clone(),
-                            client: client_of(&identity, None),
+                            client: client_of(identity, None),
                             op,
                             reason,
                             grant: None,

@@ -95,8 +95,11 @@ pub struct SourceRepo {
     /// The YAML files under each tree already listed, by tree id: a tree id names its
     /// whole content, so an unchanged directory is never walked again and listing a
     /// new revision reads only the trees that changed (a tree diff).
-    pub(super) listings: Mutex<HashMap<Oid, Arc<Vec<(String, Oid)>>>>,
+    pub(super) listings: Mutex<HashMap<Oid, Listing>>,
 }
+
+/// The YAML files under a tree: (path relative to it, blob id).
+type Listing = Arc<Vec<(String, Oid)>>;
 
 /// Listings kept before the memo is dropped and rebuilt (each load adds only the trees
 /// that changed, so this is reached only by long-running processes).
@@ -312,11 +315,7 @@ impl SourceRepo {
     }
 
     /// The YAML files under tree `id`, relative to it, from `memo` when listed before.
-    fn listing(
-        &self,
-        id: Oid,
-        memo: &mut HashMap<Oid, Arc<Vec<(String, Oid)>>>,
-    ) -> Result<Arc<Vec<(String, Oid)>>, git2::Error> {
+    fn listing(&self, id: Oid, memo: &mut HashMap<Oid, Listing>) -> Result<Listing, git2::Error> {
         if let Some(l) = memo.get(&id) {
             return Ok(l.clone());
         }
@@ -428,6 +427,11 @@ fn revision_of(commit: &git2::Commit<'_>, branch: Option<String>) -> Revision {
     }
 }
 
+/// Files latchkey reads as documents.
+fn is_yaml(name: &str) -> bool {
+    name.ends_with(".yaml") || name.ends_with(".yml")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,9 +460,4 @@ mod tests {
         );
         assert_eq!(redact_url("file:///tmp/a"), "file:///tmp/a");
     }
-}
-
-/// Files latchkey reads as documents.
-fn is_yaml(name: &str) -> bool {
-    name.ends_with(".yaml") || name.ends_with(".yml")
 }
