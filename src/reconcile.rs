@@ -179,16 +179,26 @@ impl Reconciler {
             .branch
             .as_deref()
             .and_then(|b| self.last_applied(b, state.as_ref()));
+        let (connectors, mut actual) = self.connect_systems(&loaded);
+        let reading = read_systems(connectors.clone());
+        let mut reading = std::pin::pin!(reading);
+        // Start every read (a query on the blocking pool, a request on the wire) before
+        // the work below, so reading the systems overlaps with loading the last applied
+        // revision and evaluating desired state on this thread.
+        let early = futures::poll!(reading.as_mut());
         let previous = self.previous(last_applied, &opts.subpath, opts.now)?;
         let same_as_applied = match last_applied {
             Some(last) => self.only_audit_changed(last, &rev, &root)?,
             None => false,
         };
-        let (connectors, actual) = self.read_systems(&loaded).await;
         let desired = Desired::at_cached(&loaded.catalog, opts.now, &mut self.desired_cache);
         let prev_desired = previous
             .as_ref()
             .map(|p| Desired::at_cached(&p.catalog, opts.now, &mut self.desired_cache));
+        actual.extend(match early {
+            std::task::Poll::Ready(read) => read,
+            std::task::Poll::Pending => reading.await,
+        });
         let inputs = plan::Inputs {
             catalog: &loaded.catalog,
             desired: &desired,
@@ -268,9 +278,9 @@ impl Reconciler {
             .all(|p| p.starts_with(root)))
     }
 
-    /// Connects to and reads every system concurrently. A system that cannot be
-    /// connected or read gets an error entry: nothing is planned for it.
-    async fn read_systems(
+    /// Connects to every system. A system that cannot be connected gets an error entry
+    /// in the second map: nothing is planned for it.
+    fn connect_systems(
         &self,
         loaded: &Loaded,
     ) -> (
@@ -278,24 +288,18 @@ impl Reconciler {
         BTreeMap<String, Result<Snapshot, String>>,
     ) {
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
-        let mut actual = BTreeMap::new();
+        let mut failed = BTreeMap::new();
         for (name, system) in &loaded.catalog.systems {
             match self.registry.connect(name, &system.spec) {
                 Ok(c) => {
                     connectors.insert(name.clone(), Arc::from(c));
                 }
                 Err(e) => {
-                    actual.insert(name.clone(), Err(e.message));
+                    failed.insert(name.clone(), Err(e.message));
                 }
             }
         }
-        let reads = connectors
-            .iter()
-            .map(|(name, c)| async move { (name.clone(), c.read().await.map_err(|e| e.message)) });
-        for (name, result) in futures::future::join_all(reads).await {
-            actual.insert(name, result);
-        }
-        (connectors, actual)
+        (connectors, failed)
     }
 
     /// Checks ancestry, applies the plan, writes and commits the audit.
@@ -599,6 +603,17 @@ impl Reconciler {
 }
 
 /// Where the last applied commit of a branch is remembered locally.
+/// Reads every system concurrently; a failed read is an error entry: nothing is planned
+/// for that system.
+async fn read_systems(
+    connectors: BTreeMap<String, Arc<dyn Connector>>,
+) -> BTreeMap<String, Result<Snapshot, String>> {
+    let reads = connectors
+        .into_iter()
+        .map(|(name, c)| async move { (name, c.read().await.map_err(|e| e.message)) });
+    futures::future::join_all(reads).await.into_iter().collect()
+}
+
 fn applied_ref(branch: &str) -> String {
     format!("refs/latchkey/applied/{branch}")
 }
