@@ -280,15 +280,9 @@ impl Reconciler {
 
     /// Connects to every system. A system that cannot be connected gets an error entry
     /// in the second map: nothing is planned for it.
-    fn connect_systems(
-        &self,
-        loaded: &Loaded,
-    ) -> (
-        BTreeMap<String, Arc<dyn Connector>>,
-        BTreeMap<String, Result<Snapshot, String>>,
-    ) {
-        let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
-        let mut failed = BTreeMap::new();
+    fn connect_systems(&self, loaded: &Loaded) -> (Connectors, Reads) {
+        let mut connectors = Connectors::new();
+        let mut failed = Reads::new();
         for (name, system) in &loaded.catalog.systems {
             match self.registry.connect(name, &system.spec) {
                 Ok(c) => {
@@ -603,11 +597,15 @@ impl Reconciler {
 }
 
 /// Where the last applied commit of a branch is remembered locally.
+/// The connector of each system, by name.
+type Connectors = BTreeMap<String, Arc<dyn Connector>>;
+
+/// What reading each system returned, or why it failed, by name.
+type Reads = BTreeMap<String, Result<Snapshot, String>>;
+
 /// Reads every system concurrently; a failed read is an error entry: nothing is planned
 /// for that system.
-async fn read_systems(
-    connectors: BTreeMap<String, Arc<dyn Connector>>,
-) -> BTreeMap<String, Result<Snapshot, String>> {
+async fn read_systems(connectors: Connectors) -> Reads {
     let reads = connectors
         .into_iter()
         .map(|(name, c)| async move { (name, c.read().await.map_err(|e| e.message)) });
