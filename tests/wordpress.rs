@@ -600,17 +600,20 @@ async fn reads_page_through_x_wp_totalpages_and_a_page_cap_is_partial() {
         .await
         .unwrap();
     assert_eq!(paged.completeness, Completeness::Complete);
+    // Only this test's accounts: the other tests share the site and create and delete
+    // their own users while these reads run.
     let ids = |s: &latchkey::connectors::Snapshot| {
         let mut v: Vec<_> = s
             .managed
             .iter()
+            .filter(|a| a.identity.starts_with("pager"))
             .map(|a| (a.identity.clone(), a.entitlements.clone()))
             .collect();
         v.sort();
         v
     };
     assert_eq!(ids(&paged), ids(&full));
-    assert_eq!(paged.unmanaged, full.unmanaged);
+    assert_eq!(ids(&paged).len(), people.len());
     for p in &people {
         assert!(
             paged.managed.iter().any(|a| &a.identity == p),
