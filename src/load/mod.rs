@@ -8,7 +8,7 @@ mod position;
 
 pub use catalog::{CONNECTORS, Catalog, Item, expand};
 pub use diagnostic::{Diagnostic, Severity};
-pub use member::{Context, Member, ResolvedGrant, TimeDeps, client_folder};
+pub use member::{Context, Member, ResolvedGrant, client_folder};
 pub use parse::{AnyDoc, DocLoc, ParsedFile, parse_file};
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +17,7 @@ use std::sync::Arc;
 use git2::Oid;
 
 use diagnostic::{Pending, path};
+use member::TimeDeps;
 use position::PositionIndex;
 
 use crate::source::{Revision, SourceError, SourceFile, SourceRepo};

@@ -1,7 +1,7 @@
 //! Desired state at an instant: which entitlements each identity should hold on each
 //! system, and why.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -40,6 +40,19 @@ pub struct WantedAccount {
     pub display_name: Option<String>,
     /// Entitlement → the grants that yield it now.
     pub entitlements: BTreeMap<String, Vec<Source>>,
+}
+
+impl WantedAccount {
+    /// The earliest `expires` among the grants behind the wanted entitlements (grants
+    /// without one are ignored); None when none has one. Pushed down as the system's
+    /// native expiry.
+    pub fn earliest_expiry(&self) -> Option<Timestamp> {
+        self.entitlements
+            .values()
+            .flatten()
+            .filter_map(|s| s.expires)
+            .min()
+    }
 }
 
 /// Key of an entitlement anywhere: (system, identity, entitlement).
@@ -201,38 +214,6 @@ impl Desired {
                 .get(system)
                 .and_then(|a| a.get(identity))
                 .is_some_and(|a| a.entitlements.contains_key(ent))
-    }
-
-    /// The earliest `expires` among the grants behind an identity's wanted entitlements on
-    /// a system (grants without one are ignored); None when none has one or nothing is
-    /// wanted there. Pushed down as the system's native expiry.
-    pub fn expiry_of(&self, system: &str, identity: &str) -> Option<Timestamp> {
-        self.systems
-            .get(system)?
-            .get(identity)?
-            .entitlements
-            .values()
-            .flatten()
-            .filter_map(|s| s.expires)
-            .min()
-    }
-
-    /// Everything declared, ignoring time: (system, identity, entitlement).
-    pub fn declared(&self) -> BTreeSet<EntKey> {
-        let mut all: BTreeSet<EntKey> = self
-            .expired
-            .keys()
-            .chain(self.pending.keys())
-            .cloned()
-            .collect();
-        for (sys, accounts) in &self.systems {
-            for (id, acct) in accounts {
-                for ent in acct.entitlements.keys() {
-                    all.insert((sys.clone(), id.clone(), ent.clone()));
-                }
-            }
-        }
-        all
     }
 }
 

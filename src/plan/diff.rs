@@ -107,7 +107,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
         for (identity, want) in wanted {
             // The second lock (DESIGN.md §5): the earliest expiry of what the person holds here.
             let expiry = native_expiry
-                .then(|| input.desired.expiry_of(name, identity).map(whole_second))
+                .then(|| want.earliest_expiry().map(whole_second))
                 .flatten();
             let set_expiry = |have: Option<Timestamp>| {
                 (native_expiry && expiry != have).then(|| Change {
