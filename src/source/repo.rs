@@ -295,21 +295,8 @@ impl SourceRepo {
         if listings.len() > MAX_LISTINGS {
             listings.clear();
         }
-        let mut blobs = Vec::new();
-        for entry in tree.iter() {
-            let Ok(name) = entry.name() else { continue };
-            match entry.kind() {
-                // The audit trail is latchkey's own output, never desired state.
-                Some(ObjectType::Tree) if name != "audit" => {
-                    let sub = self.listing(entry.id(), &mut listings)?;
-                    blobs.extend(sub.iter().map(|(p, b)| (format!("{name}/{p}"), *b)));
-                }
-                Some(ObjectType::Blob) if is_yaml(name) => {
-                    blobs.push((name.to_string(), entry.id()))
-                }
-                _ => {}
-            }
-        }
+        // The audit trail is latchkey's own output, never desired state.
+        let mut blobs = self.entries(&tree, |dir| dir == "audit", &mut listings)?;
         blobs.sort();
         Ok(blobs)
     }
@@ -319,12 +306,24 @@ impl SourceRepo {
         if let Some(l) = memo.get(&id) {
             return Ok(l.clone());
         }
-        let tree = self.repo.find_tree(id)?;
+        let out = Arc::new(self.entries(&self.repo.find_tree(id)?, |_| false, memo)?);
+        memo.insert(id, out.clone());
+        Ok(out)
+    }
+
+    /// The YAML files in `tree` and, through `listing`, in its subtrees except those
+    /// `skip` names.
+    fn entries(
+        &self,
+        tree: &git2::Tree<'_>,
+        skip: impl Fn(&str) -> bool,
+        memo: &mut HashMap<Oid, Listing>,
+    ) -> Result<Vec<(String, Oid)>, git2::Error> {
         let mut out = Vec::new();
         for entry in tree.iter() {
             let Ok(name) = entry.name() else { continue };
             match entry.kind() {
-                Some(ObjectType::Tree) => {
+                Some(ObjectType::Tree) if !skip(name) => {
                     let sub = self.listing(entry.id(), memo)?;
                     out.extend(sub.iter().map(|(p, b)| (format!("{name}/{p}"), *b)));
                 }
@@ -332,8 +331,6 @@ impl SourceRepo {
                 _ => {}
             }
         }
-        let out = Arc::new(out);
-        memo.insert(id, out.clone());
         Ok(out)
     }
 
