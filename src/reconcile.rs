@@ -322,19 +322,15 @@ impl Reconciler {
                     r.note = Some(format!(
                         "history rewrite: does not descend from {last_display}"
                     ));
-                    if !opts.dry_run {
-                        self.commit(
-                            &branch,
-                            &root,
-                            vec![r],
-                            None,
-                            None,
-                            opts,
-                            &run,
-                            &rev,
-                            "refused a history rewrite",
-                        )?;
-                    }
+                    self.commit_records(
+                        &branch,
+                        &root,
+                        vec![r],
+                        opts,
+                        &run,
+                        &rev,
+                        "refused a history rewrite",
+                    )?;
                     return Err(ReconcileError::Rewind {
                         revision: rev.display(),
                         last_applied: last_display,
@@ -362,19 +358,15 @@ impl Reconciler {
                         .collect::<Vec<_>>()
                         .join("; ")
                 ));
-                if !opts.dry_run {
-                    self.commit(
-                        &branch,
-                        &root,
-                        vec![r],
-                        None,
-                        None,
-                        opts,
-                        &run,
-                        &rev,
-                        "refused unsigned or untrusted commits",
-                    )?;
-                }
+                self.commit_records(
+                    &branch,
+                    &root,
+                    vec![r],
+                    opts,
+                    &run,
+                    &rev,
+                    "refused unsigned or untrusted commits",
+                )?;
                 return Err(ReconcileError::Untrusted { revision, refusals });
             }
             Err(e) => return Err(e),
@@ -387,21 +379,8 @@ impl Reconciler {
                 r.note = Some(hold.message.clone());
                 records.push(r);
             }
-            let commit = if opts.dry_run {
-                None
-            } else {
-                self.commit(
-                    &branch,
-                    &root,
-                    records,
-                    None,
-                    None,
-                    opts,
-                    &run,
-                    &rev,
-                    "held by a guard",
-                )?
-            };
+            let commit =
+                self.commit_records(&branch, &root, records, opts, &run, &rev, "held by a guard")?;
             return Ok(Applied {
                 planned,
                 outcomes: Vec::new(),
@@ -561,6 +540,25 @@ impl Reconciler {
             rev,
             "recorded an invalid revision",
         )
+    }
+
+    /// Commits audit records that change no state (a refusal, a hold); a dry run
+    /// commits nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_records(
+        &mut self,
+        branch: &str,
+        root: &str,
+        records: Vec<Record>,
+        opts: &Options,
+        run: &str,
+        rev: &Revision,
+        summary: &str,
+    ) -> Result<Option<git2::Oid>, ReconcileError> {
+        if opts.dry_run {
+            return Ok(None);
+        }
+        self.commit(branch, root, records, None, None, opts, run, rev, summary)
     }
 
     #[allow(clippy::too_many_arguments)]
