@@ -9,7 +9,8 @@ use jiff::Timestamp;
 use crate::apply::{self, Outcome, Retry};
 use crate::audit::{self, Event, Record, State, SystemState, Trigger};
 use crate::connectors::{Connector, Registry, Snapshot};
-use crate::load::{self, Context, Diagnostic, Loaded, ParseCache};
+use crate::load::{self, Context, Diagnostic, Loaded, ParseCache, Staged};
+use crate::model::SystemSpec;
 use crate::plan::{self, Desired, DesiredCache, Plan};
 use crate::source::{Revision, SourceError, SourceRepo};
 
@@ -146,7 +147,14 @@ impl Reconciler {
         subpath: &str,
         now: Timestamp,
     ) -> Result<Loaded, SourceError> {
-        let merged = crate::source::history::MergeTimes::new(&self.repo, rev, subpath);
+        let staged = load::stage(&self.repo, rev, subpath, &mut self.cache)?;
+        Ok(self.finish(staged, subpath, now))
+    }
+
+    /// Checks the members of a staged revision.
+    fn finish(&mut self, staged: Staged, subpath: &str, now: Timestamp) -> Loaded {
+        let rev = staged.revision().clone();
+        let merged = crate::source::history::MergeTimes::new(&self.repo, &rev, subpath);
         let merged_at =
             |identity: &str, grant: &crate::model::Grant| merged.merged_at(identity, grant);
         let ctx = Context {
@@ -154,7 +162,7 @@ impl Reconciler {
             now,
             merged_at: &merged_at,
         };
-        load::load(&self.repo, rev, subpath, &ctx, &mut self.cache)
+        load::finish(&self.repo, staged, &ctx, &mut self.cache)
     }
 
     /// Loads `opts.rev`, reads every system and computes the guarded plan.
@@ -163,7 +171,20 @@ impl Reconciler {
         if rev.branch.is_none() {
             rev.branch = opts.branch.clone();
         }
-        let loaded = self.load(&rev, &opts.subpath, opts.now)?;
+        let staged = load::stage(&self.repo, &rev, &opts.subpath, &mut self.cache)?;
+        // Start every read (a query on the blocking pool, a request on the wire) as soon
+        // as the Systems are known, so that reading the systems overlaps with checking
+        // the members, loading the last applied revision and evaluating desired state on
+        // this thread. A revision already known to be invalid connects to nothing.
+        let (connectors, mut actual) = if staged.valid_so_far() {
+            self.connect_systems(staged.systems())
+        } else {
+            Default::default()
+        };
+        let reading = read_systems(connectors.clone());
+        let mut reading = std::pin::pin!(reading);
+        let early = futures::poll!(reading.as_mut());
+        let loaded = self.finish(staged, &opts.subpath, opts.now);
         if !loaded.is_valid() {
             return Err(ReconcileError::Invalid {
                 revision: rev.display(),
@@ -179,13 +200,6 @@ impl Reconciler {
             .branch
             .as_deref()
             .and_then(|b| self.last_applied(b, state.as_ref()));
-        let (connectors, mut actual) = self.connect_systems(&loaded);
-        let reading = read_systems(connectors.clone());
-        let mut reading = std::pin::pin!(reading);
-        // Start every read (a query on the blocking pool, a request on the wire) before
-        // the work below, so reading the systems overlaps with loading the last applied
-        // revision and evaluating desired state on this thread.
-        let early = futures::poll!(reading.as_mut());
         let previous = self.previous(last_applied, &opts.subpath, opts.now)?;
         let same_as_applied = match last_applied {
             Some(last) => self.only_audit_changed(last, &rev, &root)?,
@@ -280,10 +294,13 @@ impl Reconciler {
 
     /// Connects to every system. A system that cannot be connected gets an error entry
     /// in the second map: nothing is planned for it.
-    fn connect_systems(&self, loaded: &Loaded) -> (Connectors, Reads) {
+    fn connect_systems(
+        &self,
+        systems: &BTreeMap<String, load::Item<SystemSpec>>,
+    ) -> (Connectors, Reads) {
         let mut connectors = Connectors::new();
         let mut failed = Reads::new();
-        for (name, system) in &loaded.catalog.systems {
+        for (name, system) in systems {
             match self.registry.connect(name, &system.spec) {
                 Ok(c) => {
                     connectors.insert(name.clone(), Arc::from(c));

@@ -23,12 +23,14 @@
 //! {users, roles}`; `columns: {id, email, displayName, active, managedBy, userId, role}`.
 //! Only rows whose `managed_by` is `latchkey` are read as managed or ever changed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rustc_hash::FxHashMap;
 
 use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, MANAGED_MARKER, Op, Snapshot,
@@ -103,6 +105,10 @@ impl Mapping {
 struct Statements {
     read_users: String,
     read_roles: String,
+    /// SQLite reads users with their row id and every role row by user id, and joins
+    /// the two itself (see [`SqliteConnector::read`]).
+    read_users_by_id: String,
+    read_role_rows: String,
     find_user: String,
     insert_user: String,
     set_active: String,
@@ -135,6 +141,10 @@ impl Statements {
             read_roles: format!(
                 "SELECT u.{email}, r.{role} FROM {roles} r JOIN {users} u ON u.{id} = r.{user_id} WHERE u.{managed}"
             ),
+            read_users_by_id: format!(
+                "SELECT {id}, {email}, {display_name}, {active}, {managed_by} FROM {users}"
+            ),
+            read_role_rows: format!("SELECT {user_id}, {role} FROM {roles}"),
             find_user: format!("SELECT {managed_by} FROM {users} WHERE lower({email}) = lower($1)"),
             insert_user: format!(
                 "INSERT INTO {users} ({email}, {display_name}, {active}, {managed_by}) VALUES ($1, $2, TRUE, '{MANAGED_MARKER}')"
@@ -233,6 +243,45 @@ impl SqliteConnector {
     }
 }
 
+/// A user row's id as SQLite compares it in `user_roles.user_id = users.id`: integers
+/// (the usual `INTEGER PRIMARY KEY`) by value, text and blobs by bytes. NULL matches
+/// nothing, as in SQL.
+#[derive(PartialEq, Eq, Hash)]
+enum RowId {
+    Int(i64),
+    Bytes(Vec<u8>),
+}
+
+impl RowId {
+    fn of(v: ValueRef<'_>) -> Option<RowId> {
+        match v {
+            ValueRef::Null => None,
+            ValueRef::Integer(i) => Some(RowId::Int(i)),
+            // An integral REAL equals the INTEGER of the same value in SQL.
+            ValueRef::Real(r) if r.fract() == 0.0 && r.abs() < 9.0e15 => Some(RowId::Int(r as i64)),
+            ValueRef::Real(r) => Some(RowId::Bytes(r.to_bits().to_be_bytes().to_vec())),
+            ValueRef::Text(b) | ValueRef::Blob(b) => Some(RowId::Bytes(b.to_vec())),
+        }
+    }
+}
+
+/// Sorts accounts by identity and folds rows whose emails differ only in case into one
+/// account: the last row's name and state, every row's roles.
+fn merge_same_identity(mut accounts: Vec<Account>) -> Vec<Account> {
+    // Stable: among rows of one identity, the last read stays last.
+    accounts.sort_by(|a, b| a.identity.cmp(&b.identity));
+    accounts.dedup_by(|later, kept| {
+        if later.identity != kept.identity {
+            return false;
+        }
+        kept.entitlements.append(&mut later.entitlements);
+        kept.display_name = later.display_name.take();
+        kept.active = later.active;
+        true
+    });
+    accounts
+}
+
 fn sqlite_error(path: &std::path::Path, e: rusqlite::Error) -> ConnectorError {
     let text = e.to_string();
     let at = path.display();
@@ -267,50 +316,40 @@ impl Connector for SqliteConnector {
 
     async fn read(&self) -> Result<Snapshot, ConnectorError> {
         self.with(|conn, sql| {
-            // Hashed while reading (a lookup per role row), sorted once at the end.
-            let mut accounts: HashMap<String, Account> = HashMap::new();
+            // Two plain scans joined here by user id, an integer lookup per role row,
+            // rather than a join in SQL keyed by email: half the time on a large portal.
+            let mut managed: Vec<Account> = Vec::new();
+            let mut by_id: FxHashMap<RowId, usize> = FxHashMap::default();
             let mut unmanaged = BTreeSet::new();
-            let mut stmt = conn.prepare(&sql.read_users)?;
+            let mut stmt = conn.prepare(&sql.read_users_by_id)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                let identity = row.get_ref(0)?.as_str()?.to_lowercase();
-                let marker = row.get_ref(3)?.as_str_or_null()?;
-                if marker != Some(MANAGED_MARKER) {
+                let identity = row.get_ref(1)?.as_str()?.to_lowercase();
+                if row.get_ref(4)?.as_str_or_null()? != Some(MANAGED_MARKER) {
                     unmanaged.insert(identity);
                     continue;
                 }
-                let active: bool = row.get::<_, i64>(2)? != 0;
-                let display_name = row.get(1)?;
-                accounts.insert(
-                    identity.clone(),
-                    Account {
-                        identity,
-                        display_name,
-                        active,
-                        entitlements: BTreeSet::new(),
-                        valid_until: None,
-                    },
-                );
+                if let Some(id) = RowId::of(row.get_ref(0)?) {
+                    by_id.insert(id, managed.len());
+                }
+                managed.push(Account {
+                    identity,
+                    display_name: row.get(2)?,
+                    active: row.get::<_, i64>(3)? != 0,
+                    entitlements: BTreeSet::new(),
+                    valid_until: None,
+                });
             }
-            let mut stmt = conn.prepare(&sql.read_roles)?;
+            let mut stmt = conn.prepare(&sql.read_role_rows)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                // One row per grant: look the account up without allocating when the
-                // identity is already lowercase (as latchkey writes it).
-                let raw = row.get_ref(0)?.as_str()?;
-                let account = if raw.bytes().any(|b| b.is_ascii_uppercase()) || !raw.is_ascii() {
-                    accounts.get_mut(&raw.to_lowercase())
-                } else {
-                    accounts.get_mut(raw)
-                };
-                if let Some(a) = account {
-                    a.entitlements.insert(row.get(1)?);
+                let account = RowId::of(row.get_ref(0)?).and_then(|id| by_id.get(&id));
+                if let Some(&i) = account {
+                    managed[i].entitlements.insert(row.get(1)?);
                 }
             }
-            let mut managed: Vec<Account> = accounts.into_values().collect();
-            managed.sort_unstable_by(|a, b| a.identity.cmp(&b.identity));
             Ok(Snapshot {
-                managed,
+                managed: merge_same_identity(managed),
                 unmanaged,
                 completeness: Completeness::Complete,
             })
@@ -506,5 +545,124 @@ impl Connector for PgSqlConnector {
         }
         .map_err(fail)?;
         tx.commit().await.map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A portal file with `schema` and `rows`, read by the connector.
+    async fn read(schema: &str, rows: &str, mapping: Mapping) -> Snapshot {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portal.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!("{schema}\n{rows}"))
+            .unwrap();
+        SqliteConnector::open(path, mapping)
+            .unwrap()
+            .read()
+            .await
+            .unwrap()
+    }
+
+    const SCHEMA: &str = "
+        CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE,
+            display_name TEXT, active BOOLEAN NOT NULL DEFAULT TRUE, managed_by TEXT);
+        CREATE TABLE user_roles (user_id INTEGER NOT NULL, role TEXT NOT NULL);";
+
+    fn summary(s: &Snapshot) -> Vec<(String, Option<String>, bool, Vec<String>)> {
+        s.managed
+            .iter()
+            .map(|a| {
+                let ents = a.entitlements.iter().cloned().collect();
+                (a.identity.clone(), a.display_name.clone(), a.active, ents)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn roles_join_their_managed_user_by_id_only() {
+        let snap = read(
+            SCHEMA,
+            "INSERT INTO users VALUES (1, 'b@x.example', 'B', 1, 'latchkey'),
+                                      (2, 'a@x.example', 'A', 0, 'latchkey'),
+                                      (3, 'admin@x.example', 'Admin', 1, NULL);
+             INSERT INTO user_roles VALUES (1, 'viewer'), (2, 'editor'), (1, 'editor'),
+                                           (3, 'superuser'), (99, 'orphan');",
+            Mapping::default(),
+        )
+        .await;
+        assert_eq!(
+            summary(&snap),
+            [
+                (
+                    "a@x.example".into(),
+                    Some("A".into()),
+                    false,
+                    vec!["editor".into()]
+                ),
+                (
+                    "b@x.example".into(),
+                    Some("B".into()),
+                    true,
+                    vec!["editor".into(), "viewer".into()]
+                ),
+            ]
+        );
+        assert_eq!(
+            snap.unmanaged.iter().collect::<Vec<_>>(),
+            ["admin@x.example"]
+        );
+    }
+
+    #[tokio::test]
+    async fn emails_differing_in_case_are_one_account_with_every_role() {
+        let snap = read(
+            SCHEMA,
+            "INSERT INTO users VALUES (1, 'Erin@X.example', 'Old', 0, 'latchkey'),
+                                      (2, 'erin@x.example', 'New', 1, 'latchkey');
+             INSERT INTO user_roles VALUES (1, 'viewer'), (2, 'editor');",
+            Mapping::default(),
+        )
+        .await;
+        assert_eq!(
+            summary(&snap),
+            [(
+                "erin@x.example".into(),
+                Some("New".into()),
+                true,
+                vec!["editor".into(), "viewer".into()]
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn text_ids_join_by_value() {
+        let mapping = Mapping {
+            users: "people".into(),
+            roles: "grants".into(),
+            id: "uuid".into(),
+            user_id: "person".into(),
+            ..Mapping::default()
+        };
+        let snap = read(
+            "CREATE TABLE people (uuid TEXT PRIMARY KEY, email TEXT, display_name TEXT,
+                 active BOOLEAN, managed_by TEXT);
+             CREATE TABLE grants (person TEXT, role TEXT);",
+            "INSERT INTO people VALUES ('u-1', 'a@x.example', NULL, 1, 'latchkey'),
+                                       ('u-2', 'b@x.example', NULL, 1, 'latchkey');
+             INSERT INTO grants VALUES ('u-2', 'viewer'), ('u-1', 'editor'), (NULL, 'lost');",
+            mapping,
+        )
+        .await;
+        assert_eq!(
+            summary(&snap),
+            [
+                ("a@x.example".into(), None, true, vec!["editor".into()]),
+                ("b@x.example".into(), None, true, vec!["viewer".into()]),
+            ]
+        );
     }
 }

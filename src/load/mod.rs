@@ -132,9 +132,11 @@ impl ParseCache {
 
     /// The Policy, Systems, Roles and Clients of `files` (gathered and checked), from the
     /// last load when the files holding them are the same.
-    fn globals(&mut self, files: &[((Oid, String), Arc<ParsedFile>)]) -> (Catalog, Vec<Pending>) {
-        let key: Vec<(Oid, String)> = files
+    fn globals(&mut self, keys: &[(Oid, String)]) -> (Catalog, Vec<Pending>) {
+        let files: Vec<&Arc<ParsedFile>> = keys.iter().map(|k| &self.files[k].file).collect();
+        let key: Vec<(Oid, String)> = keys
             .iter()
+            .zip(&files)
             .filter(|(_, f)| f.docs.iter().any(|(_, d)| !matches!(d, AnyDoc::Member(_))))
             .map(|(k, _)| k.clone())
             .collect();
@@ -145,7 +147,7 @@ impl ParseCache {
         }
         let mut pending = Vec::new();
         let catalog =
-            Catalog::gather_globals(files.iter().flat_map(|(_, f)| f.docs.iter()), &mut pending);
+            Catalog::gather_globals(files.iter().flat_map(|f| f.docs.iter()), &mut pending);
         catalog::check_globals(&catalog, &mut pending);
         self.globals = Some(Globals {
             key,
@@ -154,6 +156,92 @@ impl ParseCache {
         });
         (catalog, pending)
     }
+}
+
+/// A revision listed and parsed, with its Policy, Systems, Roles and Clients gathered
+/// and checked: the first half of a load. It is enough to connect to the systems, so a
+/// plan can start reading them while the members are checked.
+pub struct Staged {
+    revision: Revision,
+    keys: Vec<(Oid, String)>,
+    globals: Catalog,
+    globals_pending: Vec<Pending>,
+    /// An error was found already: in a file's syntax or shape, or in the shared documents.
+    failed: bool,
+}
+
+impl Staged {
+    /// The revision staged.
+    pub fn revision(&self) -> &Revision {
+        &self.revision
+    }
+
+    /// The Systems the revision declares.
+    pub fn systems(&self) -> &BTreeMap<String, Item<crate::model::SystemSpec>> {
+        &self.globals.systems
+    }
+
+    /// False when an error is known before the members are checked (a file that does
+    /// not parse, a document of the wrong shape, a bad System, Role or Client): the
+    /// revision is invalid, and nothing it names is connected to.
+    pub fn valid_so_far(&self) -> bool {
+        !self.failed
+    }
+}
+
+impl ParseCache {
+    /// Stages the parsed files `keys` (all in the cache).
+    fn stage(&mut self, revision: Revision, keys: Vec<(Oid, String)>) -> Staged {
+        let (globals, globals_pending) = self.globals(&keys);
+        let error = |p: &Pending| p.severity == Severity::Error;
+        let failed = globals_pending.iter().any(error)
+            || keys.iter().any(|k| {
+                let f = &self.files[k].file;
+                f.pending.iter().any(error)
+                    || f.syntax.iter().any(|d| d.severity == Severity::Error)
+            });
+        Staged {
+            revision,
+            keys,
+            globals,
+            globals_pending,
+            failed,
+        }
+    }
+}
+
+/// Lists `rev` under `subpath`, parses the blobs missing from `cache` and checks the
+/// shared documents: the first half of [`load`].
+pub fn stage(
+    repo: &SourceRepo,
+    rev: &Revision,
+    subpath: &str,
+    cache: &mut ParseCache,
+) -> Result<Staged, SourceError> {
+    let blobs = repo.yaml_blobs(rev, subpath)?;
+    cache.next_generation();
+    for (path, blob) in &blobs {
+        cache.parse(path, *blob, || repo.blob_text(*blob, path, rev))?;
+    }
+    let keys: Vec<(Oid, String)> = blobs.into_iter().map(|(p, b)| (b, p)).collect();
+    Ok(cache.stage(rev.clone(), keys))
+}
+
+/// Checks the members of a staged revision: the second half of [`load`]. Only the text
+/// of files with a finding is read again, to locate it.
+pub fn finish(
+    repo: &SourceRepo,
+    staged: Staged,
+    ctx: &Context<'_>,
+    cache: &mut ParseCache,
+) -> Loaded {
+    let by_path: HashMap<&str, Oid> = staged.keys.iter().map(|(b, p)| (p.as_str(), *b)).collect();
+    let rev = &staged.revision;
+    let text_of = |path: &str| {
+        let blob = by_path.get(path)?;
+        repo.blob_text(*blob, path, rev).ok()
+    };
+    assemble(&staged, ctx, cache, &text_of)
 }
 
 /// Reads and validates `rev` under `subpath`. Only blobs missing from `cache` are read
@@ -165,18 +253,8 @@ pub fn load(
     ctx: &Context<'_>,
     cache: &mut ParseCache,
 ) -> Result<Loaded, SourceError> {
-    let blobs = repo.yaml_blobs(rev, subpath)?;
-    cache.next_generation();
-    for (path, blob) in &blobs {
-        cache.parse(path, *blob, || repo.blob_text(*blob, path, rev))?;
-    }
-    let by_path: HashMap<&str, Oid> = blobs.iter().map(|(p, b)| (p.as_str(), *b)).collect();
-    let text_of = |path: &str| {
-        let blob = by_path.get(path)?;
-        repo.blob_text(*blob, path, rev).ok()
-    };
-    let keys: Vec<(Oid, String)> = blobs.iter().map(|(p, b)| (*b, p.clone())).collect();
-    Ok(assemble(rev.clone(), &keys, ctx, cache, &text_of))
+    let staged = stage(repo, rev, subpath, cache)?;
+    Ok(finish(repo, staged, ctx, cache))
 }
 
 /// Validates a set of files (already read from git).
@@ -198,22 +276,23 @@ pub fn load_files(
         .collect();
     let text_of = |path: &str| texts.get(path).map(|t| t.to_string());
     let keys: Vec<(Oid, String)> = files.iter().map(|f| (f.blob, f.path.clone())).collect();
-    assemble(revision, &keys, ctx, cache, &text_of)
+    let staged = cache.stage(revision, keys);
+    assemble(&staged, ctx, cache, &text_of)
 }
 
 /// Gathers and checks the parsed files `keys` (all in `cache`), in order; `text_of` reads
 /// a file for locating its findings. Members are checked one by one, reusing the check
 /// of an unchanged member document when nothing it depended on moved.
 fn assemble(
-    revision: Revision,
-    keys: &[(Oid, String)],
+    staged: &Staged,
     ctx: &Context<'_>,
     cache: &mut ParseCache,
     text_of: &dyn Fn(&str) -> Option<String>,
 ) -> Loaded {
-    let files: Vec<((Oid, String), Arc<ParsedFile>)> = keys
+    let files: Vec<(&(Oid, String), Arc<ParsedFile>)> = staged
+        .keys
         .iter()
-        .map(|k| (k.clone(), cache.files[k].file.clone()))
+        .map(|k| (k, cache.files[k].file.clone()))
         .collect();
     let mut pending: Vec<Pending> = Vec::new();
     let mut diagnostics = Vec::new();
@@ -221,13 +300,13 @@ fn assemble(
         pending.extend(file.pending.iter().cloned());
         diagnostics.extend(file.syntax.iter().cloned());
     }
-    let (mut catalog, globals_pending) = cache.globals(&files);
-    pending.extend(globals_pending);
+    let mut catalog = staged.globals.clone();
+    pending.extend(staged.globals_pending.iter().cloned());
     let grace = member::expired_grace(&catalog);
     // Member name → where it was first defined (members are keyed by email).
     let mut names: HashMap<&str, &DocLoc> = HashMap::new();
     for (key, file) in &files {
-        let memo = &mut cache.files.get_mut(key).expect("parsed above").members;
+        let memo = &mut cache.files.get_mut(*key).expect("parsed above").members;
         for (at, doc) in &file.docs {
             let AnyDoc::Member(env) = doc else { continue };
             let name = env.metadata.name.as_str();
@@ -282,7 +361,7 @@ fn assemble(
     });
     diagnostics.dedup();
     Loaded {
-        revision,
+        revision: staged.revision.clone(),
         catalog,
         diagnostics,
     }
