@@ -114,6 +114,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let first = rec.plan(&opts(a.now)).await?;
             let cold = t.elapsed();
             let clients = first.loaded.catalog.clients.len().saturating_sub(1).max(1);
+            // As the controller after applying it: each re-plan below also uses the
+            // last applied revision, to tell removals in git from drift.
+            rec.repo.git().reference(
+                "refs/latchkey/applied/main",
+                first.loaded.revision.oid,
+                true,
+                "bench: the generated revision is applied",
+            )?;
             drop(first);
             println!("incremental: first (cold) plan {:.0} ms", ms(cold));
             let mut times = Vec::new();

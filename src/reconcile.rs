@@ -127,6 +127,16 @@ pub struct Reconciler {
     /// Members' parts of desired state, reused while their documents are unchanged.
     pub desired_cache: DesiredCache,
     pub retry: Retry,
+    /// The last applied revision as the last plan saw it.
+    previous: Option<Arc<Previous>>,
+}
+
+/// The last applied revision: its catalogue and its desired state at some `now`.
+struct Previous {
+    oid: git2::Oid,
+    subpath: String,
+    catalog: load::Catalog,
+    desired: Desired,
 }
 
 impl Reconciler {
@@ -137,6 +147,7 @@ impl Reconciler {
             cache: ParseCache::default(),
             desired_cache: DesiredCache::default(),
             retry: Retry::default(),
+            previous: None,
         }
     }
 
@@ -206,9 +217,6 @@ impl Reconciler {
             None => false,
         };
         let desired = Desired::at_cached(&loaded.catalog, opts.now, &mut self.desired_cache);
-        let prev_desired = previous
-            .as_ref()
-            .map(|p| Desired::at_cached(&p.catalog, opts.now, &mut self.desired_cache));
         actual.extend(match early {
             std::task::Poll::Ready(read) => read,
             std::task::Poll::Pending => reading.await,
@@ -217,7 +225,7 @@ impl Reconciler {
             catalog: &loaded.catalog,
             desired: &desired,
             actual: &actual,
-            previous: prev_desired.as_ref(),
+            previous: previous.as_ref().map(|p| &p.desired),
             revision: rev.display(),
             native_expiry: connectors
                 .iter()
@@ -262,20 +270,44 @@ impl Reconciler {
             .filter(|oid| git.find_commit(*oid).is_ok())
     }
 
-    /// The last applied revision's loaded documents (to tell removals in git from drift).
+    /// The last applied revision's catalogue and desired state (to tell removals in git
+    /// from drift), from the last plan's when it is the same commit and no grant window
+    /// has opened or closed since: the controller plans against one applied commit many
+    /// times between applies.
     fn previous(
         &mut self,
         last_applied: Option<git2::Oid>,
         subpath: &str,
         now: Timestamp,
-    ) -> Result<Option<Loaded>, ReconcileError> {
+    ) -> Result<Option<Arc<Previous>>, ReconcileError> {
         let Some(oid) = last_applied else {
             return Ok(None);
         };
+        if let Some(p) = &self.previous
+            && p.oid == oid
+            && p.subpath == subpath
+            && p.desired.holds_at(now)
+        {
+            return Ok(Some(p.clone()));
+        }
         let Ok(rev) = self.repo.revision(oid, None) else {
             return Ok(None);
         };
-        Ok(Some(self.load(&rev, subpath, now)?))
+        // A revision's catalogue does not depend on `now` (only its warnings do), so it
+        // is reused as long as the commit is the same.
+        let catalog = match self.previous.take() {
+            Some(p) if p.oid == oid && p.subpath == subpath => p.catalog.clone(),
+            _ => self.load(&rev, subpath, now)?.catalog,
+        };
+        let desired = Desired::at_cached(&catalog, now, &mut self.desired_cache);
+        let previous = Arc::new(Previous {
+            oid,
+            subpath: subpath.to_string(),
+            catalog,
+            desired,
+        });
+        self.previous = Some(previous.clone());
+        Ok(Some(previous))
     }
 
     /// True when `rev` differs from the last applied commit only under `audit/`.

@@ -265,3 +265,76 @@ async fn reuse_follows_time_and_shared_documents() {
         "{dup:?}"
     );
 }
+
+/// Reasons for the removals of `identity` in a plan, changes and drift alike.
+fn reasons_for(plan: &serde_json::Value, identity: &str) -> Vec<String> {
+    ["changes", "drift"]
+        .iter()
+        .flat_map(|k| plan[k].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["identity"] == identity)
+        .map(|c| c["reason"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The controller plans against the last applied revision many times between applies:
+/// its catalogue and desired state are kept, and must follow the applied ref when it
+/// moves and time when windows open and close, as a cold plan sees them.
+#[tokio::test]
+async fn last_applied_revision_is_reused_only_while_it_is_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = small_spec(dir.path());
+    let now = spec.now;
+    let generated = synth::generate(&spec, dir.path()).expect("generate");
+    let git = git2::Repository::open_bare(&generated.repo).expect("open");
+    let repo = generated.repo.as_path();
+    let head = || git.refname_to_id("refs/heads/main").expect("main");
+    let mark_applied = |oid| {
+        git.reference("refs/latchkey/applied/main", oid, true, "test: applied")
+            .expect("applied ref");
+    };
+    mark_applied(head());
+    let mut warm = reconciler(repo);
+    let (in_sync, _) = same_as_cold(&mut warm, repo, now).await;
+    assert_eq!(in_sync["changes"], serde_json::json!([]));
+
+    // The first member of c00003 is deleted from git: the last applied revision still
+    // declares them, so losing their access is an offboarding.
+    let path = synth::members_path(3);
+    let text = file_text(&git, &path);
+    let (first, rest) = text.split_once("---\n").expect("several members");
+    let gone = first
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("email: "))
+        .expect("an email")
+        .to_string();
+    synth::commit_file(
+        &git,
+        &path,
+        rest,
+        "remove",
+        now - SignedDuration::from_hours(1),
+    )
+    .expect("commit");
+    let (removed, _) = same_as_cold(&mut warm, repo, now).await;
+    let reasons = reasons_for(&removed, &gone);
+    assert!(
+        !reasons.is_empty() && reasons.iter().all(|r| r == "offboarded"),
+        "{gone}: {reasons:?} in {removed}"
+    );
+    // Reused across time, until grant windows move; the reasons stay the same.
+    for day in [1, 61, 0] {
+        let (later, _) =
+            same_as_cold(&mut warm, repo, now + SignedDuration::from_hours(24 * day)).await;
+        assert!(reasons_for(&later, &gone).iter().all(|r| r == "offboarded"));
+    }
+
+    // The removal is applied: the last applied revision no longer declares them, so an
+    // account still there is undeclared (as a cold plan says), not an offboarding.
+    mark_applied(head());
+    let (after, _) = same_as_cold(&mut warm, repo, now).await;
+    let reasons = reasons_for(&after, &gone);
+    assert!(
+        !reasons.is_empty() && reasons.iter().all(|r| r == "undeclared"),
+        "{gone}: {reasons:?} in {after}"
+    );
+}

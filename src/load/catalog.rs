@@ -1,7 +1,7 @@
 //! The documents of a revision gathered by kind and checked against each other. Members
 //! are checked one by one (`member.rs`) against what is gathered here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -41,8 +41,12 @@ pub struct Catalog {
     pub roles: BTreeMap<String, Item<RoleSpec>>,
     pub clients: BTreeMap<String, Item<ClientSpec>>,
     /// Keyed by identity (lowercase email). Shared with the load cache: an unchanged
-    /// member is the same `Arc` from one load to the next.
-    pub members: BTreeMap<String, Arc<Member>>,
+    /// member is the same `Arc` from one load to the next. The map itself is shared
+    /// with desired state rather than copied.
+    pub members: Arc<BTreeMap<String, Arc<Member>>>,
+    /// The clients some member who is not offboarded holds a grant for (the
+    /// empty-client guard compares them across revisions).
+    pub live_clients: Arc<BTreeSet<String>>,
     /// Identifies the Policy, Systems, Roles and Clients above: equal ids, equal
     /// documents (a checked member is only valid against the ones it was checked with).
     pub globals_id: u64,

@@ -21,6 +21,8 @@ pub struct Member {
     /// The grants that resolved (known role and client, a valid time window), in the
     /// order of `spec.grants`.
     pub grants: Vec<ResolvedGrant>,
+    /// The clients of those grants, sorted and without repeats; none when offboarded.
+    pub live_clients: Vec<String>,
 }
 
 /// A grant with its client and time window resolved.
@@ -413,12 +415,20 @@ pub fn check_member(
             });
         }
     }
+    let mut live_clients: Vec<String> = grants
+        .iter()
+        .filter(|g| !g.offboarded)
+        .map(|g| g.client.clone())
+        .collect();
+    live_clients.sort_unstable();
+    live_clients.dedup();
     Checked {
         member: Member {
             name: name.to_string(),
             spec: spec.clone(),
             at: at.clone(),
             grants,
+            live_clients,
         },
         pending,
         deps,

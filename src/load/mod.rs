@@ -11,10 +11,11 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use member::{Context, Member, ResolvedGrant, client_folder};
 pub use parse::{AnyDoc, DocLoc, ParsedFile, parse_file};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, btree_map};
 use std::sync::Arc;
 
 use git2::Oid;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use diagnostic::{Pending, path};
 use member::TimeDeps;
@@ -55,7 +56,7 @@ impl Loaded {
 /// one-file change does the work of that file plus a pass over the others' results.
 #[derive(Default)]
 pub struct ParseCache {
-    files: HashMap<(Oid, String), Cached>,
+    files: FxHashMap<(Oid, String), Cached>,
     /// The Policy, Systems, Roles and Clients of the last load, and what checking them
     /// found, keyed by the (path, blob) of every file that holds one of them.
     globals: Option<Globals>,
@@ -67,7 +68,7 @@ struct Cached {
     file: Arc<ParsedFile>,
     used: u64,
     /// Checked members by document index.
-    members: HashMap<usize, CheckedMember>,
+    members: Vec<Option<CheckedMember>>,
 }
 
 struct CheckedMember {
@@ -114,7 +115,7 @@ impl ParseCache {
             Cached {
                 file,
                 used: generation,
-                members: HashMap::new(),
+                members: Vec::new(),
             },
         );
         Ok(())
@@ -304,7 +305,9 @@ fn assemble(
     pending.extend(staged.globals_pending.iter().cloned());
     let grace = member::expired_grace(&catalog);
     // Member name → where it was first defined (members are keyed by email).
-    let mut names: HashMap<&str, &DocLoc> = HashMap::new();
+    let mut names: FxHashMap<&str, &DocLoc> = FxHashMap::default();
+    let mut members: BTreeMap<String, Arc<Member>> = BTreeMap::new();
+    let mut live_clients: FxHashSet<String> = FxHashSet::default();
     for (key, file) in &files {
         let memo = &mut cache.files.get_mut(*key).expect("parsed above").members;
         for (at, doc) in &file.docs {
@@ -315,46 +318,58 @@ fn assemble(
                 continue;
             }
             let identity = env.spec.email.trim().to_lowercase();
-            if let Some(first) = catalog.members.get(&identity) {
-                pending.push(
-                    Pending::error(
-                        &at.file,
-                        at.doc,
-                        path("spec.email"),
-                        format!(
-                            "email {:?} is already used by Member {:?}",
-                            env.spec.email, first.name
-                        ),
-                    )
-                    .help(format!(
-                        "one person is one Member: merge the grants into {}",
-                        first.at.file
-                    )),
-                );
-                continue;
-            }
+            let slot = match members.entry(identity) {
+                btree_map::Entry::Vacant(slot) => slot,
+                btree_map::Entry::Occupied(first) => {
+                    let first = first.get();
+                    pending.push(
+                        Pending::error(
+                            &at.file,
+                            at.doc,
+                            path("spec.email"),
+                            format!(
+                                "email {:?} is already used by Member {:?}",
+                                env.spec.email, first.name
+                            ),
+                        )
+                        .help(format!(
+                            "one person is one Member: merge the grants into {}",
+                            first.at.file
+                        )),
+                    );
+                    continue;
+                }
+            };
             names.insert(name, at);
-            let reusable = memo
-                .get(&at.doc)
+            if memo.len() <= at.doc {
+                memo.resize_with(at.doc + 1, || None);
+            }
+            let memoised = &mut memo[at.doc];
+            let reusable = memoised
+                .as_ref()
                 .is_some_and(|c| c.globals_id == catalog.globals_id && c.deps.holds(ctx));
             if !reusable {
                 let checked =
-                    member::check_member(&catalog, grace, &identity, (name, &env.spec, at), ctx);
-                memo.insert(
-                    at.doc,
-                    CheckedMember {
-                        globals_id: catalog.globals_id,
-                        deps: checked.deps,
-                        member: Arc::new(checked.member),
-                        pending: checked.pending,
-                    },
-                );
+                    member::check_member(&catalog, grace, slot.key(), (name, &env.spec, at), ctx);
+                *memoised = Some(CheckedMember {
+                    globals_id: catalog.globals_id,
+                    deps: checked.deps,
+                    member: Arc::new(checked.member),
+                    pending: checked.pending,
+                });
             }
-            let checked = &memo[&at.doc];
+            let checked = memoised.as_ref().expect("checked above");
             pending.extend(checked.pending.iter().cloned());
-            catalog.members.insert(identity, checked.member.clone());
+            for client in &checked.member.live_clients {
+                if !live_clients.contains(client.as_str()) {
+                    live_clients.insert(client.clone());
+                }
+            }
+            slot.insert(checked.member.clone());
         }
     }
+    catalog.members = Arc::new(members);
+    catalog.live_clients = Arc::new(live_clients.into_iter().collect());
     diagnostics.extend(resolve(pending, text_of));
     diagnostics.sort_by(|a, b| {
         (&a.file, a.line, a.column, &a.message).cmp(&(&b.file, b.line, b.column, &b.message))

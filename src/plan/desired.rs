@@ -71,9 +71,12 @@ pub struct Desired {
     pub pending: BTreeMap<EntKey, Source>,
     /// Every member declared (offboarded included), by identity: the catalogue's own
     /// map, shared rather than copied into sets.
-    pub members: BTreeMap<String, Arc<Member>>,
+    pub members: Arc<BTreeMap<String, Arc<Member>>>,
     /// The earliest future `starts` or `expires`: when desired state next changes.
     pub next_change: Option<Timestamp>,
+    /// The latest `starts` or `expires` at or before `now`: desired state is the same
+    /// for every instant from here up to `next_change`.
+    pub since: Option<Timestamp>,
 }
 
 /// One member's part of desired state, and the span of `now` over which it holds.
@@ -134,7 +137,7 @@ impl Desired {
         // Per system, (identity, account) in identity order: built in bulk at the end
         // rather than inserted one by one.
         let mut systems: BTreeMap<String, Vec<(String, Arc<WantedAccount>)>> = BTreeMap::new();
-        for (identity, m) in &cat.members {
+        for (identity, m) in cat.members.iter() {
             let key = Arc::as_ptr(m) as usize;
             let part = match cache.parts.get_mut(&key) {
                 Some(c)
@@ -178,13 +181,22 @@ impl Desired {
         d
     }
 
-    /// Adds one member's expired and pending grants and next change.
+    /// Adds one member's expired and pending grants and the span it holds for.
     fn add(&mut self, part: &MemberPart) {
         self.expired.extend(part.expired.iter().cloned());
         self.pending.extend(part.pending.iter().cloned());
         if let Some(n) = part.next_change {
             self.next_change = Some(self.next_change.map_or(n, |c| c.min(n)));
         }
+        if let Some(s) = part.since {
+            self.since = Some(self.since.map_or(s, |c| c.max(s)));
+        }
+    }
+
+    /// True when evaluating the same catalogue at `now` gives this desired state again
+    /// (`self.now` aside): no grant window opens or closes between the two instants.
+    pub fn holds_at(&self, now: Timestamp) -> bool {
+        self.since.is_none_or(|s| s <= now) && self.next_change.is_none_or(|n| now < n)
     }
 
     /// True when `identity` is declared by a Member (offboarded or not).

@@ -52,15 +52,7 @@ pub fn guard(
         }
     }
     if let Some(prev) = previous {
-        let live = |cat: &Catalog| -> BTreeSet<String> {
-            cat.grants()
-                .filter(|g| !g.offboarded)
-                .map(|g| g.client.clone())
-                .collect()
-        };
-        let before = live(prev);
-        let after = live(catalog);
-        for client in before.difference(&after) {
+        for client in prev.live_clients.difference(&catalog.live_clients) {
             let removing = plan
                 .changes
                 .iter()
