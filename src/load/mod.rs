@@ -97,21 +97,21 @@ impl ParseCache {
         self.files.retain(|_, c| c.used >= oldest);
     }
 
-    /// Parses `blob` at `path` unless it is cached, reading the text only then.
+    /// Parses the blob at `key` (blob id, path) unless it is cached, reading the text
+    /// only then.
     fn parse<E>(
         &mut self,
-        path: &str,
-        blob: Oid,
+        key: &(Oid, String),
         text: impl FnOnce() -> Result<String, E>,
     ) -> Result<(), E> {
         let generation = self.generation;
-        if let Some(c) = self.files.get_mut(&(blob, path.to_string())) {
+        if let Some(c) = self.files.get_mut(key) {
             c.used = generation;
             return Ok(());
         }
-        let file = Arc::new(parse_file(path, &text()?));
+        let file = Arc::new(parse_file(&key.1, &text()?));
         self.files.insert(
-            (blob, path.to_string()),
+            key.clone(),
             Cached {
                 file,
                 used: generation,
@@ -221,10 +221,11 @@ pub fn stage(
 ) -> Result<Staged, SourceError> {
     let blobs = repo.yaml_blobs(rev, subpath)?;
     cache.next_generation();
-    for (path, blob) in &blobs {
-        cache.parse(path, *blob, || repo.blob_text(*blob, path, rev))?;
-    }
     let keys: Vec<(Oid, String)> = blobs.into_iter().map(|(p, b)| (b, p)).collect();
+    for key in &keys {
+        let (blob, path) = key;
+        cache.parse(key, || repo.blob_text(*blob, path, rev))?;
+    }
     Ok(cache.stage(rev.clone(), keys))
 }
 
@@ -266,9 +267,9 @@ pub fn load_files(
     cache: &mut ParseCache,
 ) -> Loaded {
     cache.next_generation();
-    for f in files {
-        let ok: Result<_, std::convert::Infallible> =
-            cache.parse(&f.path, f.blob, || Ok(f.text.clone()));
+    let keys: Vec<(Oid, String)> = files.iter().map(|f| (f.blob, f.path.clone())).collect();
+    for (key, f) in keys.iter().zip(files) {
+        let ok: Result<_, std::convert::Infallible> = cache.parse(key, || Ok(f.text.clone()));
         ok.unwrap_or_else(|never| match never {});
     }
     let texts: HashMap<&str, &str> = files
@@ -276,7 +277,6 @@ pub fn load_files(
         .map(|f| (f.path.as_str(), f.text.as_str()))
         .collect();
     let text_of = |path: &str| texts.get(path).map(|t| t.to_string());
-    let keys: Vec<(Oid, String)> = files.iter().map(|f| (f.blob, f.path.clone())).collect();
     let staged = cache.stage(revision, keys);
     assemble(&staged, ctx, cache, &text_of)
 }

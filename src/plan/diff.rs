@@ -6,7 +6,7 @@ use jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 
 use super::change::{Change, OutOfScope, Plan, Reason, SystemStatus};
 use super::desired::{Desired, EntKey};
-use crate::connectors::{Completeness, Op, Snapshot};
+use crate::connectors::{Account, Completeness, Op, Snapshot};
 use crate::load::Catalog;
 use crate::model::OffboardMode;
 
@@ -81,12 +81,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
         let partial = matches!(snapshot.completeness, Completeness::Partial(_));
         let native_expiry = input.native_expiry.contains(name);
         let wanted = input.desired.systems.get(name).unwrap_or(&empty);
-        // Ordered by identity like `wanted`, so both loops below walk memory in order.
-        let actual: BTreeMap<&str, _> = snapshot
-            .managed
-            .iter()
-            .map(|a| (a.identity.as_str(), a))
-            .collect();
+        let actual = by_identity(&snapshot.managed);
         let client_of = |identity: &str, grant_client: Option<&String>| {
             grant_client
                 .cloned()
@@ -103,7 +98,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             }
         };
 
-        let mut have_of = Ascending::new(&actual);
+        let mut have_of = Ascending::new(actual.iter().map(|a| (a.identity.as_str(), *a)));
         for (identity, want) in wanted {
             // The second lock (DESIGN.md §5): the earliest expiry of what the person holds here.
             let expiry = native_expiry
@@ -185,10 +180,11 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
         }
 
         let (mut want_of, mut member_of) = (
-            Ascending::new(wanted),
-            Ascending::new(&input.desired.members),
+            Ascending::new(wanted.iter().map(|(k, v)| (k.as_str(), v))),
+            Ascending::new(input.desired.members.iter().map(|(k, v)| (k.as_str(), v))),
         );
-        for (&identity, have) in &actual {
+        for have in &actual {
+            let identity = have.identity.as_str();
             let want = want_of.get(identity);
             let member = member_of.get(identity);
             let offboarded = member.is_some_and(|m| m.spec.offboarded)
@@ -270,26 +266,38 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
     plan
 }
 
-/// Looks up keys given in ascending order in a sorted map by walking it once: the diff
-/// visits every account in identity order, so this replaces a tree search (a dozen
-/// string comparisons) per account with one or two.
-struct Ascending<'a, K, V> {
-    iter: std::iter::Peekable<std::collections::btree_map::Iter<'a, K, V>>,
+/// Accounts in identity order, one per identity (the last read wins, as in a map).
+/// Connectors usually return them sorted already; then this only checks.
+fn by_identity(accounts: &[Account]) -> Vec<&Account> {
+    let mut sorted: Vec<&Account> = accounts.iter().collect();
+    if !sorted.is_sorted_by(|a, b| a.identity < b.identity) {
+        // Stable, then reversed: the last of equal identities comes first and stays.
+        sorted.sort_by(|a, b| a.identity.cmp(&b.identity));
+        sorted.reverse();
+        sorted.dedup_by(|a, b| a.identity == b.identity);
+        sorted.reverse();
+    }
+    sorted
 }
 
-impl<'a, K: std::borrow::Borrow<str>, V> Ascending<'a, K, V> {
-    fn new(map: &'a BTreeMap<K, V>) -> Self {
+/// Looks up keys given in ascending order among entries sorted by key by walking them
+/// once: the diff visits every account in identity order, so this replaces a tree
+/// search (a dozen string comparisons) per account with one or two.
+struct Ascending<'a, V, I: Iterator<Item = (&'a str, V)>> {
+    iter: std::iter::Peekable<I>,
+}
+
+impl<'a, V, I: Iterator<Item = (&'a str, V)>> Ascending<'a, V, I> {
+    fn new(entries: I) -> Self {
         Ascending {
-            iter: map.iter().peekable(),
+            iter: entries.peekable(),
         }
     }
 
     /// The value at `key`; keys must come in ascending order from call to call.
-    fn get(&mut self, key: &str) -> Option<&'a V> {
-        while self.iter.next_if(|(k, _)| (*k).borrow() < key).is_some() {}
-        self.iter
-            .next_if(|(k, _)| (*k).borrow() == key)
-            .map(|(_, v)| v)
+    fn get(&mut self, key: &str) -> Option<V> {
+        while self.iter.next_if(|(k, _)| *k < key).is_some() {}
+        self.iter.next_if(|(k, _)| *k == key).map(|(_, v)| v)
     }
 }
 
@@ -391,12 +399,36 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        let mut at = Ascending::new(&map);
+        let mut at = Ascending::new(map.iter().map(|(k, v)| (k.as_str(), v)));
         let found: Vec<_> = ["a", "b", "c", "e", "f"]
             .into_iter()
             .map(|k| at.get(k).copied())
             .collect();
         assert_eq!(found, [None, Some(1), None, Some(3), None]);
+    }
+
+    #[test]
+    fn accounts_out_of_order_are_sorted_and_the_last_of_an_identity_wins() {
+        let account = |identity: &str, active: bool| Account {
+            identity: identity.into(),
+            display_name: None,
+            active,
+            entitlements: BTreeSet::new(),
+            valid_until: None,
+        };
+        let read = [
+            account("c", true),
+            account("a", false),
+            account("b", true),
+            account("a", true),
+        ];
+        let got: Vec<_> = by_identity(&read)
+            .iter()
+            .map(|a| (a.identity.as_str(), a.active))
+            .collect();
+        assert_eq!(got, [("a", true), ("b", true), ("c", true)]);
+        let sorted = [account("a", true), account("b", false)];
+        assert_eq!(by_identity(&sorted).len(), 2);
     }
 
     #[test]
