@@ -34,7 +34,7 @@ mkdir -p "$(dirname "$OUT")"
       /usr/bin/time -f "cli validate (whole process): %e s wall, %U s user, peak RSS %M KB" \
         "$BIN/latchkey" validate repo.git --rev main --now "$NOW" >/dev/null
       # Last: it commits edits to the repository.
-      "$BIN/examples/bench_plan" --repo repo.git --now "$NOW" --mode incremental --edits 5
+      "$BIN/examples/bench_plan" --repo repo.git --now "$NOW" --mode incremental --edits 20
     fi
     cd "$ROOT"
     rm -rf "$dir"
