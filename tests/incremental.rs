@@ -90,6 +90,16 @@ async fn same_as_cold(
     (plan, diags)
 }
 
+/// A small generated repository with its in-sync portal: the directory holding both,
+/// the generator's `now`, and the bare repository.
+fn small_repo() -> (tempfile::TempDir, Timestamp, git2::Repository) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = small_spec(dir.path());
+    let generated = synth::generate(&spec, dir.path()).expect("generate");
+    let git = git2::Repository::open_bare(&generated.repo).expect("open");
+    (dir, spec.now, git)
+}
+
 fn small_spec(dir: &std::path::Path) -> synth::Spec {
     synth::Spec {
         clients: 12,
@@ -105,13 +115,9 @@ fn small_spec(dir: &std::path::Path) -> synth::Spec {
 
 #[tokio::test]
 async fn incremental_plan_equals_cold_plan() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spec = small_spec(dir.path());
-    let now = spec.now;
-    let generated = synth::generate(&spec, dir.path()).expect("generate");
-    let git = git2::Repository::open_bare(&generated.repo).expect("open");
+    let (_dir, now, git) = small_repo();
 
-    let mut warm = reconciler(&generated.repo);
+    let mut warm = reconciler(git.path());
     let (plan_a, diags_a) = plan_of(&mut warm, now).await;
     assert_eq!(
         plan_a["changes"],
@@ -138,7 +144,7 @@ async fn incremental_plan_equals_cold_plan() {
         "  offboarded: true\n  grants:\n",
     );
     let (plan_b, diags_b) = plan_of(&mut warm, now).await;
-    let (cold_b, cold_diags_b) = plan_of(&mut reconciler(&generated.repo), now).await;
+    let (cold_b, cold_diags_b) = plan_of(&mut reconciler(git.path()), now).await;
     assert_eq!(plan_b, cold_b);
     assert_eq!(diags_b, cold_diags_b);
     assert!(
@@ -156,7 +162,7 @@ async fn incremental_plan_equals_cold_plan() {
     // C: an invalid edit; its errors are located the same way warm and cold.
     edit(&synth::members_path(8), "role: client-", "role: no-such-");
     let (plan_c, diags_c) = plan_of(&mut warm, now).await;
-    let (cold_c, cold_diags_c) = plan_of(&mut reconciler(&generated.repo), now).await;
+    let (cold_c, cold_diags_c) = plan_of(&mut reconciler(git.path()), now).await;
     assert_eq!(
         plan_c,
         serde_json::Value::Null,
@@ -177,12 +183,8 @@ async fn incremental_plan_equals_cold_plan() {
 /// an email moved onto another member's is caught, all as a cold plan sees them.
 #[tokio::test]
 async fn reuse_follows_time_and_shared_documents() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spec = small_spec(dir.path());
-    let now = spec.now;
-    let generated = synth::generate(&spec, dir.path()).expect("generate");
-    let git = git2::Repository::open_bare(&generated.repo).expect("open");
-    let repo = generated.repo.as_path();
+    let (_dir, now, git) = small_repo();
+    let repo = git.path();
     let mut warm = reconciler(repo);
     let days = |d: i64| now + SignedDuration::from_hours(24 * d);
 
@@ -281,12 +283,8 @@ fn reasons_for(plan: &serde_json::Value, identity: &str) -> Vec<String> {
 /// moves and time when windows open and close, as a cold plan sees them.
 #[tokio::test]
 async fn last_applied_revision_is_reused_only_while_it_is_the_same() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spec = small_spec(dir.path());
-    let now = spec.now;
-    let generated = synth::generate(&spec, dir.path()).expect("generate");
-    let git = git2::Repository::open_bare(&generated.repo).expect("open");
-    let repo = generated.repo.as_path();
+    let (_dir, now, git) = small_repo();
+    let repo = git.path();
     let head = || git.refname_to_id("refs/heads/main").expect("main");
     let mark_applied = |oid| {
         git.reference("refs/latchkey/applied/main", oid, true, "test: applied")
