@@ -283,21 +283,22 @@ impl Reconciler {
         let Some(oid) = last_applied else {
             return Ok(None);
         };
-        if let Some(p) = &self.previous
-            && p.oid == oid
-            && p.subpath == subpath
-            && p.desired.holds_at(now)
-        {
-            return Ok(Some(p.clone()));
-        }
-        let Ok(rev) = self.repo.revision(oid, None) else {
-            return Ok(None);
-        };
         // A revision's catalogue does not depend on `now` (only its warnings do), so it
-        // is reused as long as the commit is the same.
+        // is kept as long as the commit is the same; its desired state while it holds.
         let catalog = match self.previous.take() {
-            Some(p) if p.oid == oid && p.subpath == subpath => p.catalog.clone(),
-            _ => self.load(&rev, subpath, now)?.catalog,
+            Some(p) if p.oid == oid && p.subpath == subpath => {
+                if p.desired.holds_at(now) {
+                    self.previous = Some(p.clone());
+                    return Ok(Some(p));
+                }
+                p.catalog.clone()
+            }
+            _ => {
+                let Ok(rev) = self.repo.revision(oid, None) else {
+                    return Ok(None);
+                };
+                self.load(&rev, subpath, now)?.catalog
+            }
         };
         let desired = Desired::at_cached(&catalog, now, &mut self.desired_cache);
         let previous = Arc::new(Previous {

@@ -94,8 +94,14 @@ struct MemberPart {
 
 impl MemberPart {
     fn holds_at(&self, now: Timestamp) -> bool {
-        self.since.is_none_or(|s| s <= now) && self.next_change.is_none_or(|n| now < n)
+        between(self.since, self.next_change, now)
     }
+}
+
+/// `since <= now < next_change`, an absent bound being open: the span between the grant
+/// instants around the `now` something was evaluated at, where no window test flips.
+fn between(since: Option<Timestamp>, next_change: Option<Timestamp>, now: Timestamp) -> bool {
+    since.is_none_or(|s| s <= now) && next_change.is_none_or(|n| now < n)
 }
 
 /// Members' parts of desired state from earlier evaluations: a member whose checked
@@ -196,7 +202,7 @@ impl Desired {
     /// True when evaluating the same catalogue at `now` gives this desired state again
     /// (`self.now` aside): no grant window opens or closes between the two instants.
     pub fn holds_at(&self, now: Timestamp) -> bool {
-        self.since.is_none_or(|s| s <= now) && self.next_change.is_none_or(|n| now < n)
+        between(self.since, self.next_change, now)
     }
 
     /// True when `identity` is declared by a Member (offboarded or not).

@@ -410,11 +410,8 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
     #[test]
     fn accounts_out_of_order_are_sorted_and_the_last_of_an_identity_wins() {
         let account = |identity: &str, active: bool| Account {
-            identity: identity.into(),
-            display_name: None,
             active,
-            entitlements: BTreeSet::new(),
-            valid_until: None,
+            ..account(identity, &[])
         };
         let read = [
             account("c", true),
