@@ -667,8 +667,20 @@ impl Signed {
             .collect()
     }
 
+    /// Every ledger file on main, in path order. Records are stamped with the wall
+    /// clock when it is later than `--now`, so the month file cannot be named here.
     fn ledger(&self) -> String {
-        self.repo.git(&["show", "main:audit/ledger/2026/11.jsonl"])
+        let files = self
+            .repo
+            .git(&["ls-tree", "-r", "--name-only", "main", "audit/ledger/"]);
+        let mut files: Vec<&str> = files.lines().filter(|f| f.ends_with(".jsonl")).collect();
+        files.sort();
+        assert!(!files.is_empty(), "no ledger file on main");
+        files
+            .iter()
+            .map(|f| self.repo.git(&["show", &format!("main:{f}")]))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
