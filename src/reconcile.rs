@@ -12,7 +12,7 @@ use crate::connectors::{Connector, Registry, Snapshot};
 use crate::load::{self, Context, Diagnostic, Loaded, ParseCache, Staged};
 use crate::model::SystemSpec;
 use crate::plan::{self, Desired, DesiredCache, Plan};
-use crate::source::{Revision, SourceError, SourceRepo};
+use crate::source::{Revision, SourceError, SourceRepo, WriterLock};
 
 /// What the caller asks for.
 #[derive(Clone, Debug)]
@@ -149,6 +149,28 @@ impl Reconciler {
             retry: Retry::default(),
             previous: None,
         }
+    }
+
+    /// Takes the writer lock of the branch `opts` applies to (none for a dry run, which
+    /// writes nothing). Held from before the plan to after the audit commit, so a second
+    /// writer plans against what the first one applied and records nothing twice.
+    pub fn lock_writer(
+        &self,
+        opts: &Options,
+        what: &str,
+        wait: std::time::Duration,
+    ) -> Result<Option<WriterLock>, ReconcileError> {
+        if opts.dry_run {
+            return Ok(None);
+        }
+        let branch = match self.repo.resolve(&opts.rev)?.branch {
+            Some(b) => b,
+            None => match &opts.branch {
+                Some(b) => b.clone(),
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(self.repo.lock_writer(&branch, what, wait)?))
     }
 
     /// Loads and validates a revision.
@@ -359,14 +381,17 @@ impl Reconciler {
         })?;
         let root = audit::audit_root(&opts.subpath);
         let run = run_id(opts.now, &rev);
-        let author = rev.author.clone();
+        // Records name the commit whose content is applied and its author, never an
+        // audit commit of latchkey's on top of it.
+        let cause = self.repo.content_revision(&rev, &root)?;
+        let author = cause.author.clone();
         let mut records: Vec<Record> = Vec::new();
 
         if let Some(last) = planned.last_applied
             && !self.repo.descends_from(rev.oid, last)?
         {
             let last_display = format!("{branch}@sha1:{last}");
-            let mut r = Record::new(Event::Refusal, opts.now, &run, &rev.display(), opts.trigger);
+            let mut r = Record::new(Event::Refusal, opts.now, &run, &cause.display(), opts.trigger);
             match &opts.allow_rewind {
                 None => {
                     r.note = Some(format!(
@@ -399,7 +424,7 @@ impl Reconciler {
             Ok(s) => s,
             Err(ReconcileError::Untrusted { revision, refusals }) => {
                 let mut r =
-                    Record::new(Event::Refusal, opts.now, &run, &rev.display(), opts.trigger);
+                    Record::new(Event::Refusal, opts.now, &run, &cause.display(), opts.trigger);
                 r.note = Some(format!(
                     "unsigned or untrusted commits: {}",
                     refusals
@@ -425,7 +450,7 @@ impl Reconciler {
 
         if planned.plan.is_held() {
             for hold in &planned.plan.holds {
-                let mut r = Record::new(Event::Hold, opts.now, &run, &rev.display(), opts.trigger);
+                let mut r = Record::new(Event::Hold, opts.now, &run, &cause.display(), opts.trigger);
                 r.note = Some(hold.message.clone());
                 records.push(r);
             }
@@ -444,7 +469,7 @@ impl Reconciler {
                     Event::Override,
                     opts.now,
                     &run,
-                    &rev.display(),
+                    &cause.display(),
                     opts.trigger,
                 );
                 r.note = Some(format!("{} (overridden: {reason})", hold.message));
@@ -471,7 +496,7 @@ impl Reconciler {
         records.extend(audit::change_records(
             &outcomes,
             &run,
-            &rev.display(),
+            &cause.display(),
             opts.trigger,
             &author,
         ));
@@ -509,8 +534,7 @@ impl Reconciler {
             &summary,
         )?;
         self.repo
-            .git()
-            .reference(&applied_ref(&branch), rev.oid, true, "latchkey: applied")
+            .set_ref(&applied_ref(&branch), rev.oid, "latchkey: applied")
             .map_err(SourceError::from)?;
         Ok(Applied {
             planned,
@@ -566,6 +590,21 @@ impl Reconciler {
             rev: opts.rev.clone(),
         })?;
         let root = audit::audit_root(&opts.subpath);
+        // The invalid content, not an audit commit of ours that landed on top of it; and
+        // once: state.yaml remembers the invalid revision last recorded, across restarts.
+        let rev = &self.repo.content_revision(rev, &root)?;
+        let state = audit::read_state(&self.repo, &branch, &root)?;
+        if state
+            .as_ref()
+            .and_then(|s| s.last_invalid_revision.as_deref())
+            == Some(rev.display().as_str())
+        {
+            return Ok(None);
+        }
+        let state = state.map(|mut s| {
+            s.last_invalid_revision = Some(rev.display());
+            s
+        });
         let run = run_id(opts.now, rev);
         let mut r = Record::new(
             Event::InvalidRevision,
@@ -574,6 +613,7 @@ impl Reconciler {
             &rev.display(),
             opts.trigger,
         );
+        r.author = Some(rev.author.clone());
         let first = errors
             .first()
             .map(|d| d.to_string().lines().next().unwrap_or("").to_string())
@@ -583,7 +623,7 @@ impl Reconciler {
             &branch,
             &root,
             vec![r],
-            None,
+            state,
             None,
             opts,
             &run,
@@ -624,6 +664,11 @@ impl Reconciler {
         rev: &Revision,
         summary: &str,
     ) -> Result<Option<git2::Oid>, ReconcileError> {
+        let applied_by = applier();
+        let mut records = records;
+        for r in &mut records {
+            r.applied_by = Some(applied_by.clone());
+        }
         let audit = audit::RunAudit {
             catalog,
             revision: rev.display(),
@@ -633,10 +678,10 @@ impl Reconciler {
             summary: summary.to_string(),
             run: run.to_string(),
         };
-        let Some(commit) = audit::build_commit(&self.repo, branch, root, audit)? else {
-            return Ok(None);
-        };
-        let oid = self.repo.commit_audit(branch, &commit)?;
+        let repo = &self.repo;
+        let oid = repo.commit_audit_with(branch, || {
+            audit::build_commit(repo, branch, root, audit.clone())
+        })?;
         if opts.push && oid.is_some() {
             self.repo.push(branch, 3)?;
         }
@@ -658,6 +703,14 @@ async fn read_systems(connectors: Connectors) -> Reads {
         .into_iter()
         .map(|(name, c)| async move { (name, c.read().await.map_err(|e| e.message)) });
     futures::future::join_all(reads).await.into_iter().collect()
+}
+
+/// Who applies: `LATCHKEY_APPLIED_BY` (the operator sets its pod), else this host's name.
+fn applier() -> String {
+    std::env::var("LATCHKEY_APPLIED_BY")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
 }
 
 fn applied_ref(branch: &str) -> String {

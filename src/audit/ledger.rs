@@ -96,12 +96,15 @@ pub struct Record {
     /// Free text: a hold's reason, an override's justification, a refusal's cause.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// Author of the applied commit.
+    /// Author of the commit whose content caused the change (never latchkey's audit commit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
     /// Verified signer of the applied commit, when signatures are required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
+    /// The host or controller that applied it (records before this field have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_by: Option<String>,
     /// Hash of the previous record.
     pub prev: String,
     /// Hash of this record (see the module docs).
@@ -137,6 +140,7 @@ impl Record {
             note: None,
             author: None,
             signer: None,
+            applied_by: None,
             prev: String::new(),
             hash: String::new(),
         }

@@ -143,6 +143,7 @@ pub fn read_state(
 }
 
 /// Everything one run writes.
+#[derive(Clone)]
 pub struct RunAudit<'a> {
     pub catalog: Option<&'a Catalog>,
     pub revision: String,
@@ -206,7 +207,14 @@ pub fn build_commit(
         .filter(|(p, c)| tail.files.get(p) != Some(c))
         .collect();
     out.extend(checkpoints);
-    if let Some(mut state) = run.state.take() {
+    // Records that change no state (holds, refusals, invalid revisions) still move the
+    // ledger head, so state.yaml's ledgerHead always names the last record.
+    let state = match run.state.take() {
+        Some(s) => Some(s),
+        None if !run.records.is_empty() => read_state(repo, branch, root)?,
+        None => None,
+    };
+    if let Some(mut state) = state {
         state.ledger_head = prev.clone();
         out.push((format!("{root}state.yaml"), state.to_yaml()));
     }

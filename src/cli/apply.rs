@@ -36,6 +36,10 @@ pub struct ApplyArgs {
     /// Accept a history rewrite, with a reason for the audit.
     #[arg(long, value_name = "REASON")]
     pub allow_rewind: Option<String>,
+    /// How long to wait for another latchkey applying to the same branch (it holds the
+    /// writer lock from its plan to its audit commit) before giving up.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = super::parse_duration)]
+    pub lock_wait: std::time::Duration,
     /// How to print the plan and outcomes: text, or json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -54,6 +58,7 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         allow_rewind: args.allow_rewind.clone(),
         trigger: Trigger::Manual,
     };
+    let _lock = rec.lock_writer(&opts, "latchkey apply", args.lock_wait)?;
     let Some(planned) = super::plan_or_report(&mut rec, &opts, "nothing was applied").await? else {
         return Ok(Exit::Errors);
     };

@@ -14,7 +14,6 @@ use crate::connectors::Secret;
 use crate::controller::http::{Shared, router};
 use crate::controller::metrics::Metrics;
 use crate::controller::run::{Controller, RunConfig, Tick};
-use crate::model::GrantDuration;
 
 /// Run the controller: keep the systems in line with a branch of the repository.
 ///
@@ -31,10 +30,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "main")]
     pub branch: String,
     /// How often to fetch, e.g. 30s, 5m.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = super::parse_duration)]
     pub interval: Duration,
     /// How often to re-read the systems for drift.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
     pub drift_interval: Duration,
     /// Address for /healthz, /readyz, /metrics and /hooks/push.
     #[arg(long, default_value = "127.0.0.1:9090")]
@@ -50,10 +49,6 @@ pub struct RunArgs {
     pub once: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = GrantDuration::parse(s).map_err(|e| e.to_string())?;
-    Ok(Duration::from_secs(d.as_signed().as_secs() as u64))
-}
 
 pub async fn run(args: RunArgs) -> Result<Exit, CliError> {
     let webhook_secret = match &args.webhook_secret_env {

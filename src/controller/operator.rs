@@ -453,6 +453,11 @@ pub async fn pipeline(
         allow_rewind: None,
         trigger: trigger(previous, head.as_deref(), now),
     };
+    // One writer per branch, also against a `latchkey apply` on the same mirror.
+    let _lock = match rec.lock_writer(&opts, "latchkey operator", std::time::Duration::from_secs(30)) {
+        Ok(lock) => lock,
+        Err(e) => return failed(e, head),
+    };
     let planned = match rec.plan(&opts).await {
         Ok(p) => p,
         Err(ReconcileError::Invalid { revision, errors }) => {

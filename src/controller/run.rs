@@ -28,6 +28,10 @@ pub struct RunConfig {
     pub push: bool,
 }
 
+/// How long a tick waits for another writer of the branch before it tries again on the
+/// next wake.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
 /// What one reconcile did, for logs and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tick {
@@ -115,6 +119,12 @@ impl Controller {
         }
         let started = std::time::Instant::now();
         let opts = self.options(self.cfg.branch.clone(), trigger, now);
+        // One writer per branch (see Reconciler::lock_writer): a `latchkey apply` by hand
+        // while the controller runs waits for it, and the other way round.
+        let _lock = match self.rec.lock_writer(&opts, "latchkey run", LOCK_WAIT) {
+            Ok(lock) => lock,
+            Err(e) => return Tick::Failed(e.to_string()),
+        };
         let result = match self.rec.plan(&opts).await {
             Ok(planned) => {
                 self.last_valid = Some(head.oid);
@@ -127,8 +137,15 @@ impl Controller {
                 for e in &errors {
                     tracing::error!("{e}");
                 }
-                if self.reported_invalid != Some(head.oid) {
-                    self.reported_invalid = Some(head.oid);
+                // Once per invalid content: an audit commit of ours on top of it is the
+                // same revision (Reconciler::record_invalid also checks state.yaml).
+                let content = self
+                    .rec
+                    .repo
+                    .content_revision(&head, &root)
+                    .map_or(head.oid, |r| r.oid);
+                if self.reported_invalid != Some(content) {
+                    self.reported_invalid = Some(content);
                     if let Err(e) = self.rec.record_invalid(&head, &errors, &opts) {
                         tracing::warn!(error = %e, "could not record the invalid revision in the audit");
                     }

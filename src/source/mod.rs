@@ -5,10 +5,12 @@
 //! state never needs a working tree: any branch, tag, commit or PR head can be read.
 
 pub mod history;
+mod lock;
 mod repo;
 mod write;
 
 pub use repo::{Location, Revision, SourceFile, SourceRepo, diff_paths};
+pub use lock::WriterLock;
 pub use write::{AuditCommit, GitCredentials};
 
 use std::path::PathBuf;
@@ -52,6 +54,21 @@ pub enum SourceError {
     },
     #[error("cannot create cache directory {path}")]
     Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "another latchkey is applying to branch {branch}: {holder}; waited {}s. \
+         Let it finish and re-run (lock file {})", waited.as_secs(), path.display()
+    )]
+    Locked {
+        branch: String,
+        holder: String,
+        waited: std::time::Duration,
+        path: PathBuf,
+    },
+    #[error("cannot take the writer lock {}", path.display())]
+    Lock {
         path: PathBuf,
         source: std::io::Error,
     },

@@ -369,6 +369,24 @@ impl SourceRepo {
         Ok(new == old || self.repo.graph_descendant_of(new, old)?)
     }
 
+    /// The commit whose content `rev` holds: `rev` itself, or, when `rev` is an audit
+    /// commit (it changes only paths under `root`, as latchkey's own do), the first
+    /// commit down its first parents that changed something else. Ledger records name
+    /// it, and its author, as what caused a change, never latchkey's own commit.
+    pub fn content_revision(&self, rev: &Revision, root: &str) -> Result<Revision, SourceError> {
+        let mut commit = self.repo.find_commit(rev.oid)?;
+        // Bounded: a branch of nothing but audit commits ends at its first commit.
+        for _ in 0..10_000 {
+            let Ok(parent) = commit.parent(0) else { break };
+            let paths = diff_paths(&self.repo, Some(&parent.tree()?), &commit.tree()?)?;
+            if paths.is_empty() || !paths.iter().all(|p| p.starts_with(root)) {
+                break;
+            }
+            commit = parent;
+        }
+        Ok(revision_of(&commit, rev.branch.clone()))
+    }
+
     /// Paths changed between two commits (both sides of renames).
     pub fn changed_paths(&self, old: Oid, new: Oid) -> Result<Vec<String>, SourceError> {
         let old_tree = self.repo.find_commit(old)?.tree()?;

@@ -94,17 +94,32 @@ impl SourceRepo {
         branch: &str,
         audit: &AuditCommit,
     ) -> Result<Option<Oid>, SourceError> {
+        self.commit_audit_with(branch, || Ok(Some(audit.clone())))
+    }
+
+    /// Commits what `build` returns on top of `branch`. `build` is called again for
+    /// every attempt, after the branch moved or its ref was locked by another writer, so
+    /// the audit files are always rebuilt from the tip they are committed on, never from
+    /// a stale ledger tail (which would drop the records another run appended).
+    pub fn commit_audit_with(
+        &self,
+        branch: &str,
+        mut build: impl FnMut() -> Result<Option<AuditCommit>, SourceError>,
+    ) -> Result<Option<Oid>, SourceError> {
         let err = |source| SourceError::Commit {
             branch: branch.to_string(),
             source,
         };
         let refname = Self::branch_ref(branch);
-        // Compare-and-swap on the branch: a person's commit landing between our read of
-        // the tip and our write must never be dropped. Retry on the new tip instead
-        // (the audit files do not depend on it: only latchkey writes audit/).
-        for _ in 0..5 {
+        // Compare-and-swap on the branch: a commit landing between our read of the tip
+        // and our write must never be dropped. Retry on the new tip instead.
+        let mut delay = std::time::Duration::from_millis(5);
+        for _ in 0..ATTEMPTS {
             let current = self.repo.refname_to_id(&refname).ok();
             let parent_oid = self.audit_base(branch).map_err(err)?;
+            let Some(audit) = build()? else {
+                return Ok(None);
+            };
             let parent = self.repo.find_commit(parent_oid).map_err(err)?;
             let base_tree = parent.tree().map_err(err)?;
             let mut update = TreeUpdateBuilder::new();
@@ -133,13 +148,9 @@ impl SourceRepo {
                     self.refresh_worktree(branch);
                     return Ok(Some(oid));
                 }
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        git2::ErrorCode::Modified | git2::ErrorCode::Exists
-                    ) =>
-                {
-                    continue;
+                Err(e) if is_contended(&e) => {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_millis(200));
                 }
                 Err(e) => return Err(err(e)),
             }
@@ -148,6 +159,23 @@ impl SourceRepo {
             branch: branch.to_string(),
             source: git2::Error::from_str("the branch kept moving while the audit was committed"),
         })
+    }
+
+    /// Points `refname` at `oid`, retrying while another process holds the ref's lock
+    /// file (`failed to lock file '…/refs/heads/main.lock'`).
+    pub fn set_ref(&self, refname: &str, oid: Oid, log: &str) -> Result<(), git2::Error> {
+        let mut delay = std::time::Duration::from_millis(5);
+        for _ in 0..ATTEMPTS {
+            match self.repo.reference(refname, oid, true, log) {
+                Ok(_) => return Ok(()),
+                Err(e) if is_contended(&e) => {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.repo.reference(refname, oid, true, log).map(|_| ())
     }
 
     /// The commit the next audit commit goes on: the local branch, which for a mirror
@@ -368,6 +396,17 @@ fn ssh_sign(key: &std::path::Path, data: &[u8]) -> Result<String, git2::Error> {
         ));
     }
     Ok(sig)
+}
+
+/// How often a contended ref update is tried before giving up.
+const ATTEMPTS: usize = 20;
+
+/// The ref moved under us, or another process holds its lock file: worth another try.
+fn is_contended(e: &git2::Error) -> bool {
+    matches!(
+        e.code(),
+        git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
+    )
 }
 
 /// latchkey's committer identity; overridable with the usual git settings.
