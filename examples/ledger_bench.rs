@@ -146,7 +146,7 @@ fn main() {
             r.change = Some("revoke".into());
             r.entitlement = Some(format!("client-{client}:{ent}"));
             r.reason = Some(
-                if roll % 2 == 0 {
+                if roll.is_multiple_of(2) {
                     "expired"
                 } else {
                     "undeclared"
@@ -166,7 +166,7 @@ fn main() {
             r.entitlement = Some(format!("client-{client}:{ent}"));
             r.role = Some(format!("role-{ent}"));
             r.reason = Some("declared".into());
-            if roll % 10 == 0 {
+            if roll.is_multiple_of(10) {
                 r.expires = Some(time + SignedDuration::from_hours(24 * 21));
             }
             if roll >= 980 {

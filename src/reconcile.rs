@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use crate::apply::{self, Outcome, Retry};
-use crate::audit::{self, Event, Record, State, SystemState, Trigger};
+use crate::audit::{self, Event, Record, State, SystemState, Trigger, journal};
 use crate::connectors::{Connector, Registry, Snapshot};
 use crate::load::{self, Context, Diagnostic, Loaded, ParseCache, Staged};
 use crate::model::SystemSpec;
@@ -102,6 +102,9 @@ pub struct Planned {
     /// Desired state is the same as the last applied revision's (only `audit/` moved).
     pub same_as_applied: bool,
     connectors: BTreeMap<String, Arc<dyn Connector>>,
+    /// What each system's read returned: recovery confirms journalled changes against it
+    /// and the baseline records what it found in place.
+    actual: Reads,
 }
 
 /// What an apply did.
@@ -270,6 +273,7 @@ impl Reconciler {
             last_applied,
             same_as_applied,
             connectors,
+            actual,
         })
     }
 
@@ -386,21 +390,33 @@ impl Reconciler {
         let cause = self.repo.content_revision(&rev, &root)?;
         let author = cause.author.clone();
         let mut records: Vec<Record> = Vec::new();
+        if !opts.dry_run {
+            // A crashed run's changes are recorded before anything else is decided.
+            self.finish_journal(&branch, &root, &planned, opts)?;
+            records.extend(self.baseline(&branch, &root, &planned, &run, &cause, opts)?);
+        }
 
         if let Some(last) = planned.last_applied
             && !self.repo.descends_from(rev.oid, last)?
         {
             let last_display = format!("{branch}@sha1:{last}");
-            let mut r = Record::new(Event::Refusal, opts.now, &run, &cause.display(), opts.trigger);
+            let mut r = Record::new(
+                Event::Refusal,
+                opts.now,
+                &run,
+                &cause.display(),
+                opts.trigger,
+            );
             match &opts.allow_rewind {
                 None => {
                     r.note = Some(format!(
                         "history rewrite: does not descend from {last_display}"
                     ));
+                    records.push(r);
                     self.commit_records(
                         &branch,
                         &root,
-                        vec![r],
+                        records,
                         opts,
                         &run,
                         &rev,
@@ -423,8 +439,13 @@ impl Reconciler {
         let signers = match self.verify_signatures(&planned, &opts.subpath, opts.now) {
             Ok(s) => s,
             Err(ReconcileError::Untrusted { revision, refusals }) => {
-                let mut r =
-                    Record::new(Event::Refusal, opts.now, &run, &cause.display(), opts.trigger);
+                let mut r = Record::new(
+                    Event::Refusal,
+                    opts.now,
+                    &run,
+                    &cause.display(),
+                    opts.trigger,
+                );
                 r.note = Some(format!(
                     "unsigned or untrusted commits: {}",
                     refusals
@@ -433,10 +454,11 @@ impl Reconciler {
                         .collect::<Vec<_>>()
                         .join("; ")
                 ));
+                records.push(r);
                 self.commit_records(
                     &branch,
                     &root,
-                    vec![r],
+                    records,
                     opts,
                     &run,
                     &rev,
@@ -450,7 +472,8 @@ impl Reconciler {
 
         if planned.plan.is_held() {
             for hold in &planned.plan.holds {
-                let mut r = Record::new(Event::Hold, opts.now, &run, &cause.display(), opts.trigger);
+                let mut r =
+                    Record::new(Event::Hold, opts.now, &run, &cause.display(), opts.trigger);
                 r.note = Some(hold.message.clone());
                 records.push(r);
             }
@@ -485,12 +508,36 @@ impl Reconciler {
             });
         }
         let clock = || Timestamp::now().max(opts.now);
+        let journalled = journal::enabled() && !planned.plan.changes.is_empty();
+        let log = if journalled {
+            let intents = planned
+                .plan
+                .changes
+                .iter()
+                .map(|c| {
+                    audit::change_record(c, opts.now, &run, &cause.display(), opts.trigger, &author)
+                })
+                .collect();
+            let j = journal::Journal {
+                run: run.clone(),
+                intents,
+            };
+            Some(journal::write(&self.repo, &branch, &j, opts.push)?)
+        } else {
+            None
+        };
+        let logged = |o: &Outcome| {
+            if let Some(log) = &log {
+                log.log(o);
+            }
+            on_done(o);
+        };
         let outcomes = apply::apply(
             &planned.plan,
             &planned.connectors,
             self.retry,
             &clock,
-            on_done,
+            &logged,
         )
         .await;
         records.extend(audit::change_records(
@@ -536,12 +583,115 @@ impl Reconciler {
         self.repo
             .set_ref(&applied_ref(&branch), rev.oid, "latchkey: applied")
             .map_err(SourceError::from)?;
+        if journalled {
+            // The run's records are committed (and pushed): its journal is finished.
+            drop(log);
+            journal::clear(&self.repo, &branch, opts.push)?;
+        }
         Ok(Applied {
             planned,
             outcomes,
             commit,
             held: false,
         })
+    }
+
+    /// Finishes the journal a crashed run left: drops it when its records are in the
+    /// ledger, else records each intent as it turned out (see audit::journal) in an
+    /// audit commit of its own, before this run decides anything.
+    fn finish_journal(
+        &mut self,
+        branch: &str,
+        root: &str,
+        planned: &Planned,
+        opts: &Options,
+    ) -> Result<(), ReconcileError> {
+        let Some((j, logged)) = journal::read(&self.repo, branch)? else {
+            return Ok(());
+        };
+        if audit::ledger_has_run(&self.repo, branch, root, &j.run)? {
+            journal::clear(&self.repo, branch, opts.push)?;
+            return Ok(());
+        }
+        let recovery =
+            journal::recover(&j, &logged, &planned.actual, Timestamp::now().max(opts.now));
+        tracing::warn!(
+            run = %j.run,
+            recovered = recovery.records.len(),
+            unresolved = recovery.unresolved.len(),
+            "finishing the write-ahead journal of an interrupted run"
+        );
+        let summary = format!(
+            "recorded {} changes of interrupted run {}",
+            recovery.records.len(),
+            j.run
+        );
+        let rev = planned.loaded.revision.clone();
+        self.commit(
+            branch,
+            root,
+            recovery.records,
+            None,
+            None,
+            opts,
+            &j.run,
+            &rev,
+            &summary,
+        )?;
+        if recovery.unresolved.is_empty() {
+            journal::clear(&self.repo, branch, opts.push)?;
+        } else {
+            // Systems that could not be read in full keep their intents for a later run.
+            let rest = journal::Journal {
+                run: j.run.clone(),
+                intents: recovery.unresolved,
+            };
+            journal::write(&self.repo, branch, &rest, opts.push)?;
+        }
+        Ok(())
+    }
+
+    /// `observed` records for access found in place on managed, active accounts that the
+    /// ledger does not hold yet: the first apply, or an account newly in scope.
+    fn baseline(
+        &self,
+        branch: &str,
+        root: &str,
+        planned: &Planned,
+        run: &str,
+        cause: &Revision,
+        opts: &Options,
+    ) -> Result<Vec<Record>, ReconcileError> {
+        let access = audit::access_at_end(&self.repo, branch, root)?;
+        // Stamped like change records: never before the run's wall-clock time.
+        let seen = Timestamp::now().max(opts.now);
+        let mut out = Vec::new();
+        for (system, read) in &planned.actual {
+            let Ok(snapshot) = read else { continue };
+            let wanted = planned.desired.systems.get(system);
+            for account in snapshot.managed.iter().filter(|a| a.active) {
+                for e in &account.entitlements {
+                    if access.holds(&account.identity, system, e) {
+                        continue;
+                    }
+                    let source = wanted
+                        .and_then(|w| w.get(&account.identity))
+                        .and_then(|a| a.entitlements.get(e))
+                        .and_then(|s| s.first());
+                    let mut r =
+                        Record::new(Event::Observed, seen, run, &cause.display(), opts.trigger);
+                    r.system = Some(system.clone());
+                    r.identity = Some(account.identity.clone());
+                    r.change = Some("grant".into());
+                    r.entitlement = Some(e.clone());
+                    r.client = source.map(|s| s.client.clone());
+                    r.role = source.map(|s| s.role.clone());
+                    r.note = Some("found in place when latchkey first read this account".into());
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// When the authoritative Policy requires signed commits, verifies every commit

@@ -16,7 +16,7 @@ use crate::connectors::{Connector, ConnectorError, ErrorClass, Op};
 use crate::plan::{Change, Plan};
 
 /// How one change went.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum ChangeResult {
     Applied,

@@ -30,6 +30,9 @@ pub enum Event {
     Refusal,
     /// A newest revision that did not validate; the last valid one stays in force.
     InvalidRevision,
+    /// Access found in place when latchkey first read an account it manages (the first
+    /// apply, a newly adopted account): the baseline `who --at` and reports start from.
+    Observed,
 }
 
 /// What started the run.
@@ -87,7 +90,9 @@ pub struct Record {
     /// `declared`, `started`, `expired`, `offboarded`, `undeclared`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// `applied`, `failed`, `skipped`.
+    /// `applied`, `failed`, `skipped`, or `interrupted`: a journalled change a crash cut
+    /// off and the next run did not find in place (it was never made). A change the
+    /// next run found in place is `applied`, with a note naming the journal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
     /// Why a change failed or was skipped.

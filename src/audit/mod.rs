@@ -1,6 +1,7 @@
 //! The audit written back into git (DESIGN.md §4): ledger, reports and state, all under
 //! `audit/`, committed by latchkey in one commit per run.
 
+pub mod journal;
 pub mod ledger;
 pub mod replay;
 pub mod report;
@@ -29,6 +30,48 @@ pub fn audit_root(subpath: &str) -> String {
     }
 }
 
+/// The ledger record of one planned change, without a result: the journal's intent,
+/// completed by [`change_records`] or by recovery.
+pub fn change_record(
+    c: &crate::plan::Change,
+    at: Timestamp,
+    run: &str,
+    revision: &str,
+    trigger: Trigger,
+    author: &str,
+) -> Record {
+    let mut r = Record::new(Event::Change, at, run, revision, trigger);
+    r.system = Some(c.system.clone());
+    r.client = c.client.clone();
+    r.identity = Some(c.op.identity().to_string());
+    r.change = Some(c.verb().replace(' ', "-"));
+    r.entitlement = c.entitlement().map(str::to_string);
+    r.role = c.grant.as_ref().map(|g| g.role.clone());
+    // A native expiry change records the instant it wrote.
+    r.expires = match c.expiry() {
+        Some(until) => until,
+        None => c.grant.as_ref().and_then(|g| g.expires),
+    };
+    r.reason = Some(c.reason.as_str().to_string());
+    r.author = Some(author.to_string());
+    r
+}
+
+/// Sets a record's result from an outcome.
+pub fn set_result(r: &mut Record, result: &ChangeResult) {
+    match result {
+        ChangeResult::Applied => r.result = Some("applied".into()),
+        ChangeResult::Failed { error, .. } => {
+            r.result = Some("failed".into());
+            r.error = Some(error.clone());
+        }
+        ChangeResult::Skipped { why } => {
+            r.result = Some("skipped".into());
+            r.error = Some(why.clone());
+        }
+    }
+}
+
 /// Ledger records for applied changes.
 pub fn change_records(
     outcomes: &[Outcome],
@@ -40,35 +83,39 @@ pub fn change_records(
     outcomes
         .iter()
         .map(|o| {
-            let c = &o.change;
-            let mut r = Record::new(Event::Change, o.at, run, revision, trigger);
-            r.system = Some(c.system.clone());
-            r.client = c.client.clone();
-            r.identity = Some(c.op.identity().to_string());
-            r.change = Some(c.verb().replace(' ', "-"));
-            r.entitlement = c.entitlement().map(str::to_string);
-            r.role = c.grant.as_ref().map(|g| g.role.clone());
-            // A native expiry change records the instant it wrote.
-            r.expires = match c.expiry() {
-                Some(until) => until,
-                None => c.grant.as_ref().and_then(|g| g.expires),
-            };
-            r.reason = Some(c.reason.as_str().to_string());
-            r.author = Some(author.to_string());
-            match &o.result {
-                ChangeResult::Applied => r.result = Some("applied".into()),
-                ChangeResult::Failed { error, .. } => {
-                    r.result = Some("failed".into());
-                    r.error = Some(error.clone());
-                }
-                ChangeResult::Skipped { why } => {
-                    r.result = Some("skipped".into());
-                    r.error = Some(why.clone());
-                }
-            }
+            let mut r = change_record(&o.change, o.at, run, revision, trigger, author);
+            set_result(&mut r, &o.result);
             r
         })
         .collect()
+}
+
+/// True when the ledger at the audit base of `branch` already holds a record of `run`
+/// (its audit commit landed): a journal of that run is finished. A run's records are
+/// in the newest two month files.
+pub fn ledger_has_run(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+    run: &str,
+) -> Result<bool, SourceError> {
+    let tail = read_tail(repo, branch, root)?;
+    Ok(tail.recent.iter().any(|r| r.run == run))
+}
+
+/// Effective access after the last record on `branch` (for the baseline).
+pub fn access_at_end(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+) -> Result<replay::AccessState, SourceError> {
+    let base = repo.audit_base(branch)?;
+    let src = store::LedgerSource::Git {
+        repo,
+        rev: repo.revision(base, Some(branch.to_string()))?,
+        root: root.to_string(),
+    };
+    Ok(replay::state_at_end(&src).map_err(ledger_error)?.0)
 }
 
 /// Where the ledger's newest record is, at the commit the audit goes on.

@@ -49,7 +49,13 @@ impl AccessState {
     /// Applies one record (anything but an applied change is ignored).
     pub fn apply(&mut self, r: &Record) {
         self.records += 1;
-        if r.event != super::Event::Change || r.result.as_deref() != Some("applied") {
+        let counts = match r.event {
+            super::Event::Change => r.result.as_deref() == Some("applied"),
+            // Access found in place when latchkey first read the account (the baseline).
+            super::Event::Observed => true,
+            _ => false,
+        };
+        if !counts {
             return;
         }
         let (Some(identity), Some(system)) = (&r.identity, &r.system) else {
@@ -84,6 +90,15 @@ impl AccessState {
             }
             _ => {}
         }
+    }
+
+    /// True when `identity` holds `entitlement` on `system`.
+    pub fn holds(&self, identity: &str, system: &str, entitlement: &str) -> bool {
+        self.map.contains_key(&(
+            identity.to_string(),
+            system.to_string(),
+            entitlement.to_string(),
+        ))
     }
 
     /// Every entitlement held, sorted by identity, system, entitlement.
@@ -152,6 +167,13 @@ impl Checkpoint {
     }
 }
 
+/// True for a JSON line that may change access (an applied change or an observed
+/// baseline); other lines are counted without a full parse. serde_json writes
+/// `"result":"applied"` and `"event":"observed"` exactly.
+pub fn may_change_access(line: &str) -> bool {
+    line.contains("\"result\":\"applied\"") || line.contains("\"event\":\"observed\"")
+}
+
 /// `ledger/2026/11.jsonl` → `2026-11`.
 pub fn month_label(month: &str) -> String {
     let m = month
@@ -197,8 +219,7 @@ fn replay_month(
         if line.trim().is_empty() {
             continue;
         }
-        // serde_json writes `"result":"applied"` exactly; other lines only count.
-        if !line.contains("\"result\":\"applied\"") {
+        if !may_change_access(line) {
             state.records += 1;
             continue;
         }

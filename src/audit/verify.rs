@@ -167,7 +167,7 @@ pub fn verify(src: &LedgerSource<'_>) -> Result<Verification, LedgerError> {
             }
             out.head = expected;
             out.records += 1;
-            if line.contains("\"result\":\"applied\"") {
+            if super::replay::may_change_access(line) {
                 match serde_json::from_str::<Record>(line) {
                     Ok(r) => state.apply(&r),
                     Err(e) => {

@@ -122,7 +122,9 @@ fn default_cache_dir() -> PathBuf {
 /// A duration such as `30s`, `5m` or `2h`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let d = crate::model::GrantDuration::parse(s).map_err(|e| e.to_string())?;
-    Ok(std::time::Duration::from_secs(d.as_signed().as_secs() as u64))
+    Ok(std::time::Duration::from_secs(
+        d.as_signed().as_secs() as u64
+    ))
 }
 
 pub fn parse_timestamp(s: &str) -> Result<Timestamp, String> {

@@ -49,7 +49,6 @@ pub struct RunArgs {
     pub once: bool,
 }
 
-
 pub async fn run(args: RunArgs) -> Result<Exit, CliError> {
     let webhook_secret = match &args.webhook_secret_env {
         Some(var) => match std::env::var(var) {

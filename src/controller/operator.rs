@@ -454,7 +454,11 @@ pub async fn pipeline(
         trigger: trigger(previous, head.as_deref(), now),
     };
     // One writer per branch, also against a `latchkey apply` on the same mirror.
-    let _lock = match rec.lock_writer(&opts, "latchkey operator", std::time::Duration::from_secs(30)) {
+    let _lock = match rec.lock_writer(
+        &opts,
+        "latchkey operator",
+        std::time::Duration::from_secs(30),
+    ) {
         Ok(lock) => lock,
         Err(e) => return failed(e, head),
     };

@@ -42,7 +42,9 @@ fn holder_line(what: &str) -> String {
     format!(
         "pid {} on {host} since {} ({what})",
         std::process::id(),
-        jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_default()
+        jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or_default()
     )
 }
 

@@ -9,8 +9,8 @@ mod lock;
 mod repo;
 mod write;
 
-pub use repo::{Location, Revision, SourceFile, SourceRepo, diff_paths};
 pub use lock::WriterLock;
+pub use repo::{Location, Revision, SourceFile, SourceRepo, diff_paths};
 pub use write::{AuditCommit, GitCredentials};
 
 use std::path::PathBuf;

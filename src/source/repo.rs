@@ -181,8 +181,14 @@ impl SourceRepo {
         let mut remote = self.repo.find_remote("origin")?;
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(super::write::callbacks(&self.creds));
+        // Branches, and the write-ahead journals pushed by a latchkey that may have run
+        // elsewhere (a replaced pod): the next run here finishes them.
+        let specs = [
+            "+refs/heads/*:refs/remotes/origin/*",
+            "+refs/latchkey/journal/*:refs/latchkey/journal/*",
+        ];
         remote
-            .fetch(&[] as &[&str], Some(&mut opts), None)
+            .fetch(&specs, Some(&mut opts), None)
             .map_err(|source| SourceError::Fetch { url, source })
     }
 

@@ -252,7 +252,24 @@ impl SourceRepo {
         })
     }
 
+    /// Pushes one refspec to origin (`+ref:ref` to force, `:ref` to delete); a no-op
+    /// for a repository without an `origin` remote.
+    pub fn push_refspec(&self, spec: &str) -> Result<(), SourceError> {
+        if self.repo.find_remote("origin").is_err() {
+            return Ok(());
+        }
+        self.push_spec(spec).map_err(|message| SourceError::Push {
+            branch: spec.to_string(),
+            url: self.location.to_string(),
+            message,
+        })
+    }
+
     fn push_once(&self, refname: &str) -> Result<(), String> {
+        self.push_spec(&format!("{refname}:{refname}"))
+    }
+
+    fn push_spec(&self, spec: &str) -> Result<(), String> {
         let mut remote = self
             .repo
             .find_remote("origin")
@@ -268,7 +285,7 @@ impl SourceRepo {
         let mut opts = PushOptions::new();
         opts.remote_callbacks(cb);
         remote
-            .push(&[format!("{refname}:{refname}")], Some(&mut opts))
+            .push(&[spec], Some(&mut opts))
             .map_err(|e| e.message().to_string())?;
         drop(opts);
         match rejected.into_inner() {

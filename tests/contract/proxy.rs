@@ -106,7 +106,7 @@ impl Rule {
     fn hits(self, n: u64) -> bool {
         match self {
             Rule::First(first) => n <= first,
-            Rule::Every(k) => n % k == 0,
+            Rule::Every(k) => n.is_multiple_of(k),
             Rule::Always => true,
         }
     }
