@@ -7,4 +7,5 @@ mod apply;
 mod corpus;
 mod example;
 mod help;
+mod ledger;
 mod plan;

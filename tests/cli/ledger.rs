@@ -1,0 +1,369 @@
+//! The ledger's guarantees under faults: `kill -9` at several points of an apply, three
+//! applies at once, holds that keep the chain verifiable, and records that name the
+//! commit (and author) that caused each change.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// `n` acme members with the `finance` role: 3 portal changes each (account, viewer,
+/// finance) on the base repository.
+fn many(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "---\napiVersion: latchkey.dev/v1alpha1\nkind: Member\nmetadata:\n  name: m{i}\n\
+                 spec:\n  email: m{i}@acme.example\n  client: acme\n  grants:\n    - role: finance\n"
+            )
+        })
+        .collect()
+}
+
+fn env_with(n: usize) -> Env {
+    let env = Env::base();
+    env.systems();
+    let members = many(n);
+    env.commit(&[("clients/acme/many.yaml", Some(&members))], "add many");
+    env
+}
+
+/// Every ledger record on main, oldest first.
+fn records(env: &Env) -> Vec<serde_json::Value> {
+    let all: Vec<_> = ledger_files(env, env.head())
+        .into_iter()
+        .flat_map(|(_, r)| r)
+        .collect();
+    assert_chain(&all);
+    all
+}
+
+/// (system identity change entitlement) → how many `applied` change records.
+fn applied_counts(records: &[serde_json::Value]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r["event"] == "change" && r["result"] == "applied")
+    {
+        let key = format!(
+            "{} {} {} {}",
+            r["system"].as_str().unwrap_or(""),
+            r["identity"].as_str().unwrap_or(""),
+            r["change"].as_str().unwrap_or(""),
+            r["entitlement"].as_str().unwrap_or("-")
+        );
+        *out.entry(key).or_default() += 1;
+    }
+    out
+}
+
+/// The portal's "email role" rows as the ledger replays them (grants, observed baseline
+/// and revokes; disable removes everything of that identity).
+fn replayed_portal(records: &[serde_json::Value]) -> Vec<String> {
+    let mut held = std::collections::BTreeSet::new();
+    for r in records.iter().filter(|r| r["system"] == "portal") {
+        let counts =
+            (r["event"] == "change" && r["result"] == "applied") || r["event"] == "observed";
+        if !counts {
+            continue;
+        }
+        let id = r["identity"].as_str().unwrap().to_string();
+        match r["change"].as_str().unwrap() {
+            "grant" => {
+                held.insert(format!("{id} {}", r["entitlement"].as_str().unwrap()));
+            }
+            "revoke" => {
+                held.remove(&format!("{id} {}", r["entitlement"].as_str().unwrap()));
+            }
+            "disable-account" | "delete-account" => {
+                held.retain(|h| !h.starts_with(&format!("{id} ")))
+            }
+            _ => {}
+        }
+    }
+    held.into_iter().collect()
+}
+
+/// The portal's managed rows.
+fn portal_managed(env: &Env) -> Vec<String> {
+    roles(&env.path("portal.sqlite"))
+        .into_iter()
+        .filter(|r| !r.starts_with("root@"))
+        .collect()
+}
+
+/// Outcome lines logged so far by the running apply.
+fn logged(env: &Env) -> usize {
+    std::fs::read_to_string(env.path("access/.git/latchkey/journal/main.outcomes.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+fn journal_exists(env: &Env) -> bool {
+    env.repo.refname_to_id("refs/latchkey/journal/main").is_ok()
+}
+
+/// Starts `latchkey apply`, waits until `ready` holds, then kills it with SIGKILL.
+fn apply_killed_when(env: &Env, ready: impl Fn(&Env) -> bool) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["apply", REPO, "--now", NOW])
+        .current_dir(env.dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !ready(env) && started.elapsed() < Duration::from_secs(60) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+}
+
+/// After a kill, runs apply to convergence and checks the ledger against the portal.
+fn converge_and_check(env: &Env, changes: usize) {
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("applied 0 of 0 changes"),
+        "{}",
+        out.stderr
+    );
+    assert!(!journal_exists(env), "the journal is finished");
+    let all = records(env);
+    let counts = applied_counts(&all);
+    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "doubled records: {doubled:?}");
+    let portal: usize = counts.keys().filter(|k| k.starts_with("portal ")).count();
+    assert_eq!(portal, changes, "one applied record per change made");
+    assert_eq!(replayed_portal(&all), portal_managed(env));
+    let verify = env.run(&["audit", "verify", REPO]);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+}
+
+const N: usize = 300;
+/// Portal changes for N members, plus the base repository's own.
+fn portal_changes(env: &Env) -> usize {
+    let out = env.run(&["plan", REPO, "--now", NOW, "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["system"] == "portal")
+        .count()
+}
+
+#[test]
+fn kill_9_as_the_journal_is_written_loses_no_record() {
+    let env = env_with(N);
+    let changes = portal_changes(&env);
+    apply_killed_when(&env, journal_exists);
+    converge_and_check(&env, changes);
+}
+
+#[test]
+fn kill_9_in_the_middle_of_an_apply_loses_no_record() {
+    let env = env_with(N);
+    let changes = portal_changes(&env);
+    apply_killed_when(&env, |e| logged(e) >= changes / 3);
+    assert!(
+        journal_exists(&env),
+        "killed mid-apply, the journal is left"
+    );
+    converge_and_check(&env, changes);
+    // Changes made before the kill are recorded with the provenance of the commit that
+    // asked for them, not the run that found them.
+    let all = records(&env);
+    let recovered: Vec<_> = all
+        .iter()
+        .filter(|r| {
+            r["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("recovered from the write-ahead journal"))
+        })
+        .collect();
+    assert!(!recovered.is_empty());
+    assert!(
+        recovered
+            .iter()
+            .all(|r| r["author"] == "author@example.test")
+    );
+}
+
+#[test]
+fn kill_9_during_the_audit_commit_loses_no_record() {
+    let env = env_with(N);
+    let changes = portal_changes(&env);
+    let total = {
+        let out = env.run(&["plan", REPO, "--now", NOW, "--format", "json"]);
+        let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        plan["changes"].as_array().unwrap().len()
+    };
+    apply_killed_when(&env, |e| logged(e) >= total);
+    converge_and_check(&env, changes);
+}
+
+#[test]
+fn three_applies_at_once_record_each_change_once() {
+    for trial in 0..20 {
+        let env = env_with(20);
+        let changes = portal_changes(&env);
+        let children: Vec<_> = (0..3)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_latchkey"))
+                    .args(["apply", REPO, "--now", NOW])
+                    .current_dir(env.dir.path())
+                    .env("NO_COLOR", "1")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "trial {trial}: {err}");
+        }
+        let all = records(&env);
+        let counts = applied_counts(&all);
+        assert!(
+            counts.values().all(|n| *n == 1),
+            "trial {trial}: doubled records {counts:?}"
+        );
+        assert_eq!(
+            counts.keys().filter(|k| k.starts_with("portal ")).count(),
+            changes,
+            "trial {trial}"
+        );
+        assert_eq!(replayed_portal(&all), portal_managed(&env), "trial {trial}");
+        let verify = env.run(&["audit", "verify", REPO]);
+        assert_eq!(verify.code, 0, "trial {trial}: {}", verify.stdout);
+    }
+}
+
+#[test]
+fn a_second_writer_names_the_holder_when_it_gives_up() {
+    let env = env_with(1);
+    // Hold the lock as another process would (flock on the same file).
+    let dir = env.path("access/.git/latchkey/locks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("main.lock"))
+        .unwrap();
+    file.lock().unwrap();
+    std::fs::write(
+        dir.join("main.lock"),
+        "pid 4242 on builder since 2026-11-20T12:00:00Z (latchkey run)",
+    )
+    .unwrap();
+    let out = env.run(&["apply", REPO, "--now", NOW, "--lock-wait", "1s"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains(
+            "another latchkey is applying to branch main: pid 4242 on builder since \
+             2026-11-20T12:00:00Z (latchkey run); waited 1s"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        roles(&env.path("portal.sqlite"))
+            .iter()
+            .all(|r| r.starts_with("root@")),
+        "nothing applied"
+    );
+}
+
+#[test]
+fn a_held_run_keeps_the_ledger_verifiable_and_its_release_names_the_remover() {
+    let env = env_with(12);
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // A person removes every extra member: the deletion brake holds the run.
+    let remover = env.commit(&[("clients/acme/many.yaml", None)], "offboard the many");
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let verify = env.run(&["audit", "verify", REPO]);
+    assert_eq!(
+        verify.code, 0,
+        "after a hold: {}{}",
+        verify.stdout, verify.stderr
+    );
+    // The branch tip is now latchkey's own audit commit; the release still names the
+    // person's commit and its author, and the host that applied it.
+    assert_ne!(env.head(), remover);
+    let out = env.run(&[
+        "apply",
+        REPO,
+        "--now",
+        NOW,
+        "--allow-mass-revoke",
+        "project ended",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let all = records(&env);
+    let revokes: Vec<_> = all
+        .iter()
+        .filter(|r| r["event"] == "change" && r["reason"] == "offboarded")
+        .collect();
+    assert!(!revokes.is_empty());
+    for r in &revokes {
+        assert_eq!(r["revision"], format!("main@sha1:{remover}").as_str());
+        assert_eq!(r["author"], "author@example.test");
+        assert!(r["appliedBy"].as_str().is_some_and(|h| !h.is_empty()));
+    }
+    let verify = env.run(&["audit", "verify", REPO]);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+}
+
+#[test]
+fn access_in_place_at_the_first_apply_is_on_record() {
+    let env = Env::base();
+    // erin already has acme:viewer in the portal, in a latchkey-managed account.
+    env.sqlite(
+        "portal.sqlite",
+        &format!(
+            "{UNMANAGED_SEED} INSERT INTO users (email, display_name, active, managed_by) \
+             VALUES ('erin@acme.example', 'Erin Acme', TRUE, 'latchkey'); \
+             INSERT INTO user_roles VALUES (2, 'acme:viewer');"
+        ),
+    );
+    env.sqlite("staging.sqlite", "");
+    env.sqlite("shop.sqlite", "");
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let all = records(&env);
+    let erin: Vec<_> = all
+        .iter()
+        .filter(|r| r["identity"] == "erin@acme.example")
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["event"].as_str().unwrap(),
+                r["entitlement"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(erin, ["observed acme:viewer"]);
+    assert_eq!(replayed_portal(&all), portal_managed(&env));
+    let report = env.file_at(env.head(), "audit/access/acme.md").unwrap();
+    let row = report.lines().find(|l| l.contains("Erin Acme")).unwrap();
+    assert!(!row.contains("not yet applied"), "{row}");
+    // A second apply observes nothing new.
+    let before = all.len();
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(records(&env).len(), before);
+}
