@@ -68,6 +68,7 @@ fn opts(now: Timestamp) -> Options {
         push: false,
         allow_mass_revoke: None,
         allow_rewind: None,
+        allow_broken_ledger: None,
         trigger: Trigger::Manual,
     }
 }

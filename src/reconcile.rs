@@ -31,6 +31,9 @@ pub struct Options {
     pub allow_mass_revoke: Option<String>,
     /// Accepts a revision that does not descend from the last applied one.
     pub allow_rewind: Option<String>,
+    /// Appends to a ledger that no longer holds the anchored last record (audit/ deleted
+    /// or its tail removed), with a reason recorded in the audit.
+    pub allow_broken_ledger: Option<String>,
     pub trigger: Trigger,
 }
 
@@ -62,6 +65,17 @@ pub enum ReconcileError {
     },
     #[error("the Policy's trust section is unusable; nothing was applied")]
     Trust(#[from] crate::trust::TrustError),
+    #[error(
+        "the ledger on {branch} does not hold the last record latchkey wrote (hash {head}, \
+         audit commit {commit}): audit/ was deleted or records were removed from its end; \
+         nothing was applied. Restore it (git checkout {commit} -- audit, then commit), or \
+         pass --allow-broken-ledger \"<reason>\" to continue from what is there (recorded)"
+    )]
+    BrokenLedger {
+        branch: String,
+        head: String,
+        commit: String,
+    },
     #[error("cannot read the audit state: {0}")]
     State(String),
 }
@@ -73,6 +87,7 @@ impl ReconcileError {
             self,
             ReconcileError::Invalid { .. }
                 | ReconcileError::Rewind { .. }
+                | ReconcileError::BrokenLedger { .. }
                 | ReconcileError::Untrusted { .. }
                 | ReconcileError::Trust(_)
         )
@@ -85,6 +100,7 @@ impl ReconcileError {
             ReconcileError::Invalid { .. } => "invalid",
             ReconcileError::Rewind { .. } => "rewind",
             ReconcileError::State(_) => "state",
+            ReconcileError::BrokenLedger { .. } => "broken-ledger",
             ReconcileError::Untrusted { .. } => "untrusted",
             ReconcileError::Trust(_) => "trust",
         }
@@ -390,6 +406,31 @@ impl Reconciler {
         let cause = self.repo.content_revision(&rev, &root)?;
         let author = cause.author.clone();
         let mut records: Vec<Record> = Vec::new();
+        if let Err(anchor) = audit::check_anchor(&self.repo, &branch, &root)? {
+            match &opts.allow_broken_ledger {
+                None => {
+                    return Err(ReconcileError::BrokenLedger {
+                        branch: branch.clone(),
+                        head: anchor.head.chars().take(12).collect(),
+                        commit: anchor.commit.to_string(),
+                    });
+                }
+                Some(reason) => {
+                    let mut r = Record::new(
+                        Event::Override,
+                        opts.now,
+                        &run,
+                        &cause.display(),
+                        opts.trigger,
+                    );
+                    r.note = Some(format!(
+                        "the ledger did not hold the anchored last record {} of audit commit {}; continued from what is there: {reason}",
+                        anchor.head, anchor.commit
+                    ));
+                    records.push(r);
+                }
+            }
+        }
         if !opts.dry_run {
             // A crashed run's changes are recorded before anything else is decided.
             self.finish_journal(&branch, &root, &planned, opts)?;
@@ -832,6 +873,9 @@ impl Reconciler {
         let oid = repo.commit_audit_with(branch, || {
             audit::build_commit(repo, branch, root, audit.clone())
         })?;
+        if let Some(oid) = oid {
+            audit::anchor::set(&self.repo, branch, oid)?;
+        }
         if opts.push && oid.is_some() {
             self.repo.push(branch, 3)?;
         }

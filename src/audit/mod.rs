@@ -1,6 +1,7 @@
 //! The audit written back into git (DESIGN.md §4): ledger, reports and state, all under
 //! `audit/`, committed by latchkey in one commit per run.
 
+pub mod anchor;
 pub mod journal;
 pub mod ledger;
 pub mod replay;
@@ -101,6 +102,26 @@ pub fn ledger_has_run(
 ) -> Result<bool, SourceError> {
     let tail = read_tail(repo, branch, root)?;
     Ok(tail.recent.iter().any(|r| r.run == run))
+}
+
+/// Whether the ledger on `branch` still holds the anchored last record (see
+/// [`anchor`]): `Err(anchor)` when it does not.
+pub fn check_anchor(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+) -> Result<Result<(), anchor::Anchor>, SourceError> {
+    let base = repo.audit_base(branch)?;
+    let rev = repo.revision(base, Some(branch.to_string()))?;
+    let Some(a) = anchor::find(repo, &rev) else {
+        return Ok(Ok(()));
+    };
+    let tail = read_tail(repo, branch, root)?;
+    Ok(if anchor::holds(&a, &tail.hash, &tail.recent) {
+        Ok(())
+    } else {
+        Err(a)
+    })
 }
 
 /// Effective access after the last record on `branch` (for the baseline).
@@ -286,8 +307,11 @@ pub fn build_commit(
         return Ok(None);
     }
     let message = format!(
-        "latchkey: {}\n\nLatchkey-Run: {}\nLatchkey-Revision: {}\n",
-        run.summary, run.run, run.revision
+        "latchkey: {}\n\nLatchkey-Run: {}\nLatchkey-Revision: {}\n{}: {prev}\n",
+        run.summary,
+        run.run,
+        run.revision,
+        anchor::TRAILER
     );
     Ok(Some(AuditCommit {
         files: out,

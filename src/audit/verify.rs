@@ -71,6 +71,43 @@ fn short(h: &str) -> &str {
 /// Verifies the whole ledger of `src`. I/O failures are errors; tampering is reported
 /// in [`Verification::broken`].
 pub fn verify(src: &LedgerSource<'_>) -> Result<Verification, LedgerError> {
+    verify_anchored(src, None)
+}
+
+/// [`verify`], also checking that the chain holds the record `anchor` names (the last
+/// one latchkey wrote, from outside `audit/`): a deleted `audit/` or a removed tail is
+/// then reported even when what is left links up.
+pub fn verify_anchored(
+    src: &LedgerSource<'_>,
+    anchor: Option<&super::anchor::Anchor>,
+) -> Result<Verification, LedgerError> {
+    let mut seen_anchor = anchor.is_none_or(|a| a.head == GENESIS);
+    let v = verify_chain(src, anchor.map(|a| a.head.as_str()), &mut seen_anchor)?;
+    if v.broken.is_some() || seen_anchor {
+        return Ok(v);
+    }
+    let a = anchor.expect("an unseen anchor exists");
+    Ok(Verification {
+        broken: Some(Broken {
+            file: src.display_path("ledger/"),
+            line: None,
+            kind: BreakKind::Truncated,
+            detail: format!(
+                "the ledger does not hold the last record latchkey wrote ({}, audit commit {}): \
+                 audit/ was deleted or records were removed from its end",
+                short(&a.head),
+                a.commit
+            ),
+        }),
+        ..v
+    })
+}
+
+fn verify_chain(
+    src: &LedgerSource<'_>,
+    anchor: Option<&str>,
+    seen_anchor: &mut bool,
+) -> Result<Verification, LedgerError> {
     let months = src.months()?;
     let mut out = Verification {
         records: 0,
@@ -164,6 +201,9 @@ pub fn verify(src: &LedgerSource<'_>) -> Result<Verification, LedgerError> {
                     ),
                 ));
                 return Ok(out);
+            }
+            if anchor == Some(expected.as_str()) {
+                *seen_anchor = true;
             }
             out.head = expected;
             out.records += 1;

@@ -36,6 +36,10 @@ pub struct ApplyArgs {
     /// Accept a history rewrite, with a reason for the audit.
     #[arg(long, value_name = "REASON")]
     pub allow_rewind: Option<String>,
+    /// Append to a ledger that no longer holds the last record latchkey wrote (audit/
+    /// deleted, or records removed from its end), with a reason for the audit.
+    #[arg(long, value_name = "REASON")]
+    pub allow_broken_ledger: Option<String>,
     /// How long to wait for another latchkey applying to the same branch (it holds the
     /// writer lock from its plan to its audit commit) before giving up.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = super::parse_duration)]
@@ -56,6 +60,7 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         push: args.push,
         allow_mass_revoke: args.allow_mass_revoke.clone(),
         allow_rewind: args.allow_rewind.clone(),
+        allow_broken_ledger: args.allow_broken_ledger.clone(),
         trigger: Trigger::Manual,
     };
     let _lock = rec.lock_writer(&opts, "latchkey apply", args.lock_wait)?;

@@ -11,7 +11,7 @@ use super::{CliError, Exit, Format, RepoArgs, parse_timestamp};
 use crate::audit::replay::{self, Access};
 use crate::audit::report::short_revision;
 use crate::audit::store::{LedgerError, LedgerSource};
-use crate::audit::verify::verify;
+use crate::audit::verify::verify_anchored;
 use crate::audit::{Record, audit_root};
 use crate::plan::render::instant;
 use crate::source::SourceRepo;
@@ -107,7 +107,14 @@ pub fn run_audit(args: AuditArgs) -> Result<Exit, CliError> {
 }
 
 fn run_verify(args: VerifyArgs) -> Result<Exit, CliError> {
-    let (v, what) = with_source(&args.repo, |src| Ok((verify(src)?, src.describe())))?;
+    let (v, what) = with_source(&args.repo, |src| {
+        // From git, the chain must also hold the head anchored outside audit/.
+        let anchor = match src {
+            LedgerSource::Git { repo, rev, .. } => crate::audit::anchor::find(repo, rev),
+            LedgerSource::Dir(_) => None,
+        };
+        Ok((verify_anchored(src, anchor.as_ref())?, src.describe()))
+    })?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
         _ => match &v.broken {

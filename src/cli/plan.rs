@@ -52,6 +52,7 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
         push: false,
         allow_mass_revoke: args.allow_mass_revoke.clone(),
         allow_rewind: None,
+        allow_broken_ledger: None,
         trigger: Trigger::Manual,
     };
     let Some(planned) = super::plan_or_report(&mut rec, &opts, "fix them and plan again").await?

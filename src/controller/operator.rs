@@ -418,6 +418,7 @@ pub async fn pipeline(
             ReconcileError::State(_) => "AuditStateUnreadable",
             ReconcileError::Untrusted { .. } => "UntrustedCommit",
             ReconcileError::Trust(_) => "TrustMisconfigured",
+            ReconcileError::BrokenLedger { .. } => "LedgerBroken",
         };
         let notice = Notice {
             warning: true,
@@ -451,6 +452,7 @@ pub async fn pipeline(
         push: spec.push,
         allow_mass_revoke: None,
         allow_rewind: None,
+        allow_broken_ledger: None,
         trigger: trigger(previous, head.as_deref(), now),
     };
     // One writer per branch, also against a `latchkey apply` on the same mirror.

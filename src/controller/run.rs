@@ -90,6 +90,7 @@ impl Controller {
             push: self.cfg.push,
             allow_mass_revoke: None,
             allow_rewind: None,
+            allow_broken_ledger: None,
             trigger,
         }
     }

@@ -367,3 +367,105 @@ fn access_in_place_at_the_first_apply_is_on_record() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(records(&env).len(), before);
 }
+
+/// Every path under audit/ at main.
+fn audit_paths(env: &Env) -> Vec<String> {
+    let tree = env.repo.find_commit(env.head()).unwrap().tree().unwrap();
+    let mut out = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+        let path = format!("{dir}{}", e.name().unwrap());
+        if path.starts_with("audit/") && e.kind() == Some(git2::ObjectType::Blob) {
+            out.push(path);
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn deleting_audit_is_caught_by_verify_and_apply_refuses_to_build_on_it() {
+    let env = env_with(2);
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let paths = audit_paths(&env);
+    let edits: Vec<(&str, Option<&str>)> = paths.iter().map(|p| (p.as_str(), None)).collect();
+    env.commit(&edits, "git rm -r audit");
+    let verify = env.run(&["audit", "verify", REPO]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
+    assert!(
+        verify
+            .stdout
+            .contains("does not hold the last record latchkey wrote"),
+        "{}",
+        verify.stdout
+    );
+    // A new member is not granted on top of a laundered ledger.
+    let members = many(3);
+    env.commit(&[("clients/acme/many.yaml", Some(&members))], "one more");
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("does not hold the last record latchkey wrote")
+            && out.stderr.contains("--allow-broken-ledger"),
+        "{}",
+        out.stderr
+    );
+    assert!(!portal_managed(&env).iter().any(|r| r.starts_with("m2@")));
+    // The explicit way out is recorded, and the ledger verifies from there on.
+    let out = env.run(&[
+        "apply",
+        REPO,
+        "--now",
+        NOW,
+        "--allow-broken-ledger",
+        "audit/ lost in a bad merge; restored from the backup",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let all = records(&env);
+    assert_eq!(all[0]["event"], "override");
+    assert!(
+        all[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("restored from the backup")
+    );
+    assert!(portal_managed(&env).iter().any(|r| r.starts_with("m2@")));
+    let verify = env.run(&["audit", "verify", REPO]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+}
+
+#[test]
+fn removing_the_ledgers_tail_by_hand_is_not_laundered_by_the_next_apply() {
+    let env = env_with(2);
+    assert_eq!(env.run(&["apply", REPO, "--now", NOW]).code, 0);
+    let members = many(3);
+    env.commit(&[("clients/acme/many.yaml", Some(&members))], "one more");
+    assert_eq!(env.run(&["apply", REPO, "--now", NOW]).code, 0);
+    // Drop the last record and put state.yaml's head back in line with what is left.
+    let files = ledger_files(&env, env.head());
+    let (path, records) = files.last().unwrap();
+    let kept: Vec<_> = records[..records.len() - 1].to_vec();
+    let text: String = kept.iter().map(|r| format!("{r}\n")).collect();
+    let state = env.file_at(env.head(), "audit/state.yaml").unwrap();
+    let old_head = records.last().unwrap()["hash"].as_str().unwrap();
+    let new_head = kept.last().unwrap()["hash"].as_str().unwrap();
+    let state = state.replace(old_head, new_head);
+    env.commit(
+        &[
+            (path.as_str(), Some(&text)),
+            ("audit/state.yaml", Some(&state)),
+        ],
+        "tidy the ledger",
+    );
+    let verify = env.run(&["audit", "verify", REPO]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not hold the last record"),
+        "{}",
+        out.stderr
+    );
+}

@@ -183,6 +183,7 @@ fn options(now: Timestamp) -> Options {
         push: false,
         allow_mass_revoke: None,
         allow_rewind: None,
+        allow_broken_ledger: None,
         trigger: Trigger::Manual,
     }
 }
