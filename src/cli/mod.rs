@@ -120,8 +120,11 @@ fn default_cache_dir() -> PathBuf {
 }
 
 pub fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
-    s.parse::<Timestamp>().map_err(|_| {
-        format!("{s:?} is not an RFC 3339 timestamp with offset, e.g. 2026-12-15T18:00:00Z")
+    crate::model::parse_instant(s).map_err(|e| match e {
+        crate::model::ParseInstantError::Syntax(_) => {
+            format!("{s:?} is not an RFC 3339 timestamp with offset, e.g. 2026-12-15T18:00:00Z")
+        }
+        too_late => too_late.to_string(),
     })
 }
 
@@ -211,5 +214,22 @@ pub(crate) async fn plan_or_report(
 pub(crate) fn print_diagnostics<'a>(diags: impl IntoIterator<Item = &'a crate::load::Diagnostic>) {
     for d in diags {
         eprintln!("{d}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_past_the_bound_is_refused_for_what_it_is() {
+        assert_eq!(
+            parse_timestamp("9999-12-31T23:59:59Z").unwrap_err(),
+            "timestamp \"9999-12-31T23:59:59Z\" is not before 9000-01-01T00:00:00Z, the latest instant latchkey accepts"
+        );
+        assert_eq!(
+            parse_timestamp("tomorrow").unwrap_err(),
+            "\"tomorrow\" is not an RFC 3339 timestamp with offset, e.g. 2026-12-15T18:00:00Z"
+        );
     }
 }
