@@ -220,3 +220,102 @@ fn a_refused_change_is_recorded_as_failed_and_the_others_still_apply() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["error"], "role not allowed on this plan");
 }
+
+/// Every blob of the repository's head tree that holds `needle`, by path.
+fn blobs_containing(ws: &Workspace, needle: &str) -> Vec<String> {
+    let repo = git2::Repository::open(ws.repo_path()).expect("open");
+    let tree = repo.head().unwrap().peel_to_tree().unwrap();
+    let mut hits = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+        if let Ok(blob) = repo.find_blob(e.id())
+            && String::from_utf8_lossy(blob.content()).contains(needle)
+        {
+            hits.push(format!("{dir}{}", e.name().unwrap_or("")));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .unwrap();
+    hits
+}
+
+/// Issue 15: the program's partial-read reason reached plan text, JSON and markdown
+/// unredacted. Everything it prints (reason, names, apply errors; escaped or not) is
+/// redacted of the credential before the plan, the log and the ledger.
+#[test]
+fn the_token_echoed_in_a_reason_a_name_or_an_error_is_redacted_everywhere() {
+    let ws = Workspace::new();
+    ws.commit(
+        &[
+            ("latchkey.yaml", &repo("leak", true, "10s")),
+            (
+                "clients/acme/members.yaml",
+                &member("erin", "    - role: fulfilment"),
+            ),
+        ],
+        T0,
+        "shop",
+    );
+    for format in ["text", "json", "markdown"] {
+        let (code, stdout, stderr) =
+            run(&ws, &["plan", "access", "--now", NOW, "--format", format]);
+        assert_eq!(code, 2, "{format}: {stdout}{stderr}");
+        assert!(
+            !stdout.contains("tok-9f8e7d") && !stderr.contains("tok-9f8e7d"),
+            "{format}: the token leaked:\n{stdout}{stderr}"
+        );
+        // The markdown plan does not name partial reads; the other two do.
+        if format != "markdown" {
+            assert!(
+                stdout.contains("page 2 refused token ***"),
+                "{format}:\n{stdout}"
+            );
+        }
+    }
+    let (code, stdout, stderr) = run(&ws, &["apply", "access", "--rev", "main", "--now", NOW]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("tok-9f8e7d") && !stderr.contains("tok-9f8e7d"),
+        "the token leaked:\n{stdout}{stderr}"
+    );
+    let failed: Vec<_> = ws
+        .ledger()
+        .into_iter()
+        .filter(|r| r["result"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        failed[0]["error"],
+        "shop rejected token *** for erin@acme.example"
+    );
+    assert_eq!(blobs_containing(&ws, "tok-9f8e7d"), Vec::<String>::new());
+    assert_ne!(blobs_containing(&ws, "***"), Vec::<String>::new());
+}
+
+/// serde quotes a value of the wrong type in its error: the token there is redacted too.
+#[test]
+fn the_token_in_a_mistyped_answer_is_redacted_from_the_error() {
+    let ws = Workspace::new();
+    ws.commit(
+        &[
+            ("latchkey.yaml", &repo("leak-type", true, "10s")),
+            (
+                "clients/acme/members.yaml",
+                &member("erin", "    - role: fulfilment"),
+            ),
+        ],
+        T0,
+        "shop",
+    );
+    let (code, stdout, stderr) = run(&ws, &["plan", "access", "--now", NOW]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "error: system shop: read answered malformed JSON (invalid type: string \"***\", expected a boolean); see docs/exec.md for the protocol"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("tok-9f8e7d") && !stderr.contains("tok-9f8e7d"),
+        "the token leaked:\n{stdout}{stderr}"
+    );
+}

@@ -14,7 +14,7 @@ mod validate;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::connectors::{Registry, SecretSource};
 use crate::reconcile::{ReconcileError, Reconciler};
@@ -88,7 +88,8 @@ pub struct RepoArgs {
     #[arg(long, value_name = "DIR", env = "LATCHKEY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Evaluate grants at this instant instead of the clock (RFC 3339, e.g.
-    /// 2026-12-15T18:00:00Z): what will have expired by then?
+    /// 2026-12-15T18:00:00Z): what will have expired by then? `apply` (without --dry-run)
+    /// and `run` refuse an instant in the future.
     #[arg(long, value_name = "TIME", value_parser = parse_timestamp)]
     pub now: Option<Timestamp>,
 }
@@ -103,6 +104,18 @@ impl RepoArgs {
         self.now.unwrap_or_else(Timestamp::now)
     }
 
+    /// For commands that change systems and write the ledger: a `--now` later than
+    /// `clock` (beyond [`NOW_SKEW`]) would revoke grants before their time and record
+    /// an instant that has not happened. Any past instant is accepted.
+    pub fn refuse_future_now(&self, clock: Timestamp) -> Result<(), CliError> {
+        match self.now {
+            Some(now) if now.duration_since(clock) > NOW_SKEW => {
+                Err(CliError::FutureNow { now, clock })
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn reconciler(&self) -> Result<Reconciler, SourceError> {
         Ok(Reconciler::new(
             self.open()?,
@@ -110,6 +123,11 @@ impl RepoArgs {
         ))
     }
 }
+
+/// How far past the clock `apply` and `run` accept `--now`: enough for a clock that is
+/// a little behind the one that computed the instant, too little to revoke anything early
+/// in earnest.
+pub const NOW_SKEW: SignedDuration = SignedDuration::from_secs(5);
 
 fn default_cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
@@ -128,8 +146,11 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
-    s.parse::<Timestamp>().map_err(|_| {
-        format!("{s:?} is not an RFC 3339 timestamp with offset, e.g. 2026-12-15T18:00:00Z")
+    crate::model::parse_instant(s).map_err(|e| match e {
+        crate::model::ParseInstantError::Syntax(_) => {
+            format!("{s:?} is not an RFC 3339 timestamp with offset, e.g. 2026-12-15T18:00:00Z")
+        }
+        too_late => too_late.to_string(),
     })
 }
 
@@ -169,10 +190,20 @@ pub enum CliError {
     Ledger(#[from] crate::audit::store::LedgerError),
     #[error("cannot write output")]
     Io(#[from] std::io::Error),
+    #[error(
+        "--now {now} is in the future (the clock says {clock}); apply and run act at the present, use plan or apply --dry-run to look ahead"
+    )]
+    FutureNow { now: Timestamp, clock: Timestamp },
 }
 
 /// Runs a parsed command.
 pub async fn run(cli: Cli) -> Result<Exit, CliError> {
+    // The wall clock is read here, at the edge, and only for this check.
+    match &cli.command {
+        Command::Apply(a) if !a.dry_run => a.repo.refuse_future_now(Timestamp::now())?,
+        Command::Run(a) => a.repo.refuse_future_now(Timestamp::now())?,
+        _ => {}
+    }
     match cli.command {
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a).await,
@@ -219,5 +250,52 @@ pub(crate) async fn plan_or_report(
 pub(crate) fn print_diagnostics<'a>(diags: impl IntoIterator<Item = &'a crate::load::Diagnostic>) {
     for d in diags {
         eprintln!("{d}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_args(now: Option<&str>) -> RepoArgs {
+        RepoArgs {
+            repo: ".".into(),
+            rev: "HEAD".into(),
+            subpath: String::new(),
+            cache_dir: None,
+            now: now.map(|n| n.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn now_past_the_bound_is_refused_for_what_it_is() {
+        assert_eq!(
+            parse_timestamp("9999-12-31T23:59:59Z").unwrap_err(),
+            "timestamp \"9999-12-31T23:59:59Z\" is not before 9000-01-01T00:00:00Z, the latest instant latchkey accepts"
+        );
+        assert_eq!(
+            parse_timestamp("tomorrow").unwrap_err(),
+            "\"tomorrow\" is not an RFC 3339 timestamp with offset, e.g. 2026-12-15T18:00:00Z"
+        );
+    }
+
+    #[test]
+    fn a_future_now_is_refused_beyond_the_skew() {
+        let clock: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+        for ok in [
+            None,
+            Some("2001-01-01T00:00:00Z"),
+            Some("2026-11-20T12:00:00Z"),
+            Some("2026-11-20T12:00:05Z"),
+        ] {
+            assert!(repo_args(ok).refuse_future_now(clock).is_ok(), "{ok:?}");
+        }
+        let e = repo_args(Some("2026-11-20T12:00:05.001Z"))
+            .refuse_future_now(clock)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--now 2026-11-20T12:00:05.001Z is in the future (the clock says 2026-11-20T12:00:00Z); apply and run act at the present, use plan or apply --dry-run to look ahead"
+        );
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use super::{CliError, Exit, RepoArgs};
 use crate::audit::Trigger;
 use crate::connectors::Secret;
-use crate::controller::http::{Shared, router};
+use crate::controller::http::{Limits, Shared, router, serve};
 use crate::controller::metrics::Metrics;
 use crate::controller::run::{Controller, RunConfig, Tick};
 
@@ -91,15 +91,14 @@ pub async fn run(args: RunArgs) -> Result<Exit, CliError> {
         args.repo.repo,
         listener.local_addr()?
     );
-    let server = axum::serve(listener, router(shared.clone()));
+    let app = router(shared.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server_task = tokio::spawn(async move {
         let mut rx = stop_rx;
-        let _ = server
-            .with_graceful_shutdown(async move {
-                let _ = rx.changed().await;
-            })
-            .await;
+        serve(listener, app, Limits::default(), async move {
+            let _ = rx.changed().await;
+        })
+        .await;
     });
     controller.run(shutdown_signal()).await;
     let _ = stop_tx.send(true);

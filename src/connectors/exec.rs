@@ -11,7 +11,8 @@
 //!
 //! The System's credential is passed in the environment as `LATCHKEY_SECRET` only, never
 //! in the request. Each call is time-limited (`connection.timeout`, default 30s). stderr
-//! goes to the log with the secret redacted. A non-zero exit, malformed JSON or a timeout
+//! goes to the log with the secret redacted; so does every string of the answer (reasons,
+//! names, entitlements, error messages), before it can reach a plan, a log or the ledger. A non-zero exit, malformed JSON or a timeout
 //! is an error naming the System: a read that fails plans nothing there, so it can never
 //! prune.
 
@@ -168,6 +169,25 @@ impl ExecConnector {
         }
     }
 
+    /// Redacts every string and key of a decoded answer. Decoded, not raw: a secret with
+    /// a quote or a backslash is escaped in the JSON text, and `\u` escapes can spell it.
+    fn redact_value(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => *s = self.redact(s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.redact_value(v)),
+            serde_json::Value::Object(map) => {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, mut v)| {
+                        self.redact_value(&mut v);
+                        (self.redact(&k), v)
+                    })
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+
     async fn call<T: for<'de> Deserialize<'de>>(
         &self,
         request: &Request,
@@ -226,11 +246,17 @@ impl ExecConnector {
                 }
             )));
         }
-        serde_json::from_slice(&output.stdout).map_err(|e| {
+        let malformed = |e: serde_json::Error| {
+            // serde quotes the offending value ("invalid type: string ..."): redacted too.
             ConnectorError::permanent(format!(
-                "{what} answered malformed JSON ({e}); see docs/exec.md for the protocol"
+                "{what} answered malformed JSON ({}); see docs/exec.md for the protocol",
+                self.redact(&e.to_string())
             ))
-        })
+        };
+        let mut answer: serde_json::Value =
+            serde_json::from_slice(&output.stdout).map_err(malformed)?;
+        self.redact_value(&mut answer);
+        serde_json::from_value(answer).map_err(malformed)
     }
 
     fn request(&self, action: Action, change: Option<Op>) -> Request {
@@ -296,7 +322,7 @@ impl Connector for ExecConnector {
                     ExecErrorClass::Transient => ErrorClass::Transient,
                     ExecErrorClass::Permanent => ErrorClass::Permanent,
                 },
-                message: self.redact(&e.message),
+                message: e.message,
             }),
             (false, None) => Err(ConnectorError::permanent(
                 "the program answered ok: false without an error",

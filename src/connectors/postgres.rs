@@ -160,6 +160,15 @@ pub struct PostgresConnector {
 /// A role as latchkey needs it.
 struct Role {
     managed: bool,
+    can_login: bool,
+}
+
+/// A CREATE ROLE that collided with the same role created concurrently: `42710` when the
+/// other transaction had committed first, `23505` (on `pg_authid_rolname_index`) when
+/// both inserted at once.
+fn created_meanwhile(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| *c == SqlState::DUPLICATE_OBJECT || *c == SqlState::UNIQUE_VIOLATION)
 }
 
 impl PostgresConnector {
@@ -174,13 +183,14 @@ impl PostgresConnector {
     async fn role(client: &Client, name: &str) -> Result<Option<Role>, ConnectorError> {
         let row = client
             .query_opt(
-                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+                "SELECT shobj_description(oid, 'pg_authid'), rolcanlogin FROM pg_roles WHERE rolname = $1",
                 &[&name],
             )
             .await
             .map_err(|e| pg_error("role lookup", &e))?;
         Ok(row.map(|r| Role {
             managed: r.get::<_, Option<String>>(0).as_deref() == Some(MANAGED_MARKER),
+            can_login: r.get(1),
         }))
     }
 
@@ -192,6 +202,32 @@ impl PostgresConnector {
                 "the PostgreSQL role {name} is not managed by latchkey (no 'latchkey' role comment); it is left alone"
             ))),
             None => Ok(false),
+        }
+    }
+
+    /// After a CREATE ROLE lost a race: another writer (a second System on the cluster,
+    /// a second latchkey) created the login between the look-up and the CREATE. The
+    /// failed statement aborted the transaction, so it is rolled back before the role is
+    /// looked up again; a login that is latchkey's is then as good as created.
+    async fn created_by_another(
+        client: &Client,
+        name: &str,
+        lost: &tokio_postgres::Error,
+    ) -> Result<(), ConnectorError> {
+        Self::exec(client, "create role", "ROLLBACK").await?;
+        match Self::role(client, name).await? {
+            Some(r) if r.managed && r.can_login => Ok(()),
+            Some(r) if r.managed => {
+                let sql = format!("ALTER ROLE {} LOGIN", ident(name));
+                Self::exec(client, "enable", &sql).await
+            }
+            Some(_) => Err(ConnectorError::permanent(format!(
+                "a PostgreSQL role {name} was created meanwhile and is not managed by latchkey; it is left alone"
+            ))),
+            // Created and dropped again already: let the retry decide.
+            None => Err(ConnectorError::transient(
+                pg_error("create role", lost).message,
+            )),
         }
     }
 
@@ -293,15 +329,12 @@ impl Connector for PostgresConnector {
                         "BEGIN; CREATE ROLE {role} LOGIN PASSWORD NULL; \
                          COMMENT ON ROLE {role} IS '{MANAGED_MARKER}'; COMMIT;"
                     );
-                    match Self::exec(&client, "create role", &sql).await {
-                        // Created concurrently: fine when it is ours.
-                        Err(e) if e.message.contains("42710") => {
-                            match Self::role(&client, &name).await? {
-                                Some(r) if r.managed => Ok(()),
-                                _ => Err(e),
-                            }
+                    match client.batch_execute(&sql).await {
+                        Ok(()) => Ok(()),
+                        Err(e) if created_meanwhile(&e) => {
+                            Self::created_by_another(&client, &name, &e).await
                         }
-                        other => other,
+                        Err(e) => Err(pg_error("create role", &e)),
                     }
                 }
             },

@@ -634,11 +634,13 @@ pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
             source,
         })?;
     let routes = super::operator_http::router(metrics.clone());
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, routes).await {
-            tracing::error!(error = %e, "the health and metrics server stopped");
-        }
-    });
+    // The same limits as `run`'s server: idle or half-sent requests cannot pile up.
+    let server = tokio::spawn(super::http::serve(
+        listener,
+        routes,
+        super::http::Limits::default(),
+        std::future::pending(),
+    ));
     metrics
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);

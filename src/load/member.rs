@@ -10,7 +10,9 @@ use jiff::Timestamp;
 use super::catalog::{Catalog, names, unknown_client, valid_name};
 use super::diagnostic::{Pending, path};
 use super::parse::DocLoc;
-use crate::model::{Environment, GrantDuration, MemberSpec};
+use crate::model::{
+    Environment, GrantDuration, LATEST, MemberSpec, ParseInstantError, parse_instant,
+};
 
 /// A member with every usable grant resolved.
 #[derive(Clone, Debug)]
@@ -102,14 +104,21 @@ pub struct Checked {
     pub deps: TimeDeps,
 }
 
-/// Parses an RFC 3339 timestamp with offset.
-fn timestamp(s: &str) -> Result<Timestamp, String> {
-    s.trim()
-        .parse::<Timestamp>()
-        .map_err(|_| format!("unparseable timestamp {s:?}"))
+/// Parses an RFC 3339 timestamp with offset, before [`LATEST`]; the error is the
+/// message and its help.
+fn timestamp(s: &str) -> Result<Timestamp, (String, &'static str)> {
+    parse_instant(s).map_err(|e| {
+        let help = match e {
+            ParseInstantError::Syntax(_) => {
+                "write RFC 3339 with an offset, e.g. 2026-12-15T18:00:00Z"
+            }
+            ParseInstantError::TooLate { .. } => {
+                "write an earlier instant, or leave the field out for a grant without one"
+            }
+        };
+        (e.to_string(), help)
+    })
 }
-
-const TIMESTAMP_HELP: &str = "write RFC 3339 with an offset, e.g. 2026-12-15T18:00:00Z";
 
 /// How long an expired grant may stay in git before `validate` warns (Policy
 /// `expiredGrace`, default 7 days).
@@ -238,7 +247,7 @@ pub fn check_member(
             .map(timestamp)
             .transpose()
             .unwrap_or_else(|e| {
-                pending.push(Pending::error(file, doc, g("starts"), e).help(TIMESTAMP_HELP));
+                pending.push(Pending::error(file, doc, g("starts"), e.0).help(e.1));
                 bad_time = true;
                 None
             });
@@ -248,7 +257,7 @@ pub fn check_member(
             .map(timestamp)
             .transpose()
             .unwrap_or_else(|e| {
-                pending.push(Pending::error(file, doc, g("expires"), e).help(TIMESTAMP_HELP));
+                pending.push(Pending::error(file, doc, g("expires"), e.0).help(e.1));
                 bad_time = true;
                 None
             });
@@ -272,8 +281,28 @@ pub fn check_member(
                 Ok(d) => {
                     let merged = (ctx.merged_at)(identity, grant).unwrap_or(ctx.revision_time);
                     let from = starts.map_or(merged, |s| s.max(merged));
-                    expires = from.checked_add(d.as_signed()).ok();
-                    length = Some(d);
+                    // An end past the bound (or past jiff's range) is an error: taken as
+                    // "no end", an overflow would grant for ever (issue 15).
+                    match from.checked_add(d.as_signed()) {
+                        Ok(end) if end < LATEST => {
+                            expires = Some(end);
+                            length = Some(d);
+                        }
+                        _ => {
+                            pending.push(
+                                Pending::error(
+                                    file,
+                                    doc,
+                                    g("for"),
+                                    format!(
+                                        "a grant for {d} from {from} would end after {LATEST}, the latest instant latchkey accepts"
+                                    ),
+                                )
+                                .help("write a shorter duration"),
+                            );
+                            bad_time = true;
+                        }
+                    }
                 }
                 Err(e) => {
                     pending.push(Pending::error(file, doc, g("for"), e.to_string()));
@@ -464,4 +493,122 @@ pub fn client_folder(file: &str) -> Option<&str> {
     let rest = file.strip_prefix("clients/")?;
     let (name, tail) = rest.split_once('/')?;
     (!tail.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load::{Context, Loaded, ParseCache, load_files};
+    use crate::source::{Revision, SourceFile};
+
+    const REPO: &str = "\
+apiVersion: latchkey.dev/v1alpha1
+kind: System
+metadata: {name: portal}
+spec: {type: sql, environment: portal, prune: true, offboard: delete}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: viewer}
+spec: {entitlements: {portal: [viewer]}}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Client
+metadata: {name: acme}
+spec: {allowedRoles: [viewer]}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Member
+metadata: {name: erin}
+spec:
+  email: erin@acme.example
+  client: acme
+  grants:
+";
+
+    /// Loads REPO with erin's one grant `grant` (a flow mapping), merged at 2026-11-20.
+    fn load_grant(grant: &str) -> Loaded {
+        let t: jiff::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+        let rev = Revision {
+            oid: git2::Oid::ZERO_SHA1,
+            branch: None,
+            time: t,
+            author: String::new(),
+            summary: String::new(),
+        };
+        let file = SourceFile {
+            path: "latchkey.yaml".into(),
+            blob: git2::Oid::ZERO_SHA1,
+            text: format!("{REPO}    - {grant}\n"),
+        };
+        let none = |_: &str, _: &crate::model::Grant| None;
+        let ctx = Context {
+            revision_time: t,
+            now: t,
+            merged_at: &none,
+        };
+        load_files(rev, &[file], &ctx, &mut ParseCache::default())
+    }
+
+    fn findings(l: &Loaded) -> Vec<String> {
+        l.diagnostics.iter().map(|d| d.to_string()).collect()
+    }
+
+    fn erins_grants(l: &Loaded) -> usize {
+        l.catalog.members.values().map(|m| m.grants.len()).sum()
+    }
+
+    /// Issue 15: `for: 3000000d` overflowed jiff's range and became a grant without
+    /// expiry. It is an error at the duration, and the grant is not resolved.
+    #[test]
+    fn a_for_that_ends_past_the_bound_is_an_error_never_no_expiry() {
+        for d in ["3000000d", "400000w", "2562047788015215s"] {
+            let l = load_grant(&format!("{{role: viewer, for: {d}}}"));
+            assert_eq!(
+                findings(&l),
+                [format!(
+                    "latchkey.yaml:23:27: error: a grant for {} from 2026-11-20T12:00:00Z would end after 9000-01-01T00:00:00Z, the latest instant latchkey accepts\n  help: write a shorter duration",
+                    crate::model::GrantDuration::parse(d).unwrap()
+                )],
+                "{d}"
+            );
+            assert_eq!(erins_grants(&l), 0, "{d}: no grant without its expiry");
+        }
+        // Long but representable: a grant with an end.
+        let l = load_grant("{role: viewer, for: 2000000d}");
+        assert!(l.is_valid(), "{:?}", findings(&l));
+        let m = l.catalog.members.values().next().unwrap();
+        assert_eq!(
+            m.grants[0].expires.map(|e| e.to_string()).as_deref(),
+            Some("7502-09-14T12:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_for_counted_from_a_late_start_is_bounded_too() {
+        let l = load_grant("{role: viewer, starts: 8999-12-31T00:00:00Z, for: 2d}");
+        assert_eq!(
+            findings(&l),
+            [
+                "latchkey.yaml:23:57: error: a grant for 2d from 8999-12-31T00:00:00Z would end after 9000-01-01T00:00:00Z, the latest instant latchkey accepts\n  help: write a shorter duration"
+            ]
+        );
+        assert_eq!(erins_grants(&l), 0);
+    }
+
+    /// Issue 15: the last second of RFC 3339 was called unparseable.
+    #[test]
+    fn an_instant_past_the_bound_is_refused_for_what_it_is() {
+        for field in ["expires", "starts"] {
+            let l = load_grant(&format!("{{role: viewer, {field}: 9999-12-31T23:59:59Z}}"));
+            let col = 24 + field.len();
+            assert_eq!(
+                findings(&l),
+                [format!(
+                    "latchkey.yaml:23:{col}: error: timestamp \"9999-12-31T23:59:59Z\" is not before 9000-01-01T00:00:00Z, the latest instant latchkey accepts\n  help: write an earlier instant, or leave the field out for a grant without one"
+                )],
+                "{field}"
+            );
+            assert_eq!(erins_grants(&l), 0, "{field}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 
 mod client;
 mod duration;
+mod instant;
 mod member;
 mod policy;
 pub mod role;
@@ -12,6 +13,7 @@ mod system;
 
 pub use client::{Client, ClientSpec};
 pub use duration::{GrantDuration, ParseDurationError};
+pub use instant::{LATEST, ParseInstantError, parse_instant};
 pub use member::{Grant, Member, MemberSpec};
 pub use policy::{DeletionBrake, Policy, PolicySpec, Signer, Trust};
 pub use role::{Role, RoleSpec};

@@ -423,3 +423,57 @@ fn dry_run_changes_nothing_and_drift_is_planned_as_undeclared() {
     );
     assert!(users(&env.path("portal.sqlite")).contains(&unmanaged_root()));
 }
+
+/// Issue 15: `apply --now <a future instant>` revoked grants before their time and wrote
+/// the future instant into the ledger. `apply` and `run` refuse it; `plan` and
+/// `apply --dry-run` look ahead as before. The instant is an hour past the wall clock,
+/// whatever its date.
+#[test]
+fn a_future_now_is_refused_by_apply_and_run_but_not_by_plan_or_dry_run() {
+    let env = Env::base();
+    env.systems();
+    let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1))
+        .round(jiff::Unit::Second)
+        .unwrap()
+        .to_string();
+    let head = env.head();
+
+    let out = env.run(&["plan", REPO, "--now", &future]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = env.run(&["apply", REPO, "--dry-run", "--now", &future]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.ends_with("dry run: nothing was applied\n"),
+        "{}",
+        out.stderr
+    );
+
+    for args in [
+        &["apply", REPO, "--now", &future][..],
+        &["run", REPO, "--once", "--now", &future][..],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert_eq!(out.stdout, "", "{args:?}: nothing planned");
+        let want = format!("error: --now {future} is in the future (the clock says ");
+        assert!(out.stderr.starts_with(&want), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.ends_with(
+                "); apply and run act at the present, use plan or apply --dry-run to look ahead\n"
+            ),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+    assert_eq!(env.head(), head, "no audit commit");
+    assert_eq!(
+        roles(&env.path("portal.sqlite")),
+        ["root@portal.example superuser"]
+    );
+    assert_eq!(users(&env.path("staging.sqlite")), []);
+
+    // A past instant, as every other test passes, still applies.
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

@@ -9,6 +9,7 @@
 mod common;
 mod peers;
 mod postgres_expiry;
+mod postgres_race;
 mod proxy;
 mod scim_extra;
 mod suite;

@@ -2,7 +2,9 @@
 """A small store back office for the exec connector's tests: latchkey.exec/v1 on
 stdin/stdout, state in the JSON file named by connection.stateFile. It insists on the
 token in LATCHKEY_SECRET, prints it to stderr (latchkey must redact it), and can
-misbehave on demand through connection.mode: exit | malformed | sleep | partial | deny."""
+misbehave on demand through connection.mode: exit | malformed | sleep | partial | deny |
+leak (echoes the token in its partial-read reason, an account name and an apply error,
+once spelt with a JSON escape) | leak-type (the token where a boolean belongs)."""
 import fcntl, json, os, sys, time
 
 req = json.load(sys.stdin)
@@ -18,6 +20,8 @@ if mode == "malformed":
     print("this is not json"); sys.exit(0)
 if mode == "sleep":
     time.sleep(30)
+if mode == "leak-type" and req["action"] == "read":
+    json.dump({"accounts": [], "complete": secret}, sys.stdout); sys.exit(0)
 expected = os.environ.get("FAKE_STORE_EXPECT")
 if expected is None and "expectTokenFile" in conn:
     expected = open(conn["expectTokenFile"]).read().strip()
@@ -38,9 +42,15 @@ if req["action"] == "read":
     accounts = [{"identity": e, "active": u["active"], "entitlements": sorted(u["roles"])}
                 for e, u in sorted(users.items()) if u.get("managed")]
     unmanaged = [e for e, u in users.items() if not u.get("managed")]
-    out = {"accounts": accounts, "unmanaged": unmanaged, "complete": mode != "partial"}
+    out = {"accounts": accounts, "unmanaged": unmanaged, "complete": mode not in ("partial", "leak")}
     if mode == "partial":
         out["reason"] = "page 2 of users timed out"
+    if mode == "leak":
+        out["reason"] = f"page 2 refused token {secret}"
+        out["unmanaged"].append(f"svc-{secret}@acme.example")
+        # The same token spelt with a JSON escape: latchkey must redact decoded text.
+        text = json.dumps(out).replace(f"svc-{secret}", "svc-\\u" + format(ord(secret[0]), "04x") + secret[1:])
+        sys.stdout.write(text); sys.exit(0)
     json.dump(out, sys.stdout)
     sys.exit(0)
 
@@ -51,6 +61,8 @@ if op != "createAccount" and (user is None or not user.get("managed")):
     ok = op in ("removeEntitlement", "disableAccount", "deleteAccount") and user is None
     json.dump({"ok": ok} if ok else {"ok": False, "error": {"class": "permanent", "message": f"no managed account {who}"}}, sys.stdout)
     sys.exit(0)
+if mode == "leak" and op == "addEntitlement":
+    json.dump({"ok": False, "error": {"class": "permanent", "message": f"shop rejected token {secret} for {who}"}}, sys.stdout); sys.exit(0)
 if mode == "deny" and op == "addEntitlement":
     json.dump({"ok": False, "error": {"class": "permanent", "message": "role not allowed on this plan"}}, sys.stdout); sys.exit(0)
 if op == "createAccount":
