@@ -66,14 +66,14 @@ pub enum ReconcileError {
     #[error("the Policy's trust section is unusable; nothing was applied")]
     Trust(#[from] crate::trust::TrustError),
     #[error(
-        "the ledger on {branch} does not hold the last record latchkey wrote (hash {head}, \
-         audit commit {commit}): audit/ was deleted or records were removed from its end; \
-         nothing was applied. Restore it (git checkout {commit} -- audit, then commit), or \
-         pass --allow-broken-ledger \"<reason>\" to continue from what is there (recorded)"
+        "the ledger on {branch} cannot be built on: {problem}; nothing was applied. Restore \
+         audit/ as latchkey's last audit commit left it (git checkout {commit} -- audit, then \
+         commit), or pass --allow-broken-ledger \"<reason>\" to continue from what is there \
+         (recorded)"
     )]
     BrokenLedger {
         branch: String,
-        head: String,
+        problem: String,
         commit: String,
     },
     #[error("cannot read the audit state: {0}")]
@@ -411,7 +411,7 @@ impl Reconciler {
                 None => {
                     return Err(ReconcileError::BrokenLedger {
                         branch: branch.clone(),
-                        head: anchor.head.chars().take(12).collect(),
+                        problem: ledger_problem(&anchor),
                         commit: anchor.commit.to_string(),
                     });
                 }
@@ -424,8 +424,8 @@ impl Reconciler {
                         opts.trigger,
                     );
                     r.note = Some(format!(
-                        "the ledger did not hold the anchored last record {} of audit commit {}; continued from what is there: {reason}",
-                        anchor.head, anchor.commit
+                        "{}; continued from what is there: {reason}",
+                        ledger_problem(&anchor)
                     ));
                     records.push(r);
                 }
@@ -897,6 +897,18 @@ async fn read_systems(connectors: Connectors) -> Reads {
         .into_iter()
         .map(|(name, c)| async move { (name, c.read().await.map_err(|e| e.message)) });
     futures::future::join_all(reads).await.into_iter().collect()
+}
+
+/// What is wrong with a ledger that does not continue from its anchor.
+fn ledger_problem(anchor: &audit::anchor::Anchor) -> String {
+    anchor.problem().unwrap_or_else(|| {
+        format!(
+            "it does not hold the last record latchkey wrote ({}, in audit commit {}): audit/ \
+             was deleted or records were removed from its end",
+            anchor.head.get(..12).unwrap_or(&anchor.head),
+            anchor.commit
+        )
+    })
 }
 
 /// Who applies: `LATCHKEY_APPLIED_BY` (the operator sets its pod), else this host's name.

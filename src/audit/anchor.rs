@@ -21,11 +21,28 @@ pub fn anchor_ref(branch: &str) -> String {
     format!("refs/latchkey/ledger/{branch}")
 }
 
-/// The last record latchkey wrote, and the audit commit that says so.
+/// The last record latchkey wrote, the audit commit that says so, and any commit since
+/// that changed `audit/` without being one of latchkey's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Anchor {
     pub commit: Oid,
     pub head: String,
+    /// Commits after the anchor that changed paths under the audit root, newest first:
+    /// only latchkey writes there, so each is an edit by hand (a deletion, a garbled or
+    /// forged state.yaml, a removed tail).
+    pub edited_by: Vec<Oid>,
+}
+
+impl Anchor {
+    /// What is wrong, for a message; None when nothing is.
+    pub fn problem(&self) -> Option<String> {
+        let first = self.edited_by.last()?;
+        Some(format!(
+            "audit/ was changed after latchkey's last audit commit {} by commit {} (only \
+             latchkey writes audit/: a deleted or edited ledger, state.yaml or report)",
+            self.commit, first
+        ))
+    }
 }
 
 fn trailer(message: &str) -> Option<String> {
@@ -37,37 +54,54 @@ fn trailer(message: &str) -> Option<String> {
         .map(|h| h.trim().to_string())
 }
 
-/// The anchor `rev` must continue from: the local ref when it is in `rev`'s history
-/// (it survives a force-push and an edit of `audit/`), else the newest commit down
-/// `rev`'s first parents with the trailer. None before latchkey's first audit commit.
-pub fn find(repo: &SourceRepo, rev: &Revision) -> Option<Anchor> {
+/// The anchor `rev` must continue from: the newest commit down `rev`'s first parents
+/// with the trailer, noting every commit after it that changed `root`. The local ref
+/// (which a force-push cannot move) is where the walk stops when it is reached.
+/// None before latchkey's first audit commit.
+pub fn find(repo: &SourceRepo, rev: &Revision, root: &str) -> Option<Anchor> {
     let git = repo.git();
-    let from_ref = rev
+    let local = rev
         .branch
         .as_deref()
-        .and_then(|b| git.refname_to_id(&anchor_ref(b)).ok())
-        .filter(|oid| repo.descends_from(rev.oid, *oid).unwrap_or(false))
-        .and_then(|oid| {
-            let c = git.find_commit(oid).ok()?;
-            Some(Anchor {
-                commit: oid,
-                head: trailer(c.message().unwrap_or(""))?,
-            })
-        });
-    if from_ref.is_some() {
-        return from_ref;
-    }
+        .and_then(|b| git.refname_to_id(&anchor_ref(b)).ok());
+    let mut edited_by = Vec::new();
     let mut commit = git.find_commit(rev.oid).ok()?;
     for _ in 0..MAX_WALK {
-        if let Some(head) = trailer(commit.message().unwrap_or("")) {
+        let message = commit.message().unwrap_or("");
+        if let Some(head) = trailer(message)
+            && (Some(commit.id()) == local || is_audit_only(repo, &commit, root))
+        {
             return Some(Anchor {
                 commit: commit.id(),
                 head,
+                edited_by,
             });
+        }
+        if touches(repo, &commit, root) {
+            edited_by.push(commit.id());
         }
         commit = commit.parent(0).ok()?;
     }
     None
+}
+
+/// The paths `commit` changed against its first parent.
+fn changed(repo: &SourceRepo, commit: &git2::Commit<'_>) -> Vec<String> {
+    let Ok(tree) = commit.tree() else {
+        return Vec::new();
+    };
+    let parent = commit.parent(0).ok().and_then(|p| p.tree().ok());
+    crate::source::diff_paths(repo.git(), parent.as_ref(), &tree).unwrap_or_default()
+}
+
+fn touches(repo: &SourceRepo, commit: &git2::Commit<'_>, root: &str) -> bool {
+    changed(repo, commit).iter().any(|p| p.starts_with(root))
+}
+
+/// latchkey's audit commits change nothing but the audit root: a commit with the
+/// trailer that also changes desired state is not one of them.
+fn is_audit_only(repo: &SourceRepo, commit: &git2::Commit<'_>, root: &str) -> bool {
+    changed(repo, commit).iter().all(|p| p.starts_with(root))
 }
 
 /// Moves the anchor of `branch` to `commit`, an audit commit just made.
@@ -75,8 +109,8 @@ pub fn set(repo: &SourceRepo, branch: &str, commit: Oid) -> Result<(), SourceErr
     Ok(repo.set_ref(&anchor_ref(branch), commit, "latchkey: ledger head")?)
 }
 
-/// True when `head` is the genesis (nothing anchored yet) or a record of `recent` or
-/// the tail itself.
+/// True when the anchored head is the genesis (nothing anchored yet), a record of
+/// `recent` or the tail itself.
 pub fn holds(anchor: &Anchor, tail: &str, recent: &[super::Record]) -> bool {
     anchor.head == GENESIS || anchor.head == tail || recent.iter().any(|r| r.hash == anchor.head)
 }

@@ -113,15 +113,17 @@ pub fn check_anchor(
 ) -> Result<Result<(), anchor::Anchor>, SourceError> {
     let base = repo.audit_base(branch)?;
     let rev = repo.revision(base, Some(branch.to_string()))?;
-    let Some(a) = anchor::find(repo, &rev) else {
+    let Some(a) = anchor::find(repo, &rev, root) else {
         return Ok(Ok(()));
     };
     let tail = read_tail(repo, branch, root)?;
-    Ok(if anchor::holds(&a, &tail.hash, &tail.recent) {
-        Ok(())
-    } else {
-        Err(a)
-    })
+    Ok(
+        if a.edited_by.is_empty() && anchor::holds(&a, &tail.hash, &tail.recent) {
+            Ok(())
+        } else {
+            Err(a)
+        },
+    )
 }
 
 /// Effective access after the last record on `branch` (for the baseline).

@@ -26,8 +26,11 @@ pub enum BreakKind {
     BrokenLink,
     /// A month checkpoint does not match the ledger before it.
     Checkpoint,
-    /// `state.yaml`'s `ledgerHead` is not the last record: the tail was removed.
+    /// `state.yaml`'s `ledgerHead` is not the last record, or the chain lacks the head
+    /// anchored in latchkey's last audit commit: the tail (or audit/) was removed.
     Truncated,
+    /// A commit that is not latchkey's audit commit changed audit/ after the last one.
+    EditedOutside,
 }
 
 /// The first broken place in the ledger.
@@ -83,10 +86,26 @@ pub fn verify_anchored(
 ) -> Result<Verification, LedgerError> {
     let mut seen_anchor = anchor.is_none_or(|a| a.head == GENESIS);
     let v = verify_chain(src, anchor.map(|a| a.head.as_str()), &mut seen_anchor)?;
-    if v.broken.is_some() || seen_anchor {
+    if v.broken.is_some() {
         return Ok(v);
     }
-    let a = anchor.expect("an unseen anchor exists");
+    let Some(a) = anchor else {
+        return Ok(v);
+    };
+    if let Some(problem) = a.problem() {
+        return Ok(Verification {
+            broken: Some(Broken {
+                file: src.display_path(""),
+                line: None,
+                kind: BreakKind::EditedOutside,
+                detail: problem,
+            }),
+            ..v
+        });
+    }
+    if seen_anchor {
+        return Ok(v);
+    }
     Ok(Verification {
         broken: Some(Broken {
             file: src.display_path("ledger/"),

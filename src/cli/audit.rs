@@ -110,7 +110,7 @@ fn run_verify(args: VerifyArgs) -> Result<Exit, CliError> {
     let (v, what) = with_source(&args.repo, |src| {
         // From git, the chain must also hold the head anchored outside audit/.
         let anchor = match src {
-            LedgerSource::Git { repo, rev, .. } => crate::audit::anchor::find(repo, rev),
+            LedgerSource::Git { repo, rev, root } => crate::audit::anchor::find(repo, rev, root),
             LedgerSource::Dir(_) => None,
         };
         Ok((verify_anchored(src, anchor.as_ref())?, src.describe()))

@@ -396,7 +396,7 @@ fn deleting_audit_is_caught_by_verify_and_apply_refuses_to_build_on_it() {
     assert!(
         verify
             .stdout
-            .contains("does not hold the last record latchkey wrote"),
+            .contains("audit/ was changed after latchkey's last audit commit"),
         "{}",
         verify.stdout
     );
@@ -407,7 +407,7 @@ fn deleting_audit_is_caught_by_verify_and_apply_refuses_to_build_on_it() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("does not hold the last record latchkey wrote")
+            .contains("the ledger on main cannot be built on: audit/ was changed")
             && out.stderr.contains("--allow-broken-ledger"),
         "{}",
         out.stderr
@@ -464,8 +464,47 @@ fn removing_the_ledgers_tail_by_hand_is_not_laundered_by_the_next_apply() {
     let out = env.run(&["apply", REPO, "--now", NOW]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
-        out.stderr.contains("does not hold the last record"),
+        out.stderr.contains("cannot be built on"),
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_deleted_garbled_or_forged_state_yaml_is_caught_and_refused() {
+    let cases: [(&str, fn(&str) -> Option<String>); 3] = [
+        ("deleted", |_| None),
+        ("garbled", |_| Some("lastAppliedCommit: [\n".to_string())),
+        ("moved", |s| {
+            let line = s
+                .lines()
+                .find(|l| l.starts_with("lastAppliedCommit:"))
+                .unwrap();
+            Some(s.replace(
+                line,
+                "lastAppliedCommit: 0123456789abcdef0123456789abcdef01234567",
+            ))
+        }),
+    ];
+    for (what, tamper) in cases {
+        let env = env_with(2);
+        assert_eq!(env.run(&["apply", REPO, "--now", NOW]).code, 0, "{what}");
+        let state = env.file_at(env.head(), "audit/state.yaml").unwrap();
+        let edited = tamper(&state);
+        env.commit(&[("audit/state.yaml", edited.as_deref())], what);
+        let verify = env.run(&["audit", "verify", REPO]);
+        assert_eq!(verify.code, 1, "{what}: {}", verify.stdout);
+        assert!(
+            verify.stdout.contains("audit/ was changed after"),
+            "{what}: {}",
+            verify.stdout
+        );
+        let out = env.run(&["apply", REPO, "--now", NOW]);
+        assert_eq!(out.code, 1, "{what}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("cannot be built on"),
+            "{what}: {}",
+            out.stderr
+        );
+    }
 }
