@@ -463,16 +463,15 @@ fn removing_the_ledgers_tail_by_hand_is_not_laundered_by_the_next_apply() {
     assert_eq!(verify.code, 1, "{}", verify.stdout);
     let out = env.run(&["apply", REPO, "--now", NOW]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("cannot be built on"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("cannot be built on"), "{}", out.stderr);
 }
+
+/// state.yaml's text → what a person commits instead (None deletes it).
+type Tamper = fn(&str) -> Option<String>;
 
 #[test]
 fn a_deleted_garbled_or_forged_state_yaml_is_caught_and_refused() {
-    let cases: [(&str, fn(&str) -> Option<String>); 3] = [
+    let cases: [(&str, Tamper); 3] = [
         ("deleted", |_| None),
         ("garbled", |_| Some("lastAppliedCommit: [\n".to_string())),
         ("moved", |s| {
