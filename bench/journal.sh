@@ -118,11 +118,19 @@ run_one() { # mode: on|off
   sync
   local env=()
   [ "$mode" = off ] && env=(LATCHKEY_JOURNAL=off)
-  local t0 t1 rc=0
-  t0=$(date +%s.%N)
-  (cd "$dir" && env "${env[@]}" "$BIN" apply access --rev main --now "$NOW" \
-    >"$WORK/stdout.$mode" 2>"$WORK/stderr.$mode") || rc=$?
-  t1=$(date +%s.%N)
+  local times rc=0
+  # Wall (perf_counter around the child) and the child's own user + system CPU seconds.
+  times=$(cd "$dir" && env "${env[@]}" python3 -c '
+import resource, subprocess, sys, time
+t0 = time.perf_counter()
+with open(sys.argv[1], "w") as o, open(sys.argv[2], "w") as e:
+    rc = subprocess.call(sys.argv[3:], stdout=o, stderr=e)
+wall = time.perf_counter() - t0
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{wall:.3f} {ru.ru_utime + ru.ru_stime:.3f} {rc}")
+' "$WORK/stdout.$mode" "$WORK/stderr.$mode" "$BIN" apply access --rev main --now "$NOW")
+  local wall cpu
+  read -r wall cpu rc <<<"$times"
   if [ "$rc" -ne 0 ]; then
     echo "apply (journal $mode) exited $rc:" >&2
     tail -20 "$WORK/stderr.$mode" >&2
@@ -137,7 +145,7 @@ run_one() { # mode: on|off
   git -C "$dir/access" rev-parse -q --verify refs/latchkey/journal/main >/dev/null && jref=yes
   [ -f "$dir/access/.git/latchkey/journal/main.outcomes.jsonl" ] &&
     outc=$(wc -l <"$dir/access/.git/latchkey/journal/main.outcomes.jsonl")
-  echo "$(python3 -c "print(f'{$t1 - $t0:.3f}')") $2 $4 $jref $outc"
+  echo "$wall $cpu $2 $4 $jref $outc"
 }
 
 {
@@ -148,32 +156,36 @@ run_one() { # mode: on|off
   echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "workload: $MEMBERS members in $CLIENTS clients, 2 roles each (create-account + 3 grants), empty SQLite portal; $ROUNDS rounds, order alternating"
   echo
-  printf '%-6s %-8s %10s %10s %8s  %s\n' round order on_s off_s on/off "applied (on | off)"
-  on_all=() off_all=()
+  echo "wall and cpu (user + system of the process) in seconds"
+  printf '%-6s %-8s %8s %8s %7s %8s %8s %7s  %s\n' round order on_wall off_wall on/off on_cpu off_cpu on/off "applied (on | off)"
+  on_all=() off_all=() onc_all=() offc_all=()
   for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) -eq 1 ]; then
       a=$(run_one on); b=$(run_one off); order=on,off
     else
       b=$(run_one off); a=$(run_one on); order=off,on
     fi
-    read -r ta na ma ja oa <<<"$a"
-    read -r tb nb mb _ _ <<<"$b"
+    read -r ta ca na ma ja oa <<<"$a"
+    read -r tb cb nb mb _ _ <<<"$b"
     if [ "$na" != "$nb" ] || [ "$ma" != "$mb" ]; then
       echo "round $r: journal on applied $na of $ma, off applied $nb of $mb: not the same work" >&2
       exit 1
     fi
-    on_all+=("$ta") off_all+=("$tb")
-    printf '%-6s %-8s %10s %10s %8s  %s of %s | %s of %s (journal ref left: %s, outcome lines left: %s)\n' \
-      "$r" "$order" "$ta" "$tb" "$(python3 -c "print(f'{$ta / $tb:.2f}')")" "$na" "$ma" "$nb" "$mb" "$ja" "$oa"
+    on_all+=("$ta") off_all+=("$tb") onc_all+=("$ca") offc_all+=("$cb")
+    printf '%-6s %-8s %8s %8s %7s %8s %8s %7s  %s of %s | %s of %s (journal ref left: %s, outcome lines left: %s)\n' \
+      "$r" "$order" "$ta" "$tb" "$(python3 -c "print(f'{$ta / $tb:.2f}')")" \
+      "$ca" "$cb" "$(python3 -c "print(f'{$ca / $cb:.2f}')")" "$na" "$ma" "$nb" "$mb" "$ja" "$oa"
   done
-  python3 - "${on_all[*]}" "${off_all[*]}" <<'PY'
+  python3 - "${on_all[*]}" "${off_all[*]}" "${onc_all[*]}" "${offc_all[*]}" <<'PY'
 import statistics, sys
-on = [float(x) for x in sys.argv[1].split()]
-off = [float(x) for x in sys.argv[2].split()]
-mon, moff = statistics.median(on), statistics.median(off)
+on, off, onc, offc = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+med = statistics.median
 print()
-print(f"median wall, journal on : {mon:.3f} s  (min {min(on):.3f}, max {max(on):.3f})")
-print(f"median wall, journal off: {moff:.3f} s  (min {min(off):.3f}, max {max(off):.3f})")
-print(f"ratio on/off of medians : {mon / moff:.2f}x  (target: within 1.2x)")
+for what, a, b in (("wall", on, off), ("cpu ", onc, offc)):
+    print(f"median {what}, journal on : {med(a):.3f} s  (min {min(a):.3f}, max {max(a):.3f})")
+    print(f"median {what}, journal off: {med(b):.3f} s  (min {min(b):.3f}, max {max(b):.3f})")
+    print(f"ratio on/off of median {what}: {med(a) / med(b):.2f}x"
+          f"  (median of the per-round ratios: {med([x / y for x, y in zip(a, b)]):.2f}x)")
+print("target: within 1.2x (wall)")
 PY
 } 2>&1 | tee "$OUT"

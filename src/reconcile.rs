@@ -148,6 +148,9 @@ pub struct Reconciler {
     pub retry: Retry,
     /// The last applied revision as the last plan saw it.
     previous: Option<Arc<Previous>>,
+    /// Set while an apply appends to a ledger that does not verify (only expiries are
+    /// applied then): every audit commit of that run carries the problem forward.
+    ledger_broken: Option<String>,
 }
 
 /// The last applied revision: its catalogue and its desired state at some `now`.
@@ -167,6 +170,7 @@ impl Reconciler {
             desired_cache: DesiredCache::default(),
             retry: Retry::default(),
             previous: None,
+            ledger_broken: None,
         }
     }
 
@@ -391,7 +395,7 @@ impl Reconciler {
     /// Checks ancestry, applies the plan, writes and commits the audit.
     pub async fn apply(
         &mut self,
-        planned: Planned,
+        mut planned: Planned,
         opts: &Options,
         on_done: &(dyn Fn(&Outcome) + Sync),
     ) -> Result<Applied, ReconcileError> {
@@ -406,12 +410,36 @@ impl Reconciler {
         let cause = self.repo.content_revision(&rev, &root)?;
         let author = cause.author.clone();
         let mut records: Vec<Record> = Vec::new();
+        let mut broken = None;
+        self.ledger_broken = None;
         if let Err(anchor) = audit::check_anchor(&self.repo, &branch, &root)? {
             match &opts.allow_broken_ledger {
                 None => {
-                    return Err(ReconcileError::BrokenLedger {
+                    // Nothing is granted on top of a ledger that does not verify, but
+                    // expiries keep firing: holding them would keep access open past its
+                    // deadline. The refusal is recorded once per problem.
+                    let problem = ledger_problem(&anchor);
+                    let note = format!("refused to build on the ledger: {problem}");
+                    if !audit::last_refusal_is(&self.repo, &branch, &root, &note)? {
+                        let mut r = Record::new(
+                            Event::Refusal,
+                            opts.now,
+                            &run,
+                            &cause.display(),
+                            opts.trigger,
+                        );
+                        r.note = Some(note);
+                        records.push(r);
+                    }
+                    planned
+                        .plan
+                        .changes
+                        .retain(|c| c.reason == plan::Reason::Expired && c.is_removal());
+                    planned.plan.holds.clear();
+                    self.ledger_broken = Some(problem.clone());
+                    broken = Some(ReconcileError::BrokenLedger {
                         branch: branch.clone(),
-                        problem: ledger_problem(&anchor),
+                        problem,
                         commit: anchor.commit.to_string(),
                     });
                 }
@@ -541,6 +569,9 @@ impl Reconciler {
             }
         }
         if opts.dry_run {
+            if let Some(e) = broken {
+                return Err(e);
+            }
             return Ok(Applied {
                 planned,
                 outcomes: Vec::new(),
@@ -628,6 +659,9 @@ impl Reconciler {
             // The run's records are committed (and pushed): its journal is finished.
             drop(log);
             journal::clear(&self.repo, &branch, opts.push)?;
+        }
+        if let Some(e) = broken {
+            return Err(e);
         }
         Ok(Applied {
             planned,
@@ -868,6 +902,7 @@ impl Reconciler {
             state,
             summary: summary.to_string(),
             run: run.to_string(),
+            broken: self.ledger_broken.clone(),
         };
         let repo = &self.repo;
         let oid = repo.commit_audit_with(branch, || {

@@ -218,6 +218,7 @@ fn scripted() -> Scripted {
                 state: Some(State::default()),
                 summary: format!("run {}", i + 1),
                 run: run.clone(),
+                broken: None,
             },
         )
         .unwrap()
@@ -859,6 +860,7 @@ fn signing_child() {
             state: Some(State::default()),
             summary: "1 change".into(),
             run: "run-1".into(),
+            broken: None,
         },
     )
     .unwrap()

@@ -12,6 +12,11 @@ use crate::source::{Revision, SourceError, SourceRepo};
 /// The commit trailer naming the hash of the last record after an audit commit.
 pub const TRAILER: &str = "Latchkey-Ledger-Head";
 
+/// The trailer of an audit commit made on a ledger that did not verify (expiries keep
+/// firing there): the problem is carried forward, so latchkey's own commit never makes a
+/// tampered ledger look whole. Only `--allow-broken-ledger` ends it.
+pub const BROKEN_TRAILER: &str = "Latchkey-Ledger-Broken";
+
 /// How far down the first parents a fresh clone (without the local ref) looks for the
 /// newest audit commit.
 const MAX_WALK: usize = 5_000;
@@ -31,12 +36,16 @@ pub struct Anchor {
     /// only latchkey writes there, so each is an edit by hand (a deletion, a garbled or
     /// forged state.yaml, a removed tail).
     pub edited_by: Vec<Oid>,
+    /// The problem an earlier run found and carried forward in [`BROKEN_TRAILER`].
+    pub broken: Option<String>,
 }
 
 impl Anchor {
     /// What is wrong, for a message; None when nothing is.
     pub fn problem(&self) -> Option<String> {
-        let first = self.edited_by.last()?;
+        let Some(first) = self.edited_by.last() else {
+            return self.broken.clone();
+        };
         Some(format!(
             "audit/ was changed after latchkey's last audit commit {} by commit {} (only \
              latchkey writes audit/: a deleted or edited ledger, state.yaml or report)",
@@ -46,7 +55,11 @@ impl Anchor {
 }
 
 fn trailer(message: &str) -> Option<String> {
-    let prefix = format!("{TRAILER}: ");
+    trailer_of(message, TRAILER)
+}
+
+fn trailer_of(message: &str, name: &str) -> Option<String> {
+    let prefix = format!("{name}: ");
     message
         .lines()
         .rev()
@@ -75,6 +88,7 @@ pub fn find(repo: &SourceRepo, rev: &Revision, root: &str) -> Option<Anchor> {
                 commit: commit.id(),
                 head,
                 edited_by,
+                broken: trailer_of(message, BROKEN_TRAILER),
             });
         }
         if touches(repo, &commit, root) {

@@ -118,12 +118,28 @@ pub fn check_anchor(
     };
     let tail = read_tail(repo, branch, root)?;
     Ok(
-        if a.edited_by.is_empty() && anchor::holds(&a, &tail.hash, &tail.recent) {
+        if a.problem().is_none() && anchor::holds(&a, &tail.hash, &tail.recent) {
             Ok(())
         } else {
             Err(a)
         },
     )
+}
+
+/// True when the newest refusal on `branch` carries `note` (record a refusal once).
+pub fn last_refusal_is(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+    note: &str,
+) -> Result<bool, SourceError> {
+    let tail = read_tail(repo, branch, root)?;
+    Ok(tail
+        .recent
+        .iter()
+        .rev()
+        .find(|r| r.event == Event::Refusal)
+        .is_some_and(|r| r.note.as_deref() == Some(note)))
 }
 
 /// Effective access after the last record on `branch` (for the baseline).
@@ -223,6 +239,8 @@ pub struct RunAudit<'a> {
     pub state: Option<State>,
     pub summary: String,
     pub run: String,
+    /// The ledger this run appends to does not verify: carried in the commit's trailer.
+    pub broken: Option<String>,
 }
 
 /// Seals the records onto the chain and builds the commit: ledger appends, state and
@@ -308,13 +326,17 @@ pub fn build_commit(
         // is nothing to commit.
         return Ok(None);
     }
-    let message = format!(
+    let mut message = format!(
         "latchkey: {}\n\nLatchkey-Run: {}\nLatchkey-Revision: {}\n{}: {prev}\n",
         run.summary,
         run.run,
         run.revision,
         anchor::TRAILER
     );
+    if let Some(problem) = &run.broken {
+        let one_line = problem.replace('\n', " ");
+        message.push_str(&format!("{}: {one_line}\n", anchor::BROKEN_TRAILER));
+    }
     Ok(Some(AuditCommit {
         files: out,
         message,

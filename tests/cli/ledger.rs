@@ -424,9 +424,12 @@ fn deleting_audit_is_caught_by_verify_and_apply_refuses_to_build_on_it() {
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let all = records(&env);
-    assert_eq!(all[0]["event"], "override");
+    // The first refused apply started the new chain with its refusal.
+    assert_eq!(all[0]["event"], "refusal");
+    let over: Vec<_> = all.iter().filter(|r| r["event"] == "override").collect();
+    assert_eq!(over.len(), 1);
     assert!(
-        all[0]["note"]
+        over[0]["note"]
             .as_str()
             .unwrap()
             .contains("restored from the backup")
@@ -506,4 +509,58 @@ fn a_deleted_garbled_or_forged_state_yaml_is_caught_and_refused() {
             out.stderr
         );
     }
+}
+
+#[test]
+fn on_a_tampered_ledger_expiries_keep_firing_and_nothing_is_granted() {
+    let env = env_with(2);
+    assert_eq!(env.run(&["apply", REPO, "--now", NOW]).code, 0);
+    assert_eq!(
+        roles(&env.path("shop.sqlite")),
+        ["sam@studio.example acme:admin"]
+    );
+    env.commit(
+        &[("audit/state.yaml", Some("lastAppliedCommit: [\n"))],
+        "oops",
+    );
+    let members = many(3);
+    env.commit(&[("clients/acme/many.yaml", Some(&members))], "one more");
+    let before = records(&env).len();
+    // sam's shop-admin grant expires at 2026-11-25T12:00:00Z.
+    let after_expiry = "2026-11-25T13:00:00Z";
+    let out = env.run(&["apply", REPO, "--now", after_expiry]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot be built on"), "{}", out.stderr);
+    assert!(
+        roles(&env.path("shop.sqlite")).is_empty(),
+        "the expiry fired"
+    );
+    assert!(
+        !portal_managed(&env).iter().any(|r| r.starts_with("m2@")),
+        "nothing granted"
+    );
+    let all = records(&env);
+    let new: Vec<String> = all[before..]
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["event"].as_str().unwrap(),
+                r["identity"].as_str().unwrap_or("-"),
+                r["reason"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        new,
+        ["refusal - -", "change sam@studio.example expired"],
+        "the refusal, once, and the expiry"
+    );
+    // Our own audit commit does not make the ledger look whole, and the refusal is not
+    // recorded again.
+    let out = env.run(&["apply", REPO, "--now", after_expiry]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(records(&env).len(), all.len());
+    let verify = env.run(&["audit", "verify", REPO]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
 }
