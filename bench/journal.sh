@@ -3,6 +3,7 @@
 # 1.2x of the time without it). Not a timed test: it prints figures.
 #   bench/journal.sh                 # 5 rounds, 500 members x 4 changes = 2,000 changes
 #   ROUNDS=9 MEMBERS=1000 bench/journal.sh
+#   BENCH_DIR=/tmp/j bench/journal.sh   # keep the generated repository (fresh/) and last run
 # Each round applies the same fresh repository to an empty SQLite portal twice, in
 # alternating order (on/off, then off/on, ...) to cancel machine drift: once with the
 # journal (default) and once with LATCHKEY_JOURNAL=off. Wall time of the whole
@@ -14,8 +15,11 @@ ROUNDS=${ROUNDS:-5}
 MEMBERS=${MEMBERS:-500}   # each: create-account + viewer, finance, project = 4 changes
 CLIENTS=${CLIENTS:-10}
 NOW=2026-06-01T00:00:00Z
-WORK=$(mktemp -d -t latchkey-journal.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+if [ -n "${BENCH_DIR:-}" ]; then  # kept afterwards: fresh/ is the generated repo + portal
+  WORK=$BENCH_DIR && rm -rf "$WORK/fresh" "$WORK/run" && mkdir -p "$WORK"
+else
+  WORK=$(mktemp -d -t latchkey-journal.XXXXXX) && trap 'rm -rf "$WORK"' EXIT
+fi
 OUT=$ROOT/bench/results/journal.txt
 
 cargo build --release --quiet --bin latchkey
