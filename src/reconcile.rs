@@ -12,6 +12,7 @@ use crate::connectors::{Connector, Registry, Snapshot};
 use crate::load::{self, Context, Diagnostic, Loaded, ParseCache, Staged};
 use crate::model::SystemSpec;
 use crate::plan::{self, Desired, DesiredCache, Plan};
+use crate::source::provenance::Provenance;
 use crate::source::{Revision, SourceError, SourceRepo, WriterLock};
 
 /// What the caller asks for.
@@ -580,14 +581,31 @@ impl Reconciler {
             });
         }
         let clock = || Timestamp::now().max(opts.now);
+        // Each change names the commit that caused it (see source::provenance).
+        let causes: Vec<Revision> = {
+            let mut prov = Provenance::new(
+                &self.repo,
+                &cause,
+                planned.last_applied,
+                &opts.subpath,
+                &root,
+            );
+            planned
+                .plan
+                .changes
+                .iter()
+                .map(|c| cause_of(&mut prov, c))
+                .collect()
+        };
         let journalled = journal::enabled() && !planned.plan.changes.is_empty();
         let log = if journalled {
             let intents = planned
                 .plan
                 .changes
                 .iter()
-                .map(|c| {
-                    audit::change_record(c, opts.now, &run, &cause.display(), opts.trigger, &author)
+                .zip(&causes)
+                .map(|(c, by)| {
+                    audit::change_record(c, opts.now, &run, &by.display(), opts.trigger, &by.author)
                 })
                 .collect();
             let j = journal::Journal {
@@ -612,13 +630,13 @@ impl Reconciler {
             &logged,
         )
         .await;
-        records.extend(audit::change_records(
-            &outcomes,
-            &run,
-            &cause.display(),
-            opts.trigger,
-            &author,
-        ));
+        let mut changed =
+            audit::change_records(&outcomes, &run, &cause.display(), opts.trigger, &author);
+        for (r, by) in changed.iter_mut().zip(&causes) {
+            r.revision = by.display();
+            r.author = Some(by.author.clone());
+        }
+        records.extend(changed);
         if let Some(name) = signers.get(&rev.oid) {
             for r in records.iter_mut().filter(|r| r.signer.is_none()) {
                 r.signer = Some(name.clone());
@@ -932,6 +950,26 @@ async fn read_systems(connectors: Connectors) -> Reads {
         .into_iter()
         .map(|(name, c)| async move { (name, c.read().await.map_err(|e| e.message)) });
     futures::future::join_all(reads).await.into_iter().collect()
+}
+
+/// The commit that caused `c`: the newest since the last apply that touched the
+/// person, the Role, the Client, the System or the Policy; for a change caused by time
+/// (an expiry, a start), the commit that set the grant.
+fn cause_of(prov: &mut Provenance<'_>, c: &plan::Change) -> Revision {
+    use crate::source::provenance::{POLICY_KEY, client_key, member_key, role_key, system_key};
+    let mut keys = vec![member_key(c.op.identity())];
+    if let Some(g) = &c.grant {
+        keys.push(role_key(&g.role));
+        keys.push(client_key(&g.client));
+    } else if let Some(client) = &c.client {
+        keys.push(client_key(client));
+    }
+    if matches!(c.reason, plan::Reason::Expired | plan::Reason::Started) {
+        return prov.cause(&keys[..1], true);
+    }
+    keys.push(system_key(&c.system));
+    keys.push(POLICY_KEY.to_string());
+    prov.cause(&keys, false)
 }
 
 /// What is wrong with a ledger that does not continue from its anchor.

@@ -6,6 +6,7 @@
 
 pub mod history;
 mod lock;
+pub mod provenance;
 mod repo;
 mod write;
 

@@ -82,6 +82,11 @@ impl Env {
     /// Commits on HEAD: `Some(text)` writes a file, `None` deletes it. Fixed signature and
     /// time, so commit ids are stable.
     pub fn commit(&self, edits: &[(&str, Option<&str>)], msg: &str) -> Oid {
+        self.commit_as("author@example.test", edits, msg)
+    }
+
+    /// [`Env::commit`] authored by `email`.
+    pub fn commit_as(&self, email: &str, edits: &[(&str, Option<&str>)], msg: &str) -> Oid {
         let mut index = self.repo.index().unwrap();
         let head = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         if let Some(c) = &head {
@@ -111,12 +116,7 @@ impl Env {
             }
         }
         let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let sig = Signature::new(
-            "Test Author",
-            "author@example.test",
-            &Time::new(COMMIT_TIME, 0),
-        )
-        .unwrap();
+        let sig = Signature::new("Test Author", email, &Time::new(COMMIT_TIME, 0)).unwrap();
         let parents: Vec<&git2::Commit> = head.iter().collect();
         self.repo
             .commit(Some("HEAD"), &sig, &sig, msg, &tree, &parents)

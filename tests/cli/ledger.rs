@@ -564,3 +564,80 @@ fn on_a_tampered_ledger_expiries_keep_firing_and_nothing_is_granted() {
     let verify = env.run(&["audit", "verify", REPO]);
     assert_eq!(verify.code, 1, "{}", verify.stdout);
 }
+
+/// One Member document.
+fn member(name: &str, grant: &str) -> String {
+    format!(
+        "apiVersion: latchkey.dev/v1alpha1\nkind: Member\nmetadata:\n  name: {name}\n\
+         spec:\n  email: {name}@acme.example\n  client: acme\n  grants:\n{grant}"
+    )
+}
+
+#[test]
+fn each_record_names_the_commit_and_author_that_caused_it() {
+    let env = Env::base();
+    env.systems();
+    assert_eq!(env.run(&["apply", REPO, "--now", NOW]).code, 0);
+    // Two people's commits land before the next apply.
+    let by_ann = env.commit_as(
+        "ann@northwind.example",
+        &[(
+            "clients/acme/xena.yaml",
+            Some(&member("xena", "    - role: viewer\n")),
+        )],
+        "add xena",
+    );
+    let by_bob = env.commit_as(
+        "bob@northwind.example",
+        &[(
+            "clients/acme/yuri.yaml",
+            Some(&member(
+                "yuri",
+                "    - role: viewer\n      expires: 2026-11-22T00:00:00Z\n",
+            )),
+        )],
+        "add yuri until the 22nd",
+    );
+    assert_eq!(env.run(&["apply", REPO, "--now", NOW]).code, 0);
+    let cause = |who: &str, change: &str| -> (String, String) {
+        let all = records(&env);
+        let r = all
+            .iter()
+            .rev()
+            .find(|r| r["identity"] == who && r["change"] == change)
+            .unwrap_or_else(|| panic!("no {change} record for {who}"));
+        (
+            r["revision"].as_str().unwrap().to_string(),
+            r["author"].as_str().unwrap().to_string(),
+        )
+    };
+    let rev = |oid: git2::Oid| format!("main@sha1:{oid}");
+    assert_eq!(
+        cause("xena@acme.example", "grant"),
+        (rev(by_ann), "ann@northwind.example".to_string())
+    );
+    assert_eq!(
+        cause("yuri@acme.example", "grant"),
+        (rev(by_bob), "bob@northwind.example".to_string())
+    );
+    // A third person offboards xena; yuri's grant expires on its own: the expiry names
+    // the commit that set it, not the newest one.
+    let by_cat = env.commit_as(
+        "cat@northwind.example",
+        &[("clients/acme/xena.yaml", None)],
+        "xena left",
+    );
+    assert_eq!(
+        env.run(&["apply", REPO, "--now", "2026-11-23T00:00:00Z"])
+            .code,
+        0
+    );
+    assert_eq!(
+        cause("xena@acme.example", "revoke"),
+        (rev(by_cat), "cat@northwind.example".to_string())
+    );
+    assert_eq!(
+        cause("yuri@acme.example", "revoke"),
+        (rev(by_bob), "bob@northwind.example".to_string())
+    );
+}
