@@ -14,12 +14,6 @@ use crate::load::{AnyDoc, parse_file};
 /// How far back a walk goes; older causes are named by the newest commit seen.
 const MAX_COMMITS: usize = 2_000;
 
-/// What one commit changed: the documents whose content differs from its first parent.
-struct Touched {
-    rev: Revision,
-    keys: HashSet<String>,
-}
-
 /// The key of a document for "what changed": `member:<email>`, `role:<name>`, …
 pub fn member_key(identity: &str) -> String {
     format!("member:{}", identity.trim().to_lowercase())
@@ -52,7 +46,10 @@ pub struct Provenance<'a> {
     /// The last applied commit: the range of this apply ends there.
     stop: Option<Oid>,
     content: Revision,
-    walked: Vec<Touched>,
+    /// The commits walked, newest first.
+    walked: Vec<Revision>,
+    /// Key → index in `walked` of the newest commit that touched it.
+    first_touch: std::collections::HashMap<String, usize>,
     /// Index in `walked` of the first commit at or before `stop` (outside the range).
     range_end: Option<usize>,
     next: Option<Oid>,
@@ -73,6 +70,7 @@ impl<'a> Provenance<'a> {
             stop: last_applied,
             content: content.clone(),
             walked: Vec::new(),
+            first_touch: std::collections::HashMap::new(),
             range_end: None,
             next: Some(content.oid),
         }
@@ -82,22 +80,30 @@ impl<'a> Provenance<'a> {
     /// `before_range`, also older commits (a grant set long ago now expiring). Falls
     /// back to the content commit.
     pub fn cause(&mut self, keys: &[String], before_range: bool) -> Revision {
-        let mut i = 0;
         loop {
-            if i == self.walked.len() && !self.step() {
-                break;
+            // The newest touch of any key among the commits walked so far: a key not in
+            // the index is not touched by any of them, so walking on can only find
+            // older commits.
+            let found = keys
+                .iter()
+                .filter_map(|k| self.first_touch.get(k))
+                .min()
+                .copied();
+            let allowed = |i: usize, end: Option<usize>| before_range || end.is_none_or(|e| i < e);
+            if let Some(i) = found {
+                return if allowed(i, self.range_end) {
+                    self.walked[i].clone()
+                } else {
+                    self.content.clone()
+                };
             }
-            let Some(t) = self.walked.get(i) else { break };
-            let in_range = self.range_end.is_none_or(|end| i < end);
-            if !in_range && !before_range {
-                break;
+            if !before_range && self.range_end.is_some() {
+                return self.content.clone();
             }
-            if keys.iter().any(|k| t.keys.contains(k)) {
-                return t.rev.clone();
+            if !self.step() {
+                return self.content.clone();
             }
-            i += 1;
         }
-        self.content.clone()
     }
 
     /// Walks one more commit; false at the end of history or of the bound.
@@ -120,7 +126,11 @@ impl<'a> Provenance<'a> {
             .repo
             .revision(oid, self.content.branch.clone())
             .unwrap_or_else(|_| self.content.clone());
-        self.walked.push(Touched { rev, keys });
+        let index = self.walked.len();
+        for k in &keys {
+            self.first_touch.entry(k.clone()).or_insert(index);
+        }
+        self.walked.push(rev);
         true
     }
 
