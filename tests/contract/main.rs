@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod peers;
+mod postgres_crash;
 mod postgres_expiry;
 mod postgres_race;
 mod proxy;
