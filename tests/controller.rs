@@ -200,7 +200,7 @@ fn an_invalid_newest_revision_keeps_the_last_valid_one_in_force_with_its_expirie
     let (code, _, stderr) = common::out(&ws.latchkey(&["apply", "access", "--rev", "main"]));
     assert_eq!(code, 0, "{stderr}");
     assert!(has_admin(&ws));
-    ws.commit(
+    let typo = ws.commit(
         &[(
             "clients/acme/members.yaml",
             &member("erin", "    - role: nope"),
@@ -218,6 +218,15 @@ fn an_invalid_newest_revision_keeps_the_last_valid_one_in_force_with_its_expirie
     assert!(metrics.contains("latchkey_invalid_revision 1"), "{metrics}");
     assert_revoked_on_time(&ws, expires);
     run.stop();
+    // Recorded once, naming the typo's commit: the expiry's wake, on top of latchkey's
+    // own audit commit, is the same invalid revision.
+    let invalid: Vec<_> = ws
+        .ledger()
+        .into_iter()
+        .filter(|r| r["event"] == "invalid-revision")
+        .collect();
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    assert_eq!(invalid[0]["revision"], format!("main@sha1:{typo}").as_str());
 }
 
 #[test]
