@@ -763,6 +763,10 @@ fn missing_settings_are_config_errors() {
     }
 }
 
+/// This test's first commit: 30 days before T0, so that every instant it applies at is
+/// in the past (`apply` refuses a `--now` in the future).
+const START: i64 = T0 - 30 * 86_400;
+
 #[test]
 fn latchkey_apply_grants_for_14_days_then_expires_and_offboards_through_the_cli() {
     let Some(wp) = wp() else {
@@ -804,7 +808,7 @@ spec:
                 &member("cli-erin", "    - {role: fulfilment, for: 14d}"),
             ),
         ],
-        T0,
+        START,
         "store",
     );
     let latchkey = |args: &[&str]| {
@@ -828,7 +832,7 @@ spec:
     };
     let erin = "cli-erin@acme.example";
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let now = "2026-11-20T13:00:00Z";
+    let now = "2026-10-21T13:00:00Z";
     let (code, stdout, _) = latchkey(&["plan", "access", "--now", now]);
     assert_eq!(code, 2, "changes pending: {stdout}");
     assert!(
@@ -844,7 +848,7 @@ spec:
     assert!(stdout.contains("0 changes"), "{stdout}");
 
     // 15 days later the grant has expired: both roles go, the user stays.
-    let later = "2026-12-05T13:00:00Z";
+    let later = "2026-11-05T13:00:00Z";
     let (code, stdout, _) = latchkey(&["plan", "access", "--now", later]);
     assert_eq!(code, 2, "changes pending: {stdout}");
     assert!(
@@ -871,10 +875,10 @@ spec:
             &member("cli-erin", "    - {role: fulfilment, for: 14d}")
                 .replace("  client: acme\n", "  client: acme\n  offboarded: true\n"),
         )],
-        T0 + 20 * 86_400,
+        START + 20 * 86_400,
         "offboard erin",
     );
-    let gone = "2026-12-11T13:00:00Z";
+    let gone = "2026-11-11T13:00:00Z";
     // acme's last member goes, so the empty-client guard asks for a reason.
     let (code, stdout, stderr) = latchkey(&[
         "apply",
