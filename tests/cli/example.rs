@@ -53,9 +53,46 @@ fn demo_script_runs_green() {
         last_plan.contains("\n0 changes: 0 to grant, 0 to revoke; 0 drift.\n"),
         "{last_plan}"
     );
+    // The baseline: frank's seeded acme:viewer is in the portal and in sync, so it is on
+    // record as observed and his report row is not "not yet applied".
+    let report =
+        std::fs::read_to_string(work.path().join("demo/access/audit/access/acme.md")).unwrap();
+    let frank = report.lines().find(|l| l.contains("Frank Field")).unwrap();
+    assert!(!frank.contains("not yet applied"), "{frank}");
+    let history = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args([
+            "history",
+            "frank@acme.example",
+            "access",
+            "--format",
+            "json",
+        ])
+        .current_dir(work.path().join("demo"))
+        .output()
+        .unwrap();
+    let history = String::from_utf8_lossy(&history.stdout);
+    let records: Vec<serde_json::Value> = serde_json::from_str(&history).unwrap();
+    let brief: Vec<String> = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["event"].as_str().unwrap(),
+                r["change"].as_str().unwrap_or("-"),
+                r["entitlement"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
     assert!(
-        work.path()
-            .join("demo/access/audit/access/acme.md")
-            .exists()
+        brief.contains(&"observed grant acme:viewer".to_string()),
+        "{brief:?}"
+    );
+    assert!(
+        brief.contains(&"observed grant acme:finance".to_string()),
+        "{brief:?}"
+    );
+    assert!(
+        brief.contains(&"change revoke acme:finance".to_string()),
+        "{brief:?}"
     );
 }
