@@ -162,6 +162,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let actual =
                     std::collections::BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
                 let plan = latchkey::plan::diff(&latchkey::plan::Inputs {
+                    pending: &latchkey::plan::Pending::new(),
                     catalog: &loaded.catalog,
                     desired: &desired,
                     actual: &actual,

@@ -267,7 +267,12 @@ impl Reconciler {
             std::task::Poll::Ready(read) => read,
             std::task::Poll::Pending => reading.await,
         });
+        let pending = match &rev.branch {
+            Some(b) => audit::pending_failures(&self.repo, b, &root)?,
+            None => plan::Pending::new(),
+        };
         let inputs = plan::Inputs {
+            pending: &pending,
             catalog: &loaded.catalog,
             desired: &desired,
             actual: &actual,

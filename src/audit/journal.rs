@@ -281,7 +281,7 @@ pub fn recover(
 }
 
 /// The op a change record describes.
-fn op_of(r: &Record) -> Option<Op> {
+pub(crate) fn op_of(r: &Record) -> Option<Op> {
     let identity = r.identity.clone()?;
     let entitlement = || r.entitlement.clone();
     Some(match r.change.as_deref()? {

@@ -126,6 +126,63 @@ pub fn check_anchor(
     )
 }
 
+/// Changes whose newest record in the last two month files on `branch` is a failure
+/// (failed, skipped, interrupted): planned again with their reason until they succeed.
+/// Lines are filtered by substring before any is parsed, so a ledger without failures
+/// costs a scan, not a parse.
+pub fn pending_failures(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+) -> Result<crate::plan::Pending, SourceError> {
+    let mut pending = crate::plan::Pending::new();
+    let base = repo.audit_base(branch)?;
+    let rev = repo.revision(base, Some(branch.to_string()))?;
+    let src = store::LedgerSource::Git {
+        repo,
+        rev: rev.clone(),
+        root: root.to_string(),
+    };
+    let months = src.months().map_err(ledger_error)?;
+    let texts: Vec<String> = months
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .filter_map(|m| src.read(m).ok().flatten())
+        .collect();
+    let failed = |l: &str| {
+        l.contains("\"result\":\"failed\"")
+            || l.contains("\"result\":\"skipped\"")
+            || l.contains("\"result\":\"interrupted\"")
+    };
+    if !texts.iter().any(|t| t.lines().any(failed)) {
+        return Ok(pending);
+    }
+    for line in texts.iter().flat_map(|t| t.lines()) {
+        let applied = line.contains("\"result\":\"applied\"");
+        if !applied && !failed(line) {
+            continue;
+        }
+        let Ok(r) = serde_json::from_str::<Record>(line) else {
+            continue;
+        };
+        let (Some(system), Some(op)) = (r.system.clone(), journal::op_of(&r)) else {
+            continue;
+        };
+        if applied {
+            pending.remove(&(system, op));
+            continue;
+        }
+        let Some(reason) = r.reason.as_deref().and_then(crate::plan::Reason::parse) else {
+            continue;
+        };
+        let error = r.error.clone().unwrap_or_else(|| "failed".into());
+        pending.insert((system, op), crate::plan::PendingFailure { reason, error });
+    }
+    Ok(pending)
+}
+
 /// True when the newest refusal on `branch` carries `note` (record a refusal once).
 pub fn last_refusal_is(
     repo: &SourceRepo,

@@ -119,6 +119,18 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         return Ok(if read_errors { Exit::Errors } else { Exit::Ok });
     }
     let failures = applied.failures();
+    // On a terminal the progress bar printed each failure as it landed.
+    if !tty {
+        for o in applied.outcomes.iter().filter(|o| o.failed()) {
+            eprintln!(
+                "failed: {} {} {}: {}",
+                o.change.system,
+                o.change.op.identity(),
+                o.change.verb(),
+                failure(&o.result)
+            );
+        }
+    }
     eprintln!(
         "applied {} of {} changes",
         applied.outcomes.len() - failures,

@@ -25,6 +25,19 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The reason a ledger record names.
+    pub fn parse(s: &str) -> Option<Reason> {
+        [
+            Reason::Declared,
+            Reason::Started,
+            Reason::Expired,
+            Reason::Offboarded,
+            Reason::Undeclared,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Declared => "declared",
@@ -49,6 +62,9 @@ pub struct Change {
     /// The grant behind an add, or the expired grant behind a revocation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant: Option<Source>,
+    /// The last error of this change, which failed before and is retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
 }
 
 impl Change {

@@ -22,7 +22,19 @@ pub struct Inputs<'a> {
     /// Systems whose connector enforces expiry itself (`Capabilities::native_expiry`):
     /// only these get `SetExpiry` changes.
     pub native_expiry: BTreeSet<String>,
+    /// Changes whose newest ledger record is a failure, by (system, op).
+    pub pending: &'a Pending,
 }
+
+/// A change that failed and has not succeeded since: its original reason and last error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingFailure {
+    pub reason: Reason,
+    pub error: String,
+}
+
+/// Pending failures by (system, op).
+pub type Pending = BTreeMap<(String, Op), PendingFailure>;
 
 /// Whole seconds, rounded down: systems keep coarser instants than jiff (PostgreSQL keeps
 /// microseconds), and an expiry read back must equal the one written or the plan would
@@ -90,7 +102,15 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                 // Someone removed from git: their client as the last applied revision knew it.
                 .or_else(|| input.previous.and_then(|p| p.client_of(identity).cloned()))
         };
-        let push = |plan: &mut Plan, change: Change, prunable: bool| {
+        let push = |plan: &mut Plan, mut change: Change, prunable: bool| {
+            // A change that failed keeps its reason and is planned again until it
+            // succeeds, whatever `prune` says (derived from the ledger's failed records).
+            if let Some(p) = input.pending.get(&(name.clone(), change.op.clone())) {
+                if change.reason == Reason::Undeclared {
+                    change.reason = p.reason;
+                }
+                change.retry = Some(p.error.clone());
+            }
             if change.reason == Reason::Undeclared && !(prunable && system.spec.prune && !partial) {
                 plan.drift.push(change);
             } else {
@@ -114,6 +134,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     },
                     reason: Reason::Declared,
                     grant: None,
+                    retry: None,
                 })
             };
             let started = |ent: &str| {
@@ -136,6 +157,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                         op: Op::CreateAccount { identity: identity.clone(), display_name: want.display_name.clone() },
                         reason: if first { Reason::Started } else { Reason::Declared },
                         grant: None,
+                        retry: None,
                     }, false);
                     // A new account starts without an expiry.
                     if let Some(change) = set_expiry(None) {
@@ -148,6 +170,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                             op: Op::AddEntitlement { identity: identity.clone(), entitlement: ent.clone() },
                             reason: if started(ent) { Reason::Started } else { Reason::Declared },
                             grant: sources.first().cloned(),
+                            retry: None,
                         }, false);
                     }
                 }
@@ -162,6 +185,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                             op: Op::EnableAccount { identity: identity.clone() },
                             reason: Reason::Declared,
                             grant: None,
+                            retry: None,
                         }, false);
                     }
                     for (ent, sources) in &want.entitlements {
@@ -172,6 +196,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                                 op: Op::AddEntitlement { identity: identity.clone(), entitlement: ent.clone() },
                                 reason: if started(ent) { Reason::Started } else { Reason::Declared },
                                 grant: sources.first().cloned(),
+                                retry: None,
                             }, false);
                         }
                     }
@@ -218,6 +243,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                         },
                         reason,
                         grant: expired.cloned(),
+                        retry: None,
                     },
                     true,
                 );
@@ -246,6 +272,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                             op,
                             reason,
                             grant: None,
+                            retry: None,
                         },
                         true,
                     );
@@ -384,6 +411,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
         };
         let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
         diff(&Inputs {
+            pending: &Pending::new(),
             catalog: &cat,
             desired: &desired,
             actual: &actual,
@@ -540,6 +568,7 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
             ("portal".to_string(), Ok(snapshot("portal"))),
         ]);
         diff(&Inputs {
+            pending: &Pending::new(),
             catalog: &cat,
             desired: &desired,
             actual: &actual,

@@ -10,5 +10,5 @@ pub mod review;
 
 pub use change::{Change, Guard, Hold, OutOfScope, Plan, Reason, SystemStatus};
 pub use desired::{Desired, DesiredCache, EntKey, Source, WantedAccount};
-pub use diff::{Inputs, diff};
+pub use diff::{Inputs, Pending, PendingFailure, diff};
 pub use guard::guard;

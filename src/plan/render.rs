@@ -155,6 +155,9 @@ pub fn text(plan: &Plan, color: bool) -> String {
             if !w.is_empty() {
                 line.push_str(&format!("  ({w})"));
             }
+            if let Some(e) = &c.retry {
+                line.push_str(&format!("  (retry; last failed: {e})"));
+            }
             let _ = writeln!(out, "{}", paint(code, line.trim_end()));
         }
     }
@@ -287,10 +290,11 @@ pub fn markdown(plan: &Plan) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {sign} | {} | {} | {change} | {role} | {} | {until} |",
+                "| {sign} | {} | {} | {change} | {role} | {}{} | {until} |",
                 c.op.identity(),
                 c.system,
-                c.reason.as_str()
+                c.reason.as_str(),
+                if c.retry.is_some() { " (retry)" } else { "" }
             );
         }
         out.push('\n');

@@ -8,4 +8,5 @@ mod corpus;
 mod example;
 mod help;
 mod ledger;
+mod pending;
 mod plan;
