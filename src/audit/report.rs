@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::ledger::Record;
 use super::replay::AccessState;
-use crate::load::{Catalog, expand};
+use crate::load::Catalog;
 use crate::plan::render::{instant, relative};
 
 /// Renders every client's report. `recent` are ledger records of the last 30 days
@@ -51,7 +51,10 @@ pub fn client_reports(
                 })
                 .unwrap_or("");
             for (system, ents) in cat.reach(&role.spec, client) {
-                let ents: Vec<String> = ents.iter().map(|e| expand(e, client)).collect();
+                let ents: Vec<String> = ents
+                    .iter()
+                    .map(|e| crate::load::entitlement(&system.spec, e, client))
+                    .collect();
                 let until = g.expires.map(instant).unwrap_or_else(|| "no expiry".into());
                 // The ledger's record of this access on this system: the earliest grant
                 // still held, and the commit whose apply granted it.

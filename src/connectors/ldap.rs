@@ -337,7 +337,14 @@ impl Connector for LdapConnector {
             );
         }
         for g in groups {
-            let Some(name) = g.attrs.get("cn").and_then(|v| v.first()) else {
+            // The directory compares names case-insensitively; so does latchkey
+            // (load::entitlement spells LDAP entitlements in lower case).
+            let Some(name) = g
+                .attrs
+                .get("cn")
+                .and_then(|v| v.first())
+                .map(|n| n.to_lowercase())
+            else {
                 continue;
             };
             for m in g.attrs.get("member").into_iter().flatten() {

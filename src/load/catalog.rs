@@ -144,6 +144,20 @@ pub fn expand(pattern: &str, client: &str) -> String {
     pattern.replace(CLIENT_PLACEHOLDER, client)
 }
 
+/// The entitlement a pattern names on `system` for `client`, spelt as the system
+/// compares names: LDAP compares group names case-insensitively (`Finance` is the group
+/// `finance`), so its entitlements are lower case on both sides of the diff (the `ldap`
+/// connector reads group names in lower case too) and a Role that says `Finance`
+/// converges instead of being granted again on every run.
+pub fn entitlement(system: &SystemSpec, pattern: &str, client: &str) -> String {
+    let e = expand(pattern, client);
+    if system.connector == "ldap" {
+        e.to_lowercase()
+    } else {
+        e
+    }
+}
+
 fn insert<S: Clone>(
     map: &mut BTreeMap<String, Item<S>>,
     name: &str,

@@ -6,7 +6,7 @@ mod member;
 mod parse;
 mod position;
 
-pub use catalog::{CONNECTORS, Catalog, Item, expand};
+pub use catalog::{CONNECTORS, Catalog, Item, entitlement, expand};
 pub use diagnostic::{Diagnostic, Severity};
 pub use member::{Context, Member, ResolvedGrant, client_folder};
 pub use parse::{AnyDoc, DocLoc, ParsedFile, parse_file};

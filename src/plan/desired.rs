@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::load::{Catalog, Member, ResolvedGrant, expand};
+use crate::load::{Catalog, Member, ResolvedGrant};
 
 /// A grant that yields an entitlement (for plans, reports and the audit).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -266,7 +266,7 @@ impl MemberPart {
             let active = g.active_at(now);
             for (system, patterns) in cat.reach(&role.spec, &g.client) {
                 for p in patterns {
-                    let ent = expand(p, &g.client);
+                    let ent = crate::load::entitlement(&system.spec, p, &g.client);
                     if active {
                         let acct = accounts
                             .entry(&system.name)

@@ -79,7 +79,7 @@ fn reaches(cat: &Catalog, role: &str, client: &str) -> Vec<String> {
         .map(|(s, ents)| {
             let ents: Vec<String> = ents
                 .iter()
-                .map(|e| crate::load::expand(e, client))
+                .map(|e| crate::load::entitlement(&s.spec, e, client))
                 .collect();
             format!("{}: {}", s.name, ents.join(", "))
         })

@@ -7,6 +7,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod ldap_case;
 mod peers;
 mod postgres_crash;
 mod postgres_expiry;
