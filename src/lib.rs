@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod checks;
 pub mod cli;
 pub mod connectors;
 pub mod controller;

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 
 use crate::apply::{self, Outcome, Retry};
 use crate::audit::{self, Event, Record, State, SystemState, Trigger, journal};
+use crate::checks;
 use crate::connectors::{Connector, Registry, Snapshot};
 use crate::load::{self, Context, Diagnostic, Loaded, ParseCache, Staged};
 use crate::model::SystemSpec;
@@ -122,6 +123,10 @@ pub struct Planned {
     /// What each system's read returned: recovery confirms journalled changes against it
     /// and the baseline records what it found in place.
     actual: Reads,
+    /// What the checks found (src/checks.rs): apply enforces exactly these.
+    pub findings: Vec<checks::Finding>,
+    /// The verified signer of each commit, when the Policy requires signatures.
+    pub signers: checks::Signers,
 }
 
 /// What an apply did.
@@ -291,7 +296,7 @@ impl Reconciler {
             previous.as_ref().map(|p| &p.catalog),
             opts.allow_mass_revoke.as_deref(),
         );
-        Ok(Planned {
+        let mut planned = Planned {
             loaded,
             plan,
             desired,
@@ -300,7 +305,23 @@ impl Reconciler {
             same_as_applied,
             connectors,
             actual,
-        })
+            findings: Vec::new(),
+            signers: checks::Signers::new(),
+        };
+        // The same checks apply enforces, so the plan shows what apply would refuse.
+        planned.findings = checks::run_all(self, &mut planned, opts)?;
+        planned.plan.refusals = planned
+            .findings
+            .iter()
+            .filter(|f| f.enforced() && f.effect != checks::Effect::Hold)
+            .map(|f| plan::Refusal {
+                check: f.check.to_string(),
+                message: f.message.clone(),
+                release: f.release.to_string(),
+                expiries_only: f.effect == checks::Effect::ExpiriesOnly,
+            })
+            .collect();
+        Ok(planned)
     }
 
     /// The last applied commit of `branch`, from the local ref or `audit/state.yaml`.
@@ -418,63 +439,15 @@ impl Reconciler {
         let mut records: Vec<Record> = Vec::new();
         let mut broken = None;
         self.ledger_broken = None;
-        if let Err(anchor) = audit::check_anchor(&self.repo, &branch, &root)? {
-            match &opts.allow_broken_ledger {
-                None => {
-                    // Nothing is granted on top of a ledger that does not verify, but
-                    // expiries keep firing: holding them would keep access open past its
-                    // deadline. The refusal is recorded once per problem.
-                    let problem = ledger_problem(&anchor);
-                    let note = format!("refused to build on the ledger: {problem}");
-                    if !audit::last_refusal_is(&self.repo, &branch, &root, &note)? {
-                        let mut r = Record::new(
-                            Event::Refusal,
-                            opts.now,
-                            &run,
-                            &cause.display(),
-                            opts.trigger,
-                        );
-                        r.note = Some(note);
-                        records.push(r);
-                    }
-                    planned
-                        .plan
-                        .changes
-                        .retain(|c| c.reason == plan::Reason::Expired && c.is_removal());
-                    planned.plan.holds.clear();
-                    self.ledger_broken = Some(problem.clone());
-                    broken = Some(ReconcileError::BrokenLedger {
-                        branch: branch.clone(),
-                        problem,
-                        commit: anchor.commit.to_string(),
-                    });
-                }
-                Some(reason) => {
-                    let mut r = Record::new(
-                        Event::Override,
-                        opts.now,
-                        &run,
-                        &cause.display(),
-                        opts.trigger,
-                    );
-                    r.note = Some(format!(
-                        "{}; continued from what is there: {reason}",
-                        ledger_problem(&anchor)
-                    ));
-                    records.push(r);
-                }
-            }
-        }
         if !opts.dry_run {
             // A crashed run's changes are recorded before anything else is decided.
             self.finish_journal(&branch, &root, &planned, opts)?;
             records.extend(self.baseline(&branch, &root, &planned, &run, &cause, opts)?);
         }
-
-        if let Some(last) = planned.last_applied
-            && !self.repo.descends_from(rev.oid, last)?
-        {
-            let last_display = format!("{branch}@sha1:{last}");
+        // Enforce what the checks found when the plan was made (under the writer lock).
+        let findings = std::mem::take(&mut planned.findings);
+        let mut held = false;
+        for f in &findings {
             let mut r = Record::new(
                 Event::Refusal,
                 opts.now,
@@ -482,76 +455,49 @@ impl Reconciler {
                 &cause.display(),
                 opts.trigger,
             );
-            match &opts.allow_rewind {
-                None => {
-                    r.note = Some(format!(
-                        "history rewrite: does not descend from {last_display}"
-                    ));
+            if let Some(reason) = &f.overridden {
+                r.event = Event::Override;
+                r.note = Some(format!("{} (overridden: {reason})", f.note()));
+                records.push(r);
+                continue;
+            }
+            match f.effect {
+                checks::Effect::Refuse => {
+                    r.note = Some(f.note());
                     records.push(r);
-                    self.commit_records(
-                        &branch,
-                        &root,
-                        records,
-                        opts,
-                        &run,
-                        &rev,
-                        "refused a history rewrite",
-                    )?;
-                    return Err(ReconcileError::Rewind {
-                        revision: rev.display(),
-                        last_applied: last_display,
-                    });
+                    let summary = f.summary();
+                    self.commit_records(&branch, &root, records, opts, &run, &rev, &summary)?;
+                    return Err(f.error().expect("a refusal has an error"));
                 }
-                Some(reason) => {
-                    r.event = Event::Override;
-                    r.note = Some(format!("history rewrite accepted: {reason}"));
+                checks::Effect::ExpiriesOnly => {
+                    // Recorded once per problem; expiries keep firing meanwhile.
+                    let note = f.note();
+                    if !audit::last_refusal_is(&self.repo, &branch, &root, &note)? {
+                        r.note = Some(note);
+                        records.push(r);
+                    }
+                    planned
+                        .plan
+                        .changes
+                        .retain(|c| c.reason == plan::Reason::Expired && c.is_removal());
+                    self.ledger_broken = Some(f.message.clone());
+                    broken = f.error();
+                }
+                checks::Effect::Hold => {
+                    r.event = Event::Hold;
+                    r.note = Some(f.message.clone());
                     records.push(r);
+                    held = true;
                 }
             }
         }
-
-        // --- trust: signed commits (src/trust/signature.rs) ---
-        let signers = match self.verify_signatures(&planned, &opts.subpath, opts.now) {
-            Ok(s) => s,
-            Err(ReconcileError::Untrusted { revision, refusals }) => {
-                let mut r = Record::new(
-                    Event::Refusal,
-                    opts.now,
-                    &run,
-                    &cause.display(),
-                    opts.trigger,
-                );
-                r.note = Some(format!(
-                    "unsigned or untrusted commits: {}",
-                    refusals
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ));
-                records.push(r);
-                self.commit_records(
-                    &branch,
-                    &root,
-                    records,
-                    opts,
-                    &run,
-                    &rev,
-                    "refused unsigned or untrusted commits",
-                )?;
-                return Err(ReconcileError::Untrusted { revision, refusals });
-            }
-            Err(e) => return Err(e),
-        };
-        // --- end trust ---
-
-        if planned.plan.is_held() {
-            for hold in &planned.plan.holds {
-                let mut r =
-                    Record::new(Event::Hold, opts.now, &run, &cause.display(), opts.trigger);
-                r.note = Some(hold.message.clone());
-                records.push(r);
-            }
+        if broken.is_some() {
+            // Expiries are never held; nothing else is left to hold.
+            held = false;
+            records.retain(|r| r.event != Event::Hold);
+        }
+        let signers = std::mem::take(&mut planned.signers);
+        if held {
             let commit =
                 self.commit_records(&branch, &root, records, opts, &run, &rev, "held by a guard")?;
             return Ok(Applied {
@@ -560,19 +506,6 @@ impl Reconciler {
                 commit,
                 held: true,
             });
-        }
-        if let Some(reason) = &planned.plan.override_reason {
-            for hold in &planned.plan.holds {
-                let mut r = Record::new(
-                    Event::Override,
-                    opts.now,
-                    &run,
-                    &cause.display(),
-                    opts.trigger,
-                );
-                r.note = Some(format!("{} (overridden: {reason})", hold.message));
-                records.push(r);
-            }
         }
         if opts.dry_run {
             if let Some(e) = broken {
@@ -798,7 +731,7 @@ impl Reconciler {
     /// The last applied revision's trust section is authoritative when there is one, so
     /// a commit cannot switch off or widen its own check; the new revision's applies
     /// only to the first apply.
-    fn verify_signatures(
+    pub(crate) fn verify_signatures(
         &mut self,
         planned: &Planned,
         subpath: &str,
@@ -978,7 +911,7 @@ fn cause_of(prov: &mut Provenance<'_>, c: &plan::Change) -> Revision {
 }
 
 /// What is wrong with a ledger that does not continue from its anchor.
-fn ledger_problem(anchor: &audit::anchor::Anchor) -> String {
+pub(crate) fn ledger_problem(anchor: &audit::anchor::Anchor) -> String {
     anchor.problem().unwrap_or_else(|| {
         format!(
             "it does not hold the last record latchkey wrote ({}, in audit commit {}): audit/ \

@@ -726,6 +726,23 @@ fn a_client_admins_signed_change_inside_their_folder_applies() {
 fn assert_refused(s: &Signed, expected: &[String]) {
     let before = s.portal();
     let head = s.repo.git(&["rev-parse", "main"]);
+    // plan runs the same checks: it shows the refusal apply is about to make.
+    let (code, out, _) = latchkey(&[
+        "plan",
+        s.repo.path().to_str().expect("utf-8"),
+        "--rev",
+        "main",
+        "--now",
+        NOW,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "REFUSED: signatures check: {}; apply would apply nothing",
+            expected.join("; ")
+        )),
+        "{out}"
+    );
     let (code, _, err) = s.apply();
     assert_eq!(code, 1);
     let mut want =

@@ -19,7 +19,11 @@ use crate::trust::boundary;
 /// With --base and --head, the client boundaries the change breaks come first (see
 /// `latchkey check`).
 ///
-/// Exit codes: 0 no changes, 2 changes, 1 errors or boundary violations.
+/// Runs every check apply runs (history rewrite, signatures, the ledger, the deletion
+/// brake, the empty-client guard) and shows what apply would refuse or hold.
+///
+/// Exit codes: 0 no changes, 2 changes, 1 errors, boundary violations or a refusal apply
+/// would make, 3 held by a guard.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     #[command(flatten)]
@@ -66,8 +70,10 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
         Format::Json => render::json(plan),
     };
     print!("{out}");
-    Ok(if plan.has_read_errors() {
+    Ok(if plan.has_read_errors() || !plan.refusals.is_empty() {
         Exit::Errors
+    } else if plan.is_held() {
+        Exit::Held
     } else if plan.changes.is_empty() {
         Exit::Ok
     } else {

@@ -154,6 +154,18 @@ pub struct Hold {
     pub message: String,
 }
 
+/// A check that would refuse the run (see [`Plan::refusals`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refusal {
+    pub check: String,
+    pub message: String,
+    /// The flag that releases it (empty when nothing does: sign the commits).
+    pub release: String,
+    /// Only expiries would be applied (the rest is refused).
+    pub expiries_only: bool,
+}
+
 /// The guards of DESIGN.md §3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -175,6 +187,10 @@ pub struct Plan {
     pub systems: Vec<SystemStatus>,
     /// When non-empty and not overridden, nothing is applied.
     pub holds: Vec<Hold>,
+    /// What apply would refuse (a history rewrite, unsigned commits, a ledger that does
+    /// not verify), from the same checks apply enforces (src/checks.rs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<Refusal>,
     /// The override that released the holds, recorded in the audit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub override_reason: Option<String>,

@@ -66,6 +66,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
         out_of_scope: Vec::new(),
         systems: Vec::new(),
         holds: Vec::new(),
+        refusals: Vec::new(),
         override_reason: None,
         next_change: input.desired.next_change,
     };

@@ -8,7 +8,7 @@ mod guard;
 pub mod render;
 pub mod review;
 
-pub use change::{Change, Guard, Hold, OutOfScope, Plan, Reason, SystemStatus};
+pub use change::{Change, Guard, Hold, OutOfScope, Plan, Reason, Refusal, SystemStatus};
 pub use desired::{Desired, DesiredCache, EntKey, Source, WantedAccount};
 pub use diff::{Inputs, Pending, PendingFailure, diff};
 pub use guard::guard;

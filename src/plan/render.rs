@@ -83,6 +83,21 @@ const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
 /// The plan for a terminal; `color` adds ANSI colours.
+/// What apply would refuse, and how to release it.
+fn refusal_text(r: &super::Refusal) -> String {
+    let what = if r.expiries_only {
+        "apply would grant nothing and apply only expiries"
+    } else {
+        "apply would apply nothing"
+    };
+    let release = if r.release.is_empty() {
+        String::new()
+    } else {
+        format!("; release with {} \"<reason>\"", r.release)
+    };
+    format!("{} check: {}; {what}{release}", r.check, r.message)
+}
+
 pub fn text(plan: &Plan, color: bool) -> String {
     let paint = |code: &str, s: &str| {
         if color {
@@ -100,6 +115,13 @@ pub fn text(plan: &Plan, color: bool) -> String {
             &format!("Plan for {} at {}", plan.revision, instant(plan.now))
         )
     );
+    for r in &plan.refusals {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(RED, &format!("REFUSED: {}", refusal_text(r)))
+        );
+    }
     for hold in &plan.holds {
         let state = if plan.override_reason.is_some() {
             "overridden"
@@ -110,6 +132,11 @@ pub fn text(plan: &Plan, color: bool) -> String {
     }
     if let Some(r) = &plan.override_reason {
         let _ = writeln!(out, "override: {r}");
+    } else if !plan.holds.is_empty() {
+        let _ = writeln!(
+            out,
+            "apply would apply nothing; release with --allow-mass-revoke \"<reason>\""
+        );
     }
     for s in &plan.systems {
         if let Some(e) = &s.error {
@@ -240,6 +267,9 @@ pub fn markdown(plan: &Plan) -> String {
         plan.out_of_scope.len(),
         instant(plan.now)
     );
+    for r in &plan.refusals {
+        let _ = writeln!(out, "> **Refused:** {}\n", refusal_text(r));
+    }
     for hold in &plan.holds {
         let state = if plan.override_reason.is_some() {
             "Overridden"

@@ -293,6 +293,17 @@ fn a_held_run_keeps_the_ledger_verifiable_and_its_release_names_the_remover() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     // A person removes every extra member: the deletion brake holds the run.
     let remover = env.commit(&[("clients/acme/many.yaml", None)], "offboard the many");
+    // plan runs the same checks as apply: it shows the hold and how to release it.
+    let plan = env.run(&["plan", REPO, "--now", NOW]);
+    assert_eq!(plan.code, 3, "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("HELD: ")
+            && plan
+                .stdout
+                .contains("release with --allow-mass-revoke \"<reason>\""),
+        "{}",
+        plan.stdout
+    );
     let out = env.run(&["apply", REPO, "--now", NOW]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     let verify = env.run(&["audit", "verify", REPO]);
@@ -424,8 +435,14 @@ fn deleting_audit_is_caught_by_verify_and_apply_refuses_to_build_on_it() {
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let all = records(&env);
-    // The first refused apply started the new chain with its refusal.
-    assert_eq!(all[0]["event"], "refusal");
+    // The first refused apply started the new chain: the access it found in place
+    // (the deleted ledger no longer held it), then its refusal.
+    let events: Vec<&str> = all.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    let refusal = events.iter().position(|e| *e == "refusal").unwrap();
+    assert!(
+        events[..refusal].iter().all(|e| *e == "observed"),
+        "{events:?}"
+    );
     let over: Vec<_> = all.iter().filter(|r| r["event"] == "override").collect();
     assert_eq!(over.len(), 1);
     assert!(
