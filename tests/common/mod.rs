@@ -51,18 +51,29 @@ impl Workspace {
                 std::fs::write(&full, content).expect("write");
             }
         }
+        // Only the given paths change, on top of HEAD's tree: a running latchkey may have
+        // just committed audit/ and not yet refreshed the working tree, and committing
+        // the stale copy would be an edit of audit/ by hand.
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         let mut index = repo.index().expect("index");
-        index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-            .expect("add");
-        index.update_all(["*"], None).expect("update");
+        if let Some(p) = &parent {
+            index
+                .read_tree(&p.tree().expect("tree"))
+                .expect("read tree");
+        }
+        for (path, content) in files {
+            if content.is_empty() {
+                let _ = index.remove_path(Path::new(path));
+            } else {
+                index.add_path(Path::new(path)).expect("add");
+            }
+        }
         index.write().expect("write index");
         let tree = repo
             .find_tree(index.write_tree().expect("tree"))
             .expect("tree");
         let sig =
             Signature::new("Dana Ops", "ops@northwind.example", &Time::new(time, 0)).expect("sig");
-        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
         repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
             .expect("commit")
