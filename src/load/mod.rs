@@ -67,6 +67,8 @@ pub struct ParseCache {
 struct Cached {
     file: Arc<ParsedFile>,
     used: u64,
+    /// The blob could not be read this time: read it again next time.
+    reread: bool,
     /// Checked members by document index.
     members: Vec<Option<CheckedMember>>,
 }
@@ -98,27 +100,35 @@ impl ParseCache {
     }
 
     /// Parses the blob at `key` (blob id, path) unless it is cached, reading the text
-    /// only then.
-    fn parse<E>(
-        &mut self,
-        key: &(Oid, String),
-        text: impl FnOnce() -> Result<String, E>,
-    ) -> Result<(), E> {
+    /// only then. A blob that cannot be read becomes a file whose only finding says so;
+    /// one that may read next time (a missing object, not bad bytes) is read again then.
+    fn parse(&mut self, key: &(Oid, String), text: impl FnOnce() -> Result<String, Unreadable>) {
         let generation = self.generation;
-        if let Some(c) = self.files.get_mut(key) {
+        if let Some(c) = self.files.get_mut(key)
+            && !c.reread
+        {
             c.used = generation;
-            return Ok(());
+            return;
         }
-        let file = Arc::new(parse_file(&key.1, &text()?));
+        let (file, reread) = match text() {
+            Ok(text) => (parse_file(&key.1, &text), false),
+            Err(u) => (
+                ParsedFile {
+                    syntax: vec![u.diagnostic],
+                    ..ParsedFile::default()
+                },
+                !u.lasting,
+            ),
+        };
         self.files.insert(
             key.clone(),
             Cached {
-                file,
+                file: Arc::new(file),
                 used: generation,
+                reread,
                 members: Vec::new(),
             },
         );
-        Ok(())
     }
 
     /// Number of cached files.
@@ -167,6 +177,8 @@ pub struct Staged {
     keys: Vec<(Oid, String)>,
     globals: Catalog,
     globals_pending: Vec<Pending>,
+    /// Why the revision's files could not be listed, if they could not.
+    listing: Vec<Diagnostic>,
     /// An error was found already: in a file's syntax or shape, or in the shared documents.
     failed: bool,
 }
@@ -192,10 +204,16 @@ impl Staged {
 
 impl ParseCache {
     /// Stages the parsed files `keys` (all in the cache).
-    fn stage(&mut self, revision: Revision, keys: Vec<(Oid, String)>) -> Staged {
+    fn stage(
+        &mut self,
+        revision: Revision,
+        keys: Vec<(Oid, String)>,
+        listing: Vec<Diagnostic>,
+    ) -> Staged {
         let (globals, globals_pending) = self.globals(&keys);
         let error = |p: &Pending| p.severity == Severity::Error;
-        let failed = globals_pending.iter().any(error)
+        let failed = listing.iter().any(|d| d.severity == Severity::Error)
+            || globals_pending.iter().any(error)
             || keys.iter().any(|k| {
                 let f = &self.files[k].file;
                 f.pending.iter().any(error)
@@ -206,27 +224,103 @@ impl ParseCache {
             keys,
             globals,
             globals_pending,
+            listing,
             failed,
         }
     }
 }
 
 /// Lists `rev` under `subpath`, parses the blobs missing from `cache` and checks the
-/// shared documents: the first half of [`load`].
+/// shared documents: the first half of [`load`]. A revision whose files cannot be listed
+/// or read is staged as invalid, with a finding naming the file (and the line of a byte
+/// that is not UTF-8), exactly like one that does not parse: it is never a reason to
+/// stop enforcing the last valid revision.
 pub fn stage(
     repo: &SourceRepo,
     rev: &Revision,
     subpath: &str,
     cache: &mut ParseCache,
 ) -> Result<Staged, SourceError> {
-    let blobs = repo.yaml_blobs(rev, subpath)?;
     cache.next_generation();
+    let (blobs, listing) = match repo.yaml_blobs(rev, subpath) {
+        Ok(blobs) => (blobs, Vec::new()),
+        Err(e) => (Vec::new(), vec![unreadable(subpath, e).diagnostic]),
+    };
     let keys: Vec<(Oid, String)> = blobs.into_iter().map(|(p, b)| (b, p)).collect();
     for key in &keys {
         let (blob, path) = key;
-        cache.parse(key, || repo.blob_text(*blob, path, rev))?;
+        cache.parse(key, || {
+            repo.blob_text(*blob, path, rev)
+                .map_err(|e| unreadable(path, e))
+        });
     }
-    Ok(cache.stage(rev.clone(), keys))
+    Ok(cache.stage(rev.clone(), keys, listing))
+}
+
+/// A file that could not be read, as a finding.
+struct Unreadable {
+    diagnostic: Diagnostic,
+    /// The finding is the blob's own (its bytes), not the repository's state right now.
+    lasting: bool,
+}
+
+/// `err` as a finding on the file it names, or on `reading` (the file or folder read).
+fn unreadable(reading: &str, err: SourceError) -> Unreadable {
+    let shown = |p: &str| if p.is_empty() { "." } else { p }.to_string();
+    let at = |file: String, line, column, message: String, help: &str| Diagnostic {
+        severity: Severity::Error,
+        file,
+        line,
+        column,
+        message,
+        help: Some(help.to_string()),
+    };
+    match err {
+        SourceError::NotText {
+            path,
+            byte,
+            line,
+            column,
+            ..
+        } => Unreadable {
+            diagnostic: at(
+                shown(&path),
+                line,
+                column,
+                format!("not UTF-8 text: byte 0x{byte:02X} is not valid UTF-8"),
+                "save the file as UTF-8 (a Latin-1 or Windows-1252 editor writes such bytes)",
+            ),
+            lasting: true,
+        },
+        other => {
+            let file = match &other {
+                SourceError::Read { path, .. } => shown(path),
+                _ => shown(reading),
+            };
+            Unreadable {
+                diagnostic: at(
+                    file,
+                    1,
+                    1,
+                    format!("cannot read this revision: {}", error_chain(&other)),
+                    "check the repository (git fsck) or fetch it again",
+                ),
+                lasting: false,
+            }
+        }
+    }
+}
+
+/// An error and its sources, `: `-joined: this finding is the only place it is printed.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// Checks the members of a staged revision: the second half of [`load`]. Only the text
@@ -269,15 +363,14 @@ pub fn load_files(
     cache.next_generation();
     let keys: Vec<(Oid, String)> = files.iter().map(|f| (f.blob, f.path.clone())).collect();
     for (key, f) in keys.iter().zip(files) {
-        let ok: Result<_, std::convert::Infallible> = cache.parse(key, || Ok(f.text.clone()));
-        ok.unwrap_or_else(|never| match never {});
+        cache.parse(key, || Ok(f.text.clone()));
     }
     let texts: HashMap<&str, &str> = files
         .iter()
         .map(|f| (f.path.as_str(), f.text.as_str()))
         .collect();
     let text_of = |path: &str| texts.get(path).map(|t| t.to_string());
-    let staged = cache.stage(revision, keys);
+    let staged = cache.stage(revision, keys, Vec::new());
     assemble(&staged, ctx, cache, &text_of)
 }
 
@@ -296,7 +389,7 @@ fn assemble(
         .map(|k| (k, cache.files[k].file.clone()))
         .collect();
     let mut pending: Vec<Pending> = Vec::new();
-    let mut diagnostics = Vec::new();
+    let mut diagnostics: Vec<Diagnostic> = staged.listing.clone();
     for (_, file) in &files {
         pending.extend(file.pending.iter().cloned());
         diagnostics.extend(file.syntax.iter().cloned());

@@ -37,8 +37,18 @@ pub enum SourceError {
         revision: String,
         source: git2::Error,
     },
-    #[error("{path} at {revision} is not UTF-8 text")]
-    NotText { path: String, revision: String },
+    #[error(
+        "{path} at {revision} is not UTF-8 text: byte 0x{byte:02X} at line {line}, column {column}"
+    )]
+    NotText {
+        path: String,
+        revision: String,
+        /// The first byte that is not UTF-8, and where it sits (1-based, the column
+        /// counted in characters of the valid text before it).
+        byte: u8,
+        line: usize,
+        column: usize,
+    },
     #[error("cannot commit the audit to branch {branch}")]
     Commit { branch: String, source: git2::Error },
     #[error(

@@ -350,9 +350,17 @@ impl SourceRepo {
                 revision: rev.display(),
                 source,
             })?;
-        String::from_utf8(b.content().to_vec()).map_err(|_| SourceError::NotText {
-            path: path.to_string(),
-            revision: rev.display(),
+        String::from_utf8(b.content().to_vec()).map_err(|e| {
+            let bytes = e.as_bytes();
+            let valid = e.utf8_error().valid_up_to();
+            let (line, column) = position_of(&bytes[..valid]);
+            SourceError::NotText {
+                path: path.to_string(),
+                revision: rev.display(),
+                byte: bytes[valid],
+                line,
+                column,
+            }
         })
     }
 
@@ -422,6 +430,15 @@ pub fn diff_paths(
     Ok(paths)
 }
 
+/// The 1-based line and column just after `valid` (UTF-8 text), the column counted in
+/// characters as the YAML parser counts them.
+fn position_of(valid: &[u8]) -> (usize, usize) {
+    let text = std::str::from_utf8(valid).unwrap_or_default();
+    let line = text.matches('\n').count() + 1;
+    let last = text.rsplit('\n').next().unwrap_or("");
+    (line, last.chars().count() + 1)
+}
+
 /// A stable directory name for a remote's mirror.
 fn cache_name(url: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -471,6 +488,13 @@ mod tests {
             Location::parse("git@github.com:org/access.git"),
             Location::Url(_)
         ));
+    }
+
+    #[test]
+    fn the_first_byte_that_is_not_utf8_is_located_in_characters() {
+        assert_eq!(position_of(b""), (1, 1));
+        assert_eq!(position_of(b"a: 1\n# caf"), (2, 6));
+        assert_eq!(position_of("x: é".as_bytes()), (1, 5));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `latchkey validate` on the base repository and on each bad overlay of tests/corpus/bad.
 //! Each bad case's stderr must equal its expected.txt; UPDATE_EXPECT=1 rewrites them.
 
-use crate::common::{Env, NOW, REPO, corpus, read_tree};
+use crate::common::{Env, NOW, REPO, corpus, read_tree_bytes};
 
 #[test]
 fn base_is_valid() {
@@ -20,36 +20,46 @@ fn base_is_valid() {
 
 #[test]
 fn each_bad_repository_is_rejected_with_exact_diagnostics() {
+    check_cases("bad", 1, 15);
+}
+
+/// Validates the base with each overlay of tests/corpus/`dir` committed on top; the exit
+/// code must be `code` and stderr the case's expected.txt.
+fn check_cases(dir: &str, code: i32, at_least: usize) {
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
-    let mut cases: Vec<_> = std::fs::read_dir(corpus().join("bad"))
+    let mut cases: Vec<_> = std::fs::read_dir(corpus().join(dir))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 15, "the corpus has {} cases", cases.len());
+    assert!(
+        cases.len() >= at_least,
+        "the corpus has {} cases",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let env = Env::base();
-        let overlay: Vec<_> = read_tree(case)
+        let overlay: Vec<_> = read_tree_bytes(case)
             .into_iter()
             .filter(|(p, _)| p != "expected.txt")
             .collect();
         assert!(!overlay.is_empty(), "{name}: no overlay files");
-        let edits: Vec<(&str, Option<&str>)> = overlay
+        let edits: Vec<(&[u8], Option<&[u8]>)> = overlay
             .iter()
-            .map(|(p, c)| (p.as_str(), Some(c.as_str())))
+            .map(|(p, c)| (p.as_bytes(), Some(c.as_slice())))
             .collect();
-        env.commit(&edits, &name);
+        env.commit_bytes(&edits, &name);
         let out = env.run(&["validate", REPO, "--now", NOW]);
         let expected_path = case.join("expected.txt");
         if update {
             std::fs::write(&expected_path, &out.stderr).unwrap();
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if out.code != 1 {
+        if out.code != code {
             failures.push(format!(
-                "{name}: exit {} (want 1)\n{}",
+                "{name}: exit {} (want {code})\n{}",
                 out.code, out.stderr
             ));
         } else if out.stderr != expected {
