@@ -21,7 +21,9 @@ use diagnostic::{Pending, path};
 use member::TimeDeps;
 use position::PositionIndex;
 
-use crate::source::{Revision, SourceError, SourceFile, SourceRepo};
+use crate::source::{
+    Documents, IGNORE_FILE, NotRead, Revision, SourceError, SourceFile, SourceRepo,
+};
 
 /// A loaded revision: the catalogue and every finding.
 #[derive(Clone, Debug)]
@@ -177,7 +179,8 @@ pub struct Staged {
     keys: Vec<(Oid, String)>,
     globals: Catalog,
     globals_pending: Vec<Pending>,
-    /// Why the revision's files could not be listed, if they could not.
+    /// What listing the revision's files found: files not read, names that are not
+    /// UTF-8, or why the files could not be listed at all.
     listing: Vec<Diagnostic>,
     /// An error was found already: in a file's syntax or shape, or in the shared documents.
     failed: bool,
@@ -242,8 +245,11 @@ pub fn stage(
     cache: &mut ParseCache,
 ) -> Result<Staged, SourceError> {
     cache.next_generation();
-    let (blobs, listing) = match repo.yaml_blobs(rev, subpath) {
-        Ok(blobs) => (blobs, Vec::new()),
+    let (blobs, listing) = match repo.documents(rev, subpath) {
+        Ok(docs) => {
+            let listing = listing_findings(&docs);
+            (docs.blobs, listing)
+        }
         Err(e) => (Vec::new(), vec![unreadable(subpath, e).diagnostic]),
     };
     let keys: Vec<(Oid, String)> = blobs.into_iter().map(|(p, b)| (b, p)).collect();
@@ -292,6 +298,16 @@ fn unreadable(reading: &str, err: SourceError) -> Unreadable {
             ),
             lasting: true,
         },
+        SourceError::Ignore { line, message } => Unreadable {
+            diagnostic: at(
+                IGNORE_FILE.to_string(),
+                line,
+                1,
+                format!("not a gitignore pattern: {message}"),
+                "fix the pattern (gitignore syntax)",
+            ),
+            lasting: true,
+        },
         other => {
             let file = match &other {
                 SourceError::Read { path, .. } => shown(path),
@@ -309,6 +325,49 @@ fn unreadable(reading: &str, err: SourceError) -> Unreadable {
             }
         }
     }
+}
+
+/// Files the listing did not read though they may hold documents: a `.json` file or a
+/// backup copy is a warning (a leftover, by convention, and the revision stays
+/// appliable); a name that is not UTF-8 is an error, like bytes that are not UTF-8: it
+/// may be the only copy of its documents and cannot be named faithfully.
+fn listing_findings(docs: &Documents) -> Vec<Diagnostic> {
+    let finding = |severity, file: &str, message: &str, help: &str| Diagnostic {
+        severity,
+        file: file.to_string(),
+        line: 1,
+        column: 1,
+        message: message.to_string(),
+        help: Some(help.to_string()),
+    };
+    let mut out = Vec::new();
+    for (path, why) in &docs.not_read {
+        out.push(match why {
+            NotRead::Json => finding(
+                Severity::Warning,
+                path,
+                "not read: documents are read from .yaml and .yml files only",
+                "rename it to .yaml if it holds documents (JSON is YAML), \
+                 or list it in .latchkeyignore",
+            ),
+            NotRead::Backup => finding(
+                Severity::Warning,
+                path,
+                "not read: a backup copy of a YAML file",
+                "delete it, rename it to .yaml if it is the copy meant to be read, \
+                 or list it in .latchkeyignore",
+            ),
+        });
+    }
+    for path in &docs.bad_names {
+        out.push(finding(
+            Severity::Error,
+            path,
+            "the name is not UTF-8: not read",
+            "rename it in UTF-8, or list it in .latchkeyignore",
+        ));
+    }
+    out
 }
 
 /// An error and its sources, `: `-joined: this finding is the only place it is printed.

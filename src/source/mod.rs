@@ -10,7 +10,9 @@ mod repo;
 mod write;
 
 pub use lock::WriterLock;
-pub use repo::{Location, Revision, SourceFile, SourceRepo, diff_paths};
+pub use repo::{
+    Documents, IGNORE_FILE, Location, NotRead, Revision, SourceFile, SourceRepo, diff_paths,
+};
 pub use write::{AuditCommit, GitCredentials};
 
 use std::path::PathBuf;
@@ -49,6 +51,8 @@ pub enum SourceError {
         line: usize,
         column: usize,
     },
+    #[error("{} line {line}: {message}", repo::IGNORE_FILE)]
+    Ignore { line: usize, message: String },
     #[error("cannot commit the audit to branch {branch}")]
     Commit { branch: String, source: git2::Error },
     #[error(
