@@ -447,17 +447,43 @@ fn check_roles(cat: &Catalog, pending: &mut Vec<Pending>) {
                 );
             }
             for (i, e) in ents.iter().enumerate() {
+                let mut p = at.clone();
+                p.push(super::diagnostic::Seg::Index(i));
                 if e.trim().is_empty() {
-                    let mut p = at.clone();
-                    p.push(super::diagnostic::Seg::Index(i));
                     pending.push(
                         Pending::error(file, doc, p, "empty entitlement")
                             .help("remove it or name the entitlement"),
+                    );
+                } else if let Some(c) = super::member::control_char(e) {
+                    let mut f = super::member::control_error(file, doc, "", "entitlement", c);
+                    f.path = p;
+                    pending.push(f);
+                } else if let Some(bad) = unknown_placeholder(e) {
+                    pending.push(
+                        Pending::error(
+                            file,
+                            doc,
+                            p,
+                            format!("unknown placeholder {bad:?} in entitlement {e:?}"),
+                        )
+                        .help("the only placeholder is {client} (lowercase); braces are not allowed otherwise"),
                     );
                 }
             }
         }
     }
+}
+
+/// A brace group other than `{client}` (`{CLIENT}`, `{clientx}`, `{}`), or a stray
+/// brace: a mistyped placeholder would otherwise be granted as literal text.
+fn unknown_placeholder(entitlement: &str) -> Option<String> {
+    let rest = entitlement.replace("{client}", "");
+    let start = rest.find(['{', '}'])?;
+    let tail = &rest[start..];
+    Some(match (tail.starts_with('{'), tail.find('}')) {
+        (true, Some(end)) => tail[..=end].to_string(),
+        _ => tail.chars().next().map(String::from).unwrap_or_default(),
+    })
 }
 
 fn check_clients(cat: &Catalog, pending: &mut Vec<Pending>) {

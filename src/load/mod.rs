@@ -469,7 +469,7 @@ fn assemble(
                 pending.push(catalog::duplicate("Member", name, at, first));
                 continue;
             }
-            let identity = env.spec.email.trim().to_lowercase();
+            let identity = crate::model::identity(&env.spec.email);
             let slot = match members.entry(identity) {
                 btree_map::Entry::Vacant(slot) => slot,
                 btree_map::Entry::Occupied(first) => {
