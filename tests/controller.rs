@@ -1,6 +1,7 @@
 //! `latchkey run` with a real clock: expiry precision, the last valid revision staying in
 //! force, the push webhook, health and metrics, and a clean SIGTERM. These tests wait a
-//! few seconds for a real expiry, no more.
+//! few seconds for a real expiry, no more. The controller driven in-process at explicit
+//! instants, for what needs no clock.
 
 mod common;
 
@@ -295,4 +296,115 @@ fn a_signed_push_webhook_triggers_a_fetch_and_bad_secrets_are_refused() {
         ws.rows("portal.sqlite").len() == 2
     });
     run.stop();
+}
+
+/// A controller on the workspace's repository, driven in-process with explicit instants.
+fn controller(ws: &Workspace) -> latchkey::controller::run::Controller {
+    use latchkey::controller::http::Shared;
+    use latchkey::controller::run::{Controller, RunConfig};
+    let repo = latchkey::source::SourceRepo::open(
+        &latchkey::source::Location::Path(ws.repo_path()),
+        &ws.path().join("cache"),
+    )
+    .expect("open");
+    let registry = latchkey::connectors::Registry::builtin(Default::default());
+    let shared = std::sync::Arc::new(Shared {
+        metrics: latchkey::controller::metrics::Metrics::new(),
+        ready: Default::default(),
+        push: Default::default(),
+        webhook_secret: None,
+    });
+    let cfg = RunConfig {
+        branch: "main".into(),
+        subpath: String::new(),
+        interval: Duration::from_secs(3600),
+        drift_interval: Duration::from_secs(3600),
+        push: false,
+    };
+    Controller::new(
+        latchkey::reconcile::Reconciler::new(repo, registry),
+        cfg,
+        shared,
+    )
+}
+
+/// [`BASE`] with the SQLite paths made absolute: an in-process controller runs in the
+/// test's working directory, not the workspace.
+fn base_in(ws: &Workspace) -> String {
+    let mut base = BASE.to_string();
+    for db in ["portal.sqlite", "staging.sqlite"] {
+        let abs = ws.path().join(db);
+        base = base.replace(&format!("path: {db}"), &format!("path: {}", abs.display()));
+    }
+    base
+}
+
+/// Issue 15, item 2: one Latin-1 byte (a `# café` comment) made every reconcile of `run`
+/// fail as a source error, so the last applied revision's expiries stopped firing and
+/// nothing was recorded. It is an invalid revision like malformed YAML: recorded once, the
+/// last applied revision enforced, its expiry revoked on time.
+#[tokio::test]
+async fn a_revision_that_is_not_utf8_is_invalid_and_the_last_applied_one_still_expires() {
+    use latchkey::audit::Trigger;
+    use latchkey::controller::run::Tick;
+    let ws = Workspace::new();
+    let t0: Timestamp = "2025-03-01T10:00:00Z".parse().unwrap();
+    let expires: Timestamp = "2025-03-01T12:00:00Z".parse().unwrap();
+    let grant = format!("    - role: viewer\n    - role: staging-admin\n      expires: {expires}");
+    ws.commit(
+        &[
+            ("latchkey.yaml", &base_in(&ws)),
+            ("clients/acme/members.yaml", &member("erin", &grant)),
+        ],
+        t0.as_second(),
+        "erin",
+    );
+    let mut c = controller(&ws);
+    let tick = c.tick(Trigger::Merge, t0).await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+    assert!(has_admin(&ws));
+
+    let mut bytes = member("erin", &grant).into_bytes();
+    bytes.extend_from_slice(b"# caf\xe9\n");
+    let bad = ws.commit_bytes(
+        &[("clients/acme/members.yaml", &bytes)],
+        t0.as_second() + 60,
+        "a comment in Latin-1",
+    );
+    let t1 = t0 + jiff::SignedDuration::from_mins(30);
+    let tick = c.tick(Trigger::Merge, t1).await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+    assert!(has_admin(&ws), "the last applied revision stays in force");
+    let invalid: Vec<_> = ws
+        .ledger()
+        .into_iter()
+        .filter(|r| r["event"] == "invalid-revision")
+        .collect();
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    assert_eq!(invalid[0]["revision"], format!("main@sha1:{bad}"));
+    assert_eq!(
+        invalid[0]["note"],
+        "1 errors; first: clients/acme/members.yaml:11:6: error: not UTF-8 text: byte 0xE9 is not valid UTF-8"
+    );
+
+    // The expiry of the last applied revision fires while the newest one stays invalid,
+    // and the invalid revision is not recorded twice.
+    let tick = c.tick(Trigger::Expiry, expires).await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+    assert!(!has_admin(&ws), "the expired grant is revoked");
+    let ledger = ws.ledger();
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|r| r["event"] == "invalid-revision")
+            .count(),
+        1
+    );
+    assert!(
+        ledger.iter().any(|r| r["reason"] == "expired"
+            && r["entitlement"] == "acme:admin"
+            && r["result"] == "applied"
+            && r["trigger"] == "expiry"),
+        "{ledger:?}"
+    );
 }

@@ -233,7 +233,16 @@ pub(crate) async fn plan_or_report(
     then: &str,
 ) -> Result<Option<crate::reconcile::Planned>, CliError> {
     match rec.plan(opts).await {
-        Ok(p) => Ok(Some(p)),
+        Ok(p) => {
+            // Warnings (files not read, …) are shown by every command that loads.
+            print_diagnostics(
+                p.loaded
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.severity == crate::load::Severity::Warning),
+            );
+            Ok(Some(p))
+        }
         Err(ReconcileError::Invalid { revision, errors }) => {
             print_diagnostics(&errors);
             eprintln!(

@@ -285,7 +285,7 @@ impl Connector for ExecConnector {
             .accounts
             .into_iter()
             .map(|a| Account {
-                identity: a.identity.trim().to_lowercase(),
+                identity: super::identity(&a.identity),
                 display_name: a.display_name,
                 active: a.active,
                 entitlements: a.entitlements.into_iter().collect::<BTreeSet<_>>(),
@@ -302,7 +302,7 @@ impl Connector for ExecConnector {
         };
         Ok(Snapshot {
             managed,
-            unmanaged: r.unmanaged.into_iter().map(|u| u.to_lowercase()).collect(),
+            unmanaged: r.unmanaged.iter().map(|u| super::identity(u)).collect(),
             completeness,
         })
     }

@@ -213,7 +213,7 @@ impl Connector for KubernetesConnector {
             ) {
                 (Some(id), Some(ent)) => {
                     accounts
-                        .entry(id.to_lowercase())
+                        .entry(super::identity(id))
                         .or_default()
                         .insert(ent.to_string());
                 }

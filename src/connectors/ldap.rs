@@ -314,7 +314,7 @@ impl Connector for LdapConnector {
             let first = |k: &str| p.attrs.get(k).and_then(|v| v.first()).cloned();
             let Some(identity) = first("mail")
                 .or_else(|| first("uid"))
-                .map(|s| s.to_lowercase())
+                .map(|s| super::identity(&s))
             else {
                 continue;
             };

@@ -23,13 +23,17 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// The identity key of an email or login a system returns: every connector builds
+/// `Account::identity` with it, so it compares equal to the Member's.
+pub use crate::model::identity;
+
 /// The value connectors write to mark an account as latchkey's.
 pub const MANAGED_MARKER: &str = "latchkey";
 
 /// An account as the system holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
-    /// Lowercase email: the identity key across systems.
+    /// The email as [`identity`] normalises it: the key across systems.
     pub identity: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,

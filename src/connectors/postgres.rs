@@ -279,13 +279,13 @@ impl Connector for PostgresConnector {
             let name: String = r.get(0);
             let marker: Option<String> = r.get(2);
             if marker.as_deref() != Some(MANAGED_MARKER) {
-                unmanaged.insert(name.to_lowercase());
+                unmanaged.insert(super::identity(&name));
                 continue;
             }
             accounts.insert(
                 name.clone(),
                 Account {
-                    identity: name.to_lowercase(),
+                    identity: super::identity(&name),
                     display_name: None,
                     active: r.get(1),
                     entitlements: BTreeSet::new(),

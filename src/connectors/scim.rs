@@ -665,7 +665,7 @@ impl Connector for ScimConnector {
             ) else {
                 continue;
             };
-            let identity = name.to_lowercase();
+            let identity = super::identity(name);
             if !is_managed(u) {
                 unmanaged.insert(identity);
                 continue;

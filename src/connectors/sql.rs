@@ -324,7 +324,7 @@ impl Connector for SqliteConnector {
             let mut stmt = conn.prepare(&sql.read_users_by_id)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                let identity = row.get_ref(1)?.as_str()?.to_lowercase();
+                let identity = super::identity(row.get_ref(1)?.as_str()?);
                 if row.get_ref(4)?.as_str_or_null()? != Some(MANAGED_MARKER) {
                     unmanaged.insert(identity);
                     continue;
@@ -462,7 +462,7 @@ impl Connector for PgSqlConnector {
         let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
         let mut unmanaged = BTreeSet::new();
         for row in users {
-            let identity = row.get::<_, String>(0).to_lowercase();
+            let identity = super::identity(&row.get::<_, String>(0));
             let marker: Option<String> = row.get(3);
             if marker.as_deref() != Some(MANAGED_MARKER) {
                 unmanaged.insert(identity);
@@ -480,7 +480,7 @@ impl Connector for PgSqlConnector {
             );
         }
         for row in roles {
-            let identity = row.get::<_, String>(0).to_lowercase();
+            let identity = super::identity(&row.get::<_, String>(0));
             if let Some(a) = accounts.get_mut(&identity) {
                 a.entitlements.insert(row.get(1));
             }

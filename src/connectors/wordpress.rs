@@ -160,7 +160,7 @@ impl WpUser {
         has_line(&self.description, MARKER_LINE)
     }
     fn identity(&self) -> String {
-        self.email.trim().to_lowercase()
+        super::identity(&self.email)
     }
 }
 

@@ -383,39 +383,98 @@ fn check_systems(cat: &Catalog, pending: &mut Vec<Pending>) {
                 );
             }
         }
-        let mut stack: Vec<(Vec<String>, &serde_json::Value)> = sys
+        use super::diagnostic::Seg;
+        let mut stack: Vec<(Vec<Seg>, &serde_json::Value)> = sys
             .spec
             .connection
             .iter()
-            .map(|(k, v)| (vec!["spec".into(), "connection".into(), k.clone()], v))
+            .map(|(k, v)| {
+                let p = ["spec", "connection", k].map(|s| Seg::Key(s.to_string()));
+                (p.to_vec(), v)
+            })
             .collect();
+        let help =
+            "never put secrets in git: remove it and set spec.credentials (env, file or secretKey)";
         while let Some((p, value)) = stack.pop() {
-            let key = p.last().cloned().unwrap_or_default();
-            let at = p
-                .iter()
-                .map(|s| super::diagnostic::Seg::Key(s.clone()))
-                .collect();
+            let key = match p.last() {
+                Some(Seg::Key(k)) => k.clone(),
+                _ => String::new(),
+            };
+            let shown = super::diagnostic::display_path(&p[2..]);
             match value {
                 serde_json::Value::Object(map) => {
                     for (k, v) in map {
                         let mut child = p.clone();
-                        child.push(k.clone());
+                        child.push(Seg::Key(k.clone()));
                         stack.push((child, v));
                     }
                 }
+                serde_json::Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        let mut child = p.clone();
+                        child.push(Seg::Index(i));
+                        stack.push((child, v));
+                    }
+                    // `[--token, abc]`: the flag names a secret, the next item is it.
+                    for (i, pair) in items.windows(2).enumerate() {
+                        if let (Some(flag), Some(value)) = (pair[0].as_str(), pair[1].as_str())
+                            && secret_flag(flag)
+                            && !flag.contains('=')
+                            && !value.starts_with('-')
+                        {
+                            let mut at = p.clone();
+                            at.push(Seg::Index(i + 1));
+                            let shown = super::diagnostic::display_path(&at[2..]);
+                            pending.push(
+                                Pending::error(file, doc, at, format!("argument `{flag}` passes a secret in `{shown}` of System {:?}", sys.name))
+                                    .help(help),
+                            );
+                        }
+                    }
+                }
                 serde_json::Value::String(s) if looks_secret(&key) && !s.is_empty() => pending.push(
-                    Pending::error(file, doc, at, format!("inline secret-looking value `{key}` in System {:?}", sys.name))
+                    Pending::error(file, doc, p, format!("inline secret-looking value `{key}` in System {:?}", sys.name))
                         .at_key()
-                        .help("never put secrets in git: remove it and set spec.credentials (env, file or secretKey)"),
+                        .help(help),
                 ),
                 serde_json::Value::String(s) if url_has_password(s) => pending.push(
-                    Pending::error(file, doc, at, format!("URL with an inline password in `{key}` of System {:?}", sys.name))
+                    Pending::error(file, doc, p, format!("URL with an inline password in `{shown}` of System {:?}", sys.name))
                         .help("remove the password from the URL and set spec.credentials (env, file or secretKey)"),
                 ),
+                serde_json::Value::String(s) if let Some(param) = secret_query(s) => pending.push(
+                    Pending::error(file, doc, p, format!("URL with a secret in its query (`{param}=`) in `{shown}` of System {:?}", sys.name))
+                        .help("remove the parameter and set spec.credentials (env, file or secretKey)"),
+                ),
+                serde_json::Value::String(s)
+                    if s.split_once('=').is_some_and(|(f, v)| secret_flag(f) && !v.is_empty()) =>
+                {
+                    let flag = s.split('=').next().unwrap_or("");
+                    pending.push(
+                        Pending::error(file, doc, p, format!("argument `{flag}=` passes a secret in `{shown}` of System {:?}", sys.name))
+                            .help(help),
+                    );
+                }
                 _ => {}
             }
         }
     }
+}
+
+/// A command-line flag whose value is a secret: `--password`, `-token`, `--api-key`.
+fn secret_flag(arg: &str) -> bool {
+    let name = arg.split('=').next().unwrap_or("");
+    name.starts_with('-') && looks_secret(name.trim_start_matches('-'))
+}
+
+/// The first query parameter of a URL whose name says it holds a secret
+/// (`password=`, `access_token=`, `token=`, `secret=`, `apikey=`, any case), with a value.
+fn secret_query(s: &str) -> Option<String> {
+    let (_, query) = s.split_once("://")?.1.split_once('?')?;
+    let query = query.split('#').next().unwrap_or("");
+    query.split(['&', ';']).find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (looks_secret(name) && !value.is_empty()).then(|| name.to_string())
+    })
 }
 
 fn url_has_password(s: &str) -> bool {
@@ -461,17 +520,43 @@ fn check_roles(cat: &Catalog, pending: &mut Vec<Pending>) {
                 );
             }
             for (i, e) in ents.iter().enumerate() {
+                let mut p = at.clone();
+                p.push(super::diagnostic::Seg::Index(i));
                 if e.trim().is_empty() {
-                    let mut p = at.clone();
-                    p.push(super::diagnostic::Seg::Index(i));
                     pending.push(
                         Pending::error(file, doc, p, "empty entitlement")
                             .help("remove it or name the entitlement"),
+                    );
+                } else if let Some(c) = super::member::control_char(e) {
+                    let mut f = super::member::control_error(file, doc, "", "entitlement", c);
+                    f.path = p;
+                    pending.push(f);
+                } else if let Some(bad) = unknown_placeholder(e) {
+                    pending.push(
+                        Pending::error(
+                            file,
+                            doc,
+                            p,
+                            format!("unknown placeholder {bad:?} in entitlement {e:?}"),
+                        )
+                        .help("the only placeholder is {client} (lowercase); braces are not allowed otherwise"),
                     );
                 }
             }
         }
     }
+}
+
+/// A brace group other than `{client}` (`{CLIENT}`, `{clientx}`, `{}`), or a stray
+/// brace: a mistyped placeholder would otherwise be granted as literal text.
+fn unknown_placeholder(entitlement: &str) -> Option<String> {
+    let rest = entitlement.replace("{client}", "");
+    let start = rest.find(['{', '}'])?;
+    let tail = &rest[start..];
+    Some(match (tail.starts_with('{'), tail.find('}')) {
+        (true, Some(end)) => tail[..=end].to_string(),
+        _ => tail.chars().next().map(String::from).unwrap_or_default(),
+    })
 }
 
 fn check_clients(cat: &Catalog, pending: &mut Vec<Pending>) {
@@ -527,4 +612,27 @@ pub(super) fn unknown_client(
         "define a Client named {c:?} or use one of {}",
         names(&cat.clients)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{secret_flag, secret_query};
+
+    #[test]
+    fn secrets_in_query_strings_and_flags_are_found() {
+        assert_eq!(
+            secret_query("https://x.example/scim?tenant=a&ACCESS_TOKEN=t").as_deref(),
+            Some("ACCESS_TOKEN")
+        );
+        assert_eq!(
+            secret_query("postgres://h/db?apikey=k#x").as_deref(),
+            Some("apikey")
+        );
+        assert_eq!(secret_query("postgres://h/db?sslmode=require"), None);
+        assert_eq!(secret_query("postgres://h/db?password="), None);
+        assert_eq!(secret_query("not a url?token=x"), None);
+        assert!(secret_flag("--password=x") && secret_flag("--token") && secret_flag("-secret"));
+        assert!(!secret_flag("--password-file=/run/s") && !secret_flag("--token-env"));
+        assert!(!secret_flag("token") && !secret_flag("--db"));
+    }
 }

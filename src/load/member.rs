@@ -147,7 +147,9 @@ pub fn check_member(
     if !valid_name(name) {
         pending.push(invalid_name(name, at));
     }
-    if !valid_email(&spec.email) {
+    if let Some(c) = control_char(&spec.email) {
+        pending.push(control_error(file, doc, "spec.email", "email", c));
+    } else if !valid_email(&spec.email) {
         pending.push(
             Pending::error(
                 file,
@@ -157,6 +159,46 @@ pub fn check_member(
             )
             .help("the email is the identity across systems: write name@domain"),
         );
+    }
+    if identity.len() > MAX_EMAIL_BYTES {
+        pending.push(
+            Pending::error(
+                file,
+                doc,
+                path("spec.email"),
+                format!(
+                    "email is {} bytes long, more than the {MAX_EMAIL_BYTES} an address may have",
+                    identity.len()
+                ),
+            )
+            .help("write the person's real address"),
+        );
+    } else if identity.len() > POSTGRES_MAX_NAME
+        && let Some(sys) = reached_postgres(cat, spec)
+    {
+        // The postgres connector's login role is named after the email.
+        pending.push(
+            Pending::error(
+                file,
+                doc,
+                path("spec.email"),
+                format!(
+                    "email is {} bytes long: the login role on postgres System {sys:?} would \
+                     exceed PostgreSQL's {POSTGRES_MAX_NAME}-byte role names",
+                    identity.len()
+                ),
+            )
+            .help("use a shorter address for this person, or grant them no role on that system"),
+        );
+    }
+    if let Some(c) = spec.display_name.as_deref().and_then(control_char) {
+        pending.push(control_error(
+            file,
+            doc,
+            "spec.displayName",
+            "displayName",
+            c,
+        ));
     }
     let client_known = cat.clients.contains_key(&spec.client);
     if !client_known {
@@ -473,6 +515,44 @@ pub fn invalid_name(name: &str, at: &DocLoc) -> Pending {
         format!("invalid name {name:?}"),
     )
     .help("use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit")
+}
+
+/// RFC 5321's limit on a forward path, the longest address any system accepts.
+const MAX_EMAIL_BYTES: usize = 254;
+
+/// PostgreSQL's NAMEDATALEN - 1: longer role names are truncated, two people could
+/// share one login.
+pub(super) const POSTGRES_MAX_NAME: usize = 63;
+
+/// The first postgres System a grant of `spec` reaches, if any.
+fn reached_postgres<'a>(cat: &'a Catalog, spec: &MemberSpec) -> Option<&'a str> {
+    spec.grants
+        .iter()
+        .filter_map(|g| cat.roles.get(&g.role))
+        .flat_map(|r| r.spec.entitlements.keys())
+        .find(|sys| {
+            cat.systems
+                .get(*sys)
+                .is_some_and(|s| s.spec.connector == "postgres")
+        })
+        .map(String::as_str)
+}
+
+/// The first control character (NUL, newline, escape, …) in `s`: never part of a
+/// name, and raw on a terminal it can rewrite what is shown.
+pub(super) fn control_char(s: &str) -> Option<char> {
+    s.chars().find(|c| c.is_control())
+}
+
+/// A finding for control character `c` in the value at `at`.
+pub(super) fn control_error(file: &str, doc: usize, at: &str, what: &str, c: char) -> Pending {
+    Pending::error(
+        file,
+        doc,
+        path(at),
+        format!("{what} contains the control character U+{:04X}", c as u32),
+    )
+    .help("remove it: names and entitlements are plain text on one line")
 }
 
 fn valid_email(s: &str) -> bool {

@@ -21,7 +21,9 @@ use diagnostic::{Pending, path};
 use member::TimeDeps;
 use position::PositionIndex;
 
-use crate::source::{Revision, SourceError, SourceFile, SourceRepo};
+use crate::source::{
+    Documents, IGNORE_FILE, NotRead, Revision, SourceError, SourceFile, SourceRepo,
+};
 
 /// A loaded revision: the catalogue and every finding.
 #[derive(Clone, Debug)]
@@ -67,6 +69,8 @@ pub struct ParseCache {
 struct Cached {
     file: Arc<ParsedFile>,
     used: u64,
+    /// The blob could not be read this time: read it again next time.
+    reread: bool,
     /// Checked members by document index.
     members: Vec<Option<CheckedMember>>,
 }
@@ -98,27 +102,35 @@ impl ParseCache {
     }
 
     /// Parses the blob at `key` (blob id, path) unless it is cached, reading the text
-    /// only then.
-    fn parse<E>(
-        &mut self,
-        key: &(Oid, String),
-        text: impl FnOnce() -> Result<String, E>,
-    ) -> Result<(), E> {
+    /// only then. A blob that cannot be read becomes a file whose only finding says so;
+    /// one that may read next time (a missing object, not bad bytes) is read again then.
+    fn parse(&mut self, key: &(Oid, String), text: impl FnOnce() -> Result<String, Unreadable>) {
         let generation = self.generation;
-        if let Some(c) = self.files.get_mut(key) {
+        if let Some(c) = self.files.get_mut(key)
+            && !c.reread
+        {
             c.used = generation;
-            return Ok(());
+            return;
         }
-        let file = Arc::new(parse_file(&key.1, &text()?));
+        let (file, reread) = match text() {
+            Ok(text) => (parse_file(&key.1, &text), false),
+            Err(u) => (
+                ParsedFile {
+                    syntax: vec![u.diagnostic],
+                    ..ParsedFile::default()
+                },
+                !u.lasting,
+            ),
+        };
         self.files.insert(
             key.clone(),
             Cached {
-                file,
+                file: Arc::new(file),
                 used: generation,
+                reread,
                 members: Vec::new(),
             },
         );
-        Ok(())
     }
 
     /// Number of cached files.
@@ -167,6 +179,9 @@ pub struct Staged {
     keys: Vec<(Oid, String)>,
     globals: Catalog,
     globals_pending: Vec<Pending>,
+    /// What listing the revision's files found: files not read, names that are not
+    /// UTF-8, or why the files could not be listed at all.
+    listing: Vec<Diagnostic>,
     /// An error was found already: in a file's syntax or shape, or in the shared documents.
     failed: bool,
 }
@@ -192,10 +207,16 @@ impl Staged {
 
 impl ParseCache {
     /// Stages the parsed files `keys` (all in the cache).
-    fn stage(&mut self, revision: Revision, keys: Vec<(Oid, String)>) -> Staged {
+    fn stage(
+        &mut self,
+        revision: Revision,
+        keys: Vec<(Oid, String)>,
+        listing: Vec<Diagnostic>,
+    ) -> Staged {
         let (globals, globals_pending) = self.globals(&keys);
         let error = |p: &Pending| p.severity == Severity::Error;
-        let failed = globals_pending.iter().any(error)
+        let failed = listing.iter().any(|d| d.severity == Severity::Error)
+            || globals_pending.iter().any(error)
             || keys.iter().any(|k| {
                 let f = &self.files[k].file;
                 f.pending.iter().any(error)
@@ -206,27 +227,159 @@ impl ParseCache {
             keys,
             globals,
             globals_pending,
+            listing,
             failed,
         }
     }
 }
 
 /// Lists `rev` under `subpath`, parses the blobs missing from `cache` and checks the
-/// shared documents: the first half of [`load`].
+/// shared documents: the first half of [`load`]. A revision whose files cannot be listed
+/// or read is staged as invalid, with a finding naming the file (and the line of a byte
+/// that is not UTF-8), exactly like one that does not parse: it is never a reason to
+/// stop enforcing the last valid revision.
 pub fn stage(
     repo: &SourceRepo,
     rev: &Revision,
     subpath: &str,
     cache: &mut ParseCache,
 ) -> Result<Staged, SourceError> {
-    let blobs = repo.yaml_blobs(rev, subpath)?;
     cache.next_generation();
+    let (blobs, listing) = match repo.documents(rev, subpath) {
+        Ok(docs) => {
+            let listing = listing_findings(&docs);
+            (docs.blobs, listing)
+        }
+        Err(e) => (Vec::new(), vec![unreadable(subpath, e).diagnostic]),
+    };
     let keys: Vec<(Oid, String)> = blobs.into_iter().map(|(p, b)| (b, p)).collect();
     for key in &keys {
         let (blob, path) = key;
-        cache.parse(key, || repo.blob_text(*blob, path, rev))?;
+        cache.parse(key, || {
+            repo.blob_text(*blob, path, rev)
+                .map_err(|e| unreadable(path, e))
+        });
     }
-    Ok(cache.stage(rev.clone(), keys))
+    Ok(cache.stage(rev.clone(), keys, listing))
+}
+
+/// A file that could not be read, as a finding.
+struct Unreadable {
+    diagnostic: Diagnostic,
+    /// The finding is the blob's own (its bytes), not the repository's state right now.
+    lasting: bool,
+}
+
+/// `err` as a finding on the file it names, or on `reading` (the file or folder read).
+fn unreadable(reading: &str, err: SourceError) -> Unreadable {
+    let shown = |p: &str| if p.is_empty() { "." } else { p }.to_string();
+    let at = |file: String, line, column, message: String, help: &str| Diagnostic {
+        severity: Severity::Error,
+        file,
+        line,
+        column,
+        message,
+        help: Some(help.to_string()),
+    };
+    match err {
+        SourceError::NotText {
+            path,
+            byte,
+            line,
+            column,
+            ..
+        } => Unreadable {
+            diagnostic: at(
+                shown(&path),
+                line,
+                column,
+                format!("not UTF-8 text: byte 0x{byte:02X} is not valid UTF-8"),
+                "save the file as UTF-8 (a Latin-1 or Windows-1252 editor writes such bytes)",
+            ),
+            lasting: true,
+        },
+        SourceError::Ignore { line, message } => Unreadable {
+            diagnostic: at(
+                IGNORE_FILE.to_string(),
+                line,
+                1,
+                format!("not a gitignore pattern: {message}"),
+                "fix the pattern (gitignore syntax)",
+            ),
+            lasting: true,
+        },
+        other => {
+            let file = match &other {
+                SourceError::Read { path, .. } => shown(path),
+                _ => shown(reading),
+            };
+            Unreadable {
+                diagnostic: at(
+                    file,
+                    1,
+                    1,
+                    format!("cannot read this revision: {}", error_chain(&other)),
+                    "check the repository (git fsck) or fetch it again",
+                ),
+                lasting: false,
+            }
+        }
+    }
+}
+
+/// Files the listing did not read though they may hold documents: a `.json` file or a
+/// backup copy is a warning (a leftover, by convention, and the revision stays
+/// appliable); a name that is not UTF-8 is an error, like bytes that are not UTF-8: it
+/// may be the only copy of its documents and cannot be named faithfully.
+fn listing_findings(docs: &Documents) -> Vec<Diagnostic> {
+    let finding = |severity, file: &str, message: &str, help: &str| Diagnostic {
+        severity,
+        file: file.to_string(),
+        line: 1,
+        column: 1,
+        message: message.to_string(),
+        help: Some(help.to_string()),
+    };
+    let mut out = Vec::new();
+    for (path, why) in &docs.not_read {
+        out.push(match why {
+            NotRead::Json => finding(
+                Severity::Warning,
+                path,
+                "not read: documents are read from .yaml and .yml files only",
+                "rename it to .yaml if it holds documents (JSON is YAML), \
+                 or list it in .latchkeyignore",
+            ),
+            NotRead::Backup => finding(
+                Severity::Warning,
+                path,
+                "not read: a backup copy of a YAML file",
+                "delete it, rename it to .yaml if it is the copy meant to be read, \
+                 or list it in .latchkeyignore",
+            ),
+        });
+    }
+    for path in &docs.bad_names {
+        out.push(finding(
+            Severity::Error,
+            path,
+            "the name is not UTF-8: not read",
+            "rename it in UTF-8, or list it in .latchkeyignore",
+        ));
+    }
+    out
+}
+
+/// An error and its sources, `: `-joined: this finding is the only place it is printed.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// Checks the members of a staged revision: the second half of [`load`]. Only the text
@@ -269,15 +422,14 @@ pub fn load_files(
     cache.next_generation();
     let keys: Vec<(Oid, String)> = files.iter().map(|f| (f.blob, f.path.clone())).collect();
     for (key, f) in keys.iter().zip(files) {
-        let ok: Result<_, std::convert::Infallible> = cache.parse(key, || Ok(f.text.clone()));
-        ok.unwrap_or_else(|never| match never {});
+        cache.parse(key, || Ok(f.text.clone()));
     }
     let texts: HashMap<&str, &str> = files
         .iter()
         .map(|f| (f.path.as_str(), f.text.as_str()))
         .collect();
     let text_of = |path: &str| texts.get(path).map(|t| t.to_string());
-    let staged = cache.stage(revision, keys);
+    let staged = cache.stage(revision, keys, Vec::new());
     assemble(&staged, ctx, cache, &text_of)
 }
 
@@ -296,7 +448,7 @@ fn assemble(
         .map(|k| (k, cache.files[k].file.clone()))
         .collect();
     let mut pending: Vec<Pending> = Vec::new();
-    let mut diagnostics = Vec::new();
+    let mut diagnostics: Vec<Diagnostic> = staged.listing.clone();
     for (_, file) in &files {
         pending.extend(file.pending.iter().cloned());
         diagnostics.extend(file.syntax.iter().cloned());
@@ -317,7 +469,7 @@ fn assemble(
                 pending.push(catalog::duplicate("Member", name, at, first));
                 continue;
             }
-            let identity = env.spec.email.trim().to_lowercase();
+            let identity = crate::model::identity(&env.spec.email);
             let slot = match members.entry(identity) {
                 btree_map::Entry::Vacant(slot) => slot,
                 btree_map::Entry::Occupied(first) => {

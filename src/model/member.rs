@@ -27,6 +27,14 @@ pub struct MemberSpec {
     pub grants: Vec<Grant>,
 }
 
+/// The identity key of an email, as every comparison sees it: surrounding whitespace
+/// trimmed, Unicode NFC (an `é` typed as one code point or as `e` + accent is one
+/// person), then lowercased.
+pub fn identity(email: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    email.trim().nfc().collect::<String>().to_lowercase()
+}
+
 /// One role for one client, optionally inside a time window.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -47,4 +55,18 @@ pub struct Grant {
     /// Why the access is needed (a ticket, a project).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity;
+
+    #[test]
+    fn an_email_in_nfc_and_in_nfd_is_one_identity() {
+        let nfc = "zo\u{eb}@acme.example";
+        let nfd = "zoe\u{308}@acme.example";
+        assert_ne!(nfc, nfd);
+        assert_eq!(identity(nfd), identity(nfc));
+        assert_eq!(identity(" ZOE\u{308}@ACME.example "), nfc);
+    }
 }

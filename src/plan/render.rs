@@ -99,11 +99,13 @@ fn refusal_text(r: &super::Refusal) -> String {
 }
 
 pub fn text(plan: &Plan, color: bool) -> String {
+    // Every line of data goes through `paint`, which escapes it before adding colour.
     let paint = |code: &str, s: &str| {
+        let s = escape_controls(s);
         if color {
             format!("{code}{s}{RESET}")
         } else {
-            s.to_string()
+            s.into_owned()
         }
     };
     let mut out = String::new();
@@ -131,7 +133,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let _ = writeln!(out, "{}", paint(RED, &format!("{state}: {}", hold.message)));
     }
     if let Some(r) = &plan.override_reason {
-        let _ = writeln!(out, "override: {r}");
+        let _ = writeln!(out, "{}", paint("", &format!("override: {r}")));
     } else if !plan.holds.is_empty() {
         let _ = writeln!(
             out,
@@ -198,13 +200,8 @@ pub fn text(plan: &Plan, color: bool) -> String {
             )
         );
         for c in &plan.drift {
-            let _ = writeln!(
-                out,
-                "  ~ {:<12} {:<28} {}",
-                c.system,
-                c.op.identity(),
-                what(c)
-            );
+            let line = format!("  ~ {:<12} {:<28} {}", c.system, c.op.identity(), what(c));
+            let _ = writeln!(out, "{}", paint("", &line));
         }
     }
     if !plan.out_of_scope.is_empty() {
@@ -213,7 +210,8 @@ pub fn text(plan: &Plan, color: bool) -> String {
             "\nOut of scope (not managed by latchkey, never changed)"
         );
         for o in &plan.out_of_scope {
-            let _ = writeln!(out, "  ! {:<12} {:<28} {}", o.system, o.identity, o.note);
+            let line = format!("  ! {:<12} {:<28} {}", o.system, o.identity, o.note);
+            let _ = writeln!(out, "{}", paint("", &line));
         }
     }
     let (adds, removes, expiries) = counts(plan);
@@ -234,6 +232,26 @@ pub fn text(plan: &Plan, color: bool) -> String {
         );
     }
     out
+}
+
+/// `s` with control characters (ESC, NUL, CR, …; also newlines, since every caller
+/// renders one line) written as `\u{1b}`: what a system returns never reaches a
+/// terminal raw, where it could recolour or rewrite what is shown.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// (to grant, to revoke, native expiries to set).
@@ -343,7 +361,10 @@ pub fn markdown(plan: &Plan) -> String {
     if plan.changes.is_empty() {
         let _ = writeln!(out, "No changes: the systems match git.");
     }
-    out
+    // Data from the systems never reaches a reader's terminal or page raw.
+    out.lines()
+        .map(|l| escape_controls(l).into_owned() + "\n")
+        .collect()
 }
 
 /// The plan as pretty JSON.
@@ -353,6 +374,19 @@ pub fn json(plan: &Plan) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn control_characters_from_a_system_are_escaped() {
+        assert_eq!(
+            super::escape_controls("erin@acme.example"),
+            "erin@acme.example"
+        );
+        assert_eq!(
+            super::escape_controls("x\u{1b}[2Jy\0z\n"),
+            "x\\u{1b}[2Jy\\u{0}z\\u{a}"
+        );
+    }
+
     use super::*;
 
     #[test]

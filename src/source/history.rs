@@ -99,7 +99,7 @@ fn member_grants(path: &str, text: &str) -> Vec<(String, Grant)> {
             _ => None,
         })
         .flat_map(|m| {
-            let id = m.spec.email.trim().to_lowercase();
+            let id = crate::model::identity(&m.spec.email);
             m.spec.grants.into_iter().map(move |g| (id.clone(), g))
         })
         .collect()

@@ -11,7 +11,9 @@ mod repo;
 mod write;
 
 pub use lock::WriterLock;
-pub use repo::{Location, Revision, SourceFile, SourceRepo, diff_paths};
+pub use repo::{
+    Documents, IGNORE_FILE, Location, NotRead, Revision, SourceFile, SourceRepo, diff_paths,
+};
 pub use write::{AuditCommit, GitCredentials};
 
 use std::path::PathBuf;
@@ -38,8 +40,20 @@ pub enum SourceError {
         revision: String,
         source: git2::Error,
     },
-    #[error("{path} at {revision} is not UTF-8 text")]
-    NotText { path: String, revision: String },
+    #[error(
+        "{path} at {revision} is not UTF-8 text: byte 0x{byte:02X} at line {line}, column {column}"
+    )]
+    NotText {
+        path: String,
+        revision: String,
+        /// The first byte that is not UTF-8, and where it sits (1-based, the column
+        /// counted in characters of the valid text before it).
+        byte: u8,
+        line: usize,
+        column: usize,
+    },
+    #[error("{} line {line}: {message}", repo::IGNORE_FILE)]
+    Ignore { line: usize, message: String },
     #[error("cannot commit the audit to branch {branch}")]
     Commit { branch: String, source: git2::Error },
     #[error(

@@ -98,8 +98,44 @@ pub struct SourceRepo {
     pub(super) listings: Mutex<HashMap<Oid, Listing>>,
 }
 
-/// The YAML files under a tree: (path relative to it, blob id).
-type Listing = Arc<Vec<(String, Oid)>>;
+/// The files under a tree that are read or that may hold documents: (path relative to
+/// it, what it is).
+type Listing = Arc<Vec<(String, Found)>>;
+
+/// A file of the documents tree as the listing classifies it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Found {
+    /// `.yaml` or `.yml` in any letter case: read.
+    Yaml(Oid),
+    /// May hold documents but is not read.
+    NotRead(NotRead),
+    /// A name that is not UTF-8 (a file, or a folder not walked): its raw bytes, relative
+    /// like the path, so `.latchkeyignore` can still match it.
+    BadName(Vec<u8>),
+}
+
+/// Why a file that may hold documents is not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NotRead {
+    /// `.json`: documents must be in `.yaml`/`.yml` files.
+    Json,
+    /// A backup or editor copy of a YAML file (`members.yaml.bak`, `roles.yml~`).
+    Backup,
+}
+
+/// What a revision's documents tree holds, after the tool-file rule and `.latchkeyignore`.
+#[derive(Clone, Debug, Default)]
+pub struct Documents {
+    /// The files read, sorted by path, with their blob ids.
+    pub blobs: Vec<(String, Oid)>,
+    /// Files that may hold documents but are not read, sorted by path.
+    pub not_read: Vec<(String, NotRead)>,
+    /// Names that are not UTF-8 (shown with U+FFFD), sorted.
+    pub bad_names: Vec<String>,
+}
+
+/// The ignore file, at the repository root, in gitignore syntax.
+pub const IGNORE_FILE: &str = ".latchkeyignore";
 
 /// Listings kept before the memo is dropped and rebuilt (each load adds only the trees
 /// that changed, so this is reached only by long-running processes).
@@ -262,7 +298,7 @@ impl SourceRepo {
         Ok(revision_of(&commit, branch))
     }
 
-    /// Every `.yaml`/`.yml` file under `subpath` at `rev`, except `audit/`.
+    /// Every document file under `subpath` at `rev` (see [`SourceRepo::documents`]).
     pub fn yaml_files(
         &self,
         rev: &Revision,
@@ -277,15 +313,28 @@ impl SourceRepo {
             .collect()
     }
 
-    /// The paths and blob ids of [`SourceRepo::yaml_files`], sorted by path, without
-    /// reading any content: callers that cache by blob id read only the new blobs.
+    /// The paths and blob ids of the files [`SourceRepo::documents`] reads.
     pub fn yaml_blobs(
         &self,
         rev: &Revision,
         subpath: &str,
     ) -> Result<Vec<(String, Oid)>, SourceError> {
+        Ok(self.documents(rev, subpath)?.blobs)
+    }
+
+    /// The files of `subpath` at `rev` read as documents, sorted by path, without
+    /// reading their content (callers that cache by blob id read only the new blobs),
+    /// and those that may hold documents but are not read, so they can be reported.
+    ///
+    /// Read: every `.yaml`/`.yml` file, the extension in any letter case. Never read, by
+    /// rule: `audit/` at the top (latchkey's own output) and any dot-file or dot-folder
+    /// (`.github/`, `.gitlab-ci.yml`, `.pre-commit-config.yaml`: other tools' files), and
+    /// whatever `.latchkeyignore` at the repository root matches. Reported: `.json`
+    /// files, backup copies of YAML files and names that are not UTF-8.
+    pub fn documents(&self, rev: &Revision, subpath: &str) -> Result<Documents, SourceError> {
         let commit = self.repo.find_commit(rev.oid)?;
-        let mut tree = commit.tree()?;
+        let root = commit.tree()?;
+        let mut tree = root.clone();
         let subpath = subpath.trim_matches('/');
         if !subpath.is_empty() {
             let entry = tree
@@ -297,17 +346,70 @@ impl SourceRepo {
                 })?;
             tree = self.repo.find_tree(entry.id())?;
         }
-        let mut listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
-        if listings.len() > MAX_LISTINGS {
-            listings.clear();
+        let ignore = self.ignore_rules(&root, rev)?;
+        let found = {
+            let mut listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
+            if listings.len() > MAX_LISTINGS {
+                listings.clear();
+            }
+            // The audit trail is latchkey's own output, never desired state.
+            self.entries(&tree, |dir| dir == "audit", &mut listings)?
+        };
+        let prefix = if subpath.is_empty() {
+            String::new()
+        } else {
+            format!("{subpath}/")
+        };
+        let ignored = |rel: &[u8]| {
+            let Some(rules) = &ignore else { return false };
+            let mut full = prefix.as_bytes().to_vec();
+            full.extend_from_slice(rel);
+            rules
+                .matched_path_or_any_parents(bytes_path(&full), false)
+                .is_ignore()
+        };
+        let mut docs = Documents::default();
+        for (path, found) in found {
+            match found {
+                Found::BadName(raw) if !ignored(&raw) => docs.bad_names.push(path),
+                Found::BadName(_) => {}
+                _ if ignored(path.as_bytes()) => {}
+                Found::Yaml(blob) => docs.blobs.push((path, blob)),
+                Found::NotRead(why) => docs.not_read.push((path, why)),
+            }
         }
-        // The audit trail is latchkey's own output, never desired state.
-        let mut blobs = self.entries(&tree, |dir| dir == "audit", &mut listings)?;
-        blobs.sort();
-        Ok(blobs)
+        docs.blobs.sort();
+        docs.not_read.sort();
+        docs.bad_names.sort();
+        Ok(docs)
     }
 
-    /// The YAML files under tree `id`, relative to it, from `memo` when listed before.
+    /// The rules of `.latchkeyignore` at the root of `root`, if there is one.
+    fn ignore_rules(
+        &self,
+        root: &git2::Tree<'_>,
+        rev: &Revision,
+    ) -> Result<Option<ignore::gitignore::Gitignore>, SourceError> {
+        let Some(entry) = root.get_name(IGNORE_FILE) else {
+            return Ok(None);
+        };
+        let text = self.blob_text(entry.id(), IGNORE_FILE, rev)?;
+        let mut builder = ignore::gitignore::GitignoreBuilder::new("");
+        for (i, line) in text.lines().enumerate() {
+            builder
+                .add_line(None, line)
+                .map_err(|e| SourceError::Ignore {
+                    line: i + 1,
+                    message: e.to_string(),
+                })?;
+        }
+        builder.build().map(Some).map_err(|e| SourceError::Ignore {
+            line: 1,
+            message: e.to_string(),
+        })
+    }
+
+    /// The files under tree `id`, relative to it, from `memo` when listed before.
     fn listing(&self, id: Oid, memo: &mut HashMap<Oid, Listing>) -> Result<Listing, git2::Error> {
         if let Some(l) = memo.get(&id) {
             return Ok(l.clone());
@@ -317,23 +419,50 @@ impl SourceRepo {
         Ok(out)
     }
 
-    /// The YAML files in `tree` and, through `listing`, in its subtrees except those
-    /// `skip` names.
+    /// The files in `tree` and, through `listing`, in its subtrees except those `skip`
+    /// names and dot-folders.
     fn entries(
         &self,
         tree: &git2::Tree<'_>,
         skip: impl Fn(&str) -> bool,
         memo: &mut HashMap<Oid, Listing>,
-    ) -> Result<Vec<(String, Oid)>, git2::Error> {
+    ) -> Result<Vec<(String, Found)>, git2::Error> {
         let mut out = Vec::new();
         for entry in tree.iter() {
-            let Ok(name) = entry.name() else { continue };
-            match entry.kind() {
+            let kind = entry.kind();
+            if !matches!(kind, Some(ObjectType::Tree | ObjectType::Blob)) {
+                continue;
+            }
+            let raw = entry.name_bytes();
+            // Other tools' files (CI, pre-commit, editors, git itself) are dot-files.
+            if raw.starts_with(b".") {
+                continue;
+            }
+            let Ok(name) = entry.name() else {
+                let shown = String::from_utf8_lossy(raw).into_owned();
+                out.push((shown, Found::BadName(raw.to_vec())));
+                continue;
+            };
+            match kind {
                 Some(ObjectType::Tree) if !skip(name) => {
                     let sub = self.listing(entry.id(), memo)?;
-                    out.extend(sub.iter().map(|(p, b)| (format!("{name}/{p}"), *b)));
+                    out.extend(sub.iter().map(|(p, f)| {
+                        let f = match f {
+                            Found::BadName(b) => {
+                                let mut full = format!("{name}/").into_bytes();
+                                full.extend_from_slice(b);
+                                Found::BadName(full)
+                            }
+                            other => other.clone(),
+                        };
+                        (format!("{name}/{p}"), f)
+                    }));
                 }
-                Some(ObjectType::Blob) if is_yaml(name) => out.push((name.to_string(), entry.id())),
+                Some(ObjectType::Blob) => {
+                    if let Some(found) = classify(name, entry.id()) {
+                        out.push((name.to_string(), found));
+                    }
+                }
                 _ => {}
             }
         }
@@ -350,9 +479,17 @@ impl SourceRepo {
                 revision: rev.display(),
                 source,
             })?;
-        String::from_utf8(b.content().to_vec()).map_err(|_| SourceError::NotText {
-            path: path.to_string(),
-            revision: rev.display(),
+        String::from_utf8(b.content().to_vec()).map_err(|e| {
+            let bytes = e.as_bytes();
+            let valid = e.utf8_error().valid_up_to();
+            let (line, column) = position_of(&bytes[..valid]);
+            SourceError::NotText {
+                path: path.to_string(),
+                revision: rev.display(),
+                byte: bytes[valid],
+                line,
+                column,
+            }
         })
     }
 
@@ -422,6 +559,15 @@ pub fn diff_paths(
     Ok(paths)
 }
 
+/// The 1-based line and column just after `valid` (UTF-8 text), the column counted in
+/// characters as the YAML parser counts them.
+fn position_of(valid: &[u8]) -> (usize, usize) {
+    let text = std::str::from_utf8(valid).unwrap_or_default();
+    let line = text.matches('\n').count() + 1;
+    let last = text.rsplit('\n').next().unwrap_or("");
+    (line, last.chars().count() + 1)
+}
+
 /// A stable directory name for a remote's mirror.
 fn cache_name(url: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -448,9 +594,32 @@ fn revision_of(commit: &git2::Commit<'_>, branch: Option<String>) -> Revision {
     }
 }
 
-/// Files latchkey reads as documents.
-fn is_yaml(name: &str) -> bool {
-    name.ends_with(".yaml") || name.ends_with(".yml")
+/// What a file named `name` is to the listing: read, reported, or nothing (`None`).
+fn classify(name: &str, blob: Oid) -> Option<Found> {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+        Some(Found::Yaml(blob))
+    } else if lower.ends_with(".json") {
+        Some(Found::NotRead(NotRead::Json))
+    } else if lower.contains(".yaml") || lower.contains(".yml") {
+        // `members.yaml.bak`, `roles.yml~`, `team.yaml.orig`: a copy, possibly the one
+        // that was meant to be read.
+        Some(Found::NotRead(NotRead::Backup))
+    } else {
+        None
+    }
+}
+
+/// A path from raw bytes: git names need not be UTF-8, and neither do unix paths.
+#[cfg(unix)]
+fn bytes_path(bytes: &[u8]) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
+#[cfg(not(unix))]
+fn bytes_path(bytes: &[u8]) -> &Path {
+    Path::new(std::str::from_utf8(bytes).unwrap_or(""))
 }
 
 #[cfg(test)]
@@ -471,6 +640,32 @@ mod tests {
             Location::parse("git@github.com:org/access.git"),
             Location::Url(_)
         ));
+    }
+
+    #[test]
+    fn the_first_byte_that_is_not_utf8_is_located_in_characters() {
+        assert_eq!(position_of(b""), (1, 1));
+        assert_eq!(position_of(b"a: 1\n# caf"), (2, 6));
+        assert_eq!(position_of("x: é".as_bytes()), (1, 5));
+    }
+
+    #[test]
+    fn files_are_read_reported_or_left_by_their_names() {
+        let b = Oid::ZERO_SHA1;
+        for read in ["m.yaml", "M.YAML", "roles.Yml", "a.b.yaml"] {
+            assert_eq!(classify(read, b), Some(Found::Yaml(b)), "{read}");
+        }
+        assert_eq!(classify("x.JSON", b), Some(Found::NotRead(NotRead::Json)));
+        for backup in ["members.yaml.bak", "roles.yml~", "team.YAML.orig"] {
+            assert_eq!(
+                classify(backup, b),
+                Some(Found::NotRead(NotRead::Backup)),
+                "{backup}"
+            );
+        }
+        for other in ["README.md", "schema.sql", "yaml"] {
+            assert_eq!(classify(other, b), None, "{other}");
+        }
     }
 
     #[test]

@@ -214,6 +214,56 @@ fn invalid_revision_applies_nothing() {
     assert_eq!(env.head(), bad);
 }
 
+/// Issue 15, item 2: a byte that is not UTF-8 was a source error (exit 1 with no file or
+/// line, and `run` stopped enforcing); it is an invalid revision like malformed YAML.
+#[test]
+fn a_latin1_byte_is_an_invalid_revision_for_plan_and_apply() {
+    let env = applied_base();
+    let mut members = std::fs::read(corpus().join("base/clients/acme/members.yaml")).unwrap();
+    members.extend_from_slice(b"# caf\xe9\n");
+    let bad = env.commit_bytes(
+        &[(&b"clients/acme/members.yaml"[..], Some(members.as_slice()))],
+        "latin-1",
+    );
+    let before = roles(&env.path("portal.sqlite"));
+    let finding = "clients/acme/members.yaml:25:6: error: not UTF-8 text: byte 0xE9 is not valid UTF-8\n  \
+                   help: save the file as UTF-8 (a Latin-1 or Windows-1252 editor writes such bytes)\n";
+    let plan = env.run(&["plan", REPO, "--now", NOW]);
+    assert_eq!(plan.code, 1, "{}", plan.stderr);
+    assert!(plan.stderr.starts_with(finding), "{}", plan.stderr);
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "{finding}error: revision main@sha1:{bad} is invalid (1 error); nothing was applied\n"
+        )
+    );
+    assert_eq!(roles(&env.path("portal.sqlite")), before);
+}
+
+/// A `--path` the revision does not hold is an invalid revision, not a source error:
+/// `run` keeps the last applied revision in force when a folder is renamed.
+#[test]
+fn a_missing_subpath_is_an_invalid_revision() {
+    let env = applied_base();
+    let out = env.run(&["apply", REPO, "--now", NOW, "--path", "nope"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "nope:1:1: error: cannot read this revision: cannot read nope at main@sha1:"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .ends_with("is invalid (1 error); nothing was applied\n"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// Applies the base repo with portal.sqlite prepared by `prepare`; asserts that the portal
 /// fails with `error` (named on stdout and stderr), exit 1, while the other systems apply.
 fn unreadable_portal(prepare: impl Fn(&Env), error: &str) -> Env {

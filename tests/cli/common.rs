@@ -21,7 +21,15 @@ pub fn corpus() -> PathBuf {
 
 /// Every file under `dir`, as (relative path with `/`, contents), sorted.
 pub fn read_tree(dir: &Path) -> Vec<(String, String)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+    read_tree_bytes(dir)
+        .into_iter()
+        .map(|(p, c)| (p, String::from_utf8(c).unwrap()))
+        .collect()
+}
+
+/// Like [`read_tree`], the contents as bytes (some corpus cases are not UTF-8 on purpose).
+pub fn read_tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
@@ -32,7 +40,7 @@ pub fn read_tree(dir: &Path) -> Vec<(String, String)> {
                     .unwrap()
                     .to_string_lossy()
                     .replace('\\', "/");
-                out.push((rel, std::fs::read_to_string(&p).unwrap()));
+                out.push((rel, std::fs::read(&p).unwrap()));
             }
         }
     }
@@ -87,6 +95,19 @@ impl Env {
 
     /// [`Env::commit`] authored by `email`.
     pub fn commit_as(&self, email: &str, edits: &[(&str, Option<&str>)], msg: &str) -> Oid {
+        let edits: Vec<(&[u8], Option<&[u8]>)> = edits
+            .iter()
+            .map(|(p, c)| (p.as_bytes(), c.map(str::as_bytes)))
+            .collect();
+        self.commit_bytes_as(email, &edits, msg)
+    }
+
+    /// Like [`Env::commit`], with paths and contents as bytes: neither need be UTF-8.
+    pub fn commit_bytes(&self, edits: &[(&[u8], Option<&[u8]>)], msg: &str) -> Oid {
+        self.commit_bytes_as("author@example.test", edits, msg)
+    }
+
+    fn commit_bytes_as(&self, email: &str, edits: &[(&[u8], Option<&[u8]>)], msg: &str) -> Oid {
         let mut index = self.repo.index().unwrap();
         let head = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         if let Some(c) = &head {
@@ -94,8 +115,8 @@ impl Env {
         }
         for (path, content) in edits {
             match content {
-                Some(text) => {
-                    let blob = self.repo.blob(text.as_bytes()).unwrap();
+                Some(bytes) => {
+                    let blob = self.repo.blob(bytes).unwrap();
                     let entry = git2::IndexEntry {
                         ctime: git2::IndexTime::new(0, 0),
                         mtime: git2::IndexTime::new(0, 0),
@@ -104,15 +125,17 @@ impl Env {
                         mode: 0o100644,
                         uid: 0,
                         gid: 0,
-                        file_size: text.len() as u32,
+                        file_size: bytes.len() as u32,
                         id: blob,
                         flags: 0,
                         flags_extended: 0,
-                        path: path.as_bytes().to_vec(),
+                        path: path.to_vec(),
                     };
                     index.add(&entry).unwrap();
                 }
-                None => index.remove_path(Path::new(path)).unwrap(),
+                None => index
+                    .remove_path(Path::new(std::str::from_utf8(path).unwrap()))
+                    .unwrap(),
             }
         }
         let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();

@@ -41,6 +41,12 @@ impl Workspace {
 
     /// Writes files (path, content; empty content deletes) and commits them at `time`.
     pub fn commit(&self, files: &[(&str, &str)], time: i64, message: &str) -> git2::Oid {
+        let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
+        self.commit_bytes(&files, time, message)
+    }
+
+    /// Like [`Workspace::commit`], the contents as bytes (not necessarily UTF-8).
+    pub fn commit_bytes(&self, files: &[(&str, &[u8])], time: i64, message: &str) -> git2::Oid {
         let repo = Repository::open(self.repo_path()).expect("open");
         for (path, content) in files {
             let full = self.repo_path().join(path);
