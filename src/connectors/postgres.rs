@@ -205,6 +205,50 @@ impl PostgresConnector {
         }
     }
 
+    /// Refuses, against the live catalogue, to grant what would widen access beyond a
+    /// group role: a predefined `pg_*` role (`pg_read_server_files`,
+    /// `pg_execute_server_program`, …), a role that can log in (another person's login),
+    /// one with SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, and latchkey's
+    /// own role. A missing role is left to the GRANT, which names it.
+    async fn grantable(client: &Client, entitlement: &str) -> Result<(), ConnectorError> {
+        let row = client
+            .query_opt(
+                "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication, \
+                 rolbypassrls, rolname = current_user FROM pg_roles WHERE rolname = $1",
+                &[&entitlement],
+            )
+            .await
+            .map_err(|e| {
+                ConnectorError::transient(format!("cannot look up role {entitlement:?}: {e}"))
+            })?;
+        let refuse = |why: &str| {
+            Err(ConnectorError::permanent(format!(
+                "refusing to grant {entitlement:?}: {why}; latchkey grants only NOLOGIN group roles without privileges of their own"
+            )))
+        };
+        if entitlement.starts_with("pg_") {
+            return refuse("it is a PostgreSQL predefined role");
+        }
+        let Some(r) = row else { return Ok(()) };
+        let flags = [
+            (0, "it can log in (a person's or a service's login role)"),
+            (1, "it is a SUPERUSER"),
+            (2, "it has CREATEROLE"),
+            (3, "it has CREATEDB"),
+            (4, "it has REPLICATION"),
+            (5, "it has BYPASSRLS"),
+        ];
+        if r.get::<_, bool>(6) {
+            return refuse("it is latchkey's own role");
+        }
+        for (i, why) in flags {
+            if r.get::<_, bool>(i) {
+                return refuse(why);
+            }
+        }
+        Ok(())
+    }
+
     /// After a CREATE ROLE lost a race: another writer (a second System on the cluster,
     /// a second latchkey) created the login between the look-up and the CREATE. The
     /// failed statement aborted the transaction, so it is rolled back before the role is
@@ -358,6 +402,7 @@ impl Connector for PostgresConnector {
                         "no PostgreSQL role {name} managed by latchkey to grant {entitlement:?} to"
                     )));
                 }
+                Self::grantable(&client, entitlement).await?;
                 let sql = format!("GRANT {} TO {role}", ident(entitlement));
                 Self::exec(&client, "grant", &sql).await.map_err(|e| {
                     if e.message.contains("42704") {

@@ -349,6 +349,23 @@ fn looks_secret(key: &str) -> bool {
 fn check_systems(cat: &Catalog, pending: &mut Vec<Pending>) {
     for sys in cat.systems.values() {
         let (file, doc) = (&*sys.at.file, sys.at.doc);
+        for (i, g) in sys.spec.grantable.iter().flatten().enumerate() {
+            if let Err(e) = globset::Glob::new(g) {
+                pending.push(
+                    Pending::error(
+                        file,
+                        doc,
+                        vec![
+                            super::diagnostic::Seg::Key("spec".into()),
+                            super::diagnostic::Seg::Key("grantable".into()),
+                            super::diagnostic::Seg::Index(i),
+                        ],
+                        format!("grantable pattern {g:?} is not a glob: {}", e.kind()),
+                    )
+                    .help("use names, or * and ? wildcards, e.g. acme:*"),
+                );
+            }
+        }
         if !CONNECTORS.contains(&sys.spec.connector.as_str()) {
             pending.push(
                 Pending::error(
@@ -541,10 +558,58 @@ fn check_roles(cat: &Catalog, pending: &mut Vec<Pending>) {
                         )
                         .help("the only placeholder is {client} (lowercase); braces are not allowed otherwise"),
                     );
+                } else if let Some(system) = cat.systems.get(sys)
+                    && let Some(finding) = out_of_scope(cat, &system.spec, e)
+                {
+                    pending.push(
+                        Pending::error(file, doc, p, format!("entitlement {e:?} {finding} on system {sys:?}"))
+                            .help(match &system.spec.grantable {
+                                Some(g) => format!("the System grants only {}; widen its grantable list or use one of those", g.join(", ")),
+                                None => "grant a group role made for the purpose instead".to_string(),
+                            }),
+                    );
                 }
             }
         }
     }
+}
+
+/// Why an entitlement may not be granted on a system, if it may not: outside the
+/// System's `grantable` patterns (both expanded for each client the pattern expands
+/// for), or, on `postgres`, a
+/// predefined `pg_*` role (the connector also refuses LOGIN, SUPERUSER, CREATEROLE,
+/// CREATEDB, REPLICATION and BYPASSRLS roles, and its own, against the live catalogue).
+fn out_of_scope(cat: &Catalog, system: &SystemSpec, pattern: &str) -> Option<String> {
+    let clients: Vec<&str> = if pattern.contains(CLIENT_PLACEHOLDER) {
+        cat.clients.keys().map(String::as_str).collect()
+    } else {
+        vec![""]
+    };
+    for client in clients {
+        let e = entitlement(system, pattern, client);
+        if system.connector == "postgres" && e.starts_with("pg_") {
+            return Some("is a PostgreSQL predefined role, which latchkey never grants".into());
+        }
+        if let Some(allowed) = &system.grantable {
+            let matches = allowed.iter().any(|g| {
+                globset::Glob::new(&entitlement(system, g, client))
+                    .map(|g| g.compile_matcher().is_match(&e))
+                    .unwrap_or(false)
+            });
+            if !matches {
+                let r#for = if client.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (for client {client:?})")
+                };
+                return Some(format!(
+                    "is outside the System's grantable list{for}",
+                    r#for = r#for
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// A brace group other than `{client}` (`{CLIENT}`, `{clientx}`, `{}`), or a stray

@@ -38,6 +38,11 @@ pub struct SystemSpec {
     /// What offboarding does to a managed account once its entitlements are removed.
     #[serde(default)]
     pub offboard: OffboardMode,
+    /// What latchkey may grant on this system: entitlement names or glob patterns
+    /// (`acme:*`, `staging-*`), after `{client}` is expanded. A Role entitlement outside
+    /// them is a validation error. Absent: anything the connector itself allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grantable: Option<Vec<String>>,
 }
 
 /// Where a connector's secret is read from. Exactly one source is set.

@@ -12,6 +12,7 @@ mod peers;
 mod postgres_crash;
 mod postgres_expiry;
 mod postgres_race;
+mod postgres_scope;
 mod proxy;
 mod scim_extra;
 mod suite;

@@ -33,6 +33,7 @@ fn connect(dir: &std::path::Path, secret: &str) -> Box<dyn Connector> {
         credentials: None,
         prune: true,
         offboard: OffboardMode::Delete,
+        grantable: None,
     };
     let ctx = SystemContext {
         name: "shop",
