@@ -13,6 +13,9 @@ use crate::connectors::{Connector, Registry, Snapshot};
 use crate::load::{self, Context, Diagnostic, Loaded, ParseCache, Staged};
 use crate::model::SystemSpec;
 use crate::plan::{self, Desired, DesiredCache, Plan};
+mod enforce;
+pub use enforce::Enforced;
+
 use crate::source::provenance::Provenance;
 use crate::source::{Revision, SourceError, SourceRepo, WriterLock};
 
@@ -157,6 +160,8 @@ pub struct Reconciler {
     /// Set while an apply appends to a ledger that does not verify (only expiries are
     /// applied then): every audit commit of that run carries the problem forward.
     ledger_broken: Option<String>,
+    /// The invalid content already recorded (see [`Reconciler::enforce`]).
+    reported_invalid: Option<git2::Oid>,
 }
 
 /// The last applied revision: its catalogue and its desired state at some `now`.
@@ -177,6 +182,7 @@ impl Reconciler {
             retry: Retry::default(),
             previous: None,
             ledger_broken: None,
+            reported_invalid: None,
         }
     }
 

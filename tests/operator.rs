@@ -124,6 +124,32 @@ impl Fixture {
             .unwrap();
     }
 
+    /// Every ledger record at HEAD, oldest first.
+    fn ledger(&self) -> Vec<Value> {
+        let repo = git2::Repository::open(&self.repo).unwrap();
+        let tree = repo.head().unwrap().peel_to_tree().unwrap();
+        let mut files = Vec::new();
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+            let path = format!("{dir}{}", e.name().unwrap_or(""));
+            if path.starts_with("audit/ledger/") && path.ends_with(".jsonl") {
+                files.push((path, e.id()));
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .unwrap();
+        files.sort();
+        files
+            .iter()
+            .flat_map(|(_, id)| {
+                let blob = repo.find_blob(*id).unwrap();
+                String::from_utf8_lossy(blob.content())
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<Value>>()
+            })
+            .collect()
+    }
+
     fn head(&self) -> String {
         let repo = git2::Repository::open(&self.repo).unwrap();
         repo.head().unwrap().target().unwrap().to_string()
@@ -356,7 +382,7 @@ async fn an_invalid_revision_stalls_and_keeps_the_last_applied_revision() {
     );
     // A user error is retried at the interval, not backed off.
     assert_eq!(
-        operator::error_policy(Arc::new(obj), &err, ctx),
+        operator::error_policy(Arc::new(obj.clone()), &err, ctx),
         Action::requeue(Duration::from_secs(3600))
     );
 
@@ -370,6 +396,17 @@ async fn an_invalid_revision_stalls_and_keeps_the_last_applied_revision() {
     assert_eq!(event_reasons(&calls), ["Refused"]);
     // The systems keep the last valid revision's access.
     assert_eq!(f.portal().len(), 3);
+
+    // The same story as `latchkey run`'s (the driver is shared): the next reconcile, on
+    // top of latchkey's own audit commit, records nothing again.
+    let _ = reconcile(&f, obj).await;
+    let invalid: Vec<Value> = f
+        .ledger()
+        .into_iter()
+        .filter(|r| r["event"] == "invalid-revision")
+        .collect();
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    assert_eq!(invalid[0]["revision"], bad.as_str());
 }
 
 #[tokio::test]

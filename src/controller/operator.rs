@@ -26,7 +26,7 @@ use super::status::{self, Outcome};
 use super::{AccessRepository, AccessRepositorySpec, AccessRepositoryStatus};
 use crate::audit::Trigger;
 use crate::connectors::{Registry, Secret, SecretSource};
-use crate::reconcile::{Options, ReconcileError, Reconciler};
+use crate::reconcile::{Enforced, Options, ReconcileError, Reconciler};
 use crate::source::{GitCredentials, Location, SourceRepo};
 
 /// The field manager of the status patches and the events' reporting controller.
@@ -97,7 +97,13 @@ pub struct Context {
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// Consecutive transient failures per resource, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Each resource's reconciler, kept between reconciles so plans stay warm (parsed
+    /// files, the last applied revision, the invalid revision already recorded).
+    reconcilers: Reconcilers,
 }
+
+/// Reconcilers by resource, with the (url, branch, path) they were built for.
+type Reconcilers = Arc<Mutex<HashMap<String, (String, Reconciler)>>>;
 
 impl Context {
     /// A context; `instance` names this replica in Events (the pod name).
@@ -119,6 +125,7 @@ impl Context {
             metrics,
             clock,
             failures: Mutex::default(),
+            reconcilers: Reconcilers::default(),
         }
     }
 
@@ -196,6 +203,8 @@ pub async fn reconcile(obj: Arc<AccessRepository>, ctx: Arc<Context>) -> Result<
             let git = read_git_secret(&ctx.client, &namespace, &obj.spec).await?;
             let cache = ctx.cache_dir.join(&namespace).join(&name);
             run_pipeline(
+                key.clone(),
+                ctx.reconcilers.clone(),
                 obj.spec.clone(),
                 obj.status.clone(),
                 cache,
@@ -378,7 +387,10 @@ async fn read_git_secret(
 type PipelineResult = (Outcome, Vec<Notice>, Option<ReconcileError>);
 
 /// Runs the CLI's pipeline on a blocking thread: git2 and the SQL connectors block.
+#[allow(clippy::too_many_arguments)]
 async fn run_pipeline(
+    key: String,
+    reconcilers: Reconcilers,
     spec: AccessRepositorySpec,
     previous: Option<AccessRepositoryStatus>,
     cache: PathBuf,
@@ -388,28 +400,43 @@ async fn run_pipeline(
 ) -> Result<PipelineResult, String> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        handle.block_on(pipeline(
+        // The resource's reconciler, when it was built for the same repository.
+        let built_for = format!("{}\n{}\n{}", spec.url, spec.branch, spec.path);
+        let kept = reconcilers
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&key))
+            .filter(|(k, _)| *k == built_for)
+            .map(|(_, r)| r);
+        let (result, rec) = handle.block_on(pipeline(
+            kept,
             &spec,
             previous.as_ref(),
             &cache,
             secrets,
             git,
             now,
-        ))
+        ));
+        if let (Some(rec), Ok(mut m)) = (rec, reconcilers.lock()) {
+            m.insert(key, (built_for, rec));
+        }
+        result
     })
     .await
     .map_err(|e| e.to_string())
 }
 
 /// The pipeline, reduced to an [`Outcome`] and the Events to publish.
+/// `kept` is the resource's reconciler from the last reconcile, returned for the next.
 pub async fn pipeline(
+    kept: Option<Reconciler>,
     spec: &AccessRepositorySpec,
     previous: Option<&AccessRepositoryStatus>,
     cache: &std::path::Path,
     secrets: SecretSource,
     git: GitCredentials,
     now: Timestamp,
-) -> PipelineResult {
+) -> (PipelineResult, Option<Reconciler>) {
     let failed = |e: ReconcileError, revision: Option<String>| {
         let reason = match &e {
             ReconcileError::Invalid { .. } => "InvalidRevision",
@@ -437,11 +464,34 @@ pub async fn pipeline(
         };
         (outcome, vec![notice], Some(e))
     };
-    let repo = match SourceRepo::open_with(&Location::parse(&spec.url), cache, git) {
-        Ok(r) => r,
-        Err(e) => return failed(e.into(), None),
+    let mut rec = match kept {
+        Some(mut rec) => {
+            // Secrets may have rotated since: the current ones, then a fetch.
+            rec.registry = Registry::builtin(secrets);
+            rec.repo.set_credentials(git);
+            if let Err(e) = rec.repo.fetch() {
+                return (failed(e.into(), None), Some(rec));
+            }
+            rec
+        }
+        None => match SourceRepo::open_with(&Location::parse(&spec.url), cache, git) {
+            Ok(repo) => Reconciler::new(repo, Registry::builtin(secrets)),
+            Err(e) => return (failed(e.into(), None), None),
+        },
     };
-    let mut rec = Reconciler::new(repo, Registry::builtin(secrets));
+    let result = enforce(&mut rec, spec, previous, now, &failed).await;
+    (result, Some(rec))
+}
+
+/// Enforces the branch through the shared driver and turns what happened into an
+/// [`Outcome`] and Events.
+async fn enforce(
+    rec: &mut Reconciler,
+    spec: &AccessRepositorySpec,
+    previous: Option<&AccessRepositoryStatus>,
+    now: Timestamp,
+    failed: &dyn Fn(ReconcileError, Option<String>) -> PipelineResult,
+) -> PipelineResult {
     let head = rec.repo.resolve(&spec.branch).ok().map(|r| r.display());
     let opts = Options {
         rev: spec.branch.clone(),
@@ -464,33 +514,16 @@ pub async fn pipeline(
         Ok(lock) => lock,
         Err(e) => return failed(e, head),
     };
-    let planned = match rec.plan(&opts).await {
-        Ok(p) => p,
-        Err(ReconcileError::Invalid { revision, errors }) => {
-            // Recorded in the audit once per revision, like `latchkey run` does (not at
-            // every requeue, which would commit an audit record per interval).
-            let already = previous.and_then(|p| p.last_attempted_revision.as_deref())
-                == Some(revision.as_str());
-            if !already
-                && let Ok(rev) = rec.repo.resolve(&opts.rev)
-                && let Err(e) = rec.record_invalid(&rev, &errors, &opts)
-            {
-                tracing::warn!(error = %e, "cannot record the invalid revision");
-            }
-            // The last valid revision stays in force, expiries included: apply it.
-            if let Some(last) = rec.last_applied_commit(&spec.branch, &spec.path) {
-                let fallback = Options {
-                    rev: last.to_string(),
-                    ..opts.clone()
-                };
-                match rec.plan(&fallback).await {
-                    Ok(planned) => {
-                        if let Err(e) = rec.apply(planned, &fallback, &|_| {}).await {
-                            tracing::warn!(error = %e, "could not enforce the last valid revision");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not plan the last valid revision"),
-                }
+    let applied = match rec.enforce(&opts, None, &|_| {}).await {
+        Ok(Enforced::Newest(Ok(applied))) => applied,
+        Ok(Enforced::Newest(Err(e))) => return failed(e, head),
+        Ok(Enforced::KeptLastValid {
+            revision,
+            errors,
+            fallback,
+        }) => {
+            if let Some(Err(e)) = fallback {
+                tracing::warn!(error = %e, "could not enforce the last valid revision");
             }
             let first = errors
                 .first()
@@ -513,6 +546,7 @@ pub async fn pipeline(
             return failed(e, revision);
         }
     };
+    let planned = &applied.planned;
     let revision = planned.plan.revision.clone();
     let next_change = planned.plan.next_change;
     let managed: usize = planned.desired.systems.values().map(|a| a.len()).sum();
@@ -523,10 +557,6 @@ pub async fn pipeline(
         .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.system)))
         .collect();
     let planned_changes = planned.plan.changes.len();
-    let applied = match rec.apply(planned, &opts, &|_| {}).await {
-        Ok(a) => a,
-        Err(e) => return failed(e, Some(revision)),
-    };
     if applied.held {
         let message = applied
             .planned

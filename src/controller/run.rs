@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use super::http::Shared;
 use crate::audit::{self, Trigger};
-use crate::reconcile::{Applied, Options, ReconcileError, Reconciler};
+use crate::reconcile::{Applied, Enforced, Options, ReconcileError, Reconciler};
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -61,8 +61,6 @@ pub struct Controller {
     last_seen: Option<Oid>,
     /// The newest revision that validated.
     last_valid: Option<Oid>,
-    /// The invalid head already recorded in the audit (record it once).
-    reported_invalid: Option<Oid>,
     /// When desired state next changes with time.
     pub next_change: Option<Timestamp>,
 }
@@ -75,7 +73,6 @@ impl Controller {
             shared,
             last_seen: None,
             last_valid: None,
-            reported_invalid: None,
             next_change: None,
         }
     }
@@ -126,45 +123,19 @@ impl Controller {
             Ok(lock) => lock,
             Err(e) => return Tick::Failed(e.to_string()),
         };
-        let result = match self.rec.plan(&opts).await {
-            Ok(planned) => {
+        let shared = self.shared.clone();
+        let observe = |o: &crate::apply::Outcome| shared.metrics.observe(o);
+        let result = match self.rec.enforce(&opts, self.last_valid, &observe).await {
+            Ok(Enforced::Newest(applied)) => {
                 self.last_valid = Some(head.oid);
                 self.shared.metrics.invalid_revision.set(0);
-                self.apply(planned, &opts).await
+                self.settle(applied, &opts)
             }
-            Err(ReconcileError::Invalid { revision, errors }) => {
+            Ok(Enforced::KeptLastValid { fallback, .. }) => {
                 self.shared.metrics.invalid_revision.set(1);
-                tracing::error!(%revision, errors = errors.len(), "newest revision is invalid; enforcing the last valid one");
-                for e in &errors {
-                    tracing::error!("{e}");
-                }
-                // Once per invalid content: an audit commit of ours on top of it is the
-                // same revision (Reconciler::record_invalid also checks state.yaml).
-                let content = self
-                    .rec
-                    .repo
-                    .content_revision(&head, &root)
-                    .map_or(head.oid, |r| r.oid);
-                if self.reported_invalid != Some(content) {
-                    self.reported_invalid = Some(content);
-                    if let Err(e) = self.rec.record_invalid(&head, &errors, &opts) {
-                        tracing::warn!(error = %e, "could not record the invalid revision in the audit");
-                    }
-                }
-                // After a restart, the last applied revision is the last valid one we know.
-                let fallback = self.last_valid.or_else(|| {
-                    self.rec
-                        .last_applied_commit(&self.cfg.branch, &self.cfg.subpath)
-                });
                 match fallback {
                     None => Tick::NoValidRevision,
-                    Some(valid) => {
-                        let opts = self.options(valid.to_string(), trigger, now);
-                        match self.rec.plan(&opts).await {
-                            Ok(planned) => self.apply(planned, &opts).await,
-                            Err(e) => Tick::Failed(e.to_string()),
-                        }
-                    }
+                    Some(applied) => self.settle(applied, &opts),
                 }
             }
             Err(e) => Tick::Failed(e.to_string()),
@@ -192,18 +163,19 @@ impl Controller {
         result
     }
 
-    async fn apply(&mut self, planned: crate::reconcile::Planned, opts: &Options) -> Tick {
+    /// A tick's result from an apply's: metrics, readiness and the next wake.
+    fn settle(&mut self, applied: Result<Applied, ReconcileError>, opts: &Options) -> Tick {
         let metrics = &self.shared.metrics;
-        metrics.drift.set(planned.plan.drift.len() as i64);
-        self.next_change = planned.plan.next_change;
-        let revision = planned.plan.revision.clone();
-        let observe = |o: &crate::apply::Outcome| metrics.observe(o);
-        match self.rec.apply(planned, opts, &observe).await {
-            Ok(Applied { held: true, .. }) => {
-                metrics.brake_holds.inc();
-                Tick::Held { revision }
-            }
+        match applied {
             Ok(applied) => {
+                let plan = &applied.planned.plan;
+                metrics.drift.set(plan.drift.len() as i64);
+                self.next_change = plan.next_change;
+                let revision = plan.revision.clone();
+                if applied.held {
+                    metrics.brake_holds.inc();
+                    return Tick::Held { revision };
+                }
                 metrics.last_applied.set(opts.now.as_second() as f64);
                 self.shared.ready.store(true, Ordering::Relaxed);
                 Tick::Applied {
@@ -216,7 +188,6 @@ impl Controller {
         }
     }
 
-    /// Runs until `shutdown` resolves.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut poll = tokio::time::interval(self.cfg.interval);

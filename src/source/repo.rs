@@ -228,6 +228,11 @@ impl SourceRepo {
             .map_err(|source| SourceError::Fetch { url, source })
     }
 
+    /// Replaces the credentials fetch and push use (a rotated Secret).
+    pub fn set_credentials(&mut self, creds: super::write::GitCredentials) {
+        self.creds = creds;
+    }
+
     /// The location as given (secrets redacted).
     pub fn location(&self) -> &Location {
         &self.location
