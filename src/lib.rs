@@ -1,6 +1,6 @@
 //! latchkey: a GitOps controller for access.
 //!
-//! The pipeline (DESIGN.md §3) reads top to bottom through the modules:
+//! The pipeline (docs/architecture.md) reads top to bottom through the modules:
 //! [`source`] reads a git revision, [`load`] turns it into validated desired state,
 //! [`connectors`] read actual state, [`plan`] diffs the two, [`apply`] executes the plan,
 //! and [`audit`] writes the ledger back into git.

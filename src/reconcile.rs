@@ -1,4 +1,4 @@
-//! The one pipeline shared by `plan`, `apply`, `run` and the operator (DESIGN.md §3):
+//! The one pipeline shared by `plan`, `apply`, `run` and the operator (docs/architecture.md):
 //! load a revision, read the systems, diff, guard, apply, audit, commit, push.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The safety rules of DESIGN.md §3, each tripped and each overridden, on the embedded
+//! The safety rules of docs/architecture.md, each tripped and each overridden, on the embedded
 //! SQLite portal; plus time windows (`expires`, `starts`, `for:` from the merge commit).
 
 mod common;

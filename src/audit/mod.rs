@@ -1,4 +1,4 @@
-//! The audit written back into git (DESIGN.md §4): ledger, reports and state, all under
+//! The audit written back into git (docs/audit.md): ledger, reports and state, all under
 //! `audit/`, committed by latchkey in one commit per run.
 
 pub mod anchor;

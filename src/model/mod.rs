@@ -1,4 +1,4 @@
-//! The document kinds of an access repository (DESIGN.md §2).
+//! The document kinds of an access repository (README, "The repository").
 //!
 //! Each kind is a `CustomResource` so the same Rust types are the YAML that people write,
 //! the CRDs in `crds/`, and the JSON Schemas editors validate against. No I/O lives here.

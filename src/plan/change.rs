@@ -166,7 +166,7 @@ pub struct Refusal {
     pub expiries_only: bool,
 }
 
-/// The guards of DESIGN.md §3.
+/// The guards (docs/architecture.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Guard {

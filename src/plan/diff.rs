@@ -121,7 +121,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
 
         let mut have_of = Ascending::new(actual.iter().map(|a| (a.identity.as_str(), *a)));
         for (identity, want) in wanted {
-            // The second lock (DESIGN.md §5): the earliest expiry of what the person holds here.
+            // The second lock (docs/connectors.md): the earliest expiry of what the person holds here.
             let expiry = native_expiry
                 .then(|| want.earliest_expiry().map(whole_second))
                 .flatten();

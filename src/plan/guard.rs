@@ -1,4 +1,4 @@
-//! Guards that hold a plan back until a person overrides them (DESIGN.md §3).
+//! Guards that hold a plan back until a person overrides them (docs/architecture.md).
 //!
 //! The deletion brake counts people losing access on one system for reasons a person
 //! caused (declared, offboarded, undeclared). Expiries do not count: they were declared

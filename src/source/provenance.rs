@@ -2,7 +2,7 @@
 //! touched a document the change depends on (the person's Member, the Role, the
 //! System, the Client, the Policy). A change caused by time (an expiry, a start) names
 //! the commit that set the grant, further back. Ledger records name that commit and its
-//! author (DESIGN.md §4: nothing misattributed).
+//! author (docs/audit.md: nothing misattributed).
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -1,4 +1,4 @@
-//! Delegated administration and trust (DESIGN.md §6): client boundaries on a change,
+//! Delegated administration and trust (docs/trust.md): client boundaries on a change,
 //! signed commits with per-path signers, and CODEOWNERS from the Client admins.
 
 pub mod boundary;

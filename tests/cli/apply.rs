@@ -286,7 +286,7 @@ fn unreadable_portal(prepare: impl Fn(&Env), error: &str) -> Env {
             env.head()
         )
     );
-    // A failure on one system does not stop the others (DESIGN.md §3); the portal is
+    // A failure on one system does not stop the others (docs/architecture.md); the portal is
     // neither changed nor recorded as changed.
     assert_eq!(
         roles(&env.path("shop.sqlite")),

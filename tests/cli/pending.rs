@@ -1,5 +1,5 @@
 //! A change that failed stays pending with its original reason and is planned again on
-//! every run until it succeeds, whatever `prune` says (DESIGN.md §3; issue: a refused
+//! every run until it succeeds, whatever `prune` says (docs/architecture.md; issue: a refused
 //! offboarding revocation became "undeclared drift" and was never retried).
 
 use crate::common::*;
