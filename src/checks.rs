@@ -211,7 +211,7 @@ impl Check for Ledger {
             return Ok(Vec::new());
         };
         let root = audit::audit_root(&opts.subpath);
-        let Err(anchor) = audit::check_anchor(&rec.repo, &branch, &root)? else {
+        let Err(anchor) = rec.check_anchor(&branch, &root)? else {
             return Ok(Vec::new());
         };
         Ok(vec![Finding {

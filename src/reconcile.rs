@@ -162,6 +162,11 @@ pub struct Reconciler {
     ledger_broken: Option<String>,
     /// The invalid content already recorded (see [`Reconciler::enforce`]).
     reported_invalid: Option<git2::Oid>,
+    /// The last anchor check, by the audit base it was made at: a controller plans the
+    /// same tip many times, and the walk to the newest audit commit need not repeat.
+    anchor_memo: Option<(git2::Oid, String, Result<(), audit::anchor::Anchor>)>,
+    /// The pending failures read from the ledger, by the audit base they were read at.
+    pending_memo: Option<(git2::Oid, String, Arc<plan::Pending>)>,
 }
 
 /// The last applied revision: its catalogue and its desired state at some `now`.
@@ -183,6 +188,8 @@ impl Reconciler {
             previous: None,
             ledger_broken: None,
             reported_invalid: None,
+            anchor_memo: None,
+            pending_memo: None,
         }
     }
 
@@ -206,6 +213,44 @@ impl Reconciler {
             },
         };
         Ok(Some(self.repo.lock_writer(&branch, what, wait)?))
+    }
+
+    /// Whether the ledger on `branch` continues from its anchor (audit::check_anchor),
+    /// remembered while the branch's audit base stays the same commit.
+    pub(crate) fn check_anchor(
+        &mut self,
+        branch: &str,
+        root: &str,
+    ) -> Result<Result<(), audit::anchor::Anchor>, SourceError> {
+        let base = self.repo.audit_base(branch)?;
+        if let Some((oid, r, result)) = &self.anchor_memo
+            && *oid == base
+            && r == root
+        {
+            return Ok(result.clone());
+        }
+        let result = audit::check_anchor(&self.repo, branch, root)?;
+        self.anchor_memo = Some((base, root.to_string(), result.clone()));
+        Ok(result)
+    }
+
+    /// The ledger's pending failures on `branch` (audit::pending_failures), remembered
+    /// while the branch's audit base stays the same commit.
+    fn pending_failures(
+        &mut self,
+        branch: &str,
+        root: &str,
+    ) -> Result<Arc<plan::Pending>, SourceError> {
+        let base = self.repo.audit_base(branch)?;
+        if let Some((oid, r, p)) = &self.pending_memo
+            && *oid == base
+            && r == root
+        {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(audit::pending_failures(&self.repo, branch, root)?);
+        self.pending_memo = Some((base, root.to_string(), p.clone()));
+        Ok(p)
     }
 
     /// Loads and validates a revision.
@@ -279,8 +324,8 @@ impl Reconciler {
             std::task::Poll::Pending => reading.await,
         });
         let pending = match &rev.branch {
-            Some(b) => audit::pending_failures(&self.repo, b, &root)?,
-            None => plan::Pending::new(),
+            Some(b) => self.pending_failures(b, &root)?,
+            None => Arc::new(plan::Pending::new()),
         };
         let inputs = plan::Inputs {
             pending: &pending,

@@ -108,12 +108,24 @@ fn changed(repo: &SourceRepo, commit: &git2::Commit<'_>) -> Vec<String> {
     crate::source::diff_paths(repo.git(), parent.as_ref(), &tree).unwrap_or_default()
 }
 
+/// Whether `commit` changed anything under `root`: a diff limited to that path, so a
+/// large commit elsewhere (thousands of member files) costs nothing here.
 fn touches(repo: &SourceRepo, commit: &git2::Commit<'_>, root: &str) -> bool {
-    changed(repo, commit).iter().any(|p| p.starts_with(root))
+    let git = repo.git();
+    let Ok(tree) = commit.tree() else {
+        return false;
+    };
+    let parent = commit.parent(0).ok().and_then(|p| p.tree().ok());
+    let mut opts = git2::DiffOptions::new();
+    opts.pathspec(root.trim_end_matches('/'));
+    git.diff_tree_to_tree(parent.as_ref(), Some(&tree), Some(&mut opts))
+        .map(|d| d.deltas().len() > 0)
+        .unwrap_or(false)
 }
 
 /// latchkey's audit commits change nothing but the audit root: a commit with the
-/// trailer that also changes desired state is not one of them.
+/// trailer that also changes desired state is not one of them. (Only asked of commits
+/// with the trailer, so the full diff is rare.)
 fn is_audit_only(repo: &SourceRepo, commit: &git2::Commit<'_>, root: &str) -> bool {
     changed(repo, commit).iter().all(|p| p.starts_with(root))
 }
