@@ -99,7 +99,12 @@ pub fn write(
     repo.set_ref(&journal_ref(branch), commit, "latchkey: journal")?;
     if push {
         let r = journal_ref(branch);
-        repo.push_refspec(&format!("+{r}:{r}"))?;
+        if let Err(e) = repo.push_refspec(&format!("+{r}:{r}")) {
+            // Nothing will be sent: the journal must not outlive this run, or the next
+            // one would record every intent as interrupted.
+            clear(repo, branch, false)?;
+            return Err(e);
+        }
     }
     Ok(log)
 }
