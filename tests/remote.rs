@@ -239,3 +239,117 @@ fn a_push_rejected_because_the_remote_moved_is_rebuilt_on_the_new_tip() {
         Some("a person's change")
     );
 }
+
+/// The mirror's outcome log under `cache`, wherever the mirror directory is.
+fn outcome_lines(cache: &Path) -> usize {
+    let Ok(dirs) = std::fs::read_dir(cache) else {
+        return 0;
+    };
+    dirs.flatten()
+        .map(|d| d.path().join("latchkey/journal/main.outcomes.jsonl"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|t| t.lines().count())
+        .sum()
+}
+
+fn remote_refs(url: &str) -> String {
+    let o = Command::new("git")
+        .args(["ls-remote", url, "refs/latchkey/*"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The operator's pod is replaced mid-apply: the new one (a fresh mirror, no outcome log)
+/// fetches the pushed journal and records the changes the old one made.
+#[test]
+fn a_journal_pushed_by_a_killed_controller_is_finished_from_a_fresh_mirror() {
+    let ws = Workspace::new();
+    ws.commit(
+        &[
+            ("latchkey.yaml", BASE),
+            ("clients/acme/members.yaml", &viewers(200)),
+        ],
+        T0,
+        "many viewers",
+    );
+    let daemon = serve(&ws);
+    let apply = |cache: &Path| {
+        ws.latchkey_cmd(&[
+            "apply",
+            &daemon.url,
+            "--rev",
+            "main",
+            "--push",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
+    };
+    let old_pod = ws.path().join("cache-old");
+    let mut child = apply(&old_pod)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while outcome_lines(&old_pod) < 100 && started.elapsed() < Duration::from_secs(60) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert!(
+        remote_refs(&daemon.url).contains("refs/latchkey/journal/main"),
+        "the journal was pushed before any change"
+    );
+    let made = ws.rows("portal.sqlite").len();
+    assert!(made > 0 && made < 200, "killed mid-apply: {made} accounts");
+
+    let new_pod = ws.path().join("cache-new");
+    let (code, _, stderr) = out(&apply(&new_pod).output().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(ws.rows("portal.sqlite").len(), 200);
+    assert!(
+        !remote_refs(&daemon.url).contains("refs/latchkey/journal/"),
+        "the journal is finished on the remote too"
+    );
+    // One applied record per change: the recovered ones plus the rest.
+    let dir = ws.path().join("check");
+    assert!(
+        Command::new("git")
+            .args(["clone", "-q", &daemon.url, dir.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let verify = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["audit", "verify", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let o = Command::new("git")
+        .args([
+            "grep",
+            "-h",
+            "-c",
+            "\"result\":\"applied\"",
+            "main",
+            "--",
+            "audit/ledger/",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let applied: usize = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.rsplit(':').next()?.trim().parse::<usize>().ok())
+        .sum();
+    // Each viewer: an account and the viewer entitlement.
+    assert_eq!(applied, 400, "one applied record per change");
+}

@@ -87,12 +87,14 @@ impl Workspace {
 
     /// Runs the latchkey binary in the workspace.
     pub fn latchkey(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .args(args)
-            .current_dir(self.path())
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run latchkey")
+        self.latchkey_cmd(args).output().expect("run latchkey")
+    }
+
+    /// The latchkey command [`Workspace::latchkey`] runs, to spawn or adjust.
+    pub fn latchkey_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        c.args(args).current_dir(self.path()).env("NO_COLOR", "1");
+        c
     }
 
     /// (email, active, sorted roles) of every managed user of a SQLite system.
