@@ -139,3 +139,27 @@ fn a_usage_error_exits_1_not_2() {
     let out = env.run(&["plan", REPO, "--base", "HEAD"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
 }
+
+/// Regression (issue 16): with every system unreachable, the Markdown plan said "No
+/// changes: the systems match git"; only the exit code said otherwise.
+#[test]
+fn unreachable_systems_are_stated_at_the_top_of_the_markdown() {
+    let env = Env::base();
+    // No database exists: no system can be read.
+    let out = env.run(&["plan", REPO, "--now", NOW, "--format", "markdown"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        !out.stdout.contains("the systems match git"),
+        "{}",
+        out.stdout
+    );
+    let top: Vec<&str> = out.stdout.lines().take(4).collect();
+    assert_eq!(top[0], "<!-- latchkey-plan -->");
+    assert!(
+        top[3].starts_with("> ❌ **3 of 3 systems could not be read"),
+        "{}",
+        out.stdout
+    );
+    insta::assert_snapshot!("plan_markdown_unreachable", out.stdout);
+}
+
