@@ -13,13 +13,15 @@ use crate::trust::boundary;
 /// Show what apply would change: desired (git at --now) against actual (the systems).
 ///
 /// Every change carries its reason: declared, started, expired, offboarded or undeclared.
-/// With --base and --head, compare two revisions' desired state instead, contacting no
-/// system (for PR review without credentials).
+/// With --base and --head, review a change instead, contacting no system (for PR review
+/// without credentials): both revisions' effective access (per person, system,
+/// entitlement and window, through every Role, System, Client and Policy) at the same
+/// instant, the head as if merged then, so a `for:` grant it adds counts from the merge.
+/// The head's validation errors and the client boundaries the change breaks (see
+/// `latchkey check`) come first.
 ///
-/// With --base and --head, the client boundaries the change breaks come first (see
-/// `latchkey check`).
-///
-/// Exit codes: 0 no changes, 2 changes, 1 errors or boundary violations.
+/// Exit codes: 0 no changes, 2 changes, 1 errors, an unreadable system, an invalid head
+/// or boundary violations.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     #[command(flatten)]
@@ -87,14 +89,11 @@ fn review_change(args: &PlanArgs, base: &str, head: &str) -> Result<Exit, CliErr
             out + &review::text(&r)
         }
         Format::Markdown => {
-            let table = review::markdown(&r);
-            // The violations go right under the comment's heading.
-            match table.split_once("\n\n") {
-                Some((heading, rest)) => {
-                    format!("{heading}\n\n{}{rest}", boundary::markdown(&report))
-                }
-                None => boundary::markdown(&report) + &table,
-            }
+            let see_all = format!(
+                "latchkey plan {} --base {base} --head {head} --now {} --format json",
+                args.repo.repo, r.now
+            );
+            review::markdown(&r, &boundary::markdown(&report), &see_all)
         }
         Format::Json => {
             serde_json::to_string_pretty(&serde_json::json!({"boundaries": report, "review": r}))
@@ -102,7 +101,7 @@ fn review_change(args: &PlanArgs, base: &str, head: &str) -> Result<Exit, CliErr
         }
     };
     print!("{out}");
-    Ok(if !report.is_clean() {
+    Ok(if !report.is_clean() || !r.head_errors.is_empty() {
         Exit::Errors
     } else if r.deltas.is_empty() {
         Exit::Ok
