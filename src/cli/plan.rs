@@ -20,8 +20,8 @@ use crate::trust::boundary;
 /// The head's validation errors and the client boundaries the change breaks (see
 /// `latchkey check`) come first.
 ///
-/// Exit codes: 0 no changes, 2 changes, 1 errors, an unreadable system, an invalid head
-/// or boundary violations.
+/// Exit codes: 0 no changes, 2 changes (or drift, with --fail-on-drift), 1 errors, an
+/// unreadable system, an invalid head or boundary violations.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     #[command(flatten)]
@@ -38,6 +38,10 @@ pub struct PlanArgs {
     /// Show the plan as if guards were overridden with this reason.
     #[arg(long, value_name = "REASON")]
     pub allow_mass_revoke: Option<String>,
+    /// Exit 2 when there is drift (undeclared access left in place), even with no
+    /// changes: for a scheduled CI check that the systems hold only what git declares.
+    #[arg(long, conflicts_with = "base")]
+    pub fail_on_drift: bool,
 }
 
 pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
@@ -70,10 +74,10 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
     print!("{out}");
     Ok(if plan.has_read_errors() {
         Exit::Errors
-    } else if plan.changes.is_empty() {
-        Exit::Ok
-    } else {
+    } else if !plan.changes.is_empty() || (args.fail_on_drift && !plan.drift.is_empty()) {
         Exit::Changes
+    } else {
+        Exit::Ok
     })
 }
 
