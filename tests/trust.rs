@@ -319,7 +319,7 @@ fn a_duration_beyond_max_grant_duration_is_a_violation() {
         boundary_output(
             &[("acme", "clients/acme/members.yaml")],
             &[
-                "clients/acme/members.yaml:10:16: [acme] grant of \"client-staging\" lasts 60d, longer than client \"acme\"'s maxGrantDuration (14d)\n  help: shorten it to at most 14d"
+                "clients/acme/members.yaml:10:16: [acme] grant of \"client-staging\" lasts 59d, longer than client \"acme\"'s maxGrantDuration (14d)\n  help: shorten it to at most 14d"
             ]
         )
     );
@@ -477,7 +477,12 @@ fn plan_markdown_puts_violations_above_the_access_table() {
     let out = out.replace(&base, "BASE").replace(&head, "HEAD");
     assert_eq!(
         out,
-        "### latchkey: access changes in this PR
+        "<!-- latchkey-plan -->
+### latchkey: access changes in this PR
+
+> ❌ **The head revision is invalid (1 error): apply would refuse it and change nothing until they are fixed.**
+>
+> - clients/acme/members.yaml:9:13: error: role \"portal-admin\" is not in the allowedRoles of client \"acme\"   help: use one of client-viewer, client-staging, prod-admin, or ask the agency to allow it in the Client
 
 ❌ **1 boundary violation: this change must not be merged.**
 
@@ -494,21 +499,30 @@ fn plan_markdown_puts_violations_above_the_access_table() {
 
 </details>
 
-`sha1:BASE` → `sha1:HEAD`
+`sha1:BASE` → `sha1:HEAD`, evaluated at 2026-11-02T00:00Z as if merged then.
 
-**2 gains, 0 losses, 0 changed windows.**
+**2 gains, 0 losses, 0 changed windows** for 2 people.
 
-#### acme
+| Client | Gains | Losses | Changed windows |
+|---|---|---|---|
+| acme | 1 | 0 | 0 |
+| beta | 1 | 0 | 0 |
 
-| | Person | Role | Reaches | When |
-|---|---|---|---|---|
-| ➕ gains | dana@acme.example | portal-admin | portal: admin | no expiry |
+<details><summary>acme: 1 gain, 0 losses, 0 changed windows</summary>
 
-#### beta
+| | Person | System | Entitlement | When | Why |
+|---|---|---|---|---|---|
+| ➕ gains | dana@acme.example | portal | admin | no expiry | granted via portal-admin |
 
-| | Person | Role | Reaches | When |
-|---|---|---|---|---|
-| ➕ gains | bob@beta.example | client-viewer | portal: beta:viewer | no expiry |
+</details>
+
+<details><summary>beta: 1 gain, 0 losses, 0 changed windows</summary>
+
+| | Person | System | Entitlement | When | Why |
+|---|---|---|---|---|---|
+| ➕ gains | bob@beta.example | portal | beta:viewer | no expiry | granted via client-viewer |
+
+</details>
 
 "
     );

@@ -13,17 +13,19 @@ use crate::trust::boundary;
 /// Show what apply would change: desired (git at --now) against actual (the systems).
 ///
 /// Every change carries its reason: declared, started, expired, offboarded or undeclared.
-/// With --base and --head, compare two revisions' desired state instead, contacting no
-/// system (for PR review without credentials).
-///
-/// With --base and --head, the client boundaries the change breaks come first (see
-/// `latchkey check`).
+/// With --base and --head, review a change instead, contacting no system (for PR review
+/// without credentials): both revisions' effective access (per person, system,
+/// entitlement and window, through every Role, System, Client and Policy) at the same
+/// instant, the head as if merged then, so a `for:` grant it adds counts from the merge.
+/// The head's validation errors and the client boundaries the change breaks (see
+/// `latchkey check`) come first.
 ///
 /// Runs every check apply runs (history rewrite, signatures, the ledger, the deletion
 /// brake, the empty-client guard) and shows what apply would refuse or hold.
 ///
-/// Exit codes: 0 no changes, 2 changes, 1 errors, boundary violations or a refusal apply
-/// would make, 3 held by a guard.
+/// Exit codes: 0 no changes, 2 changes (or drift, with --fail-on-drift), 1 errors, an
+/// unreadable system, an invalid head, boundary violations or a refusal apply would
+/// make, 3 held by a guard.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     #[command(flatten)]
@@ -40,6 +42,10 @@ pub struct PlanArgs {
     /// Show the plan as if guards were overridden with this reason.
     #[arg(long, value_name = "REASON")]
     pub allow_mass_revoke: Option<String>,
+    /// Exit 2 when there is drift (undeclared access left in place), even with no
+    /// changes: for a scheduled CI check that the systems hold only what git declares.
+    #[arg(long, conflicts_with = "base")]
+    pub fail_on_drift: bool,
 }
 
 pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
@@ -74,10 +80,10 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
         Exit::Errors
     } else if plan.is_held() {
         Exit::Held
-    } else if plan.changes.is_empty() {
-        Exit::Ok
-    } else {
+    } else if !plan.changes.is_empty() || (args.fail_on_drift && !plan.drift.is_empty()) {
         Exit::Changes
+    } else {
+        Exit::Ok
     })
 }
 
@@ -93,14 +99,11 @@ fn review_change(args: &PlanArgs, base: &str, head: &str) -> Result<Exit, CliErr
             out + &review::text(&r)
         }
         Format::Markdown => {
-            let table = review::markdown(&r);
-            // The violations go right under the comment's heading.
-            match table.split_once("\n\n") {
-                Some((heading, rest)) => {
-                    format!("{heading}\n\n{}{rest}", boundary::markdown(&report))
-                }
-                None => boundary::markdown(&report) + &table,
-            }
+            let see_all = format!(
+                "latchkey plan {} --base {base} --head {head} --now {} --format json",
+                args.repo.repo, r.now
+            );
+            review::markdown(&r, &boundary::markdown(&report), &see_all)
         }
         Format::Json => {
             serde_json::to_string_pretty(&serde_json::json!({"boundaries": report, "review": r}))
@@ -108,7 +111,7 @@ fn review_change(args: &PlanArgs, base: &str, head: &str) -> Result<Exit, CliErr
         }
     };
     print!("{out}");
-    Ok(if !report.is_clean() {
+    Ok(if !report.is_clean() || !r.head_errors.is_empty() {
         Exit::Errors
     } else if r.deltas.is_empty() {
         Exit::Ok

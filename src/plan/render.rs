@@ -8,6 +8,75 @@ use jiff::{SignedDuration, Timestamp};
 use super::change::{Change, Plan};
 use crate::connectors::Completeness;
 
+/// The most characters a pull-request comment may hold on GitHub.
+pub const COMMENT_LIMIT: usize = 65_536;
+
+/// The first line of every Markdown plan and review: CI finds its own comment by it and
+/// updates that one in place.
+pub const PLAN_MARKER: &str = "<!-- latchkey-plan -->";
+
+/// Text people typed (names, entitlements, reasons, error messages), made inert for a
+/// Markdown table cell: it can add no column, no HTML, no link, code span or emphasis.
+pub fn md(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '|' | '`' | '*' | '_' | '[' | ']' | '\\' | '~' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A code span of `s` (outside tables): backticks and line breaks, which would end it,
+/// become `'` and spaces; inside it nothing else is interpreted.
+pub fn code(s: &str) -> String {
+    let inner: String = s
+        .chars()
+        .map(|c| match c {
+            '`' => '\'',
+            '\n' | '\r' => ' ',
+            c => c,
+        })
+        .collect();
+    format!("`{inner}`")
+}
+
+/// Cuts a Markdown comment longer than `limit` at a line, closes a `<details>` left
+/// open, and says how many table rows and list items were left out and how to see all.
+pub fn fit_comment(mut s: String, limit: usize, see_all: &str) -> String {
+    if s.len() <= limit {
+        return s;
+    }
+    let mut room = limit.saturating_sub(600);
+    while !s.is_char_boundary(room) {
+        room -= 1;
+    }
+    let cut = s[..room].rfind('\n').map_or(0, |i| i + 1);
+    let rest = s.split_off(cut);
+    let left = rest
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| |") || l.starts_with("- "))
+        .count();
+    if s.matches("<details>").count() > s.matches("</details>").count() {
+        s.push_str("\n</details>\n");
+    }
+    let _ = writeln!(
+        s,
+        "\n⚠️ **{left} rows left out** to keep this comment under {limit} characters. \
+         To see all of it, run {}.",
+        code(see_all)
+    );
+    s
+}
+
 /// `2026-12-15T18:00Z` (seconds shown only when set).
 pub fn instant(t: Timestamp) -> String {
     let s = t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -270,12 +339,54 @@ fn expiries_to_set(n: usize) -> String {
     }
 }
 
-/// The plan as a PR comment: summary counts, then per client and system who gains and
-/// who loses what, and until when.
+/// The plan as a PR comment: the hidden marker, the systems that could not be read (or
+/// only in part), summary counts, then per client and system who gains and who loses
+/// what, and until when. Everything people typed is escaped; the comment is kept under
+/// [`COMMENT_LIMIT`].
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let (adds, removes, expiries) = counts(plan);
-    let _ = writeln!(out, "### latchkey plan for `{}`\n", plan.revision);
+    let _ = writeln!(out, "{PLAN_MARKER}");
+    let _ = writeln!(out, "### latchkey plan for {}\n", code(&plan.revision));
+    let failed: Vec<_> = plan.systems.iter().filter(|s| s.error.is_some()).collect();
+    let partial: Vec<_> = plan
+        .systems
+        .iter()
+        .filter_map(|s| match &s.completeness {
+            Some(Completeness::Partial(why)) if s.error.is_none() => Some((s, why)),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "> ❌ **{} of {} systems could not be read: nothing is planned for them, and this \
+             plan says nothing about whether they match git.**",
+            failed.len(),
+            plan.systems.len()
+        );
+        for s in &failed {
+            let _ = writeln!(
+                out,
+                "> - {}: {}",
+                code(&s.system),
+                md(s.error.as_deref().unwrap_or(""))
+            );
+        }
+        out.push('\n');
+    }
+    if !partial.is_empty() {
+        let _ = writeln!(
+            out,
+            "> ⚠️ **{} system{} read only in part: nothing is pruned there.**",
+            partial.len(),
+            if partial.len() == 1 { " was" } else { "s were" }
+        );
+        for (s, why) in &partial {
+            let _ = writeln!(out, "> - {}: {}", code(&s.system), md(why));
+        }
+        out.push('\n');
+    }
     let _ = writeln!(
         out,
         "**{} changes**: {adds} to grant, {removes} to revoke{}, {} drift, {} out of scope. Evaluated at {}.\n",
@@ -294,15 +405,7 @@ pub fn markdown(plan: &Plan) -> String {
         } else {
             "Held"
         };
-        let _ = writeln!(out, "> **{state}:** {}\n", hold.message);
-    }
-    for s in plan.systems.iter().filter(|s| s.error.is_some()) {
-        let _ = writeln!(
-            out,
-            "> **Error:** system `{}`: {}\n",
-            s.system,
-            s.error.as_deref().unwrap_or("")
-        );
+        let _ = writeln!(out, "> **{state}:** {}\n", md(&hold.message));
     }
     let mut by_client: BTreeMap<String, Vec<&Change>> = BTreeMap::new();
     for c in &plan.changes {
@@ -312,7 +415,7 @@ pub fn markdown(plan: &Plan) -> String {
             .push(c);
     }
     for (client, changes) in by_client {
-        let _ = writeln!(out, "#### {client}\n");
+        let _ = writeln!(out, "#### {}\n", md(&client));
         let _ = writeln!(
             out,
             "| | Person | System | Change | Role | Reason | Until |"
@@ -338,9 +441,11 @@ pub fn markdown(plan: &Plan) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {sign} | {} | {} | {change} | {role} | {}{} | {until} |",
-                c.op.identity(),
-                c.system,
+                "| {sign} | {} | {} | {} | {} | {}{} | {until} |",
+                md(c.op.identity()),
+                md(&c.system),
+                md(&change),
+                md(role),
                 c.reason.as_str(),
                 if c.retry.is_some() { " (retry)" } else { "" }
             );
@@ -354,17 +459,41 @@ pub fn markdown(plan: &Plan) -> String {
             plan.drift.len()
         );
         for c in &plan.drift {
-            let _ = writeln!(out, "- `{}` {} on {}", c.op.identity(), what(c), c.system);
+            let _ = writeln!(
+                out,
+                "- {} {} on {}",
+                md(c.op.identity()),
+                md(&what(c)),
+                md(&c.system)
+            );
         }
         let _ = writeln!(out, "\n</details>\n");
     }
     if plan.changes.is_empty() {
-        let _ = writeln!(out, "No changes: the systems match git.");
+        if failed.is_empty() && partial.is_empty() {
+            let _ = writeln!(out, "No changes: the systems match git.");
+        } else {
+            let _ = writeln!(
+                out,
+                "No changes planned for what could be read; the systems above were not \
+                 (fully) read."
+            );
+        }
     }
     // Data from the systems never reaches a reader's terminal or page raw.
-    out.lines()
+    let out: String = out
+        .lines()
         .map(|l| escape_controls(l).into_owned() + "\n")
-        .collect()
+        .collect();
+    fit_comment(
+        out,
+        COMMENT_LIMIT,
+        &format!(
+            "latchkey plan --rev {} --now {} --format json",
+            plan.revision,
+            instant(plan.now)
+        ),
+    )
 }
 
 /// The plan as pretty JSON.
@@ -396,5 +525,27 @@ mod tests {
         assert_eq!(relative(later, now), "in 12d 4h");
         assert_eq!(relative(now, later), "12d 4h ago");
         assert_eq!(instant(later), "2026-12-15T18:00Z");
+    }
+
+    #[test]
+    fn typed_text_adds_no_column_and_no_html() {
+        assert_eq!(
+            md("{client}:reports | EU <b>bold</b>"),
+            "{client}:reports \\| EU &lt;b&gt;bold&lt;/b&gt;"
+        );
+        assert_eq!(md("a_b *c* `d` [e](f)"), "a\\_b \\*c\\* \\`d\\` \\[e\\](f)");
+    }
+
+    #[test]
+    fn a_long_comment_is_cut_at_a_line_and_closes_its_details() {
+        let mut s = String::from("<details>\n\n| | a |\n|---|---|\n");
+        for i in 0..1000 {
+            s.push_str(&format!("| {i} | row |\n"));
+        }
+        let out = fit_comment(s, 5_000, "latchkey plan --format json");
+        assert!(out.len() <= 5_000, "{}", out.len());
+        assert!(out.contains("</details>"));
+        assert!(out.contains("rows left out"), "{out}");
+        assert!(out.ends_with("`latchkey plan --format json`.\n"), "{out}");
     }
 }

@@ -10,3 +10,4 @@ mod help;
 mod ledger;
 mod pending;
 mod plan;
+mod review;

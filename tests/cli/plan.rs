@@ -139,3 +139,60 @@ fn a_usage_error_exits_1_not_2() {
     let out = env.run(&["plan", REPO, "--base", "HEAD"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
 }
+
+/// Regression (issue 16): with every system unreachable, the Markdown plan said "No
+/// changes: the systems match git"; only the exit code said otherwise.
+#[test]
+fn unreachable_systems_are_stated_at_the_top_of_the_markdown() {
+    let env = Env::base();
+    // No database exists: no system can be read.
+    let out = env.run(&["plan", REPO, "--now", NOW, "--format", "markdown"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        !out.stdout.contains("the systems match git"),
+        "{}",
+        out.stdout
+    );
+    let top: Vec<&str> = out.stdout.lines().take(4).collect();
+    assert_eq!(top[0], "<!-- latchkey-plan -->");
+    assert!(
+        top[3].starts_with("> ❌ **3 of 3 systems could not be read"),
+        "{}",
+        out.stdout
+    );
+    insta::assert_snapshot!("plan_markdown_unreachable", out.stdout);
+}
+
+#[test]
+fn fail_on_drift_exits_2_on_drift_without_changes() {
+    let env = Env::base();
+    env.systems();
+    let policy = std::fs::read_to_string(corpus().join("base/latchkey.yaml")).unwrap();
+    // The portal keeps undeclared access (drift) instead of revoking it.
+    let keep = policy.replacen("  prune: true\n", "  prune: false\n", 1);
+    assert_ne!(keep, policy);
+    env.commit(&[("latchkey.yaml", Some(&keep))], "portal: no prune");
+    assert_eq!(env.run(&["apply", REPO, "--now", NOW]).code, 0);
+    let con = rusqlite::Connection::open(env.path("portal.sqlite")).unwrap();
+    con.execute(
+        "INSERT INTO user_roles SELECT id, 'acme:legacy' FROM users WHERE email = 'erin@acme.example'",
+        [],
+    )
+    .unwrap();
+    let plain = env.run(&["plan", REPO, "--now", NOW]);
+    assert_eq!(plain.code, 0, "{}", plain.stdout);
+    assert!(plain.stdout.contains("0 changes"), "{}", plain.stdout);
+    assert!(plain.stdout.contains("1 drift"), "{}", plain.stdout);
+    let strict = env.run(&["plan", REPO, "--now", NOW, "--fail-on-drift"]);
+    assert_eq!(strict.code, 2, "{}", strict.stdout);
+    assert_eq!(strict.stdout, plain.stdout);
+    // Without drift, the flag changes nothing.
+    con.execute("DELETE FROM user_roles WHERE role = 'acme:legacy'", [])
+        .unwrap();
+    let clean = env.run(&["plan", REPO, "--now", NOW, "--fail-on-drift"]);
+    assert_eq!(clean.code, 0, "{}", clean.stdout);
+    // It is for plans against the systems, not for reviews.
+    let h = env.head().to_string();
+    let review = env.run(&["plan", REPO, "--base", &h, "--head", &h, "--fail-on-drift"]);
+    assert_eq!(review.code, 1, "{}", review.stderr);
+}
