@@ -14,7 +14,9 @@ use crate::load::{self, Context, Diagnostic, Loaded, ParseCache, Staged};
 use crate::model::SystemSpec;
 use crate::plan::{self, Desired, DesiredCache, Plan};
 mod enforce;
+mod outcome;
 pub use enforce::Enforced;
+pub use outcome::RunOutcome;
 
 use crate::source::provenance::Provenance;
 use crate::source::{Revision, SourceError, SourceRepo, WriterLock};
@@ -96,6 +98,19 @@ impl ReconcileError {
                 | ReconcileError::Untrusted { .. }
                 | ReconcileError::Trust(_)
         )
+    }
+
+    /// The reason of the operator's condition and Event (CamelCase).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::Invalid { .. } => "InvalidRevision",
+            ReconcileError::Rewind { .. } => "HistoryRewrite",
+            ReconcileError::Source(_) => "SourceFailed",
+            ReconcileError::State(_) => "AuditStateUnreadable",
+            ReconcileError::Untrusted { .. } => "UntrustedCommit",
+            ReconcileError::Trust(_) => "TrustMisconfigured",
+            ReconcileError::BrokenLedger { .. } => "LedgerBroken",
+        }
     }
 
     /// A short label for metrics and conditions.

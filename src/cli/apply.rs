@@ -9,7 +9,7 @@ use super::{CliError, Exit, Format, RepoArgs};
 use crate::apply::ChangeResult;
 use crate::audit::Trigger;
 use crate::plan::render;
-use crate::reconcile::Options;
+use crate::reconcile::{Options, RunOutcome};
 
 /// Apply the plan to the systems, then commit the audit to the applied branch.
 ///
@@ -74,7 +74,6 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             render::text(&planned.plan, std::io::stdout().is_terminal())
         );
     }
-    let read_errors = planned.plan.has_read_errors();
     let bar = if tty && !args.dry_run && !planned.plan.changes.is_empty() {
         let bar = ProgressBar::new(planned.plan.changes.len() as u64);
         bar.set_style(
@@ -99,6 +98,7 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     };
     let applied = rec.apply(planned, &opts, &on_done).await?;
     bar.finish_and_clear();
+    let exit = Exit::from(RunOutcome::of(&Ok(&applied)));
     if args.format == Format::Json {
         let doc = serde_json::json!({
             "plan": applied.planned.plan,
@@ -112,11 +112,11 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         eprintln!(
             "held: nothing was applied. Review the plan, then re-run with --allow-mass-revoke \"<reason>\" if it is intended."
         );
-        return Ok(Exit::Held);
+        return Ok(exit);
     }
     if args.dry_run {
         eprintln!("dry run: nothing was applied");
-        return Ok(if read_errors { Exit::Errors } else { Exit::Ok });
+        return Ok(exit);
     }
     let failures = applied.failures();
     // On a terminal the progress bar printed each failure as it landed.
@@ -147,11 +147,7 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         Some(c) => eprintln!("audit committed: {c}"),
         None => eprintln!("no audit commit: nothing changed"),
     }
-    Ok(if failures > 0 || read_errors {
-        Exit::Errors
-    } else {
-        Exit::Ok
-    })
+    Ok(exit)
 }
 
 fn failure(r: &ChangeResult) -> String {

@@ -175,6 +175,16 @@ pub enum Exit {
     Held = 3,
 }
 
+impl From<crate::reconcile::RunOutcome> for Exit {
+    fn from(o: crate::reconcile::RunOutcome) -> Exit {
+        match o.exit_code() {
+            0 => Exit::Ok,
+            3 => Exit::Held,
+            _ => Exit::Errors,
+        }
+    }
+}
+
 /// What a command failed with; printed once at the edge with its chain.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

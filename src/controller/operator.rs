@@ -26,7 +26,7 @@ use super::status::{self, Outcome};
 use super::{AccessRepository, AccessRepositorySpec, AccessRepositoryStatus};
 use crate::audit::Trigger;
 use crate::connectors::{Registry, Secret, SecretSource};
-use crate::reconcile::{Enforced, Options, ReconcileError, Reconciler};
+use crate::reconcile::{Enforced, Options, ReconcileError, Reconciler, RunOutcome};
 use crate::source::{GitCredentials, Location, SourceRepo};
 
 /// The field manager of the status patches and the events' reporting controller.
@@ -438,29 +438,17 @@ pub async fn pipeline(
     now: Timestamp,
 ) -> (PipelineResult, Option<Reconciler>) {
     let failed = |e: ReconcileError, revision: Option<String>| {
-        let reason = match &e {
-            ReconcileError::Invalid { .. } => "InvalidRevision",
-            ReconcileError::Rewind { .. } => "HistoryRewrite",
-            ReconcileError::Source(_) => "SourceFailed",
-            ReconcileError::State(_) => "AuditStateUnreadable",
-            ReconcileError::Untrusted { .. } => "UntrustedCommit",
-            ReconcileError::Trust(_) => "TrustMisconfigured",
-            ReconcileError::BrokenLedger { .. } => "LedgerBroken",
-        };
+        let stalls = RunOutcome::of_error(&e).stalls();
         let notice = Notice {
             warning: true,
-            reason: if e.is_user_error() {
-                "Refused"
-            } else {
-                "ReconcileFailed"
-            },
+            reason: if stalls { "Refused" } else { "ReconcileFailed" },
             note: e.to_string(),
         };
         let outcome = Outcome::Failed {
             revision,
-            reason: reason.into(),
+            reason: e.reason().into(),
             message: e.to_string(),
-            user_error: e.is_user_error(),
+            user_error: stalls,
         };
         (outcome, vec![notice], Some(e))
     };

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use super::http::Shared;
 use crate::audit::{self, Trigger};
-use crate::reconcile::{Applied, Enforced, Options, ReconcileError, Reconciler};
+use crate::reconcile::{Applied, Enforced, Options, ReconcileError, Reconciler, RunOutcome};
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -125,7 +125,9 @@ impl Controller {
         };
         let shared = self.shared.clone();
         let observe = |o: &crate::apply::Outcome| shared.metrics.observe(o);
-        let result = match self.rec.enforce(&opts, self.last_valid, &observe).await {
+        let enforced = self.rec.enforce(&opts, self.last_valid, &observe).await;
+        let kind = RunOutcome::of_enforced(&enforced);
+        let result = match enforced {
             Ok(Enforced::Newest(applied)) => {
                 self.last_valid = Some(head.oid);
                 self.shared.metrics.invalid_revision.set(0);
@@ -144,14 +146,8 @@ impl Controller {
             .metrics
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
-        let outcome = match &result {
-            Tick::Applied { failed: 0, .. } => "applied",
-            Tick::Applied { .. } => "partial",
-            Tick::Held { .. } => "held",
-            Tick::Idle => "idle",
-            Tick::NoValidRevision => "invalid",
-            Tick::Failed(_) => "failed",
-        };
+        // Classified once (RunOutcome), like the CLI's exit code and the operator's.
+        let outcome = kind.label();
         let labels = vec![
             ("trigger".to_string(), format!("{trigger:?}").to_lowercase()),
             ("outcome".to_string(), outcome.to_string()),
