@@ -806,10 +806,15 @@ impl Reconciler {
         // The local applied ref comes first: a forged audit/state.yaml cannot move it.
         let last = planned.last_applied;
         let trust = match last {
-            Some(oid) => {
-                let rev = self.repo.revision(oid, None)?;
-                self.load(&rev, subpath, now)?.catalog.policy.trust
-            }
+            // The plan already loaded the last applied revision: every plan runs this
+            // check, so it must not load it a second time.
+            Some(oid) => match &self.previous {
+                Some(p) if p.oid == oid && p.subpath == subpath => p.catalog.policy.trust.clone(),
+                _ => {
+                    let rev = self.repo.revision(oid, None)?;
+                    self.load(&rev, subpath, now)?.catalog.policy.trust
+                }
+            },
             None => planned.loaded.catalog.policy.trust.clone(),
         };
         let Some(trust) = trust.filter(|t| t.require_signed_commits) else {
