@@ -133,6 +133,21 @@ impl ParseCache {
         );
     }
 
+    /// The parsed files of the blobs `blobs` (blob id, path) that are cached and were
+    /// read, by blob id.
+    pub fn parsed<'a>(
+        &self,
+        blobs: impl IntoIterator<Item = &'a (String, Oid)>,
+    ) -> HashMap<Oid, Arc<ParsedFile>> {
+        blobs
+            .into_iter()
+            .filter_map(|(path, blob)| {
+                let c = self.files.get(&(*blob, path.clone()))?;
+                (!c.reread).then(|| (*blob, c.file.clone()))
+            })
+            .collect()
+    }
+
     /// Number of cached files.
     pub fn len(&self) -> usize {
         self.files.len()

@@ -8,13 +8,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::desired::{Desired, EntKey, Source};
+use super::desired::{Desired, EntKey, Source, WantedAccount};
 use super::render::{COMMENT_LIMIT, PLAN_MARKER, code, instant, md, relative};
-use crate::load::Catalog;
+use crate::load::{Catalog, ResolvedGrant};
 use crate::model::Grant;
 
 /// An entitlement's time window, over every grant that yields it.
@@ -168,22 +169,40 @@ struct Access<'a> {
     sources: Vec<&'a Source>,
 }
 
-/// Every entitlement active or pending at `desired.now`.
-fn access(desired: &Desired) -> BTreeMap<EntKey, Access<'_>> {
+/// Every entitlement active or pending at `desired.now`; only those of the identities
+/// `only` when it is given.
+fn access<'a>(desired: &'a Desired, only: Option<&Changed<'_>>) -> BTreeMap<EntKey, Access<'a>> {
     let mut out: BTreeMap<EntKey, Access<'_>> = BTreeMap::new();
+    let mut add = |system: &String, identity: &String, account: &'a WantedAccount| {
+        for (ent, sources) in &account.entitlements {
+            out.insert(
+                (system.clone(), identity.clone(), ent.clone()),
+                Access {
+                    sources: sources.iter().collect(),
+                },
+            );
+        }
+    };
     for (system, accounts) in &desired.systems {
-        for (identity, account) in accounts {
-            for (ent, sources) in &account.entitlements {
-                out.insert(
-                    (system.clone(), identity.clone(), ent.clone()),
-                    Access {
-                        sources: sources.iter().collect(),
-                    },
-                );
+        match only {
+            None => {
+                for (identity, account) in accounts {
+                    add(system, identity, account);
+                }
+            }
+            Some(ids) => {
+                for id in ids {
+                    if let Some((identity, account)) = accounts.get_key_value(*id) {
+                        add(system, identity, account);
+                    }
+                }
             }
         }
     }
     for (key, source) in &desired.pending {
+        if only.is_some_and(|ids| !ids.contains(key.1.as_str())) {
+            continue;
+        }
         out.entry(key.clone())
             .or_insert_with(|| Access {
                 sources: Vec::new(),
@@ -192,6 +211,53 @@ fn access(desired: &Desired) -> BTreeMap<EntKey, Access<'_>> {
             .push(source);
     }
     out
+}
+
+/// Identities whose access may differ between the two sides.
+type Changed<'a> = BTreeSet<&'a str>;
+
+/// The identities whose member differs between the two catalogues, or `None` (every
+/// identity) when their Policy, Systems, Roles or Clients differ. A member that is the
+/// same checked `Arc` on both sides, against the same shared documents and evaluated at
+/// the same instant, has the same part of desired state on both: it has no delta.
+fn changed_identities<'a>(base: &'a Catalog, head: &'a Catalog) -> Option<Changed<'a>> {
+    if base.globals_id != head.globals_id {
+        return None;
+    }
+    let mut out = BTreeSet::new();
+    let mut b = base.members.iter().peekable();
+    let mut h = head.members.iter().peekable();
+    loop {
+        match (b.peek(), h.peek()) {
+            (None, None) => break,
+            (Some((bi, _)), None) => {
+                out.insert(bi.as_str());
+                b.next();
+            }
+            (None, Some((hi, _))) => {
+                out.insert(hi.as_str());
+                h.next();
+            }
+            (Some((bi, bm)), Some((hi, hm))) => match bi.cmp(hi) {
+                std::cmp::Ordering::Less => {
+                    out.insert(bi.as_str());
+                    b.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.insert(hi.as_str());
+                    h.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if !Arc::ptr_eq(bm, hm) {
+                        out.insert(bi.as_str());
+                    }
+                    b.next();
+                    h.next();
+                }
+            },
+        }
+    }
+    Some(out)
 }
 
 impl Access<'_> {
@@ -238,12 +304,23 @@ impl Access<'_> {
     }
 }
 
-/// (identity, role, client) of every grant of members not offboarded.
-fn grant_keys(cat: &Catalog) -> BTreeSet<(&str, &str, &str)> {
-    cat.grants()
-        .filter(|g| !g.offboarded)
-        .map(|g| (g.identity.as_str(), g.role.as_str(), g.client.as_str()))
-        .collect()
+/// (identity, role, client) of every grant of members not offboarded; only those of the
+/// identities `only` when it is given.
+fn grant_keys<'a>(
+    cat: &'a Catalog,
+    only: Option<&Changed<'_>>,
+) -> BTreeSet<(&'a str, &'a str, &'a str)> {
+    let key = |g: &'a ResolvedGrant| (g.identity.as_str(), g.role.as_str(), g.client.as_str());
+    match only {
+        None => cat.grants().filter(|g| !g.offboarded).map(key).collect(),
+        Some(ids) => ids
+            .iter()
+            .filter_map(|id| cat.members.get(*id))
+            .flat_map(|m| m.grants.iter())
+            .filter(|g| !g.offboarded)
+            .map(key)
+            .collect(),
+    }
 }
 
 /// For the head's grants of `identity`: the `for:` duration when the grant counts from
@@ -270,10 +347,14 @@ fn from_merge<'a>(i: &'a Inputs<'a>, identity: &'a str) -> impl Fn(&Source) -> O
 /// Compares the effective access two revisions give at the same instant.
 pub fn review(i: &Inputs<'_>) -> Review {
     let now = i.now;
-    let before = access(i.base.desired);
-    let after = access(i.head.desired);
-    let base_grants = grant_keys(i.base.catalog);
-    let head_grants = grant_keys(i.head.catalog);
+    // Only the identities whose member changed can gain, lose or change access, unless
+    // a shared document changed.
+    let changed = changed_identities(i.base.catalog, i.head.catalog);
+    let only = changed.as_ref();
+    let before = access(i.base.desired, only);
+    let after = access(i.head.desired, only);
+    let base_grants = grant_keys(i.base.catalog, only);
+    let head_grants = grant_keys(i.head.catalog, only);
     let head_members = &i.head.catalog.members;
     let no_merge = |_: &Source| None;
     let mut deltas = Vec::new();

@@ -4,12 +4,13 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use git2::Oid;
 use jiff::Timestamp;
 
 use super::{Revision, SourceRepo};
-use crate::load::{AnyDoc, parse_file};
+use crate::load::{AnyDoc, ParsedFile, parse_file};
 use crate::model::Grant;
 
 /// How far back the walk goes; older grants count from the oldest commit seen.
@@ -23,6 +24,8 @@ pub struct MergeTimes<'a> {
     /// Blob id → the (identity, grant) pairs its Member documents hold.
     blobs: RefCell<HashMap<Oid, Vec<(String, Grant)>>>,
     answers: RefCell<HashMap<(String, Grant), Option<Timestamp>>>,
+    /// Blobs already parsed by a load, by blob id: looked in rather than read again.
+    parsed: HashMap<Oid, Arc<ParsedFile>>,
 }
 
 impl<'a> MergeTimes<'a> {
@@ -33,7 +36,16 @@ impl<'a> MergeTimes<'a> {
             subpath: subpath.to_string(),
             blobs: RefCell::default(),
             answers: RefCell::default(),
+            parsed: HashMap::new(),
         }
+    }
+
+    /// Uses `parsed` (blob id → the file a load parsed from it) for those blobs instead
+    /// of reading and parsing them again: the first commit of a walk is the revision
+    /// itself, usually just loaded.
+    pub fn with_parsed(mut self, parsed: HashMap<Oid, Arc<ParsedFile>>) -> MergeTimes<'a> {
+        self.parsed = parsed;
+        self
     }
 
     /// The committer time of the commit that introduced `grant` for `identity`.
@@ -76,6 +88,11 @@ impl<'a> MergeTimes<'a> {
         // reads what changed between commits, not every file of every commit.
         let mut blobs = self.blobs.borrow_mut();
         files.iter().any(|(path, blob)| {
+            if !blobs.contains_key(blob)
+                && let Some(file) = self.parsed.get(blob)
+            {
+                return declares(file, identity, grant);
+            }
             let grants = blobs.entry(*blob).or_insert_with(|| {
                 self.repo
                     .blob_text(*blob, path, &rev)
@@ -85,6 +102,16 @@ impl<'a> MergeTimes<'a> {
             grants.iter().any(|(id, g)| id == identity && g == grant)
         })
     }
+}
+
+/// Does a Member document of `file` hold `grant` for `identity`?
+fn declares(file: &ParsedFile, identity: &str, grant: &Grant) -> bool {
+    file.docs.iter().any(|(_, d)| match d {
+        AnyDoc::Member(m) => {
+            m.spec.grants.contains(grant) && crate::model::identity(&m.spec.email) == identity
+        }
+        _ => false,
+    })
 }
 
 fn member_grants(path: &str, text: &str) -> Vec<(String, Grant)> {

@@ -227,28 +227,30 @@ fn agency_docs(cat: &Catalog, file: &str) -> BTreeMap<(&'static str, String), Ag
         serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
     }
     let mut out = BTreeMap::new();
-    let mut add = |kind: &'static str, name: &str, at: &DocLoc, json: serde_json::Value| {
-        if *at.file == *file {
-            out.insert(
-                (kind, name.to_string()),
-                AgencyDoc {
-                    at: at.clone(),
-                    json,
-                },
-            );
-        }
-    };
+    // Only the documents of `file` are turned into JSON.
+    let mut add =
+        |kind: &'static str, name: &str, at: &DocLoc, json: &dyn Fn() -> serde_json::Value| {
+            if *at.file == *file {
+                out.insert(
+                    (kind, name.to_string()),
+                    AgencyDoc {
+                        at: at.clone(),
+                        json: json(),
+                    },
+                );
+            }
+        };
     if let Some(at) = &cat.policy_at {
-        add("Policy", "", at, json(&cat.policy));
+        add("Policy", "", at, &|| json(&cat.policy));
     }
     for i in cat.clients.values() {
-        add("Client", &i.name, &i.at, json(&i.spec));
+        add("Client", &i.name, &i.at, &|| json(&i.spec));
     }
     for i in cat.roles.values() {
-        add("Role", &i.name, &i.at, json(&i.spec));
+        add("Role", &i.name, &i.at, &|| json(&i.spec));
     }
     for i in cat.systems.values() {
-        add("System", &i.name, &i.at, json(&i.spec));
+        add("System", &i.name, &i.at, &|| json(&i.spec));
     }
     out
 }
