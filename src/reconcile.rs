@@ -175,13 +175,43 @@ pub struct Reconciler {
     /// Set while an apply appends to a ledger that does not verify (only expiries are
     /// applied then): every audit commit of that run carries the problem forward.
     ledger_broken: Option<String>,
-    /// The invalid content already recorded (see [`Reconciler::enforce`]).
+    /// The invalid content already recorded (see [`Reconciler::record_invalid`]).
     reported_invalid: Option<git2::Oid>,
-    /// The last anchor check, by the audit base it was made at: a controller plans the
-    /// same tip many times, and the walk to the newest audit commit need not repeat.
-    anchor_memo: Option<(git2::Oid, String, Result<(), audit::anchor::Anchor>)>,
-    /// The pending failures read from the ledger, by the audit base they were read at.
-    pending_memo: Option<(git2::Oid, String, Arc<plan::Pending>)>,
+    /// What was read from the ledger at a branch's audit base, kept while that base is the
+    /// same commit: a controller plans and applies the same tip many times, and the walk
+    /// to the anchor, the scan for failures and the replay need not repeat.
+    anchor_memo: Option<AtBase<Result<(), audit::anchor::Anchor>>>,
+    pending_memo: Option<AtBase<Arc<plan::Pending>>>,
+    access_memo: Option<AtBase<Arc<audit::replay::AccessState>>>,
+}
+
+/// A value read from the ledger at an audit base (under an audit root).
+struct AtBase<T> {
+    base: git2::Oid,
+    root: String,
+    value: T,
+}
+
+/// The value in `slot` when it was read at `base` under `root`, else `read()`'s, kept.
+fn at_base<T: Clone>(
+    slot: &mut Option<AtBase<T>>,
+    base: git2::Oid,
+    root: &str,
+    read: impl FnOnce() -> Result<T, SourceError>,
+) -> Result<T, SourceError> {
+    if let Some(m) = slot
+        && m.base == base
+        && m.root == root
+    {
+        return Ok(m.value.clone());
+    }
+    let value = read()?;
+    *slot = Some(AtBase {
+        base,
+        root: root.to_string(),
+        value: value.clone(),
+    });
+    Ok(value)
 }
 
 /// The last applied revision: its catalogue and its desired state at some `now`.
@@ -205,6 +235,7 @@ impl Reconciler {
             reported_invalid: None,
             anchor_memo: None,
             pending_memo: None,
+            access_memo: None,
         }
     }
 
@@ -230,42 +261,43 @@ impl Reconciler {
         Ok(Some(self.repo.lock_writer(&branch, what, wait)?))
     }
 
-    /// Whether the ledger on `branch` continues from its anchor (audit::check_anchor),
-    /// remembered while the branch's audit base stays the same commit.
+    /// Whether the ledger on `branch` continues from its anchor (audit::check_anchor).
     pub(crate) fn check_anchor(
         &mut self,
         branch: &str,
         root: &str,
     ) -> Result<Result<(), audit::anchor::Anchor>, SourceError> {
         let base = self.repo.audit_base(branch)?;
-        if let Some((oid, r, result)) = &self.anchor_memo
-            && *oid == base
-            && r == root
-        {
-            return Ok(result.clone());
-        }
-        let result = audit::check_anchor(&self.repo, branch, root)?;
-        self.anchor_memo = Some((base, root.to_string(), result.clone()));
-        Ok(result)
+        let repo = &self.repo;
+        at_base(&mut self.anchor_memo, base, root, || {
+            audit::check_anchor(repo, branch, root)
+        })
     }
 
-    /// The ledger's pending failures on `branch` (audit::pending_failures), remembered
-    /// while the branch's audit base stays the same commit.
+    /// The ledger's pending failures on `branch` (audit::pending_failures).
     fn pending_failures(
         &mut self,
         branch: &str,
         root: &str,
     ) -> Result<Arc<plan::Pending>, SourceError> {
         let base = self.repo.audit_base(branch)?;
-        if let Some((oid, r, p)) = &self.pending_memo
-            && *oid == base
-            && r == root
-        {
-            return Ok(p.clone());
-        }
-        let p = Arc::new(audit::pending_failures(&self.repo, branch, root)?);
-        self.pending_memo = Some((base, root.to_string(), p.clone()));
-        Ok(p)
+        let repo = &self.repo;
+        at_base(&mut self.pending_memo, base, root, || {
+            audit::pending_failures(repo, branch, root).map(Arc::new)
+        })
+    }
+
+    /// Effective access after the last record on `branch` (audit::access_at_end).
+    fn access_at_end(
+        &mut self,
+        branch: &str,
+        root: &str,
+    ) -> Result<Arc<audit::replay::AccessState>, SourceError> {
+        let base = self.repo.audit_base(branch)?;
+        let repo = &self.repo;
+        at_base(&mut self.access_memo, base, root, || {
+            audit::access_at_end(repo, branch, root).map(Arc::new)
+        })
     }
 
     /// Loads and validates a revision.
@@ -751,7 +783,7 @@ impl Reconciler {
     /// `observed` records for access found in place on managed, active accounts that the
     /// ledger does not hold yet: the first apply, or an account newly in scope.
     fn baseline(
-        &self,
+        &mut self,
         branch: &str,
         root: &str,
         planned: &Planned,
@@ -759,7 +791,7 @@ impl Reconciler {
         cause: &Revision,
         opts: &Options,
     ) -> Result<Vec<Record>, ReconcileError> {
-        let access = audit::access_at_end(&self.repo, branch, root)?;
+        let access = self.access_at_end(branch, root)?;
         // Stamped like change records: never before the run's wall-clock time.
         let seen = Timestamp::now().max(opts.now);
         let mut out = Vec::new();
@@ -843,14 +875,19 @@ impl Reconciler {
         })?;
         let root = audit::audit_root(&opts.subpath);
         // The invalid content, not an audit commit of ours that landed on top of it; and
-        // once: state.yaml remembers the invalid revision last recorded, across restarts.
+        // once: state.yaml remembers the invalid revision last recorded, across restarts,
+        // and this reconciler remembers it where there is no state.yaml yet.
         let rev = &self.repo.content_revision(rev, &root)?;
+        if self.reported_invalid == Some(rev.oid) {
+            return Ok(None);
+        }
         let state = audit::read_state(&self.repo, &branch, &root)?;
         if state
             .as_ref()
             .and_then(|s| s.last_invalid_revision.as_deref())
             == Some(rev.display().as_str())
         {
+            self.reported_invalid = Some(rev.oid);
             return Ok(None);
         }
         let state = state.map(|mut s| {
@@ -871,7 +908,7 @@ impl Reconciler {
             .map(|d| d.to_string().lines().next().unwrap_or("").to_string())
             .unwrap_or_default();
         r.note = Some(format!("{} errors; first: {first}", errors.len()));
-        self.commit(
+        let commit = self.commit(
             &branch,
             &root,
             vec![r],
@@ -881,7 +918,9 @@ impl Reconciler {
             &run,
             rev,
             "recorded an invalid revision",
-        )
+        )?;
+        self.reported_invalid = Some(rev.oid);
+        Ok(commit)
     }
 
     /// Commits audit records that change no state (a refusal, a hold); a dry run

@@ -41,20 +41,11 @@ impl Reconciler {
         for e in &errors {
             tracing::error!("{e}");
         }
-        if let Ok(head) = self.repo.resolve(&opts.rev) {
-            let root = crate::audit::audit_root(&opts.subpath);
-            let content = self
-                .repo
-                .content_revision(&head, &root)
-                .map_or(head.oid, |r| r.oid);
-            // Once per invalid content, also where state.yaml cannot remember it (before
-            // the first apply); Reconciler::record_invalid checks state.yaml too.
-            if self.reported_invalid != Some(content) {
-                self.reported_invalid = Some(content);
-                if let Err(e) = self.record_invalid(&head, &errors, opts) {
-                    tracing::warn!(error = %e, "could not record the invalid revision in the audit");
-                }
-            }
+        // Recorded once per invalid content (Reconciler::record_invalid remembers it).
+        if let Ok(head) = self.repo.resolve(&opts.rev)
+            && let Err(e) = self.record_invalid(&head, &errors, opts)
+        {
+            tracing::warn!(error = %e, "could not record the invalid revision in the audit");
         }
         let branch = opts.branch.clone().unwrap_or_else(|| opts.rev.clone());
         let fallback = last_valid.or_else(|| self.last_applied_commit(&branch, &opts.subpath));
