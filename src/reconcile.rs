@@ -701,6 +701,7 @@ impl Reconciler {
             records,
             state,
             Some(&catalog),
+            !planned.same_as_applied,
             opts,
             &run,
             &rev,
@@ -762,6 +763,7 @@ impl Reconciler {
             recovery.records,
             None,
             None,
+            false,
             opts,
             &j.run,
             &rev,
@@ -914,6 +916,7 @@ impl Reconciler {
             vec![r],
             state,
             None,
+            false,
             opts,
             &run,
             rev,
@@ -939,7 +942,9 @@ impl Reconciler {
         if opts.dry_run {
             return Ok(None);
         }
-        self.commit(branch, root, records, None, None, opts, run, rev, summary)
+        self.commit(
+            branch, root, records, None, None, false, opts, run, rev, summary,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -950,6 +955,7 @@ impl Reconciler {
         records: Vec<Record>,
         state: Option<State>,
         catalog: Option<&crate::load::Catalog>,
+        all_reports: bool,
         opts: &Options,
         run: &str,
         rev: &Revision,
@@ -962,6 +968,7 @@ impl Reconciler {
         }
         let audit = audit::RunAudit {
             catalog,
+            all_reports,
             revision: rev.display(),
             now: opts.now,
             records,

@@ -212,6 +212,7 @@ fn scripted() -> Scripted {
             "audit/",
             RunAudit {
                 catalog: None,
+                all_reports: false,
                 revision: revision.clone(),
                 now: t(now),
                 records,
@@ -816,9 +817,23 @@ fn client_report_lists_since_until_and_granting_commit() {
         access.apply(&r);
         recent.push(r);
     }
-    let reports =
-        latchkey::audit::report::client_reports(&loaded.catalog, now, &rev(2), &recent, &access);
+    use latchkey::audit::report::{Scope, client_reports};
+    let reports = client_reports(&loaded.catalog, now, &rev(2), &recent, &access, Scope::All);
     insta::assert_snapshot!("acme_report", reports["acme"]);
+    // Scoped to one client (an apply whose records concern only it): that page alone,
+    // the same as in a full rebuild.
+    let only = std::collections::BTreeSet::from(["acme".to_string()]);
+    let scoped = client_reports(
+        &loaded.catalog,
+        now,
+        &rev(2),
+        &recent,
+        &access,
+        Scope::Only(&only),
+    );
+    assert_eq!(scoped.keys().collect::<Vec<_>>(), ["acme"]);
+    assert_eq!(scoped["acme"], reports["acme"]);
+    assert!(reports.len() > 1, "the fixture has more than one client");
 }
 
 /// Run by `audit_commits_are_signed_with_the_configured_ssh_key` in a child process (so
@@ -854,6 +869,7 @@ fn signing_child() {
         "audit/",
         RunAudit {
             catalog: None,
+            all_reports: false,
             revision: rev(1),
             now: t("2026-01-10T09:00:00Z"),
             records: vec![record],

@@ -263,6 +263,20 @@ fn read_tail(repo: &SourceRepo, branch: &str, root: &str) -> Result<Tail, Source
     Ok(tail)
 }
 
+/// The clients whose report a run's records can change: the client a record names, and
+/// every client the person holds a grant for or belongs to.
+fn touched_clients(cat: &Catalog, records: &[Record]) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for r in records {
+        out.extend(r.client.clone());
+        if let Some(m) = r.identity.as_deref().and_then(|i| cat.members.get(i)) {
+            out.insert(m.spec.client.clone());
+            out.extend(m.grants.iter().map(|g| g.client.clone()));
+        }
+    }
+    out
+}
+
 /// Ledger read failures surface as source errors on the apply path (fail closed: no
 /// audit commit on a ledger that cannot be read).
 fn ledger_error(e: store::LedgerError) -> SourceError {
@@ -289,6 +303,10 @@ pub fn read_state(
 #[derive(Clone)]
 pub struct RunAudit<'a> {
     pub catalog: Option<&'a Catalog>,
+    /// The documents changed since the last apply: every client's report is rebuilt.
+    /// Otherwise only the reports of clients this run's records concern are, so an
+    /// apply costs what its changes cost (an expiry rewrites one client's page).
+    pub all_reports: bool,
     pub revision: String,
     pub now: Timestamp,
     pub records: Vec<Record>,
@@ -308,6 +326,10 @@ pub fn build_commit(
     root: &str,
     mut run: RunAudit<'_>,
 ) -> Result<Option<AuditCommit>, SourceError> {
+    if run.records.is_empty() && run.state.is_none() {
+        // Reports alone change with the clock: a no-op reads nothing and writes nothing.
+        return Ok(None);
+    }
     let tail = read_tail(repo, branch, root)?;
     let base = repo.audit_base(branch)?;
     let src = store::LedgerSource::Git {
@@ -374,7 +396,15 @@ pub fn build_commit(
             .filter(|r| r.time >= cutoff)
             .collect();
         recent.extend(run.records.iter().cloned());
-        for (client, md) in report::client_reports(cat, run.now, &run.revision, &recent, &access) {
+        let touched = touched_clients(cat, &run.records);
+        let scope = if run.all_reports {
+            report::Scope::All
+        } else {
+            report::Scope::Only(&touched)
+        };
+        for (client, md) in
+            report::client_reports(cat, run.now, &run.revision, &recent, &access, scope)
+        {
             out.push((format!("{root}access/{client}.md"), md));
         }
     }

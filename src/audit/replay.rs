@@ -85,8 +85,19 @@ impl AccessState {
                 self.map.remove(&(identity.clone(), system.clone(), ent));
             }
             Some("disable-account" | "delete-account") => {
-                self.map
-                    .retain(|(i, s, _), _| !(i == identity && s == system));
+                // Keys sort by identity, then system: that person's entitlements on the
+                // system are one range (a `retain` would walk the whole map per offboarding).
+                let from = (identity.clone(), system.clone(), String::new());
+                let gone: Vec<_> = self
+                    .map
+                    .range(from..)
+                    .map(|(k, _)| k)
+                    .take_while(|(i, s, _)| i == identity && s == system)
+                    .cloned()
+                    .collect();
+                for k in gone {
+                    self.map.remove(&k);
+                }
             }
             _ => {}
         }
@@ -344,4 +355,66 @@ fn line_identity(line: &str) -> Option<&str> {
     let start = line.find("\"identity\":\"")? + "\"identity\":\"".len();
     let rest = &line[start..];
     Some(&rest[..rest.find('"')?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Event, Trigger};
+
+    fn applied(change: &str, identity: &str, system: &str, ent: &str) -> Record {
+        let mut r = Record::new(
+            Event::Change,
+            "2026-03-01T00:00:00Z".parse().unwrap(),
+            "run",
+            "main@sha1:00",
+            Trigger::Manual,
+        );
+        r.change = Some(change.into());
+        r.identity = Some(identity.into());
+        r.system = Some(system.into());
+        r.entitlement = (!ent.is_empty()).then(|| ent.to_string());
+        r.result = Some("applied".into());
+        r
+    }
+
+    #[test]
+    fn an_offboarding_removes_that_persons_access_on_that_system_only() {
+        let mut s = AccessState::default();
+        for (i, sys, e) in [
+            ("a@x.example", "s1", "e1"),
+            ("a@x.example", "s1", "e2"),
+            ("a@x.example", "s10", "e1"),
+            ("a@x.example", "s2", "e1"),
+            ("a@x.examplez", "s1", "e1"),
+            ("a@x.exampl", "s1", "e1"),
+            ("b@x.example", "s1", "e1"),
+        ] {
+            s.apply(&applied("grant", i, sys, e));
+        }
+        s.apply(&applied("disable-account", "a@x.example", "s1", ""));
+        let left: Vec<(&str, &str, &str)> = s
+            .entries()
+            .map(|a| {
+                (
+                    a.identity.as_str(),
+                    a.system.as_str(),
+                    a.entitlement.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            left,
+            [
+                ("a@x.exampl", "s1", "e1"),
+                ("a@x.example", "s10", "e1"),
+                ("a@x.example", "s2", "e1"),
+                ("a@x.examplez", "s1", "e1"),
+                ("b@x.example", "s1", "e1"),
+            ]
+        );
+        s.apply(&applied("delete-account", "a@x.example", "s2", ""));
+        assert!(!s.holds("a@x.example", "s2", "e1"));
+        assert!(s.holds("a@x.example", "s10", "e1"));
+    }
 }

@@ -1,28 +1,72 @@
 //! `audit/access/<client>.md`: who has which role on which system until when, for a
 //! client; a Markdown page an agency can hand to its client as is.
+//!
+//! Built after every apply that records something, so it must stay proportional: grants,
+//! ledger access and recent records are each indexed once (by client, and by identity
+//! and system), never scanned per client or per grant.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 use jiff::{SignedDuration, Timestamp};
 
 use super::ledger::Record;
-use super::replay::AccessState;
-use crate::load::Catalog;
+use super::replay::{Access, AccessState};
+use crate::load::{Catalog, ResolvedGrant};
 use crate::plan::render::{instant, relative};
 
-/// Renders every client's report. `recent` are ledger records of the last 30 days
-/// (revocations are listed from them); `access` is the ledger's effective access, which
-/// says since when someone holds an entitlement and which commit granted it.
+/// Which clients' reports to build.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// Every client (the documents changed: names, roles or reach may differ).
+    All,
+    /// Only these clients (the same documents; only their access changed).
+    Only(&'a BTreeSet<String>),
+}
+
+/// Renders the reports of the clients in `scope`. `recent` are ledger records of the last
+/// 30 days (revocations are listed from them); `access` is the ledger's effective access,
+/// which says since when someone holds an entitlement and which commit granted it.
 pub fn client_reports(
     cat: &Catalog,
     now: Timestamp,
     revision: &str,
     recent: &[Record],
     access: &AccessState,
+    scope: Scope<'_>,
 ) -> BTreeMap<String, String> {
+    let wanted = |client: &str| match scope {
+        Scope::All => true,
+        Scope::Only(set) => set.contains(client),
+    };
+    // One pass over each input; every lookup below is by key.
+    let mut grants: HashMap<&str, Vec<&ResolvedGrant>> = HashMap::new();
+    for g in cat
+        .grants()
+        .filter(|g| wanted(&g.client) && g.active_at(now))
+    {
+        grants.entry(g.client.as_str()).or_default().push(g);
+    }
+    let mut held: HashMap<(String, &str), Vec<&Access>> = HashMap::new();
+    for a in access.entries() {
+        held.entry((a.identity.to_ascii_lowercase(), a.system.as_str()))
+            .or_default()
+            .push(a);
+    }
+    let mut revoked_by_client: HashMap<&str, Vec<&Record>> = HashMap::new();
+    for r in recent.iter().filter(|r| {
+        r.result.as_deref() == Some("applied")
+            && matches!(
+                r.change.as_deref(),
+                Some("revoke" | "disable-account" | "delete-account")
+            )
+    }) {
+        if let Some(c) = r.client.as_deref() {
+            revoked_by_client.entry(c).or_default().push(r);
+        }
+    }
     let mut out = BTreeMap::new();
-    for (client, item) in &cat.clients {
+    for (client, item) in cat.clients.iter().filter(|(c, _)| wanted(c)) {
         let title = item
             .spec
             .display_name
@@ -30,10 +74,7 @@ pub fn client_reports(
             .unwrap_or_else(|| client.clone());
         let mut rows: Vec<[String; 7]> = Vec::new();
         let mut expiring = Vec::new();
-        for g in cat
-            .grants()
-            .filter(|g| &g.client == client && g.active_at(now))
-        {
+        for g in grants.get(client.as_str()).into_iter().flatten() {
             let Some(role) = cat.roles.get(&g.role) else {
                 continue;
             };
@@ -58,13 +99,11 @@ pub fn client_reports(
                 let until = g.expires.map(instant).unwrap_or_else(|| "no expiry".into());
                 // The ledger's record of this access on this system: the earliest grant
                 // still held, and the commit whose apply granted it.
-                let held = access
-                    .entries()
-                    .filter(|a| {
-                        a.identity.eq_ignore_ascii_case(&g.identity)
-                            && a.system == system.name
-                            && (a.entitlement.is_empty() || ents.contains(&a.entitlement))
-                    })
+                let held = held
+                    .get(&(g.identity.to_ascii_lowercase(), system.name.as_str()))
+                    .into_iter()
+                    .flatten()
+                    .filter(|a| a.entitlement.is_empty() || ents.contains(&a.entitlement))
                     .min_by_key(|a| a.since);
                 let since = held
                     .map(|a| instant(a.since))
@@ -125,17 +164,10 @@ pub fn client_reports(
             let _ = writeln!(md, "{}\n", expiring.join("\n"));
         }
         let _ = writeln!(md, "## Recently revoked (30 days)\n");
-        let revoked: Vec<String> = recent
-            .iter()
-            .filter(|r| {
-                r.client.as_deref() == Some(client) && r.result.as_deref() == Some("applied")
-            })
-            .filter(|r| {
-                matches!(
-                    r.change.as_deref(),
-                    Some("revoke" | "disable-account" | "delete-account")
-                )
-            })
+        let revoked: Vec<String> = revoked_by_client
+            .get(client.as_str())
+            .into_iter()
+            .flatten()
             .map(|r| {
                 format!(
                     "- {}: {} {} on {} ({})",

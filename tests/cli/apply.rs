@@ -527,3 +527,33 @@ fn a_future_now_is_refused_by_apply_and_run_but_not_by_plan_or_dry_run() {
     let out = env.run(&["apply", REPO, "--now", NOW]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+#[test]
+fn an_expiry_rewrites_only_the_reports_of_the_clients_it_concerns() {
+    let env = applied_base();
+    // The documents changed at the first apply: every client's page was written.
+    let first = changed_paths(&env, env.head());
+    for page in ["audit/access/acme.md", "audit/access/studio.md"] {
+        assert!(first.iter().any(|p| p == page), "{first:?}");
+    }
+    // Dana (acme) loses her tester grant at 18:00; sam's expiry passed first, so this
+    // apply's only record concerns acme.
+    let out = env.run(&["apply", REPO, "--now", "2026-11-25T12:00:01Z"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env.run(&["apply", REPO, "--now", "2026-12-01T18:00:01Z"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let changed = changed_paths(&env, env.head());
+    assert!(
+        changed.iter().any(|p| p == "audit/access/acme.md"),
+        "{changed:?}"
+    );
+    assert!(
+        !changed.iter().any(|p| p == "audit/access/studio.md"),
+        "studio's page does not change with acme's expiry: {changed:?}"
+    );
+    // Nothing left to do: no commit at all.
+    let head = env.head();
+    let out = env.run(&["apply", REPO, "--now", "2026-12-01T18:00:02Z"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(env.head(), head);
+}
