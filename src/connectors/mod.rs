@@ -181,4 +181,22 @@ pub trait Connector: Send + Sync {
     /// Applies one change. Must be idempotent: applying a change that is already in
     /// effect succeeds.
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError>;
+
+    /// How many changes [`Connector::apply_batch`] takes at once; 1 (the default) applies
+    /// them one by one.
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// Applies several changes in as few round trips as the system allows, returning one
+    /// result per op, in order. The ops of one identity come in plan order. A failed op
+    /// fails alone: the others' results stand (e.g. one savepoint per op in a
+    /// transaction). An `Ok` means the change is durable in the system.
+    async fn apply_batch(&self, ops: &[Op]) -> Vec<Result<(), ConnectorError>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(self.apply(op).await);
+        }
+        out
+    }
 }

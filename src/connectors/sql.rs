@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, params};
 use rustc_hash::FxHashMap;
 
 use super::{
@@ -116,6 +116,15 @@ struct Statements {
     remove_role: String,
     delete_roles: String,
     delete_user: String,
+    /// By row id, for SQLite's batches: a lookup by `lower(email)` cannot use the email
+    /// index, so each would scan the users table (see [`UserIndex`]).
+    user_ids: String,
+    ids_of_email: String,
+    set_active_id: String,
+    add_role_id: String,
+    remove_role_id: String,
+    delete_roles_id: String,
+    delete_user_id: String,
 }
 
 impl Statements {
@@ -161,6 +170,18 @@ impl Statements {
                 "DELETE FROM {roles} WHERE {user_id} IN (SELECT {id} FROM {users} WHERE {me})"
             ),
             delete_user: format!("DELETE FROM {users} WHERE {me}"),
+            user_ids: format!("SELECT {id}, {email}, {managed_by} FROM {users}"),
+            ids_of_email: format!("SELECT {id} FROM {users} WHERE {email} = $1"),
+            set_active_id: format!(
+                "UPDATE {users} SET {active} = $2 WHERE {id} = $1 AND {managed}"
+            ),
+            add_role_id: format!(
+                "INSERT INTO {roles} ({user_id}, {role}) SELECT $1, $2 \
+                 WHERE NOT EXISTS (SELECT 1 FROM {roles} WHERE {user_id} = $1 AND {role} = $2)"
+            ),
+            remove_role_id: format!("DELETE FROM {roles} WHERE {user_id} = $1 AND {role} = $2"),
+            delete_roles_id: format!("DELETE FROM {roles} WHERE {user_id} = $1"),
+            delete_user_id: format!("DELETE FROM {users} WHERE {id} = $1 AND {managed}"),
         }
     }
 }
@@ -358,49 +379,191 @@ impl Connector for SqliteConnector {
     }
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
-        let op = op.clone();
-        let outcome = self
-            .with(move |conn, sql| {
-                let tx = conn.transaction()?;
-                let id = op.identity().to_string();
-                let existing: Option<Option<String>> =
-                    tx.query_row(&q(&sql.find_user), params![id], |r| r.get(0)).optional()?;
-                let managed = matches!(&existing, Some(Some(m)) if m == MANAGED_MARKER);
-                let result = match &op {
-                    Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("sql").message),
-                    Op::CreateAccount { display_name, .. } => match existing {
-                        None => {
-                            tx.execute(&q(&sql.insert_user), params![id, display_name])?;
-                            Ok(())
-                        }
-                        Some(_) if managed => {
-                            tx.execute(&q(&sql.set_active), params![id, true])?;
-                            Ok(())
-                        }
-                        Some(_) => Err(format!("an account for {id} exists and is not managed by latchkey; it is left alone")),
-                    },
-                    _ if !managed => match op {
-                        // Already gone is the goal of these.
-                        Op::RemoveEntitlement { .. } | Op::DisableAccount { .. } | Op::DeleteAccount { .. } if existing.is_none() => Ok(()),
-                        _ => Err(format!("no account managed by latchkey for {id}")),
-                    },
-                    Op::EnableAccount { .. } => tx.execute(&q(&sql.set_active), params![id, true]).map(|_| Ok(()))?,
-                    Op::DisableAccount { .. } => tx.execute(&q(&sql.set_active), params![id, false]).map(|_| Ok(()))?,
-                    Op::AddEntitlement { entitlement, .. } => tx.execute(&q(&sql.add_role), params![id, entitlement]).map(|_| Ok(()))?,
-                    Op::RemoveEntitlement { entitlement, .. } => tx.execute(&q(&sql.remove_role), params![id, entitlement]).map(|_| Ok(()))?,
-                    Op::DeleteAccount { .. } => {
-                        tx.execute(&q(&sql.delete_roles), params![id])?;
-                        tx.execute(&q(&sql.delete_user), params![id]).map(|_| Ok(()))?
-                    }
-                };
-                if result.is_ok() {
-                    tx.commit()?;
-                }
-                Ok(result)
-            })
-            .await?;
-        outcome.map_err(ConnectorError::permanent)
+        self.apply_batch(std::slice::from_ref(op))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ConnectorError::transient("no result for the change")))
     }
+
+    fn batch_size(&self) -> usize {
+        // One transaction per batch: large enough that commits stop dominating, small
+        // enough that the portal's own writers wait milliseconds, not seconds.
+        500
+    }
+
+    async fn apply_batch(&self, ops: &[Op]) -> Vec<Result<(), ConnectorError>> {
+        let n = ops.len();
+        let ops = ops.to_vec();
+        let path = self.path.clone();
+        match self
+            .with(move |conn, sql| apply_in_transaction(conn, sql, &path, &ops))
+            .await
+        {
+            Ok(results) => results,
+            // The transaction did not commit: none of its changes happened.
+            Err(e) => vec![Err(e); n],
+        }
+    }
+}
+
+/// The users table by identity, read once per batch: each identity's rows (emails that
+/// differ only in case or normalisation are one person, as in a read), first row first,
+/// with whether latchkey manages it.
+struct UserIndex {
+    rows: FxHashMap<String, Vec<(rusqlite::types::Value, bool)>>,
+}
+
+impl UserIndex {
+    fn load(tx: &Connection, sql: &Statements) -> rusqlite::Result<UserIndex> {
+        let mut rows: FxHashMap<String, Vec<(rusqlite::types::Value, bool)>> = FxHashMap::default();
+        let mut stmt = tx.prepare_cached(&sql.user_ids)?;
+        let mut q = stmt.query([])?;
+        while let Some(row) = q.next()? {
+            let identity = super::identity(row.get_ref(1)?.as_str()?);
+            let managed = row.get_ref(2)?.as_str_or_null()? == Some(MANAGED_MARKER);
+            rows.entry(identity)
+                .or_default()
+                .push((row.get::<_, rusqlite::types::Value>(0)?, managed));
+        }
+        Ok(UserIndex { rows })
+    }
+
+    /// The ids of the identity's rows latchkey manages.
+    fn managed(&self, identity: &str) -> Vec<rusqlite::types::Value> {
+        self.rows
+            .get(identity)
+            .into_iter()
+            .flatten()
+            .filter(|(_, m)| *m)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+/// What an op did to the users table, applied to the index once its savepoint holds.
+enum IndexChange {
+    None,
+    Inserted(String, Vec<rusqlite::types::Value>),
+    Deleted(String),
+}
+
+/// Applies `ops` in one immediate transaction, each in a savepoint of its own: a failed
+/// op is rolled back alone and the others commit together.
+fn apply_in_transaction(
+    conn: &mut Connection,
+    sql: &Statements,
+    path: &std::path::Path,
+    ops: &[Op],
+) -> rusqlite::Result<Vec<Result<(), ConnectorError>>> {
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut users = UserIndex::load(&tx, sql)?;
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        let sp = tx.savepoint()?;
+        match apply_one(&sp, sql, &users, op) {
+            Ok(Ok(change)) => {
+                sp.commit()?;
+                match change {
+                    IndexChange::None => {}
+                    IndexChange::Inserted(identity, ids) => {
+                        users
+                            .rows
+                            .entry(identity)
+                            .or_default()
+                            .extend(ids.into_iter().map(|id| (id, true)));
+                    }
+                    IndexChange::Deleted(identity) => {
+                        if let Some(rows) = users.rows.get_mut(&identity) {
+                            rows.retain(|(_, managed)| !managed);
+                        }
+                    }
+                }
+                out.push(Ok(()));
+            }
+            // Dropping the savepoint rolls the op back.
+            Ok(Err(message)) => out.push(Err(ConnectorError::permanent(message))),
+            Err(e) => out.push(Err(sqlite_error(path, e))),
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// One op inside its savepoint: `Ok(Err(..))` is a refusal (nothing to roll back but
+/// the op), `Err` a database error.
+fn apply_one(
+    tx: &Connection,
+    sql: &Statements,
+    users: &UserIndex,
+    op: &Op,
+) -> rusqlite::Result<Result<IndexChange, String>> {
+    let id = op.identity();
+    let rows = users.rows.get(id).map(Vec::as_slice).unwrap_or_default();
+    // As a lookup of one row would: the first row of the identity decides.
+    let existing = rows.first();
+    let managed = matches!(existing, Some((_, true)));
+    let each = |statement: &str, second: Option<&dyn rusqlite::ToSql>| {
+        let mut stmt = tx.prepare_cached(statement)?;
+        for row in users.managed(id) {
+            match second {
+                Some(v) => stmt.execute(params![row, v])?,
+                None => stmt.execute(params![row])?,
+            };
+        }
+        Ok::<_, rusqlite::Error>(())
+    };
+    let done = Ok(IndexChange::None);
+    Ok(match op {
+        Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("sql").message),
+        Op::CreateAccount { display_name, .. } => match existing {
+            None => {
+                tx.prepare_cached(&q(&sql.insert_user))?
+                    .execute(params![id, display_name])?;
+                let mut stmt = tx.prepare_cached(&q(&sql.ids_of_email))?;
+                let ids = stmt
+                    .query_map(params![id], |r| r.get::<_, rusqlite::types::Value>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(IndexChange::Inserted(id.to_string(), ids))
+            }
+            Some(_) if managed => {
+                each(&q(&sql.set_active_id), Some(&true))?;
+                done
+            }
+            Some(_) => Err(format!(
+                "an account for {id} exists and is not managed by latchkey; it is left alone"
+            )),
+        },
+        _ if !managed => match op {
+            // Already gone is the goal of these.
+            Op::RemoveEntitlement { .. } | Op::DisableAccount { .. } | Op::DeleteAccount { .. }
+                if existing.is_none() =>
+            {
+                done
+            }
+            _ => Err(format!("no account managed by latchkey for {id}")),
+        },
+        Op::EnableAccount { .. } => {
+            each(&q(&sql.set_active_id), Some(&true))?;
+            done
+        }
+        Op::DisableAccount { .. } => {
+            each(&q(&sql.set_active_id), Some(&false))?;
+            done
+        }
+        Op::AddEntitlement { entitlement, .. } => {
+            each(&q(&sql.add_role_id), Some(entitlement))?;
+            done
+        }
+        Op::RemoveEntitlement { entitlement, .. } => {
+            each(&q(&sql.remove_role_id), Some(entitlement))?;
+            done
+        }
+        Op::DeleteAccount { .. } => {
+            each(&q(&sql.delete_roles_id), None)?;
+            each(&q(&sql.delete_user_id), None)?;
+            Ok(IndexChange::Deleted(id.to_string()))
+        }
+    })
 }
 
 /// The same portal tables in a PostgreSQL database.

@@ -47,6 +47,7 @@ contract_tests!(
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
+        a_failed_change_in_a_batch_fails_alone,
     ]
 );
 
@@ -62,6 +63,7 @@ contract_tests!(
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
+        a_failed_change_in_a_batch_fails_alone,
         credentials_absent_from_errors_and_logs,
     ]
 );
@@ -78,6 +80,7 @@ contract_tests!(
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
+        a_failed_change_in_a_batch_fails_alone,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]
@@ -95,6 +98,7 @@ contract_tests!(
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
+        a_failed_change_in_a_batch_fails_alone,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]
@@ -112,6 +116,7 @@ contract_tests!(
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
+        a_failed_change_in_a_batch_fails_alone,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]
@@ -129,6 +134,7 @@ contract_tests!(
         out_of_scope_untouched,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
+        a_failed_change_in_a_batch_fails_alone,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]

@@ -431,3 +431,38 @@ pub async fn concurrent_grants_of_a_new_role(f: &dyn Fixture) {
         assert_eq!(n, 1, "one group for the role, not one per racing grant");
     }
 }
+
+/// A batch (`apply_batch`, one transaction per batch where the connector has them) in
+/// which one change fails: that change alone fails, every other one is in effect, and
+/// the results come back in order.
+pub async fn a_failed_change_in_a_batch_fails_alone(f: &dyn Fixture) {
+    let c = f.connector();
+    let (a, ghost, b) = (
+        "batch-a@client.example",
+        "batch-ghost@client.example",
+        "batch-b@client.example",
+    );
+    let ops = [
+        create(a),
+        add(a, "portal-editors"),
+        // No account latchkey manages: refused.
+        add(ghost, "portal-editors"),
+        create(b),
+        add(b, "portal-admins"),
+    ];
+    let results = c.apply_batch(&ops).await;
+    assert_eq!(results.len(), ops.len(), "one result per change");
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.is_err(), i == 2, "change {i} ({:?}): {r:?}", ops[i]);
+    }
+    let snap = read(c).await;
+    assert_eq!(
+        account(&snap, a).map(|x| &x.entitlements),
+        Some(&ents(&["portal-editors"]))
+    );
+    assert_eq!(
+        account(&snap, b).map(|x| &x.entitlements),
+        Some(&ents(&["portal-admins"]))
+    );
+    assert!(account(&snap, ghost).is_none());
+}
