@@ -351,13 +351,40 @@ impl Connector for PostgresConnector {
     }
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
+        let client = pg_connect(&self.config).await?;
+        self.apply_on(&client, op).await
+    }
+
+    fn batch_size(&self) -> usize {
+        // One session per batch: a backend start costs more server CPU than the
+        // statements of a change (about 5 ms against well under one).
+        200
+    }
+
+    async fn apply_batch(&self, ops: &[Op]) -> Vec<Result<(), ConnectorError>> {
+        let client = match pg_connect(&self.config).await {
+            Ok(c) => c,
+            Err(e) => return vec![Err(e); ops.len()],
+        };
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            // Each change commits on its own (as one by one), so a failure fails it alone;
+            // a dropped session fails the rest transiently, and they are retried alone.
+            out.push(self.apply_on(&client, op).await);
+        }
+        out
+    }
+}
+
+impl PostgresConnector {
+    /// One change on an open session.
+    async fn apply_on(&self, client: &Client, op: &Op) -> Result<(), ConnectorError> {
         let name = op.identity().to_lowercase();
         if name.len() > 63 {
             return Err(ConnectorError::permanent(format!(
                 "{name} is longer than PostgreSQL's 63-byte role names"
             )));
         }
-        let client = pg_connect(&self.config).await?;
         let role = ident(&name);
         match op {
             Op::CreateAccount { .. } => match Self::role(&client, &name).await? {
