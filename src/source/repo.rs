@@ -96,7 +96,16 @@ pub struct SourceRepo {
     /// whole content, so an unchanged directory is never walked again and listing a
     /// new revision reads only the trees that changed (a tree diff).
     pub(super) listings: Mutex<HashMap<Oid, Listing>>,
+    /// The last large blobs read as text, by blob id: one run reads the ledger's month
+    /// file at its audit base for several things (the anchor, pending failures, access,
+    /// the next audit commit), and inflating it once is enough.
+    pub(super) texts: Mutex<Vec<(Oid, Arc<str>)>>,
 }
+
+/// Blobs at least this large are kept in [`SourceRepo`]'s text cache, up to
+/// [`TEXT_CACHE_ENTRIES`] of them (documents are small and read once; month files are not).
+const TEXT_CACHE_MIN: usize = 64 * 1024;
+const TEXT_CACHE_ENTRIES: usize = 4;
 
 /// The files under a tree that are read or that may hold documents: (path relative to
 /// it, what it is).
@@ -169,6 +178,7 @@ impl SourceRepo {
                 })?;
                 Ok(SourceRepo {
                     listings: Mutex::default(),
+                    texts: Mutex::default(),
                     repo,
                     location: location.clone(),
                     mirrored: false,
@@ -197,6 +207,7 @@ impl SourceRepo {
                 }
                 let me = SourceRepo {
                     listings: Mutex::default(),
+                    texts: Mutex::default(),
                     repo,
                     location: location.clone(),
                     mirrored: true,
@@ -476,6 +487,24 @@ impl SourceRepo {
 
     /// Reads a blob as UTF-8.
     pub fn blob_text(&self, blob: Oid, path: &str, rev: &Revision) -> Result<String, SourceError> {
+        if let Ok(texts) = self.texts.lock()
+            && let Some((_, text)) = texts.iter().find(|(id, _)| *id == blob)
+        {
+            return Ok(text.to_string());
+        }
+        let text = self.read_blob_text(blob, path, rev)?;
+        if text.len() >= TEXT_CACHE_MIN
+            && let Ok(mut texts) = self.texts.lock()
+        {
+            if texts.len() >= TEXT_CACHE_ENTRIES {
+                texts.remove(0);
+            }
+            texts.push((blob, Arc::from(text.as_str())));
+        }
+        Ok(text)
+    }
+
+    fn read_blob_text(&self, blob: Oid, path: &str, rev: &Revision) -> Result<String, SourceError> {
         let b = self
             .repo
             .find_blob(blob)
