@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -41,21 +40,8 @@ impl Outcome {
     }
 }
 
-/// Retry policy for transient errors.
-#[derive(Clone, Copy, Debug)]
-pub struct Retry {
-    pub attempts: u32,
-    pub first_backoff: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 4,
-            first_backoff: Duration::from_millis(200),
-        }
-    }
-}
+/// Retry policy for transient errors: the one retry layer (see [`crate::connectors::retry`]).
+pub use crate::connectors::retry::Retry;
 
 /// Applies every change of `plan` whose system has a connector; `on_done` sees each
 /// outcome as it lands (progress bars, metrics). Outcomes come back in plan order.
@@ -172,22 +158,12 @@ async fn run_group(
     out
 }
 
+/// One change through the one retry layer, with the System's own policy if it has one.
 async fn with_retry(
     connector: &dyn Connector,
     op: &Op,
     retry: Retry,
 ) -> (Result<(), ConnectorError>, u32) {
-    let mut backoff = retry.first_backoff;
-    let mut attempt = 1;
-    loop {
-        match connector.apply(op).await {
-            Err(e) if e.class == ErrorClass::Transient && attempt < retry.attempts => {
-                tracing::warn!(attempt, error = %e, "transient failure; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-                attempt += 1;
-            }
-            other => return (other, attempt),
-        }
-    }
+    let retry = connector.retry().unwrap_or(retry);
+    retry.run("apply", || connector.apply(op)).await
 }

@@ -119,6 +119,28 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             }
         };
 
+        // Held through someone else's grant: satisfies git, and is never latchkey's to
+        // revoke (PostgreSQL 16+ grantors; docs/connectors.md).
+        let foreign: BTreeSet<(&str, &str)> = snapshot
+            .foreign_grants
+            .iter()
+            .map(|g| (g.identity.as_str(), g.entitlement.as_str()))
+            .collect();
+        for g in &snapshot.foreign_grants {
+            let wanted_here = wanted
+                .get(&g.identity)
+                .is_some_and(|w| w.entitlements.contains_key(&g.entitlement));
+            if !wanted_here {
+                plan.out_of_scope.push(OutOfScope {
+                    system: name.clone(),
+                    identity: g.identity.clone(),
+                    note: format!(
+                        "holds {:?} through a grant by {:?}, not by latchkey: reported, never revoked (revoke it as {:?})",
+                        g.entitlement, g.grantor, g.grantor
+                    ),
+                });
+            }
+        }
         let mut have_of = Ascending::new(actual.iter().map(|a| (a.identity.as_str(), *a)));
         for (identity, want) in wanted {
             // The second lock (docs/connectors.md): the earliest expiry of what the person holds here.
@@ -190,7 +212,9 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                         }, false);
                     }
                     for (ent, sources) in &want.entitlements {
-                        if !have.entitlements.contains(ent) {
+                        if !have.entitlements.contains(ent)
+                            && !foreign.contains(&(identity.as_str(), ent.as_str()))
+                        {
                             push(&mut plan, Change {
                                 system: name.clone(),
                                 client: client_of(identity, sources.first().map(|s| &s.client)),
@@ -409,6 +433,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             ],
             unmanaged: BTreeSet::new(),
             completeness,
+            foreign_grants: Vec::new(),
         };
         let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
         diff(&Inputs {
@@ -563,6 +588,7 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
                 .collect(),
             unmanaged: BTreeSet::new(),
             completeness: Completeness::Complete,
+            foreign_grants: Vec::new(),
         };
         let actual = BTreeMap::from([
             ("db".to_string(), Ok(snapshot("db"))),
