@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use latchkey::connectors::scim::{ScimConfig, ScimConnector};
+use latchkey::connectors::scim::{MemberRemove, RemoveShape, ScimConfig, ScimConnector};
 use latchkey::connectors::{Completeness, Connector, ErrorClass, Op, Secret};
 use serde_json::Value;
 
@@ -132,12 +132,17 @@ async fn on_server(server: &ScimServer, email: &str) -> Option<(Value, Vec<Strin
     let users = direct(server, &format!("/Users?filter={f}")).await;
     let user = users["Resources"].as_array()?.first()?.clone();
     let id = user["id"].as_str()?.to_string();
-    let f = urlencoding::encode(&format!("members.value eq \"{id}\"")).into_owned();
-    let groups = direct(server, &format!("/Groups?filter={f}")).await;
+    // Every group, matched here: django-scim2 does not filter on members.value.
+    let groups = direct(server, "/Groups?count=1000").await;
     let mut names: Vec<String> = groups["Resources"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|g| {
+            g["members"]
+                .as_array()
+                .is_some_and(|ms| ms.iter().any(|m| m["value"] == id.as_str()))
+        })
         .filter_map(|g| g["displayName"].as_str().map(str::to_string))
         .collect();
     names.sort();
@@ -478,4 +483,148 @@ async fn persistent_rate_limit_is_transient_after_the_retry_budget() {
         on_server(&server, who).await.is_none(),
         "nothing reached the server"
     );
+}
+
+/// django-scim2, or None when it cannot start and peers are optional (fails in CI).
+fn start_django() -> Option<ScimServer> {
+    match ScimServer::start_django() {
+        Ok(s) => Some(s),
+        Err(why) => {
+            crate::peers::unavailable("django-scim2", &why);
+            None
+        }
+    }
+}
+
+/// Request lines seen by the proxy since `from`, without their query strings.
+fn lines_since(proxy: &FaultProxy, from: usize) -> Vec<String> {
+    proxy.seen()[from..]
+        .iter()
+        .map(|(l, _)| l.split('?').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// django-scim2 (a real server, no shim) answers 501 to the RFC 7644 filtered remove
+/// (`members[value eq "…"]`) and accepts the value-array remove Entra ID and Okta send, and
+/// ignores `members` in a group POST. The grant still lands (added by PATCH after the
+/// read-back showed the POST without it); the revocation falls back on the 501 once, is
+/// never retried (a 501 is permanent: one attempt, not ~20), and the next one uses the
+/// shape that worked straight away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_implemented_filtered_remove_falls_back_to_the_value_array_once() {
+    let Some(server) = start_django() else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        upstream(&server),
+        Fault {
+            status: "500 Internal Server Error",
+            retry_after: None,
+            rule: Rule::First(0),
+            after_forwarding: false,
+        },
+    )
+    .await;
+    let c = via(&server, &proxy, 4);
+    let (ann, ben) = ("ann@client.example", "ben@client.example");
+    create_and_grant(&c, ann, "team").await;
+    create_and_grant(&c, ben, "team").await;
+    assert_eq!(on_server(&server, ann).await.expect("ann").1, ["team"]);
+    assert_eq!(on_server(&server, ben).await.expect("ben").1, ["team"]);
+
+    let revoke = |who: &str| Op::RemoveEntitlement {
+        identity: who.into(),
+        entitlement: "team".into(),
+    };
+    let policy = c.retry().expect("policy");
+    let before = proxy.seen().len();
+    let op = revoke(ann);
+    let (result, attempts) = policy.run("apply", || c.apply(&op)).await;
+    result.expect("revoked through the value-array shape");
+    assert_eq!(attempts, 1, "nothing was retried");
+    let patches: Vec<String> = lines_since(&proxy, before)
+        .into_iter()
+        .filter(|l| l.starts_with("PATCH "))
+        .collect();
+    assert_eq!(
+        patches.len(),
+        2,
+        "the 501, then the value array: {patches:#?}"
+    );
+    assert_eq!(
+        on_server(&server, ann).await.expect("ann").1,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        on_server(&server, ben).await.expect("ben").1,
+        ["team"],
+        "the other member stays"
+    );
+
+    let before = proxy.seen().len();
+    apply(&c, revoke(ben)).await;
+    let patches: Vec<String> = lines_since(&proxy, before)
+        .into_iter()
+        .filter(|l| l.starts_with("PATCH "))
+        .collect();
+    assert_eq!(patches.len(), 1, "the learned shape first: {patches:#?}");
+    assert_eq!(
+        on_server(&server, ben).await.expect("ben").1,
+        Vec::<String>::new()
+    );
+}
+
+/// `memberRemove: filtered` on a server that answers it 501: the revocation fails as
+/// permanent after one request (no retry), names the setting, and the member stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_filtered_remove_on_a_501_server_fails_permanently_at_once() {
+    let Some(server) = start_django() else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        upstream(&server),
+        Fault {
+            status: "500 Internal Server Error",
+            retry_after: None,
+            rule: Rule::First(0),
+            after_forwarding: false,
+        },
+    )
+    .await;
+    let base = server.base.replace(
+        &format!(":{}/", server.port),
+        &format!(":{}/", proxy.addr.port()),
+    );
+    let mut config = ScimConfig::new(base);
+    config.member_remove = MemberRemove::Only(RemoveShape::Filtered);
+    config.retry_base = Duration::from_millis(20);
+    let c = ScimConnector::new(config, Some(Secret::new(server.token.clone()))).expect("connector");
+    let who = "cal@client.example";
+    create_and_grant(&c, who, "ops").await;
+    let before = proxy.seen().len();
+    let started = Instant::now();
+    let op = Op::RemoveEntitlement {
+        identity: who.into(),
+        entitlement: "ops".into(),
+    };
+    let (result, attempts) = c
+        .retry()
+        .expect("policy")
+        .run("apply", || c.apply(&op))
+        .await;
+    let err = result.expect_err("the server does not implement the filtered remove");
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
+    assert_eq!(attempts, 1);
+    assert!(err.message.contains("501"), "{err}");
+    assert!(err.message.contains("connection.memberRemove"), "{err}");
+    let patches = lines_since(&proxy, before)
+        .into_iter()
+        .filter(|l| l.starts_with("PATCH "))
+        .count();
+    assert_eq!(patches, 1, "one request, not ~20");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no backoff waits"
+    );
+    assert_eq!(on_server(&server, who).await.expect("cal").1, ["ops"]);
 }
