@@ -447,6 +447,44 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
         })
     }
 
+    /// Issue 17 (PostgreSQL 16+): a membership granted by another role is not latchkey's.
+    /// Under `prune: true` it is reported out of scope and never revoked (a REVOKE would
+    /// leave it in place and be planned again forever); wanted, it is not granted again.
+    #[test]
+    fn foreign_grants_are_reported_and_never_revoked_or_regranted() {
+        let cat = catalog();
+        let desired = Desired::at(&cat, "2026-11-21T00:00:00Z".parse().unwrap());
+        let foreign = |ent: &str| crate::connectors::ForeignGrant {
+            identity: "erin@acme.example".into(),
+            entitlement: ent.into(),
+            grantor: "dba".into(),
+        };
+        let snapshot = Snapshot {
+            managed: vec![account("erin@acme.example", &[])],
+            unmanaged: BTreeSet::new(),
+            completeness: Completeness::Complete,
+            foreign_grants: vec![foreign("admin"), foreign("viewer")],
+        };
+        let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
+        let plan = diff(&Inputs {
+            pending: &Pending::new(),
+            catalog: &cat,
+            desired: &desired,
+            actual: &actual,
+            previous: None,
+            revision: "r".into(),
+            native_expiry: BTreeSet::new(),
+        });
+        assert!(plan.changes.is_empty(), "{:#?}", plan.changes);
+        assert!(plan.drift.is_empty(), "{:#?}", plan.drift);
+        let notes: Vec<&str> = plan.out_of_scope.iter().map(|o| o.note.as_str()).collect();
+        assert_eq!(notes.len(), 1, "{notes:#?}");
+        assert!(
+            notes[0].starts_with("holds \"admin\" through a grant by \"dba\""),
+            "{notes:#?}"
+        );
+    }
+
     #[test]
     fn ascending_lookups_find_exactly_the_present_keys() {
         let map: BTreeMap<String, u32> = [("b", 1), ("d", 2), ("e", 3)]

@@ -11,6 +11,7 @@ mod ldap_case;
 mod peers;
 mod postgres_crash;
 mod postgres_expiry;
+mod postgres_grantor;
 mod postgres_race;
 mod postgres_scope;
 mod proxy;
