@@ -3,13 +3,17 @@
 //! - A person is a User whose `userName` is their email; latchkey marks its users with
 //!   `externalId: "latchkey:<email>"`. Users without that marker are out of scope.
 //! - An entitlement is a Group, matched by `displayName` (created when first granted).
-//! - Membership changes only by PATCH (`add` members / `remove` with
-//!   `members[value eq "<id>"]`), never by PUT of a group, so large groups are never
-//!   rewritten or truncated.
+//! - Membership changes only by PATCH, never by PUT of a group, so large groups are never
+//!   rewritten or truncated. Removal sends the RFC 7644 filtered path or the value array
+//!   Entra ID and Okta send (`memberRemove`; `auto` falls back on 501/400 and remembers).
+//! - A 2xx is not proof: a group POST with members, and the first change of each kind,
+//!   are read back; a server that ignored `members` in a POST gets a PATCH, and a change
+//!   the server did not make fails as permanent, never recorded as applied.
 //! - Reads page with `startIndex`/`count` until `totalResults`, and stop after
 //!   `maxPages` pages (a server that never ends yields a Partial snapshot).
-//! - 429 and 5xx answers and dropped connections are retried with exponential backoff,
-//!   honouring `Retry-After`; what still fails is classified Transient.
+//! - 429, 5xx other than 501 and dropped connections are Transient (with the server's
+//!   `Retry-After`), every 4xx and 501 Permanent. Nothing is retried here: the apply
+//!   engine retries changes and `list` each page, both through [`super::retry`].
 //! - Ids are resolved once per connector (one reconcile): a user's id found or created
 //!   by one change is reused by that person's next changes, a group's id by every grant
 //!   of the role, so a grant costs one PATCH instead of a filter lookup and a PATCH. A
@@ -19,7 +23,8 @@
 //!
 //! `connection`: `url` (the SCIM base, e.g. `https://portal.example/scim/v2`, required),
 //! `pageSize` (100), `maxPages` (1000), `maxConcurrency` (8), `maxRetries` (4),
-//! `retryBaseMs` (200), `timeoutSecs` (30). `credentials`: the bearer token.
+//! `retryBaseMs` (200), `timeoutSecs` (30), `memberRemove` (auto). `credentials`: the
+//! bearer token.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
