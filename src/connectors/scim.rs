@@ -252,6 +252,11 @@ impl ScimConnector {
         Ok((status, value))
     }
 
+    /// The settings this connector runs with.
+    pub fn config(&self) -> &ScimConfig {
+        &self.config
+    }
+
     /// This System's retry policy (`maxRetries`, `retryBaseMs`).
     fn retry_policy(&self) -> Retry {
         Retry {

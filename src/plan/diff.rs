@@ -435,11 +435,16 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             completeness,
             foreign_grants: Vec::new(),
         };
+        plan_of(&cat, &desired, snapshot)
+    }
+
+    /// The plan for one `portal` snapshot.
+    fn plan_of(cat: &Catalog, desired: &Desired, snapshot: Snapshot) -> Plan {
         let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
         diff(&Inputs {
             pending: &Pending::new(),
-            catalog: &cat,
-            desired: &desired,
+            catalog: cat,
+            desired,
             actual: &actual,
             previous: None,
             revision: "r".into(),
@@ -465,16 +470,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             completeness: Completeness::Complete,
             foreign_grants: vec![foreign("admin"), foreign("viewer")],
         };
-        let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
-        let plan = diff(&Inputs {
-            pending: &Pending::new(),
-            catalog: &cat,
-            desired: &desired,
-            actual: &actual,
-            previous: None,
-            revision: "r".into(),
-            native_expiry: BTreeSet::new(),
-        });
+        let plan = plan_of(&cat, &desired, snapshot);
         assert!(plan.changes.is_empty(), "{:#?}", plan.changes);
         assert!(plan.drift.is_empty(), "{:#?}", plan.drift);
         let notes: Vec<&str> = plan.out_of_scope.iter().map(|o| o.note.as_str()).collect();

@@ -496,6 +496,20 @@ fn start_django() -> Option<ScimServer> {
     }
 }
 
+/// A proxy that only counts: it faults no request.
+async fn counting_proxy(server: &ScimServer) -> FaultProxy {
+    FaultProxy::start(
+        upstream(server),
+        Fault {
+            status: "500 Internal Server Error",
+            retry_after: None,
+            rule: Rule::First(0),
+            after_forwarding: false,
+        },
+    )
+    .await
+}
+
 /// Request lines seen by the proxy since `from`, without their query strings.
 fn lines_since(proxy: &FaultProxy, from: usize) -> Vec<String> {
     proxy.seen()[from..]
@@ -515,16 +529,7 @@ async fn not_implemented_filtered_remove_falls_back_to_the_value_array_once() {
     let Some(server) = start_django() else {
         return;
     };
-    let proxy = FaultProxy::start(
-        upstream(&server),
-        Fault {
-            status: "500 Internal Server Error",
-            retry_after: None,
-            rule: Rule::First(0),
-            after_forwarding: false,
-        },
-    )
-    .await;
+    let proxy = counting_proxy(&server).await;
     let c = via(&server, &proxy, 4);
     let (ann, ben) = ("ann@client.example", "ben@client.example");
     create_and_grant(&c, ann, "team").await;
@@ -581,23 +586,9 @@ async fn configured_filtered_remove_on_a_501_server_fails_permanently_at_once() 
     let Some(server) = start_django() else {
         return;
     };
-    let proxy = FaultProxy::start(
-        upstream(&server),
-        Fault {
-            status: "500 Internal Server Error",
-            retry_after: None,
-            rule: Rule::First(0),
-            after_forwarding: false,
-        },
-    )
-    .await;
-    let base = server.base.replace(
-        &format!(":{}/", server.port),
-        &format!(":{}/", proxy.addr.port()),
-    );
-    let mut config = ScimConfig::new(base);
+    let proxy = counting_proxy(&server).await;
+    let mut config = via(&server, &proxy, 4).config().clone();
     config.member_remove = MemberRemove::Only(RemoveShape::Filtered);
-    config.retry_base = Duration::from_millis(20);
     let c = ScimConnector::new(config, Some(Secret::new(server.token.clone()))).expect("connector");
     let who = "cal@client.example";
     create_and_grant(&c, who, "ops").await;
