@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -41,21 +40,8 @@ impl Outcome {
     }
 }
 
-/// Retry policy for transient errors.
-#[derive(Clone, Copy, Debug)]
-pub struct Retry {
-    pub attempts: u32,
-    pub first_backoff: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 4,
-            first_backoff: Duration::from_millis(200),
-        }
-    }
-}
+/// Retry policy for transient errors: the one retry layer (see [`crate::connectors::retry`]).
+pub use crate::connectors::retry::Retry;
 
 /// Applies every change of `plan` whose system has a connector; `on_done` sees each
 /// outcome as it lands (progress bars, metrics). Outcomes come back in plan order.
@@ -286,21 +272,26 @@ async fn apply_all(
     }
     let ops: Vec<Op> = changes.iter().map(|(_, c)| c.op.clone()).collect();
     let results = connector.apply_batch(&ops).await;
+    let policy = connector.retry().unwrap_or(retry);
     let mut out = Vec::with_capacity(changes.len());
     for (k, &(i, change)) in changes.iter().enumerate() {
         let (result, attempts) = match results.get(k) {
-            Some(Err(e)) if e.class == ErrorClass::Transient && retry.attempts > 1 => {
-                tracing::warn!(error = %e, "transient failure in a batch; retrying alone");
-                let (r, n) = with_retry(
-                    connector,
-                    &change.op,
-                    Retry {
-                        attempts: retry.attempts - 1,
-                        ..retry
-                    },
-                )
-                .await;
-                (r, n + 1)
+            Some(Err(e)) if e.class == ErrorClass::Transient && policy.attempts > 1 => {
+                // The batch was the first attempt; the rest of the budget goes to this
+                // change alone, after the wait the failure asked for.
+                let wait = e.retry_after.unwrap_or(policy.first_backoff);
+                if wait > policy.max_retry_after {
+                    (Err(e.clone()), 1)
+                } else {
+                    tracing::warn!(error = %e, ?wait, "transient failure in a batch; retrying alone");
+                    tokio::time::sleep(wait).await;
+                    let rest = Retry {
+                        attempts: policy.attempts - 1,
+                        ..policy
+                    };
+                    let (r, n) = rest.run("apply", || connector.apply(&change.op)).await;
+                    (r, n + 1)
+                }
             }
             Some(r) => (r.clone(), 1),
             // A connector that returns too few results: the rest did not happen.
@@ -331,24 +322,14 @@ async fn apply_all(
     out
 }
 
+/// One change through the one retry layer, with the System's own policy if it has one.
 async fn with_retry(
     connector: &dyn Connector,
     op: &Op,
     retry: Retry,
 ) -> (Result<(), ConnectorError>, u32) {
-    let mut backoff = retry.first_backoff;
-    let mut attempt = 1;
-    loop {
-        match connector.apply(op).await {
-            Err(e) if e.class == ErrorClass::Transient && attempt < retry.attempts => {
-                tracing::warn!(attempt, error = %e, "transient failure; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-                attempt += 1;
-            }
-            other => return (other, attempt),
-        }
-    }
+    let retry = connector.retry().unwrap_or(retry);
+    retry.run("apply", || connector.apply(op)).await
 }
 
 #[cfg(test)]
@@ -458,7 +439,8 @@ mod tests {
             BTreeMap::from([("portal".to_string(), recorder.clone() as Arc<dyn Connector>)]);
         let retry = Retry {
             attempts: 3,
-            first_backoff: Duration::from_millis(1),
+            first_backoff: std::time::Duration::from_millis(1),
+            ..Retry::default()
         };
         let seen = Mutex::new(0);
         let outcomes = apply(

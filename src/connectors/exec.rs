@@ -304,6 +304,7 @@ impl Connector for ExecConnector {
             managed,
             unmanaged: r.unmanaged.iter().map(|u| super::identity(u)).collect(),
             completeness,
+            foreign_grants: Vec::new(),
         })
     }
 
@@ -317,13 +318,13 @@ impl Connector for ExecConnector {
             .await?;
         match (r.ok, r.error) {
             (true, _) => Ok(()),
-            (false, Some(e)) => Err(ConnectorError {
-                class: match e.class {
+            (false, Some(e)) => Err(ConnectorError::new(
+                match e.class {
                     ExecErrorClass::Transient => ErrorClass::Transient,
                     ExecErrorClass::Permanent => ErrorClass::Permanent,
                 },
-                message: e.message,
-            }),
+                e.message,
+            )),
             (false, None) => Err(ConnectorError::permanent(
                 "the program answered ok: false without an error",
             )),

@@ -242,6 +242,7 @@ impl Connector for KubernetesConnector {
                 .collect(),
             unmanaged: BTreeSet::new(),
             completeness,
+            foreign_grants: Vec::new(),
         })
     }
 

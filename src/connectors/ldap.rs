@@ -360,6 +360,7 @@ impl Connector for LdapConnector {
             managed: accounts.into_values().collect(),
             unmanaged,
             completeness: Completeness::Complete,
+            foreign_grants: Vec::new(),
         })
     }
 

@@ -10,6 +10,7 @@ pub mod kubernetes;
 pub mod ldap;
 pub mod postgres;
 mod registry;
+pub mod retry;
 pub mod scim;
 pub mod sql;
 pub mod wordpress;
@@ -62,6 +63,19 @@ pub struct Snapshot {
     /// Identities of accounts latchkey does not manage: reported, never changed.
     pub unmanaged: BTreeSet<String>,
     pub completeness: Completeness,
+    /// Entitlements managed accounts hold through a grant latchkey did not make
+    /// (PostgreSQL 16+ records each grantor): reported, never revoked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_grants: Vec<ForeignGrant>,
+}
+
+/// An entitlement held through someone else's grant.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ForeignGrant {
+    pub identity: String,
+    pub entitlement: String,
+    /// Who granted it, as the system names them.
+    pub grantor: String,
 }
 
 /// One change a connector applies.
@@ -141,26 +155,36 @@ pub enum ErrorClass {
 pub struct ConnectorError {
     pub class: ErrorClass,
     pub message: String,
+    /// How long the system asked to be left alone (HTTP `Retry-After`), for the retry layer.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ConnectorError {
-    pub fn transient(message: impl Into<String>) -> Self {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         ConnectorError {
-            class: ErrorClass::Transient,
+            class,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    pub fn transient(message: impl Into<String>) -> Self {
+        ConnectorError::new(ErrorClass::Transient, message)
     }
     pub fn permanent(message: impl Into<String>) -> Self {
-        ConnectorError {
-            class: ErrorClass::Permanent,
-            message: message.into(),
-        }
+        ConnectorError::new(ErrorClass::Permanent, message)
     }
     pub fn config(message: impl Into<String>) -> Self {
-        ConnectorError {
-            class: ErrorClass::Config,
-            message: message.into(),
-        }
+        ConnectorError::new(ErrorClass::Config, message)
+    }
+    /// The same error, asking the retry layer to wait at least `wait`.
+    pub fn with_retry_after(mut self, wait: Option<std::time::Duration>) -> Self {
+        self.retry_after = wait;
+        self
+    }
+    /// The same error with `note` appended in parentheses.
+    pub fn note(mut self, note: impl std::fmt::Display) -> Self {
+        self.message = format!("{} ({note})", self.message);
+        self
     }
     /// The answer of a connector without native expiry to `SetExpiry`. The planner never
     /// sends it one; failing loudly keeps such a bug from passing as applied.
@@ -179,7 +203,8 @@ pub trait Connector: Send + Sync {
     /// Reads the managed accounts and their entitlements.
     async fn read(&self) -> Result<Snapshot, ConnectorError>;
     /// Applies one change. Must be idempotent: applying a change that is already in
-    /// effect succeeds.
+    /// effect succeeds. Never retries itself: the apply engine retries transient errors
+    /// (see [`retry`]).
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError>;
 
     /// How many changes [`Connector::apply_batch`] takes at once; 1 (the default) applies
@@ -198,5 +223,10 @@ pub trait Connector: Send + Sync {
             out.push(self.apply(op).await);
         }
         out
+    }
+
+    /// The retry policy this System's settings ask for; None: the engine's default.
+    fn retry(&self) -> Option<retry::Retry> {
+        None
     }
 }

@@ -21,8 +21,11 @@
 //!   `cert`/`ldap`/`gss`), or a DBA sets a password out of band.
 //! - PostgreSQL 15: a CREATEROLE role may grant any non-superuser role. PostgreSQL 16+:
 //!   it needs `ADMIN OPTION` on each group role (`GRANT "<group>" TO latchkey WITH ADMIN
-//!   OPTION`), and REVOKE removes only grants made by latchkey's role: memberships granted
-//!   by someone else stay and are read back as still present (so they show as drift).
+//!   OPTION`), and REVOKE removes only grants made by latchkey's role.
+//! - Memberships are read with their grantor (`pg_auth_members.grantor`): only those
+//!   latchkey's role granted are its entitlements. The rest are `foreign_grants`: a plan
+//!   reports them out of scope and never revokes them (on 16+ such a REVOKE would end in
+//!   a WARNING with the membership still there, planned again forever under `prune`).
 //!
 //! `connection`: `url` (`postgresql://latchkey@db.staging:5432/postgres`, without a
 //! password), `maxConcurrency` (4). `credentials`: the password of the `url` user.
@@ -36,8 +39,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
 use super::{
-    Account, Capabilities, Completeness, Connector, ConnectorError, MANAGED_MARKER, Op, Secret,
-    Snapshot, SystemContext,
+    Account, Capabilities, Completeness, Connector, ConnectorError, ForeignGrant, MANAGED_MARKER,
+    Op, Secret, Snapshot, SystemContext,
 };
 
 /// Builds a client config from `connection.url` plus the System's secret as password.
@@ -307,10 +310,18 @@ impl Connector for PostgresConnector {
             )
             .await
             .map_err(|e| pg_error("read roles", &e))?;
+        // With their grantor: only latchkey's own grants are latchkey's to revoke (a
+        // REVOKE on 16+ removes only the current role's grant). A superuser's grants are
+        // recorded as the bootstrap superuser's (oid 10) on 16+.
         let members = client
             .query(
-                "SELECT m.rolname, g.rolname FROM pg_auth_members am \
+                "SELECT m.rolname, g.rolname, \
+                        am.grantor = me.oid OR (me.rolsuper AND am.grantor = 10), \
+                        coalesce(gr.rolname, am.grantor::text) \
+                 FROM pg_auth_members am \
                  JOIN pg_roles m ON m.oid = am.member JOIN pg_roles g ON g.oid = am.roleid \
+                 LEFT JOIN pg_roles gr ON gr.oid = am.grantor \
+                 CROSS JOIN (SELECT oid, rolsuper FROM pg_roles WHERE rolname = current_user) me \
                  WHERE position('@' in m.rolname) > 0",
                 &[],
             )
@@ -337,16 +348,28 @@ impl Connector for PostgresConnector {
                 },
             );
         }
+        let mut foreign_grants = Vec::new();
         for m in members {
             let who: String = m.get(0);
-            if let Some(a) = accounts.get_mut(&who) {
+            let Some(a) = accounts.get_mut(&who) else {
+                continue;
+            };
+            if m.get::<_, Option<bool>>(2) == Some(true) {
                 a.entitlements.insert(m.get(1));
+            } else {
+                foreign_grants.push(ForeignGrant {
+                    identity: a.identity.clone(),
+                    entitlement: m.get(1),
+                    grantor: m.get(3),
+                });
             }
         }
+        foreign_grants.sort();
         Ok(Snapshot {
             managed: accounts.into_values().collect(),
             unmanaged,
             completeness: Completeness::Complete,
+            foreign_grants,
         })
     }
 

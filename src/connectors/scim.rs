@@ -3,13 +3,17 @@
 //! - A person is a User whose `userName` is their email; latchkey marks its users with
 //!   `externalId: "latchkey:<email>"`. Users without that marker are out of scope.
 //! - An entitlement is a Group, matched by `displayName` (created when first granted).
-//! - Membership changes only by PATCH (`add` members / `remove` with
-//!   `members[value eq "<id>"]`), never by PUT of a group, so large groups are never
-//!   rewritten or truncated.
+//! - Membership changes only by PATCH, never by PUT of a group, so large groups are never
+//!   rewritten or truncated. Removal sends the RFC 7644 filtered path or the value array
+//!   Entra ID and Okta send (`memberRemove`; `auto` falls back on 501/400 and remembers).
+//! - A 2xx is not proof: a group POST with members, and the first change of each kind,
+//!   are read back; a server that ignored `members` in a POST gets a PATCH, and a change
+//!   the server did not make fails as permanent, never recorded as applied.
 //! - Reads page with `startIndex`/`count` until `totalResults`, and stop after
 //!   `maxPages` pages (a server that never ends yields a Partial snapshot).
-//! - 429 and 5xx answers and dropped connections are retried with exponential backoff,
-//!   honouring `Retry-After`; what still fails is classified Transient.
+//! - 429, 5xx other than 501 and dropped connections are Transient (with the server's
+//!   `Retry-After`), every 4xx and 501 Permanent. Nothing is retried here: the apply
+//!   engine retries changes and `list` each page, both through [`super::retry`].
 //! - Ids are resolved once per connector (one reconcile): a user's id found or created
 //!   by one change is reused by that person's next changes, a group's id by every grant
 //!   of the role, so a grant costs one PATCH instead of a filter lookup and a PATCH. A
@@ -19,7 +23,8 @@
 //!
 //! `connection`: `url` (the SCIM base, e.g. `https://portal.example/scim/v2`, required),
 //! `pageSize` (100), `maxPages` (1000), `maxConcurrency` (8), `maxRetries` (4),
-//! `retryBaseMs` (200), `timeoutSecs` (30). `credentials`: the bearer token.
+//! `retryBaseMs` (200), `timeoutSecs` (30), `memberRemove` (auto). `credentials`: the
+//! bearer token.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -30,14 +35,12 @@ use serde_json::{Value, json};
 
 use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, ErrorClass, MANAGED_MARKER, Op,
-    Secret, Snapshot, SystemContext,
+    Secret, Snapshot, SystemContext, retry::Retry,
 };
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-/// Longest Retry-After latchkey honours; a longer wait is the next apply's job.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Settings of one SCIM system.
 #[derive(Clone, Debug)]
@@ -50,6 +53,26 @@ pub struct ScimConfig {
     pub max_retries: u32,
     pub retry_base: Duration,
     pub timeout: Duration,
+    /// How a member is removed from a group (`memberRemove`).
+    pub member_remove: MemberRemove,
+}
+
+/// The PATCH shapes that remove one member from a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RemoveShape {
+    /// RFC 7644 §3.5.2.2: `{"op":"remove","path":"members[value eq \"<id>\"]"}`.
+    Filtered,
+    /// What Entra ID and Okta send: `{"op":"remove","path":"members","value":[{"value":"<id>"}]}`.
+    ValueArray,
+}
+
+/// `connection.memberRemove`: `auto` (default: the filtered path, then the value array
+/// when the server refuses it with 501 or 400, remembered per connector), `filtered` or
+/// `valueArray` (only that shape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberRemove {
+    Auto,
+    Only(RemoveShape),
 }
 
 impl ScimConfig {
@@ -63,6 +86,7 @@ impl ScimConfig {
             max_retries: 4,
             retry_base: Duration::from_millis(200),
             timeout: Duration::from_secs(30),
+            member_remove: MemberRemove::Auto,
         }
     }
 
@@ -90,6 +114,16 @@ impl ScimConfig {
         c.max_retries = num("maxRetries", 4)? as u32;
         c.retry_base = Duration::from_millis(num("retryBaseMs", 200)?);
         c.timeout = Duration::from_secs(num("timeoutSecs", 30)?);
+        c.member_remove = match conn.get("memberRemove").map(|v| v.as_str()) {
+            None | Some(Some("auto")) => MemberRemove::Auto,
+            Some(Some("filtered")) => MemberRemove::Only(RemoveShape::Filtered),
+            Some(Some("valueArray")) => MemberRemove::Only(RemoveShape::ValueArray),
+            Some(_) => {
+                return Err(
+                    "connection.memberRemove must be one of auto, filtered, valueArray".into(),
+                );
+            }
+        };
         Ok(c)
     }
 }
@@ -114,6 +148,28 @@ pub struct ScimConnector {
     /// servers (a dangling member, no 404), so an id is only trusted from the lookup or
     /// POST of the same apply, as short-lived as the lookup it replaces. Cleared by `read`.
     users: std::sync::Mutex<HashMap<String, String>>,
+    /// What this server was seen to accept and honour, learned by this connector.
+    learned: std::sync::Mutex<Learned>,
+}
+
+/// What a server does with membership requests, learned from its answers.
+#[derive(Debug, Default)]
+struct Learned {
+    /// The removal shape that worked (for `memberRemove: auto`).
+    remove: Option<RemoveShape>,
+    /// A group POST with `members` was answered 201 without them.
+    post_ignores_members: bool,
+    /// Kinds of membership change read back once and found made: later ones of the
+    /// kind trust the 2xx (the next read would show a server that stopped honouring it).
+    proven: BTreeSet<Proof>,
+}
+
+/// A kind of membership change, for read-back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Proof {
+    PostMembers,
+    Add,
+    Remove(RemoveShape),
 }
 
 /// A user as latchkey needs it.
@@ -135,10 +191,13 @@ impl ScimConnector {
             http,
             groups: tokio::sync::Mutex::new(HashMap::new()),
             users: std::sync::Mutex::new(HashMap::new()),
+            learned: std::sync::Mutex::new(Learned::default()),
         })
     }
 
-    /// Sends one request with retries; returns the status and the JSON body (Null when empty).
+    /// Sends one request (never retried here: see [`super::retry`]); returns the status
+    /// and the JSON body (Null when empty). 429 and 5xx other than 501 are transient
+    /// errors carrying the server's `Retry-After`; 501 comes back as a status.
     async fn call(
         &self,
         method: Method,
@@ -147,71 +206,63 @@ impl ScimConnector {
     ) -> Result<(StatusCode, Value), ConnectorError> {
         let url = format!("{}{path}", self.config.url);
         let what = format!("SCIM {method} {path}");
-        let mut attempt = 0u32;
-        loop {
-            let mut req = self
-                .http
-                .request(method.clone(), &url)
-                .header("Accept", "application/scim+json, application/json");
-            if let Some(t) = &self.token {
-                req = req.bearer_auth(t.expose());
-            }
-            if let Some(b) = body {
-                req = req
-                    .header("Content-Type", "application/scim+json")
-                    .body(b.to_string());
-            }
-            let outcome: Result<std::convert::Infallible, (String, Option<Duration>)> = match req
-                .send()
-                .await
-            {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get("Retry-After")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    match resp.bytes().await {
-                        Ok(bytes)
-                            if status == StatusCode::TOO_MANY_REQUESTS
-                                || status.is_server_error() =>
-                        {
-                            Err((
-                                format!("{what}: HTTP {status}{}", detail(&bytes)),
-                                retry_after,
-                            ))
-                        }
-                        Ok(bytes) => {
-                            let value = if bytes.is_empty() {
-                                Value::Null
-                            } else {
-                                serde_json::from_slice(&bytes).map_err(|e| {
-                                    ConnectorError::transient(format!(
-                                        "{what}: HTTP {status} with a body that is not JSON: {e}"
-                                    ))
-                                })?
-                            };
-                            return Ok((status, value));
-                        }
-                        Err(e) => Err((format!("{what}: response cut off: {}", plain(&e)), None)),
-                    }
-                }
-                Err(e) => Err((format!("{what}: {}", plain(&e)), None)),
-            };
-            let Err((message, retry_after)) = outcome;
-            if attempt >= self.config.max_retries {
-                return Err(ConnectorError::transient(format!(
-                    "{message} (after {} attempts)",
-                    attempt + 1
-                )));
-            }
-            let backoff = self.config.retry_base * 2u32.saturating_pow(attempt);
-            let wait = retry_after.map_or(backoff, |r| r.min(MAX_RETRY_AFTER).max(backoff));
-            tracing::debug!(%message, ?wait, attempt, "SCIM request failed; retrying");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .header("Accept", "application/scim+json, application/json");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t.expose());
+        }
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/scim+json")
+                .body(b.to_string());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ConnectorError::transient(format!("{what}: {}", plain(&e))))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| super::retry::retry_after(v, std::time::SystemTime::now()));
+        let bytes = resp.bytes().await.map_err(|e| {
+            ConnectorError::transient(format!("{what}: response cut off: {}", plain(&e)))
+        })?;
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
+        {
+            return Err(ConnectorError::transient(format!(
+                "{what}: HTTP {status}{}",
+                detail(&bytes)
+            ))
+            .with_retry_after(retry_after));
+        }
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                ConnectorError::transient(format!(
+                    "{what}: HTTP {status} with a body that is not JSON: {e}"
+                ))
+            })?
+        };
+        Ok((status, value))
+    }
+
+    /// The settings this connector runs with.
+    pub fn config(&self) -> &ScimConfig {
+        &self.config
+    }
+
+    /// This System's retry policy (`maxRetries`, `retryBaseMs`).
+    fn retry_policy(&self) -> Retry {
+        Retry {
+            attempts: self.config.max_retries + 1,
+            first_backoff: self.config.retry_base,
+            ..Retry::default()
         }
     }
 
@@ -252,7 +303,12 @@ impl ScimConnector {
                 "/{resource}?startIndex={start}&count={}&attributes={attributes}",
                 self.config.page_size
             );
-            let (_, body) = match self.expect(Method::GET, &path, None, &[]).await {
+            // Reads are not retried by the engine: each page goes through the retry layer.
+            let (result, _) = self
+                .retry_policy()
+                .run("SCIM read", || self.expect(Method::GET, &path, None, &[]))
+                .await;
+            let (_, body) = match result {
                 Ok(r) => r,
                 Err(e) if page > 0 && e.class == ErrorClass::Transient => {
                     return Ok(Some(format!(
@@ -450,11 +506,13 @@ impl ScimConnector {
             drop(cache);
             return self.patch_add_fresh(&gid, group, user).await;
         }
-        let body = json!({
-            "schemas": [GROUP_SCHEMA],
-            "displayName": group,
-            "members": [{"value": user}],
-        });
+        // Members in the POST save a request where the server honours them; where it
+        // was seen not to, the group is created empty and the member PATCHed in.
+        let with_members = !self.learned().post_ignores_members;
+        let mut body = json!({"schemas": [GROUP_SCHEMA], "displayName": group});
+        if with_members {
+            body["members"] = json!([{"value": user}]);
+        }
         let (status, created) = self
             .expect(
                 Method::POST,
@@ -474,10 +532,28 @@ impl ScimConnector {
             drop(cache);
             return self.patch_add_fresh(&gid, group, user).await;
         }
-        if let Some(id) = created.get("id").and_then(Value::as_str) {
-            cache.insert(group.to_string(), id.to_string());
+        let gid = created
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ConnectorError::permanent(format!(
+                    "SCIM POST /Groups for {group:?}: HTTP {status} without the new group's id"
+                ))
+            })?
+            .to_string();
+        cache.insert(group.to_string(), gid.clone());
+        drop(cache);
+        if with_members && self.holds(&gid, user, &created, Proof::PostMembers).await? {
+            return Ok(());
         }
-        Ok(())
+        if with_members {
+            tracing::warn!(
+                group,
+                "the SCIM server created the group without its members; adding them by PATCH"
+            );
+            self.learned().post_ignores_members = true;
+        }
+        self.patch_add_fresh(&gid, group, user).await
     }
 
     /// Adds `user` to a group whose id was just looked up.
@@ -512,47 +588,118 @@ impl ScimConnector {
         }
     }
 
-    /// Adds a member; false when the server has no group `gid` (404).
+    /// Adds a member; false when the server has no group `gid` (404). A 2xx the read-back
+    /// contradicts is a permanent failure: the server did not make the change.
     async fn patch_add(&self, gid: &str, user: &str) -> Result<bool, ConnectorError> {
         let body = json!({
             "schemas": [PATCH_SCHEMA],
             "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}],
         });
-        let (status, _) = self
-            .expect(
-                Method::PATCH,
-                &format!("/Groups/{gid}"),
-                Some(&body),
-                &[StatusCode::NOT_FOUND],
-            )
+        let path = format!("/Groups/{gid}");
+        let (status, answer) = self
+            .expect(Method::PATCH, &path, Some(&body), &[StatusCode::NOT_FOUND])
             .await?;
-        Ok(status != StatusCode::NOT_FOUND)
+        if status == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        if !self.holds(gid, user, &answer, Proof::Add).await? {
+            return Err(ignored(&path, status, "add", user));
+        }
+        Ok(true)
     }
 
-    /// Removes a member; false when the server has no group `gid` (404).
+    /// Removes a member; false when the server has no group `gid` (404). With
+    /// `memberRemove: auto` the filtered path is tried first and the value array when the
+    /// server refuses it (501, or 400 other than noTarget); what worked is remembered.
     async fn patch_remove(&self, gid: &str, user: &str) -> Result<bool, ConnectorError> {
-        let body = json!({
-            "schemas": [PATCH_SCHEMA],
-            "Operations": [{"op": "remove", "path": format!("members[value eq {}]", quoted(user))}],
-        });
-        // 400 noTarget: some servers answer so when the member is already gone.
-        let (status, value) = self
-            .expect(
-                Method::PATCH,
-                &format!("/Groups/{gid}"),
-                Some(&body),
-                &[StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND],
-            )
-            .await?;
-        if status == StatusCode::BAD_REQUEST
-            && value.get("scimType").and_then(Value::as_str) != Some("noTarget")
-        {
-            return Err(ConnectorError::permanent(format!(
-                "SCIM PATCH /Groups/{gid}: HTTP 400{}",
-                detail_json(&value)
-            )));
+        let shapes = match (self.config.member_remove, self.learned().remove) {
+            (MemberRemove::Only(shape), _) | (MemberRemove::Auto, Some(shape)) => vec![shape],
+            (MemberRemove::Auto, None) => vec![RemoveShape::Filtered, RemoveShape::ValueArray],
+        };
+        let path = format!("/Groups/{gid}");
+        let mut refused = Vec::new();
+        for shape in shapes {
+            let op = match shape {
+                RemoveShape::Filtered => {
+                    json!({"op": "remove", "path": format!("members[value eq {}]", quoted(user))})
+                }
+                RemoveShape::ValueArray => {
+                    json!({"op": "remove", "path": "members", "value": [{"value": user}]})
+                }
+            };
+            let body = json!({"schemas": [PATCH_SCHEMA], "Operations": [op]});
+            let (status, answer) = self
+                .expect(
+                    Method::PATCH,
+                    &path,
+                    Some(&body),
+                    &[
+                        StatusCode::BAD_REQUEST,
+                        StatusCode::NOT_FOUND,
+                        StatusCode::NOT_IMPLEMENTED,
+                    ],
+                )
+                .await?;
+            let no_target = answer.get("scimType").and_then(Value::as_str) == Some("noTarget");
+            match status {
+                StatusCode::NOT_FOUND => return Ok(false),
+                // Some servers answer so when the member is already gone.
+                StatusCode::BAD_REQUEST if no_target => return Ok(true),
+                StatusCode::BAD_REQUEST | StatusCode::NOT_IMPLEMENTED => {
+                    refused.push(format!("{shape:?}: HTTP {status}{}", detail_json(&answer)));
+                    continue;
+                }
+                _ => {}
+            }
+            if self.config.member_remove == MemberRemove::Auto {
+                self.learned().remove = Some(shape);
+            }
+            if self.holds(gid, user, &answer, Proof::Remove(shape)).await? {
+                return Err(ignored(&path, status, "remove", user));
+            }
+            return Ok(true);
         }
-        Ok(status != StatusCode::NOT_FOUND)
+        Err(ConnectorError::permanent(format!(
+            "SCIM PATCH {path}: the server refused to remove a member ({}); set connection.memberRemove to the shape it accepts",
+            refused.join("; ")
+        )))
+    }
+
+    /// Whether group `gid` holds `user` after a change of kind `proof`: from the answer's
+    /// body when it carries the group, else read back (`GET /Groups/{gid}`), unless a
+    /// change of this kind was read back and found made before. A kind already proven
+    /// is reported as made (true for add and POST, false for remove).
+    async fn holds(
+        &self,
+        gid: &str,
+        user: &str,
+        answer: &Value,
+        proof: Proof,
+    ) -> Result<bool, ConnectorError> {
+        let expected = !matches!(proof, Proof::Remove(_));
+        let seen = match member_of(answer, user) {
+            Some(seen) => seen,
+            None if self.learned().proven.contains(&proof) => return Ok(expected),
+            None => {
+                let (_, group) = self
+                    .expect(
+                        Method::GET,
+                        &format!("/Groups/{gid}?attributes=members"),
+                        None,
+                        &[],
+                    )
+                    .await?;
+                member_of(&group, user).unwrap_or(false)
+            }
+        };
+        if seen == expected {
+            self.learned().proven.insert(proof);
+        }
+        Ok(seen)
+    }
+
+    fn learned(&self) -> std::sync::MutexGuard<'_, Learned> {
+        self.learned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// POSTs a new managed user and caches its id.
@@ -630,6 +777,10 @@ impl Connector for ScimConnector {
             native_expiry: false,
             max_concurrency: self.config.max_concurrency,
         }
+    }
+
+    fn retry(&self) -> Option<Retry> {
+        Some(self.retry_policy())
     }
 
     async fn read(&self) -> Result<Snapshot, ConnectorError> {
@@ -729,6 +880,7 @@ impl Connector for ScimConnector {
             managed: accounts.into_values().collect(),
             unmanaged,
             completeness: partial.map_or(Completeness::Complete, Completeness::Partial),
+            foreign_grants: Vec::new(),
         })
     }
 
@@ -814,6 +966,27 @@ impl Connector for ScimConnector {
             }
         }
     }
+}
+
+/// Whether a Group resource in `body` lists `user` among its members; None when `body`
+/// is not a group (an empty 204, or an answer without the resource).
+fn member_of(body: &Value, user: &str) -> Option<bool> {
+    if body.get("id").is_none() && body.get("members").is_none() {
+        return None;
+    }
+    let members = body.get("members").and_then(Value::as_array);
+    Some(members.into_iter().flatten().any(|m| match m.get("value") {
+        Some(Value::String(v)) => v == user,
+        Some(Value::Number(n)) => n.to_string() == user,
+        _ => false,
+    }))
+}
+
+/// A membership change the server answered 2xx to and did not make.
+fn ignored(path: &str, status: StatusCode, op: &str, user: &str) -> ConnectorError {
+    ConnectorError::permanent(format!(
+        "SCIM PATCH {path}: HTTP {status}, but reading the group back shows the member {op} of user {user} was not made; the server ignored the change"
+    ))
 }
 
 /// The externalId latchkey writes.

@@ -373,6 +373,7 @@ impl Connector for SqliteConnector {
                 managed: merge_same_identity(managed),
                 unmanaged,
                 completeness: Completeness::Complete,
+                foreign_grants: Vec::new(),
             })
         })
         .await
@@ -652,6 +653,7 @@ impl Connector for PgSqlConnector {
             managed: accounts.into_values().collect(),
             unmanaged,
             completeness: Completeness::Complete,
+            foreign_grants: Vec::new(),
         })
     }
 

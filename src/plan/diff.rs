@@ -119,6 +119,28 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             }
         };
 
+        // Held through someone else's grant: satisfies git, and is never latchkey's to
+        // revoke (PostgreSQL 16+ grantors; docs/connectors.md).
+        let foreign: BTreeSet<(&str, &str)> = snapshot
+            .foreign_grants
+            .iter()
+            .map(|g| (g.identity.as_str(), g.entitlement.as_str()))
+            .collect();
+        for g in &snapshot.foreign_grants {
+            let wanted_here = wanted
+                .get(&g.identity)
+                .is_some_and(|w| w.entitlements.contains_key(&g.entitlement));
+            if !wanted_here {
+                plan.out_of_scope.push(OutOfScope {
+                    system: name.clone(),
+                    identity: g.identity.clone(),
+                    note: format!(
+                        "holds {:?} through a grant by {:?}, not by latchkey: reported, never revoked (revoke it as {:?})",
+                        g.entitlement, g.grantor, g.grantor
+                    ),
+                });
+            }
+        }
         let mut have_of = Ascending::new(actual.iter().map(|a| (a.identity.as_str(), *a)));
         for (identity, want) in wanted {
             // The second lock (docs/connectors.md): the earliest expiry of what the person holds here.
@@ -190,7 +212,9 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                         }, false);
                     }
                     for (ent, sources) in &want.entitlements {
-                        if !have.entitlements.contains(ent) {
+                        if !have.entitlements.contains(ent)
+                            && !foreign.contains(&(identity.as_str(), ent.as_str()))
+                        {
                             push(&mut plan, Change {
                                 system: name.clone(),
                                 client: client_of(identity, sources.first().map(|s| &s.client)),
@@ -409,17 +433,52 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             ],
             unmanaged: BTreeSet::new(),
             completeness,
+            foreign_grants: Vec::new(),
         };
+        plan_of(&cat, &desired, snapshot)
+    }
+
+    /// The plan for one `portal` snapshot.
+    fn plan_of(cat: &Catalog, desired: &Desired, snapshot: Snapshot) -> Plan {
         let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
         diff(&Inputs {
             pending: &Pending::new(),
-            catalog: &cat,
-            desired: &desired,
+            catalog: cat,
+            desired,
             actual: &actual,
             previous: None,
             revision: "r".into(),
             native_expiry: BTreeSet::new(),
         })
+    }
+
+    /// Issue 17 (PostgreSQL 16+): a membership granted by another role is not latchkey's.
+    /// Under `prune: true` it is reported out of scope and never revoked (a REVOKE would
+    /// leave it in place and be planned again forever); wanted, it is not granted again.
+    #[test]
+    fn foreign_grants_are_reported_and_never_revoked_or_regranted() {
+        let cat = catalog();
+        let desired = Desired::at(&cat, "2026-11-21T00:00:00Z".parse().unwrap());
+        let foreign = |ent: &str| crate::connectors::ForeignGrant {
+            identity: "erin@acme.example".into(),
+            entitlement: ent.into(),
+            grantor: "dba".into(),
+        };
+        let snapshot = Snapshot {
+            managed: vec![account("erin@acme.example", &[])],
+            unmanaged: BTreeSet::new(),
+            completeness: Completeness::Complete,
+            foreign_grants: vec![foreign("admin"), foreign("viewer")],
+        };
+        let plan = plan_of(&cat, &desired, snapshot);
+        assert!(plan.changes.is_empty(), "{:#?}", plan.changes);
+        assert!(plan.drift.is_empty(), "{:#?}", plan.drift);
+        let notes: Vec<&str> = plan.out_of_scope.iter().map(|o| o.note.as_str()).collect();
+        assert_eq!(notes.len(), 1, "{notes:#?}");
+        assert!(
+            notes[0].starts_with("holds \"admin\" through a grant by \"dba\""),
+            "{notes:#?}"
+        );
     }
 
     #[test]
@@ -563,6 +622,7 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
                 .collect(),
             unmanaged: BTreeSet::new(),
             completeness: Completeness::Complete,
+            foreign_grants: Vec::new(),
         };
         let actual = BTreeMap::from([
             ("db".to_string(), Ok(snapshot("db"))),

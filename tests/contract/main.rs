@@ -11,6 +11,7 @@ mod ldap_case;
 mod peers;
 mod postgres_crash;
 mod postgres_expiry;
+mod postgres_grantor;
 mod postgres_race;
 mod postgres_scope;
 mod proxy;
@@ -81,6 +82,23 @@ contract_tests!(
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         a_failed_change_in_a_batch_fails_alone,
+        dropped_connection_is_never_a_short_complete,
+        credentials_absent_from_errors_and_logs,
+    ]
+);
+
+contract_tests!(
+    django_scim,
+    crate::peers::scim::DjangoScimPeer,
+    [
+        create_grant_revoke,
+        disable_and_enable,
+        delete_account,
+        idempotent_reapply,
+        read_after_write_many,
+        out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]

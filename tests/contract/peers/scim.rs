@@ -1,4 +1,6 @@
-//! scim2-server (PyPI, in the venv of scripts/peers/install-scim.sh), one process per test.
+//! SCIM peers, one process per test: scim2-server (PyPI, in the venv of
+//! scripts/peers/install-scim.sh) and django-scim2 (PyPI, in the venv of
+//! scripts/peers/install-django-scim.sh, served by the project in peers/django-scim/).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,12 +23,21 @@ pub fn server_binary() -> PathBuf {
     PathBuf::from(venv).join("bin/scim2-server")
 }
 
-/// A running scim2-server with one tenant and a bearer token.
+/// The Python of the django-scim2 venv.
+pub fn django_python() -> PathBuf {
+    let venv = std::env::var("LATCHKEY_DJANGO_SCIM_VENV")
+        .unwrap_or_else(|_| "/opt/latchkey-peers/django-scim-venv".into());
+    PathBuf::from(venv).join("bin/python")
+}
+
+/// A running SCIM server with a bearer token.
 pub struct ScimServer {
     _child: Child,
     pub port: u16,
     pub token: String,
     pub base: String,
+    /// django-scim2's SQLite database, removed with the server.
+    data: Option<tempfile::TempDir>,
 }
 
 impl ScimServer {
@@ -54,11 +65,58 @@ impl ScimServer {
             port,
             token,
             base: format!("http://127.0.0.1:{port}/{tenant}/v2"),
+            data: None,
+        })
+    }
+
+    /// Starts django-scim2 on a fresh SQLite database, or explains why it cannot.
+    pub fn start_django() -> Result<ScimServer, String> {
+        let python = django_python();
+        if !python.is_file() {
+            return Err(format!("{} not found", python.display()));
+        }
+        let serve = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/contract/peers/django-scim/serve.py");
+        let data = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let port = free_port();
+        let token = format!("tok-{port}-{}", std::process::id());
+        let child = Command::new(&python)
+            .arg(&serve)
+            .arg(port.to_string())
+            .arg(data.path())
+            .arg(&token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", serve.display()))?;
+        let child = Child(child);
+        if !wait_for_port(port, Duration::from_secs(60)) {
+            return Err(format!("django-scim2 did not listen on {port} within 60 s"));
+        }
+        Ok(ScimServer {
+            _child: child,
+            port,
+            token,
+            base: format!("http://127.0.0.1:{port}/scim/v2"),
+            data: Some(data),
         })
     }
 }
 
 pub struct ScimPeer;
+
+/// The same fixture on django-scim2: another PATCH and filter implementation.
+pub struct DjangoScimPeer;
+
+#[async_trait]
+impl Peer for DjangoScimPeer {
+    async fn fixture() -> Option<Box<dyn Fixture>> {
+        match ScimServer::start_django() {
+            Ok(server) => Some(Box::new(ScimFixture::new(server))),
+            Err(why) => unavailable("django-scim2", &why),
+        }
+    }
+}
 
 pub struct ScimFixture {
     server: ScimServer,
@@ -79,24 +137,27 @@ fn config(base: &str) -> ScimConfig {
 #[async_trait]
 impl Peer for ScimPeer {
     async fn fixture() -> Option<Box<dyn Fixture>> {
-        let server = match ScimServer::start("portal") {
-            Ok(s) => s,
-            Err(why) => return unavailable("scim2-server", &why),
-        };
+        match ScimServer::start("portal") {
+            Ok(server) => Some(Box::new(ScimFixture::new(server))),
+            Err(why) => unavailable("scim2-server", &why),
+        }
+    }
+}
+
+impl ScimFixture {
+    fn new(server: ScimServer) -> ScimFixture {
         let connector = ScimConnector::new(
             config(&server.base),
             Some(Secret::new(server.token.clone())),
         )
         .expect("connector");
-        Some(Box::new(ScimFixture {
+        ScimFixture {
             server,
             connector,
             http: reqwest::Client::new(),
-        }))
+        }
     }
-}
 
-impl ScimFixture {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self
             .http
@@ -129,14 +190,29 @@ impl Fixture for ScimFixture {
                 })),
             )
             .await;
+        let group = self
+            .call(
+                reqwest::Method::POST,
+                "/Groups",
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": entitlement,
+                    // A dangling member too where the server keeps them (scim2-server).
+                    "members": if self.server.data.is_none() {
+                        json!([{"value": user["id"]}, {"value": "no-such-user"}])
+                    } else {
+                        json!([{"value": user["id"]}])
+                    },
+                })),
+            )
+            .await;
+        // django-scim2 ignores members in a POST; both take a PATCH add.
         self.call(
-            reqwest::Method::POST,
-            "/Groups",
+            reqwest::Method::PATCH,
+            &format!("/Groups/{}", group["id"].as_str().expect("group id")),
             Some(json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": entitlement,
-                // A dangling member too, as real servers keep them.
-                "members": [{"value": user["id"]}, {"value": "no-such-user"}],
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": user["id"]}]}],
             })),
         )
         .await;
@@ -152,14 +228,19 @@ impl Fixture for ScimFixture {
             .await;
         let user = users["Resources"].as_array()?.first()?.clone();
         let id = user["id"].as_str()?.to_string();
-        let f = urlencoding::encode(&format!("members.value eq \"{id}\"")).into_owned();
+        // Every group, matched here: not every server filters on members.value.
         let groups = self
-            .call(reqwest::Method::GET, &format!("/Groups?filter={f}"), None)
+            .call(reqwest::Method::GET, "/Groups?count=1000", None)
             .await;
         let mut names: Vec<String> = groups["Resources"]
             .as_array()
             .into_iter()
             .flatten()
+            .filter(|g| {
+                g["members"]
+                    .as_array()
+                    .is_some_and(|ms| ms.iter().any(|m| m["value"] == id.as_str()))
+            })
             .filter_map(|g| g["displayName"].as_str().map(str::to_string))
             .collect();
         names.sort();
