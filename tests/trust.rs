@@ -1007,7 +1007,14 @@ fn pgp_signers_and_unusable_keys_are_validation_errors() {
         ),
     );
     let head = r.git(&["rev-parse", "HEAD"]);
-    let (code, _, err) = latchkey(&["validate", r.path().to_str().expect("utf-8"), "--now", NOW]);
+    let (code, _, err) = latchkey(&[
+        "validate",
+        r.path().to_str().expect("utf-8"),
+        "--rev",
+        "HEAD",
+        "--now",
+        NOW,
+    ]);
     assert_eq!(
         err.replace(&head, "HEAD"),
         "latchkey.yaml:12:9: error: signer \"ann\": OpenPGP keys are not supported yet
@@ -1037,8 +1044,6 @@ fn codeowners_gives_each_client_folder_to_its_admins_and_the_rest_to_the_agency(
     let (code, out, err) = latchkey(&[
         "codeowners",
         r.path().to_str().expect("utf-8"),
-        "--now",
-        NOW,
     ]);
     assert_eq!(err, "");
     assert_eq!(
@@ -1059,8 +1064,9 @@ fn codeowners_gives_each_client_folder_to_its_admins_and_the_rest_to_the_agency(
 // ---------------------------------------------------------------------------
 // CI examples
 
-/// The review jobs run `latchkey check` and post the Markdown plan with no secret in
-/// reach; only the apply job on the default branch sees system credentials.
+/// The review jobs validate and review (boundaries included: the review exits 1 on a
+/// violation) with no secret in reach and keep one comment; only the apply job on the
+/// default branch sees system credentials. latchkey is installed, never built.
 #[test]
 fn ci_examples_review_without_credentials_and_apply_on_merge() {
     let read = |name: &str| -> serde_yaml::Value {
@@ -1071,20 +1077,30 @@ fn ci_examples_review_without_credentials_and_apply_on_merge() {
 
     let gh = read("github-actions.yml");
     let review = text(&gh["jobs"]["review"]);
-    assert!(review.contains("latchkey check . --base \"$BASE\" --head \"$HEAD\""));
-    assert!(review.contains("--format markdown > plan.md"));
-    assert!(review.contains("gh pr comment"));
+    assert!(review.contains("uses: latchkey-dev/latchkey@v"), "{review}");
     assert!(!review.contains("secrets."), "{review}");
+    assert!(!review.contains("cargo install"), "{review}");
     let apply = text(&gh["jobs"]["apply"]);
+    assert!(apply.contains("mode: install"), "{apply}");
     assert!(apply.contains("latchkey apply . --rev main --push"));
+    assert!(!apply.contains("cargo install"), "{apply}");
     assert_eq!(gh["jobs"]["apply"]["environment"], "access-production");
+    let comment = read("github-actions-comment.yml");
+    assert_eq!(comment["on"]["workflow_run"]["workflows"][0], "latchkey");
+    let job = text(&comment["jobs"]["comment"]);
+    assert!(job.contains("mode: comment"), "{job}");
+    // It runs with a write token: it must never check out the pull request's code.
+    assert!(!job.contains("actions/checkout"), "{job}");
 
     let gl = read("gitlab-ci.yml");
     let review = text(&gl["latchkey-review"]);
-    assert!(review.contains("latchkey check . --base \"$BASE\" --head \"$HEAD\""));
-    assert!(review.contains("--format markdown > plan.md"));
-    assert!(review.contains("merge_requests/$CI_MERGE_REQUEST_IID/notes"));
+    assert!(review.contains("latchkey validate ."), "{review}");
+    assert!(review.contains("--format markdown > review.md"), "{review}");
+    assert!(review.contains("upsert-comment.py gitlab review.md"), "{review}");
     assert!(!review.contains("environment"), "{review}");
+    let install = text(&gl["default"]);
+    assert!(install.contains("scripts/ci/install.sh"), "{install}");
+    assert!(!install.contains("cargo install"), "{install}");
     let apply = text(&gl["latchkey-apply"]);
     assert!(apply.contains("latchkey apply . --rev \"$CI_DEFAULT_BRANCH\" --push"));
     assert!(apply.contains("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"));

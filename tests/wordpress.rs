@@ -925,7 +925,14 @@ fn example_store_staging_validates() {
         .collect();
     let head = ws.commit(&edits, T0, "example");
     let (code, stdout, stderr) =
-        out(&ws.latchkey(&["validate", "access", "--now", "2026-11-20T13:00:00Z"]));
+        out(&ws.latchkey(&[
+            "validate",
+            "access",
+            "--rev",
+            "main",
+            "--now",
+            "2026-11-20T13:00:00Z",
+        ]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(
         stderr,
