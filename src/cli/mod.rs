@@ -32,6 +32,9 @@ use crate::source::{Location, SourceError, SourceRepo};
 /// A typical change: `latchkey validate` while editing, `latchkey plan` to review what
 /// would change (or `plan --base main --head <branch>` on a pull request), then
 /// `latchkey apply`.
+///
+/// Colour follows NO_COLOR, CLICOLOR and CLICOLOR_FORCE, and is off when the output is not
+/// a terminal (logs included).
 #[derive(Parser, Debug)]
 #[command(
     name = "latchkey",
@@ -43,9 +46,7 @@ use crate::source::{Location, SourceError, SourceRepo};
   latchkey plan --now 2026-12-15T18:00:00Z            # what will have expired by then
   latchkey plan --base main --head my-branch --format markdown
   latchkey apply --rev main --push
-  latchkey who --client acme --at 2026-03-15
-
-Colour follows NO_COLOR, CLICOLOR and CLICOLOR_FORCE, and is off when not on a terminal."
+  latchkey who --client acme --at 2026-03-15"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -103,7 +104,7 @@ pub struct SourceArgs {
     /// The access repository: a local path, or a URL (file://, git://, https://, ssh://).
     #[arg(default_value = ".")]
     pub repo: String,
-    /// Branch, tag, commit or HEAD to read [default: HEAD].
+    /// Branch, tag, commit or HEAD to read (default: HEAD; `validate`: the working tree).
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
     /// Sub-path of the repository that holds the documents (default: its root).
@@ -214,18 +215,24 @@ pub fn parse_instant_or_date(s: &str) -> Result<Timestamp, String> {
     if s.eq_ignore_ascii_case("now") {
         return Ok(Timestamp::now());
     }
-    if !s.contains(['T', 't', ' ']) {
-        let date: jiff::civil::Date = s.parse().map_err(|_| {
-            format!("{s:?} is neither a date (2026-03-15), an RFC 3339 instant (2026-03-15T12:00:00Z) nor `now`")
-        })?;
-        let start = date
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .map_err(|e| format!("{s:?}: {e}"))?
-            .timestamp();
-        // Through the instant parser, so a date past the end of time is refused the same way.
-        return parse_timestamp(&start.to_string());
+    let neither = || {
+        format!(
+            "{s:?} is neither a date (2026-03-15), an RFC 3339 instant (2026-03-15T12:00:00Z) nor `now`"
+        )
+    };
+    match crate::model::parse_instant(s) {
+        Ok(t) => Ok(t),
+        Err(crate::model::ParseInstantError::Syntax(_)) => {
+            let date: jiff::civil::Date = s.parse().map_err(|_| neither())?;
+            let start = date
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .map_err(|_| neither())?
+                .timestamp();
+            // Through the instant parser, so a date past the end of time is refused alike.
+            parse_timestamp(&start.to_string())
+        }
+        Err(too_late) => Err(too_late.to_string()),
     }
-    parse_timestamp(s)
 }
 
 /// Output formats of reports.
@@ -316,10 +323,12 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     }
 }
 
-/// A directory that git does not open as a repository (nor as a bare one): `validate`
-/// and the ledger commands read its files as they are.
+/// A directory that is no repository (nor a bare one): `validate` and the ledger
+/// commands read its files as they are. A repository git refuses to open (one owned by
+/// another user) is not one: opening it reports why.
 pub(crate) fn is_plain_directory(dir: &std::path::Path) -> bool {
-    dir.is_dir() && git2::Repository::open(dir).is_err()
+    dir.is_dir()
+        && matches!(git2::Repository::open(dir), Err(e) if e.code() == git2::ErrorCode::NotFound)
 }
 
 /// "1 error", "2 errors".

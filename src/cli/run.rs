@@ -87,6 +87,7 @@ pub async fn run(args: RunArgs) -> Result<Exit, CliError> {
     let mut controller = Controller::new(rec, cfg, shared.clone());
     if args.once {
         let tick = controller.tick(Trigger::Manual, args.repo.now()).await;
+        tick.log(Trigger::Manual, controller.next_change);
         match args.format {
             SummaryFormat::Text => eprintln!("{}", summary(&tick, controller.next_change)),
             SummaryFormat::Json => output::println(

@@ -119,11 +119,13 @@ pub fn git_message(e: &git2::Error) -> String {
 
 /// An error and its sources, `: `-joined, git errors by [`git_message`]: printed once, at
 /// the edge or in the one finding that reports it.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let one = |e: &dyn std::error::Error| match e.downcast_ref::<git2::Error>() {
-        Some(g) => git_message(g),
-        None => e.to_string(),
-    };
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    fn one(e: &(dyn std::error::Error + 'static)) -> String {
+        match e.downcast_ref::<git2::Error>() {
+            Some(g) => git_message(g),
+            None => e.to_string(),
+        }
+    }
     let mut out = one(err);
     let mut source = err.source();
     while let Some(s) = source {

@@ -32,13 +32,14 @@ impl SourceRepo {
         let odb = Odb::new().map_err(snapshot)?;
         odb.add_new_mempack_backend(IN_MEMORY).map_err(snapshot)?;
         let repo = Repository::from_odb(odb).map_err(snapshot)?;
-        let tree = write_dir(&repo, dir)?;
-        let tree = repo.find_tree(tree).map_err(snapshot)?;
-        let sig = signature("latchkey", now).map_err(snapshot)?;
-        let oid = repo
-            .commit(None, &sig, &sig, "the directory", &tree, &[])
-            .map_err(snapshot)?;
-        let rev = revision_of(&repo.find_commit(oid).map_err(snapshot)?, None);
+        let rev = {
+            let tree = repo.find_tree(write_dir(&repo, dir)?).map_err(snapshot)?;
+            let sig = signature("latchkey", now).map_err(snapshot)?;
+            let oid = repo
+                .commit(None, &sig, &sig, "the directory", &tree, &[])
+                .map_err(snapshot)?;
+            revision_of(&repo.find_commit(oid).map_err(snapshot)?, None)
+        };
         let source = SourceRepo {
             listings: Mutex::default(),
             repo,
@@ -138,7 +139,7 @@ impl SourceRepo {
         let tree = self.repo.find_tree(tree)?;
         let head = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         let who = self.repo.signature().ok();
-        let email = who.as_ref().and_then(|w| w.email()).unwrap_or("latchkey");
+        let email = who.as_ref().and_then(|w| w.email().ok()).unwrap_or("latchkey");
         let sig = signature(email, now)?;
         let parents: Vec<&git2::Commit<'_>> = head.iter().collect();
         let oid = self.repo.commit(None, &sig, &sig, what, &tree, &parents)?;
@@ -242,10 +243,10 @@ fn write_dir(repo: &Repository, dir: &Path) -> Result<Oid, SourceError> {
             if repo.find_tree(sub).map_err(snapshot)?.is_empty() {
                 continue;
             }
-            builder.insert(&name, sub, 0o040_000).map_err(snapshot)?;
+            builder.insert(name.as_os_str(), sub, 0o040_000).map_err(snapshot)?;
         } else if let Some((mode, content)) = read_file(&path)? {
             let blob = repo.blob(&content).map_err(snapshot)?;
-            builder.insert(&name, blob, mode as i32).map_err(snapshot)?;
+            builder.insert(name.as_os_str(), blob, mode as i32).map_err(snapshot)?;
         }
     }
     builder.write().map_err(snapshot)

@@ -113,13 +113,13 @@ fn logs_carry_no_colour_when_redirected_and_are_json_on_request() {
 #[test]
 fn run_once_prints_a_summary_and_json_on_request() {
     let env = with_changes();
+    let head = env.head();
     let out = env.run(&["run", REPO, "--once", "--now", NOW]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let head = env.head();
     assert_eq!(
         out.stderr,
         format!(
-            "applied main@sha1:{head}: 5 of 5 changes; next change at 2026-12-01T18:00:00Z\n"
+            "applied main@sha1:{head}: 11 of 11 changes; next change at 2026-11-25T12:00:00Z\n"
         )
     );
     assert!(!out.stderr.contains("Applied {"), "{}", out.stderr);
@@ -129,9 +129,9 @@ fn run_once_prints_a_summary_and_json_on_request() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "applied");
-    assert_eq!(v["changes"], 5);
+    assert_eq!(v["changes"], 11);
     assert_eq!(v["failed"], 0);
-    assert_eq!(v["nextChange"], "2026-12-01T18:00:00Z");
+    assert_eq!(v["nextChange"], "2026-11-25T12:00:00Z");
 }
 
 #[test]
@@ -180,7 +180,7 @@ fn completions_for_each_shell() {
     ] {
         let out = run_in(dir.path(), &["completions", shell]);
         assert_eq!(out.code, 0, "{shell}: {}", out.stderr);
-        for word in ["validate", "--staged", "completions", "--log-format"] {
+        for word in ["validate", "staged", "completions", "log-format"] {
             assert!(out.stdout.contains(word), "{shell} completes {word}");
         }
         let path = dir.path().join(format!("latchkey.{shell}"));
