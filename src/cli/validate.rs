@@ -9,13 +9,14 @@ use crate::source::{Location, Revision, SourceRepo};
 /// Check the access repository and report every problem at once.
 ///
 /// Each finding names the file, line and column, what is wrong and what to do. No system
-/// is contacted. What is read, said on the first line when it is not a commit:
+/// is contacted.
 ///
-///   - in a work tree: the files as they are, uncommitted changes included (as `git add
-///     --all` would stage them: untracked files too, ignored ones not);
-///   - with --staged: the index, what `git commit` would commit (for a pre-commit hook);
-///   - with --rev, or in a bare repository or a remote: that commit (default HEAD);
-///   - in a plain directory that is not a repository: its files.
+/// What is read (said on the first line when it is not a commit): in a work tree, the
+/// files as they are, uncommitted changes included, as `git add --all` would stage them
+/// (untracked files too, ignored ones not). With --staged, the index: what `git commit`
+/// would commit, for a pre-commit hook. With --rev, or in a bare repository or a remote:
+/// that commit. In a plain directory that is not a repository: its files. Nothing is
+/// written to the repository.
 ///
 /// Exit codes: 0 no errors (warnings allowed), 1 errors.
 #[derive(Args, Debug)]
