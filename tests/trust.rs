@@ -499,7 +499,7 @@ fn plan_markdown_puts_violations_above_the_access_table() {
 
 </details>
 
-`sha1:BASE` → `sha1:HEAD`, evaluated at 2026-11-02T00:00Z as if merged then.
+`sha1:BASE` → `sha1:HEAD`, evaluated at 2026-11-02T00:00:00Z as if merged then.
 
 **2 gains, 0 losses, 0 changed windows** for 2 people.
 
@@ -1041,10 +1041,7 @@ fn codeowners_gives_each_client_folder_to_its_admins_and_the_rest_to_the_agency(
     );
     r.write("clients/gamma/client.yaml", &client("gamma", ""));
     r.commit("more admins");
-    let (code, out, err) = latchkey(&[
-        "codeowners",
-        r.path().to_str().expect("utf-8"),
-    ]);
+    let (code, out, err) = latchkey(&["codeowners", r.path().to_str().expect("utf-8")]);
     assert_eq!(err, "");
     assert_eq!(
         out,
@@ -1096,7 +1093,10 @@ fn ci_examples_review_without_credentials_and_apply_on_merge() {
     let review = text(&gl["latchkey-review"]);
     assert!(review.contains("latchkey validate ."), "{review}");
     assert!(review.contains("--format markdown > review.md"), "{review}");
-    assert!(review.contains("upsert-comment.py gitlab review.md"), "{review}");
+    assert!(
+        review.contains("upsert-comment.py gitlab review.md"),
+        "{review}"
+    );
     assert!(!review.contains("environment"), "{review}");
     let install = text(&gl["default"]);
     assert!(install.contains("scripts/ci/install.sh"), "{install}");

@@ -135,7 +135,9 @@ fn run_verify(args: VerifyArgs) -> Result<Exit, CliError> {
         Ok((verify_anchored(src, anchor.as_ref())?, src.describe()))
     })?;
     match args.format {
-        SummaryFormat::Json => output::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?,
+        SummaryFormat::Json => {
+            output::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?
+        }
         _ => match &v.broken {
             Some(b) => output::println(&b.to_string())?,
             None => output::println(&format!(

@@ -151,7 +151,10 @@ fn summary(tick: &Tick, next: Option<jiff::Timestamp>) -> String {
         Tick::Failed(e) => format!("failed: {e}; retried on the next run"),
     };
     if let Some(t) = next {
-        s.push_str(&format!("; next change at {}", crate::plan::render::instant(t)));
+        s.push_str(&format!(
+            "; next change at {}",
+            crate::plan::render::instant(t)
+        ));
     }
     s
 }

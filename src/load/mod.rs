@@ -333,7 +333,10 @@ fn unreadable(reading: &str, err: SourceError) -> Unreadable {
                     file,
                     1,
                     1,
-                    format!("cannot read this revision: {}", crate::source::error_chain(&other)),
+                    format!(
+                        "cannot read this revision: {}",
+                        crate::source::error_chain(&other)
+                    ),
                     "check the repository (git fsck) or fetch it again",
                 ),
                 lasting: false,

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use jiff::{SignedDuration, Timestamp};
 use anstyle::{AnsiColor, Style};
+use jiff::{SignedDuration, Timestamp};
 
 use super::change::{Change, Plan};
 use crate::connectors::Completeness;

@@ -24,7 +24,10 @@ impl SourceRepo {
     /// A plain directory that is not a repository, as one commit (at `now`) of a
     /// repository held in memory. Dot-folders are left out: other tools' state, never
     /// read as documents.
-    pub fn from_directory(dir: &Path, now: Timestamp) -> Result<(SourceRepo, Revision), SourceError> {
+    pub fn from_directory(
+        dir: &Path,
+        now: Timestamp,
+    ) -> Result<(SourceRepo, Revision), SourceError> {
         let snapshot = |source| SourceError::Snapshot {
             what: format!("the directory {}", dir.display()),
             source,
@@ -95,12 +98,15 @@ impl SourceRepo {
                 let on_disk = workdir.join(bytes_path(&path));
                 if let Some((mode, content)) = read_file(&on_disk)? {
                     let id = self.repo.blob(&content).map_err(snapshot)?;
-                    index.add(&entry(path, id, mode, content.len())).map_err(snapshot)?;
+                    index
+                        .add(&entry(path, id, mode, content.len()))
+                        .map_err(snapshot)?;
                 }
             }
         }
         let tree = index.write_tree_to(&self.repo).map_err(snapshot)?;
-        self.commit_on_head(tree, now, "the working tree").map_err(snapshot)
+        self.commit_on_head(tree, now, "the working tree")
+            .map_err(snapshot)
     }
 
     /// The index (what `git commit` would commit), as a commit on HEAD made at `now`, in
@@ -124,7 +130,8 @@ impl SourceRepo {
             });
         }
         let tree = index.write_tree_to(&self.repo).map_err(snapshot)?;
-        self.commit_on_head(tree, now, "the index").map_err(snapshot)
+        self.commit_on_head(tree, now, "the index")
+            .map_err(snapshot)
     }
 
     /// From here on, objects this process writes stay in memory.
@@ -135,11 +142,19 @@ impl SourceRepo {
 
     /// A commit of `tree` whose parent is HEAD (none on an unborn branch), by the user git
     /// would commit as, at `now`: a grant it adds counts `for:` from now.
-    fn commit_on_head(&self, tree: Oid, now: Timestamp, what: &str) -> Result<Revision, git2::Error> {
+    fn commit_on_head(
+        &self,
+        tree: Oid,
+        now: Timestamp,
+        what: &str,
+    ) -> Result<Revision, git2::Error> {
         let tree = self.repo.find_tree(tree)?;
         let head = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         let who = self.repo.signature().ok();
-        let email = who.as_ref().and_then(|w| w.email().ok()).unwrap_or("latchkey");
+        let email = who
+            .as_ref()
+            .and_then(|w| w.email().ok())
+            .unwrap_or("latchkey");
         let sig = signature(email, now)?;
         let parents: Vec<&git2::Commit<'_>> = head.iter().collect();
         let oid = self.repo.commit(None, &sig, &sig, what, &tree, &parents)?;
@@ -243,10 +258,14 @@ fn write_dir(repo: &Repository, dir: &Path) -> Result<Oid, SourceError> {
             if repo.find_tree(sub).map_err(snapshot)?.is_empty() {
                 continue;
             }
-            builder.insert(name.as_os_str(), sub, 0o040_000).map_err(snapshot)?;
+            builder
+                .insert(name.as_os_str(), sub, 0o040_000)
+                .map_err(snapshot)?;
         } else if let Some((mode, content)) = read_file(&path)? {
             let blob = repo.blob(&content).map_err(snapshot)?;
-            builder.insert(name.as_os_str(), blob, mode as i32).map_err(snapshot)?;
+            builder
+                .insert(name.as_os_str(), blob, mode as i32)
+                .map_err(snapshot)?;
         }
     }
     builder.write().map_err(snapshot)

@@ -59,10 +59,11 @@ const WORKFLOWS: [&str; 3] = [
 #[test]
 fn the_shipped_ci_files_pass_their_tools_checks() {
     // Each is YAML, whatever else is missing here.
-    for f in WORKFLOWS
-        .iter()
-        .chain(&["action.yml", "examples/ci/gitlab-ci.yml", ".pre-commit-hooks.yaml"])
-    {
+    for f in WORKFLOWS.iter().chain(&[
+        "action.yml",
+        "examples/ci/gitlab-ci.yml",
+        ".pre-commit-hooks.yaml",
+    ]) {
         yaml(f);
     }
     if let Some(check) = linter("check-jsonschema") {
@@ -114,7 +115,10 @@ fn the_action_is_a_consistent_composite() {
     let ids: Vec<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
     for s in steps {
         if let Some(run) = s["run"].as_str() {
-            assert!(s["shell"].is_string(), "a composite run step needs a shell: {run}");
+            assert!(
+                s["shell"].is_string(),
+                "a composite run step needs a shell: {run}"
+            );
             for script in ["scripts/ci/install.sh", "scripts/ci/upsert-comment.py"] {
                 if run.contains(script) {
                     assert!(root().join(script).exists(), "{script}");
@@ -123,10 +127,16 @@ fn the_action_is_a_consistent_composite() {
         }
     }
     for used in text.split("steps.").skip(1) {
-        let id: String = used.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        let id: String = used
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
         assert!(ids.contains(&id.as_str()), "steps.{id} has no step");
     }
-    assert!(text.contains(r#"if [ "$REVIEW" = 1 ]"#), "only exit 1 fails the review");
+    assert!(
+        text.contains(r#"if [ "$REVIEW" = 1 ]"#),
+        "only exit 1 fails the review"
+    );
     // The comment mode, which holds a write token, never checks out code.
     assert!(!text.contains("actions/checkout"));
 }
@@ -149,7 +159,10 @@ fn the_release_builds_what_the_installer_downloads() {
         "aarch64-apple-darwin",
     ] {
         assert!(targets.contains(&target), "release builds {target}");
-        assert!(install.contains(&format!("target={target}")), "install.sh knows {target}");
+        assert!(
+            install.contains(&format!("target={target}")),
+            "install.sh knows {target}"
+        );
     }
     let text = serde_yaml::to_string(&release).unwrap();
     assert!(text.contains(r#"name="latchkey-$VERSION-${{ matrix.target }}""#));
@@ -210,7 +223,10 @@ fn install_sh_installs_a_release_only_when_its_checksum_matches() {
     let good = String::from_utf8(sums.stdout).unwrap();
     let files: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Arc::default();
     let put_file = |name: &str, bytes: Vec<u8>| {
-        files.lock().unwrap().insert(format!("/v0.1.0/{name}"), bytes);
+        files
+            .lock()
+            .unwrap()
+            .insert(format!("/v0.1.0/{name}"), bytes);
     };
     put_file(&archive, std::fs::read(releases.join(&archive)).unwrap());
     put_file("SHA256SUMS", good.clone().into_bytes());
@@ -302,27 +318,33 @@ fn github(thread: Shared) -> Router {
     Router::new()
         .route(
             "/repos/{owner}/{name}/issues/{n}/comments",
-            get(|State(t): State<Shared>, h: HeaderMap, uri: Uri| async move {
-                if !authorised(&h, "authorization", "Bearer t0k3n") {
-                    return (StatusCode::UNAUTHORIZED, String::new());
-                }
-                (StatusCode::OK, page(&uri, &t.lock().unwrap().comments))
-            })
-            .post(|State(t): State<Shared>, h: HeaderMap, b: Bytes| async move {
-                if !authorised(&h, "authorization", "Bearer t0k3n") {
-                    return StatusCode::UNAUTHORIZED;
-                }
-                let mut t = t.lock().unwrap();
-                let id = 10_000 + t.comments.len() as u64;
-                t.comments.push((id, body_of(&b)));
-                t.writes.push(format!("POST {id}"));
-                StatusCode::CREATED
-            }),
+            get(
+                |State(t): State<Shared>, h: HeaderMap, uri: Uri| async move {
+                    if !authorised(&h, "authorization", "Bearer t0k3n") {
+                        return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    (StatusCode::OK, page(&uri, &t.lock().unwrap().comments))
+                },
+            )
+            .post(
+                |State(t): State<Shared>, h: HeaderMap, b: Bytes| async move {
+                    if !authorised(&h, "authorization", "Bearer t0k3n") {
+                        return StatusCode::UNAUTHORIZED;
+                    }
+                    let mut t = t.lock().unwrap();
+                    let id = 10_000 + t.comments.len() as u64;
+                    t.comments.push((id, body_of(&b)));
+                    t.writes.push(format!("POST {id}"));
+                    StatusCode::CREATED
+                },
+            ),
         )
         .route(
             "/repos/{owner}/{name}/issues/comments/{id}",
             patch(
-                |State(t): State<Shared>, UrlPath((_, _, id)): UrlPath<(String, String, u64)>, b: Bytes| async move {
+                |State(t): State<Shared>,
+                 UrlPath((_, _, id)): UrlPath<(String, String, u64)>,
+                 b: Bytes| async move {
                     let mut t = t.lock().unwrap();
                     let Some(c) = t.comments.iter_mut().find(|c| c.0 == id) else {
                         return StatusCode::NOT_FOUND;
@@ -340,12 +362,14 @@ fn gitlab(thread: Shared) -> Router {
     Router::new()
         .route(
             "/api/v4/projects/{project}/merge_requests/{iid}/notes",
-            get(|State(t): State<Shared>, h: HeaderMap, uri: Uri| async move {
-                if !authorised(&h, "private-token", "t0k3n") {
-                    return (StatusCode::UNAUTHORIZED, String::new());
-                }
-                (StatusCode::OK, page(&uri, &t.lock().unwrap().comments))
-            })
+            get(
+                |State(t): State<Shared>, h: HeaderMap, uri: Uri| async move {
+                    if !authorised(&h, "private-token", "t0k3n") {
+                        return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    (StatusCode::OK, page(&uri, &t.lock().unwrap().comments))
+                },
+            )
             .post(|State(t): State<Shared>, b: Bytes| async move {
                 let mut t = t.lock().unwrap();
                 let id = 10_000 + t.comments.len() as u64;
@@ -357,7 +381,9 @@ fn gitlab(thread: Shared) -> Router {
         .route(
             "/api/v4/projects/{project}/merge_requests/{iid}/notes/{id}",
             put(
-                |State(t): State<Shared>, UrlPath((_, _, id)): UrlPath<(String, String, u64)>, b: Bytes| async move {
+                |State(t): State<Shared>,
+                 UrlPath((_, _, id)): UrlPath<(String, String, u64)>,
+                 b: Bytes| async move {
                     let mut t = t.lock().unwrap();
                     let Some(c) = t.comments.iter_mut().find(|c| c.0 == id) else {
                         return StatusCode::NOT_FOUND;
@@ -431,7 +457,11 @@ fn one_comment_updated_in_place(forge: &str) {
         ]
     );
     assert_eq!(t.comments.len(), 151);
-    assert!(t.comments[..150].iter().all(|c| c.1.starts_with("a reviewer's comment")));
+    assert!(
+        t.comments[..150]
+            .iter()
+            .all(|c| c.1.starts_with("a reviewer's comment"))
+    );
 }
 
 #[test]

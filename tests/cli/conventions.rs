@@ -148,7 +148,9 @@ fn a_closed_pipe_ends_the_command_quietly() {
     }
     env.commit(&[("clients/acme/many.yaml", Some(&members))], "many");
     let mut child = latchkey(&env)
-        .args(["plan", REPO, "--rev", "main", "--now", NOW, "--format", "json"])
+        .args([
+            "plan", REPO, "--rev", "main", "--now", NOW, "--format", "json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -220,7 +222,12 @@ fn a_man_page_for_the_tool_and_each_command() {
     let pages = dir.path().join("man1");
     let out = run_in(dir.path(), &["man", "--out", pages.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    for page in ["latchkey.1", "latchkey-validate.1", "latchkey-who.1", "latchkey-audit-verify.1"] {
+    for page in [
+        "latchkey.1",
+        "latchkey-validate.1",
+        "latchkey-who.1",
+        "latchkey-audit-verify.1",
+    ] {
         let text = std::fs::read_to_string(pages.join(page)).unwrap_or_default();
         assert!(text.contains(".TH"), "{page}");
     }
@@ -270,7 +277,8 @@ fn git_errors_are_plain() {
         let out = run_in(dir.path(), args);
         assert_eq!(out.code, 1, "{args:?}");
         assert!(
-            out.stderr.starts_with("error: cannot open repository nowhere: "),
+            out.stderr
+                .starts_with("error: cannot open repository nowhere: "),
             "{}",
             out.stderr
         );
@@ -284,7 +292,8 @@ fn git_errors_are_plain() {
     let out = env.run(&["plan", REPO, "--rev", "no-such-branch"]);
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.starts_with("error: revision \"no-such-branch\" not found in access"),
+        out.stderr
+            .starts_with("error: revision \"no-such-branch\" not found in access"),
         "{}",
         out.stderr
     );
@@ -298,7 +307,12 @@ fn now_is_offered_only_where_it_means_something() {
         let out = run_in(dir.path(), &[cmd, "--help"]);
         assert!(out.stdout.contains("--now <TIME>"), "{cmd}");
     }
-    for cmd in [&["who"][..], &["history"], &["audit", "verify"], &["codeowners"]] {
+    for cmd in [
+        &["who"][..],
+        &["history"],
+        &["audit", "verify"],
+        &["codeowners"],
+    ] {
         let mut args = cmd.to_vec();
         args.push("--help");
         let out = run_in(dir.path(), &args);
@@ -310,19 +324,38 @@ fn now_is_offered_only_where_it_means_something() {
 #[test]
 fn who_at_accepts_now_and_dates() {
     let env = Env::base();
-    for at in ["now", "2026-03-15", "2026-03-15T12:00:00Z", "2026-03-15T13:00:00+01:00"] {
+    for at in [
+        "now",
+        "2026-03-15",
+        "2026-03-15T12:00:00Z",
+        "2026-03-15T13:00:00+01:00",
+    ] {
         let out = env.run(&["who", REPO, "--rev", "main", "--at", at]);
         assert_eq!(out.code, 0, "{at}: {}", out.stderr);
         assert!(out.stdout.starts_with("Access at "), "{at}: {}", out.stdout);
     }
     let out = env.run(&["who", REPO, "--rev", "main", "--at", "2026-03-15"]);
-    assert_eq!(out.stdout, "Access at 2026-03-15T00:00:00Z (0 entitlements)\n");
-    let out = env.run(&["who", REPO, "--rev", "main", "--at", "2026-03-15T13:00:00+01:00"]);
-    assert_eq!(out.stdout, "Access at 2026-03-15T12:00:00Z (0 entitlements)\n");
+    assert_eq!(
+        out.stdout,
+        "Access at 2026-03-15T00:00:00Z (0 entitlements)\n"
+    );
+    let out = env.run(&[
+        "who",
+        REPO,
+        "--rev",
+        "main",
+        "--at",
+        "2026-03-15T13:00:00+01:00",
+    ]);
+    assert_eq!(
+        out.stdout,
+        "Access at 2026-03-15T12:00:00Z (0 entitlements)\n"
+    );
     let out = env.run(&["who", REPO, "--at", "last tuesday"]);
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("a date (2026-03-15), an RFC 3339 instant"),
+        out.stderr
+            .contains("a date (2026-03-15), an RFC 3339 instant"),
         "{}",
         out.stderr
     );

@@ -53,12 +53,19 @@ fn copies() -> Vec<(String, String, Option<String>)> {
         .filter(|i| i.starts_with("COPY "))
         .map(|i| {
             let words: Vec<&str> = i.split_whitespace().skip(1).collect();
-            assert!(words.contains(&"--from=build"), "copies only from the build stage: {i}");
+            assert!(
+                words.contains(&"--from=build"),
+                "copies only from the build stage: {i}"
+            );
             let chown = words
                 .iter()
                 .find_map(|w| w.strip_prefix("--chown="))
                 .map(str::to_string);
-            let paths: Vec<&str> = words.iter().copied().filter(|w| !w.starts_with("--")).collect();
+            let paths: Vec<&str> = words
+                .iter()
+                .copied()
+                .filter(|w| !w.starts_with("--"))
+                .collect();
             assert_eq!(paths.len(), 2, "{i}");
             let src = paths[0]
                 .strip_prefix("/rootfs")
@@ -84,14 +91,28 @@ fn the_runtime_stage_is_scratch_the_collected_root_and_a_non_root_user() {
     let deployment = source("charts/latchkey/templates/deployment.yaml");
     assert!(deployment.contains("runAsUser: 65532"));
     assert!(deployment.contains("mountPath: /var/cache/latchkey"));
-    assert!(stage.iter().any(|i| i.contains("LATCHKEY_CACHE_DIR=/var/cache/latchkey")));
+    assert!(
+        stage
+            .iter()
+            .any(|i| i.contains("LATCHKEY_CACHE_DIR=/var/cache/latchkey"))
+    );
     assert!(stage.contains(&r#"ENTRYPOINT ["/usr/local/bin/latchkey"]"#.to_string()));
     assert!(copies().len() >= 1);
 
     // OCI labels, and the name the chart pulls.
     let labels = stage.iter().find(|i| i.starts_with("LABEL ")).unwrap();
-    for key in ["title", "source", "version", "revision", "licenses", "description"] {
-        assert!(labels.contains(&format!("org.opencontainers.image.{key}=")), "{key}");
+    for key in [
+        "title",
+        "source",
+        "version",
+        "revision",
+        "licenses",
+        "description",
+    ] {
+        assert!(
+            labels.contains(&format!("org.opencontainers.image.{key}=")),
+            "{key}"
+        );
     }
     assert!(labels.contains("org.opencontainers.image.licenses=\"Apache-2.0\""));
     let values: serde_yaml::Value =
@@ -108,7 +129,11 @@ fn the_runtime_stage_is_scratch_the_collected_root_and_a_non_root_user() {
     assert!(stage.contains(&format!("ARG VERSION={version}")));
     let chart: serde_yaml::Value =
         serde_yaml::from_str(&source("charts/latchkey/Chart.yaml")).unwrap();
-    assert_eq!(chart["appVersion"].as_str(), Some(version), "the chart's default tag");
+    assert_eq!(
+        chart["appVersion"].as_str(),
+        Some(version),
+        "the chart's default tag"
+    );
     let release = source(".github/workflows/release.yml");
     assert!(release.contains(&format!("tags: {repository}:${{{{ env.VERSION }}}}")));
 }
@@ -123,7 +148,11 @@ fn image_root(work: &Path) -> PathBuf {
         .arg(&collected)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let root = work.join("root");
     for (src, dest, chown) in copies() {
         let from = collected.join(src.trim_start_matches('/'));
@@ -137,7 +166,12 @@ fn image_root(work: &Path) -> PathBuf {
             .unwrap();
         assert!(ok.success());
         if let Some(owner) = chown {
-            let ok = Command::new("chown").arg("-R").arg(owner).arg(&to).status().unwrap();
+            let ok = Command::new("chown")
+                .arg("-R")
+                .arg(owner)
+                .arg(&to)
+                .status()
+                .unwrap();
             assert!(ok.success());
         }
     }
@@ -166,7 +200,10 @@ fn in_image(root: &Path, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .env_clear()
         // Docker's default PATH (an image from scratch sets none); it also finds chroot.
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .envs(image_env())
         .env("NO_COLOR", "1")
         .output()
@@ -222,29 +259,53 @@ fn the_binary_runs_with_only_what_the_image_holds() {
         std::fs::copy(env.path(db), root.join(db)).unwrap();
     }
 
-    let (code, _, err) = in_image(&root, &["validate", "/srv/access", "--rev", "main", "--now", NOW]);
+    let (code, _, err) = in_image(
+        &root,
+        &["validate", "/srv/access", "--rev", "main", "--now", NOW],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains(": valid (3 systems"), "{err}");
     // A remote is mirrored into the cache folder, written as the image's user; the
     // SQLite systems are read: libgit2, the TLS libraries and SQLite all load.
     let (code, out, err) = in_image(
         &root,
-        &["plan", "file:///srv/access", "--rev", "main", "--now", NOW, "--format", "json"],
+        &[
+            "plan",
+            "file:///srv/access",
+            "--rev",
+            "main",
+            "--now",
+            NOW,
+            "--format",
+            "json",
+        ],
     );
     assert_eq!(code, 2, "changes: {err}");
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(!plan["changes"].as_array().unwrap().is_empty());
-    assert!(root.join("var/cache/latchkey").read_dir().unwrap().next().is_some());
+    assert!(
+        root.join("var/cache/latchkey")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some()
+    );
 
     // The check can fail: without one library the image would not start.
     let libssl = walk(&root)
         .into_iter()
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libssl.so")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libssl.so"))
+        })
         .expect("the binary links libssl");
     std::fs::remove_file(&libssl).unwrap();
     let (code, _, err) = in_image(&root, &["--version"]);
     assert_ne!(code, 0);
-    assert!(err.contains("error while loading shared libraries"), "{err}");
+    assert!(
+        err.contains("error while loading shared libraries"),
+        "{err}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

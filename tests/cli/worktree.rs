@@ -133,7 +133,9 @@ fn staged_reads_the_index_not_the_working_tree() {
         staged.stderr
     );
     assert!(
-        staged.stderr.contains("clients/acme/zed.yaml:5:3: error: unknown field `emial`"),
+        staged
+            .stderr
+            .contains("clients/acme/zed.yaml:5:3: error: unknown field `emial`"),
         "{}",
         staged.stderr
     );
@@ -171,7 +173,8 @@ fn a_plain_directory_is_validated_as_it_is() {
     let out = run_in(dir.path(), &["validate", "access", "--now", NOW]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
-        out.stderr.contains("clients/acme/zed.yaml:5:3: error: unknown field `emial`"),
+        out.stderr
+            .contains("clients/acme/zed.yaml:5:3: error: unknown field `emial`"),
         "{}",
         out.stderr
     );
