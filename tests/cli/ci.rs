@@ -277,11 +277,12 @@ fn install_sh_installs_a_release_only_when_its_checksum_matches() {
     assert!(!dir.join("bin/latchkey").exists());
 }
 
-/// A forge's comments on one pull request: (id, body), and the calls that changed them.
-#[derive(Default)]
+/// A forge's comments on one pull request: (id, body), the calls that changed them, and
+/// the header (name, value) a caller must send.
 struct Thread {
     comments: Vec<(u64, String)>,
     writes: Vec<String>,
+    auth: (&'static str, &'static str),
 }
 
 type Shared = Arc<Mutex<Thread>>;
@@ -310,117 +311,104 @@ fn body_of(bytes: &Bytes) -> String {
     v["body"].as_str().unwrap().to_string()
 }
 
-fn authorised(h: &HeaderMap, name: &str, value: &str) -> bool {
-    h.get(name).and_then(|v| v.to_str().ok()) == Some(value)
+fn authorised(t: &Thread, h: &HeaderMap) -> bool {
+    h.get(t.auth.0).and_then(|v| v.to_str().ok()) == Some(t.auth.1)
 }
 
-fn github(thread: Shared) -> Router {
-    Router::new()
-        .route(
-            "/repos/{owner}/{name}/issues/{n}/comments",
-            get(
-                |State(t): State<Shared>, h: HeaderMap, uri: Uri| async move {
-                    if !authorised(&h, "authorization", "Bearer t0k3n") {
-                        return (StatusCode::UNAUTHORIZED, String::new());
-                    }
-                    (StatusCode::OK, page(&uri, &t.lock().unwrap().comments))
-                },
-            )
-            .post(
-                |State(t): State<Shared>, h: HeaderMap, b: Bytes| async move {
-                    if !authorised(&h, "authorization", "Bearer t0k3n") {
-                        return StatusCode::UNAUTHORIZED;
-                    }
-                    let mut t = t.lock().unwrap();
-                    let id = 10_000 + t.comments.len() as u64;
-                    t.comments.push((id, body_of(&b)));
-                    t.writes.push(format!("POST {id}"));
-                    StatusCode::CREATED
-                },
-            ),
-        )
-        .route(
-            "/repos/{owner}/{name}/issues/comments/{id}",
-            patch(
-                |State(t): State<Shared>,
-                 UrlPath((_, _, id)): UrlPath<(String, String, u64)>,
-                 b: Bytes| async move {
-                    let mut t = t.lock().unwrap();
-                    let Some(c) = t.comments.iter_mut().find(|c| c.0 == id) else {
-                        return StatusCode::NOT_FOUND;
-                    };
-                    c.1 = body_of(&b);
-                    t.writes.push(format!("PATCH {id}"));
-                    StatusCode::OK
-                },
-            ),
-        )
-        .with_state(thread)
+async fn list(State(t): State<Shared>, h: HeaderMap, uri: Uri) -> (StatusCode, String) {
+    let t = t.lock().unwrap();
+    if !authorised(&t, &h) {
+        return (StatusCode::UNAUTHORIZED, String::new());
+    }
+    (StatusCode::OK, page(&uri, &t.comments))
 }
 
-fn gitlab(thread: Shared) -> Router {
-    Router::new()
-        .route(
-            "/api/v4/projects/{project}/merge_requests/{iid}/notes",
-            get(
-                |State(t): State<Shared>, h: HeaderMap, uri: Uri| async move {
-                    if !authorised(&h, "private-token", "t0k3n") {
-                        return (StatusCode::UNAUTHORIZED, String::new());
-                    }
-                    (StatusCode::OK, page(&uri, &t.lock().unwrap().comments))
-                },
+async fn create(State(t): State<Shared>, h: HeaderMap, b: Bytes) -> StatusCode {
+    let mut t = t.lock().unwrap();
+    if !authorised(&t, &h) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let id = 10_000 + t.comments.len() as u64;
+    t.comments.push((id, body_of(&b)));
+    t.writes.push(format!("POST {id}"));
+    StatusCode::CREATED
+}
+
+async fn edit(
+    State(t): State<Shared>,
+    method: axum::http::Method,
+    UrlPath(ids): UrlPath<Vec<(String, String)>>,
+    h: HeaderMap,
+    b: Bytes,
+) -> StatusCode {
+    let mut t = t.lock().unwrap();
+    if !authorised(&t, &h) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let id: u64 = ids
+        .iter()
+        .find(|(k, _)| k == "id")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let Some(c) = t.comments.iter_mut().find(|c| c.0 == id) else {
+        return StatusCode::NOT_FOUND;
+    };
+    c.1 = body_of(&b);
+    t.writes.push(format!("{method} {id}"));
+    StatusCode::OK
+}
+
+/// GitHub's issue comments (PATCH to edit) or GitLab's merge-request notes (PUT).
+fn forge(kind: &str, thread: Shared) -> Router {
+    let router = if kind == "github" {
+        Router::new()
+            .route(
+                "/repos/{owner}/{name}/issues/{n}/comments",
+                get(list).post(create),
             )
-            .post(|State(t): State<Shared>, b: Bytes| async move {
-                let mut t = t.lock().unwrap();
-                let id = 10_000 + t.comments.len() as u64;
-                t.comments.push((id, body_of(&b)));
-                t.writes.push(format!("POST {id}"));
-                StatusCode::CREATED
-            }),
-        )
-        .route(
-            "/api/v4/projects/{project}/merge_requests/{iid}/notes/{id}",
-            put(
-                |State(t): State<Shared>,
-                 UrlPath((_, _, id)): UrlPath<(String, String, u64)>,
-                 b: Bytes| async move {
-                    let mut t = t.lock().unwrap();
-                    let Some(c) = t.comments.iter_mut().find(|c| c.0 == id) else {
-                        return StatusCode::NOT_FOUND;
-                    };
-                    c.1 = body_of(&b);
-                    t.writes.push(format!("PUT {id}"));
-                    StatusCode::OK
-                },
-            ),
-        )
-        .with_state(thread)
+            .route("/repos/{owner}/{name}/issues/comments/{id}", patch(edit))
+    } else {
+        Router::new()
+            .route(
+                "/api/v4/projects/{project}/merge_requests/{iid}/notes",
+                get(list).post(create),
+            )
+            .route(
+                "/api/v4/projects/{project}/merge_requests/{iid}/notes/{id}",
+                put(edit),
+            )
+    };
+    router.with_state(thread)
 }
 
 /// Runs upsert-comment.py three times against a fake forge whose pull request already
 /// has 150 other comments (the marker's lands on the second page): one comment is
 /// created, then updated in place; the others are never touched.
-fn one_comment_updated_in_place(forge: &str) {
-    let thread: Shared = Arc::default();
-    thread.lock().unwrap().comments = (1..=150)
-        .map(|i| (i, format!("a reviewer's comment {i}")))
-        .collect();
-    let app = if forge == "github" {
-        github(thread.clone())
-    } else {
-        gitlab(thread.clone())
-    };
-    let fake = serve(app);
+fn one_comment_updated_in_place(kind: &str) {
+    let thread: Shared = Arc::new(Mutex::new(Thread {
+        comments: (1..=150)
+            .map(|i| (i, format!("a reviewer's comment {i}")))
+            .collect(),
+        writes: Vec::new(),
+        auth: if kind == "github" {
+            ("authorization", "Bearer t0k3n")
+        } else {
+            ("private-token", "t0k3n")
+        },
+    }));
+    let fake = serve(forge(kind, thread.clone()));
     let work = tempfile::tempdir().unwrap();
     let run = |body: &str| {
         let file = work.path().join("review.md");
         std::fs::write(&file, body).unwrap();
         let mut c = Command::new("python3");
         c.arg(root().join("scripts/ci/upsert-comment.py"))
-            .arg(forge)
+            .arg(kind)
             .arg(&file)
             .args(["--number", "7"]);
-        if forge == "github" {
+        if kind == "github" {
             c.args(["--repo", "agency/access"])
                 .env("GITHUB_API_URL", format!("http://{}", fake.addr))
                 .env("GITHUB_TOKEN", "t0k3n");
@@ -442,12 +430,12 @@ fn one_comment_updated_in_place(forge: &str) {
         .iter()
         .filter(|c| c.1.contains("<!-- latchkey-plan -->"))
         .collect();
-    assert_eq!(ours.len(), 1, "{forge}: one latchkey comment");
+    assert_eq!(ours.len(), 1, "{kind}: one latchkey comment");
     assert_eq!(
         ours[0].1,
         "<!-- latchkey-plan -->\n### latchkey: this change cannot be reviewed\n"
     );
-    let edit = if forge == "github" { "PATCH" } else { "PUT" };
+    let edit = if kind == "github" { "PATCH" } else { "PUT" };
     assert_eq!(
         t.writes,
         vec![

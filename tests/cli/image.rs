@@ -97,7 +97,7 @@ fn the_runtime_stage_is_scratch_the_collected_root_and_a_non_root_user() {
             .any(|i| i.contains("LATCHKEY_CACHE_DIR=/var/cache/latchkey"))
     );
     assert!(stage.contains(&r#"ENTRYPOINT ["/usr/local/bin/latchkey"]"#.to_string()));
-    assert!(copies().len() >= 1);
+    assert!(!copies().is_empty());
 
     // OCI labels, and the name the chart pulls.
     let labels = stage.iter().find(|i| i.starts_with("LABEL ")).unwrap();
