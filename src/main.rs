@@ -1,8 +1,12 @@
 //! The `latchkey` binary: parse arguments, set up logging, run, map to an exit code.
 
 use clap::Parser;
-use latchkey::cli::{Cli, Exit, run};
+use latchkey::cli::{Cli, CliError, Exit, LogFormat, output, run};
 use tracing_subscriber::EnvFilter;
+
+/// The status of a process that stopped because its reader went away, as a shell shows
+/// one killed by SIGPIPE (128 + 13): `set -o pipefail` scripts still see it.
+const CLOSED_PIPE: u8 = 141;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -20,18 +24,19 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        // A collector reads JSON; colour codes would be part of its strings.
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+        LogFormat::Text => logs.with_ansi(output::stderr_color()).init(),
+    }
     match run(cli).await {
         Ok(exit) => std::process::ExitCode::from(exit as u8),
+        Err(CliError::ClosedPipe) => std::process::ExitCode::from(CLOSED_PIPE),
         Err(e) => {
-            let chain: Vec<String> = anyhow::Error::from(e)
-                .chain()
-                .map(|c| c.to_string())
-                .collect();
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!("error: {}", latchkey::source::error_chain(&e));
             std::process::ExitCode::from(Exit::Errors as u8)
         }
     }

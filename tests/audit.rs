@@ -622,7 +622,7 @@ fn cli_verify_who_and_history() {
         "agency-developer",
     ]);
     assert!(
-        out.contains("Access at 2026-01-15T00:00Z (1 entitlements)"),
+        out.contains("Access at 2026-01-15T00:00:00Z (1 entitlements)"),
         "{out}"
     );
     assert!(

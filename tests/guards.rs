@@ -247,7 +247,7 @@ fn expiry_is_exact_at_the_instant() {
     assert_eq!(apply(&ws, &[]).0, 0);
     assert!(plan("2026-11-25T17:59:59Z").contains("0 changes"));
     let after = plan("2026-11-25T18:00:01Z");
-    assert!(after.contains("- erin@acme.example            revoke acme:admin                expired  (expired 2026-11-25T18:00Z, 1s ago)"), "{after}");
+    assert!(after.contains("- erin@acme.example            revoke acme:admin                expired  (expired 2026-11-25T18:00:00Z, 1s ago)"), "{after}");
 }
 
 #[test]
@@ -274,11 +274,9 @@ fn for_counts_from_the_commit_that_merged_the_grant() {
     ws.commit(&[("README.md", "hello")], T0 + 7_200, "docs");
     let plan = |now: &str| out(&ws.latchkey(&["plan", "access", "--now", now])).1;
     // Merged at 13:00Z on the 20th: in force until 13:00Z on the 21st.
-    assert!(
-        plan("2026-11-21T12:59:59Z").contains(
-            "grant acme:admin                 declared  (until 2026-11-21T13:00Z, in 1s)"
-        )
-    );
+    assert!(plan("2026-11-21T12:59:59Z").contains(
+        "grant acme:admin                 declared  (until 2026-11-21T13:00:00Z, in 1s)"
+    ));
     assert!(!plan("2026-11-21T13:00:01Z").contains("acme:admin"));
 }
 
@@ -298,7 +296,7 @@ fn starts_keeps_a_grant_out_until_its_window_opens() {
     let before = plan("2026-11-22T08:59:59Z");
     assert!(
         before.contains("0 changes")
-            && before.contains("Next time-driven change at 2026-11-22T09:00Z (in 1s)"),
+            && before.contains("Next time-driven change at 2026-11-22T09:00:00Z (in 1s)"),
         "{before}"
     );
     assert!(plan("2026-11-22T09:00:00Z").contains("grant acme:admin                 started"));

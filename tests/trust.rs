@@ -499,7 +499,7 @@ fn plan_markdown_puts_violations_above_the_access_table() {
 
 </details>
 
-`sha1:BASE` → `sha1:HEAD`, evaluated at 2026-11-02T00:00Z as if merged then.
+`sha1:BASE` → `sha1:HEAD`, evaluated at 2026-11-02T00:00:00Z as if merged then.
 
 **2 gains, 0 losses, 0 changed windows** for 2 people.
 
@@ -1007,7 +1007,14 @@ fn pgp_signers_and_unusable_keys_are_validation_errors() {
         ),
     );
     let head = r.git(&["rev-parse", "HEAD"]);
-    let (code, _, err) = latchkey(&["validate", r.path().to_str().expect("utf-8"), "--now", NOW]);
+    let (code, _, err) = latchkey(&[
+        "validate",
+        r.path().to_str().expect("utf-8"),
+        "--rev",
+        "HEAD",
+        "--now",
+        NOW,
+    ]);
     assert_eq!(
         err.replace(&head, "HEAD"),
         "latchkey.yaml:12:9: error: signer \"ann\": OpenPGP keys are not supported yet
@@ -1034,12 +1041,7 @@ fn codeowners_gives_each_client_folder_to_its_admins_and_the_rest_to_the_agency(
     );
     r.write("clients/gamma/client.yaml", &client("gamma", ""));
     r.commit("more admins");
-    let (code, out, err) = latchkey(&[
-        "codeowners",
-        r.path().to_str().expect("utf-8"),
-        "--now",
-        NOW,
-    ]);
+    let (code, out, err) = latchkey(&["codeowners", r.path().to_str().expect("utf-8")]);
     assert_eq!(err, "");
     assert_eq!(
         out,
@@ -1059,8 +1061,9 @@ fn codeowners_gives_each_client_folder_to_its_admins_and_the_rest_to_the_agency(
 // ---------------------------------------------------------------------------
 // CI examples
 
-/// The review jobs run `latchkey check` and post the Markdown plan with no secret in
-/// reach; only the apply job on the default branch sees system credentials.
+/// The review jobs validate and review (boundaries included: the review exits 1 on a
+/// violation) with no secret in reach and keep one comment; only the apply job on the
+/// default branch sees system credentials. latchkey is installed, never built.
 #[test]
 fn ci_examples_review_without_credentials_and_apply_on_merge() {
     let read = |name: &str| -> serde_yaml::Value {
@@ -1071,20 +1074,33 @@ fn ci_examples_review_without_credentials_and_apply_on_merge() {
 
     let gh = read("github-actions.yml");
     let review = text(&gh["jobs"]["review"]);
-    assert!(review.contains("latchkey check . --base \"$BASE\" --head \"$HEAD\""));
-    assert!(review.contains("--format markdown > plan.md"));
-    assert!(review.contains("gh pr comment"));
+    assert!(review.contains("uses: latchkey-dev/latchkey@v"), "{review}");
     assert!(!review.contains("secrets."), "{review}");
+    assert!(!review.contains("cargo install"), "{review}");
     let apply = text(&gh["jobs"]["apply"]);
+    assert!(apply.contains("mode: install"), "{apply}");
     assert!(apply.contains("latchkey apply . --rev main --push"));
+    assert!(!apply.contains("cargo install"), "{apply}");
     assert_eq!(gh["jobs"]["apply"]["environment"], "access-production");
+    let comment = read("github-actions-comment.yml");
+    assert_eq!(comment["on"]["workflow_run"]["workflows"][0], "latchkey");
+    let job = text(&comment["jobs"]["comment"]);
+    assert!(job.contains("mode: comment"), "{job}");
+    // It runs with a write token: it must never check out the pull request's code.
+    assert!(!job.contains("actions/checkout"), "{job}");
 
     let gl = read("gitlab-ci.yml");
     let review = text(&gl["latchkey-review"]);
-    assert!(review.contains("latchkey check . --base \"$BASE\" --head \"$HEAD\""));
-    assert!(review.contains("--format markdown > plan.md"));
-    assert!(review.contains("merge_requests/$CI_MERGE_REQUEST_IID/notes"));
+    assert!(review.contains("latchkey validate ."), "{review}");
+    assert!(review.contains("--format markdown > review.md"), "{review}");
+    assert!(
+        review.contains("upsert-comment.py gitlab review.md"),
+        "{review}"
+    );
     assert!(!review.contains("environment"), "{review}");
+    let install = text(&gl["default"]);
+    assert!(install.contains("scripts/ci/install.sh"), "{install}");
+    assert!(!install.contains("cargo install"), "{install}");
     let apply = text(&gl["latchkey-apply"]);
     assert!(apply.contains("latchkey apply . --rev \"$CI_DEFAULT_BRANCH\" --push"));
     assert!(apply.contains("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"));

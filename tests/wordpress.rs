@@ -924,8 +924,14 @@ fn example_store_staging_validates() {
         .map(|(f, c)| (*f, c.as_str()))
         .collect();
     let head = ws.commit(&edits, T0, "example");
-    let (code, stdout, stderr) =
-        out(&ws.latchkey(&["validate", "access", "--now", "2026-11-20T13:00:00Z"]));
+    let (code, stdout, stderr) = out(&ws.latchkey(&[
+        "validate",
+        "access",
+        "--rev",
+        "main",
+        "--now",
+        "2026-11-20T13:00:00Z",
+    ]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(
         stderr,

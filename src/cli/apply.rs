@@ -1,11 +1,9 @@
 //! `latchkey apply`
 
-use std::io::IsTerminal;
-
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{CliError, Exit, Format, RepoArgs};
+use super::{CliError, Exit, Format, RepoArgs, output};
 use crate::apply::ChangeResult;
 use crate::audit::Trigger;
 use crate::plan::render;
@@ -21,6 +19,10 @@ use crate::reconcile::{Options, RunOutcome};
 ///
 /// Exit codes: 0 applied (or nothing to do), 1 errors or failed changes, 3 held.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey apply --dry-run                        # the plan, nothing changed
+  latchkey apply --rev main --push                # apply main, push the audit commit
+  latchkey apply --rev main --allow-mass-revoke \"offboarding client foo (ticket 12)\"")]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
@@ -52,7 +54,7 @@ pub struct ApplyArgs {
 pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     let mut rec = args.repo.reconciler()?;
     let opts = Options {
-        rev: args.repo.rev.clone(),
+        rev: args.repo.rev().to_string(),
         branch: None,
         subpath: args.repo.subpath.clone(),
         now: args.repo.now(),
@@ -67,12 +69,9 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     let Some(planned) = super::plan_or_report(&mut rec, &opts, "nothing was applied").await? else {
         return Ok(Exit::Errors);
     };
-    let tty = std::io::stderr().is_terminal();
+    let tty = output::stderr_is_terminal();
     if args.format == Format::Text {
-        print!(
-            "{}",
-            render::text(&planned.plan, std::io::stdout().is_terminal())
-        );
+        output::print(&render::text(&planned.plan, output::stdout_color()))?;
     }
     let bar = if tty && !args.dry_run && !planned.plan.changes.is_empty() {
         let bar = ProgressBar::new(planned.plan.changes.len() as u64);
@@ -106,7 +105,7 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             "held": applied.held,
             "auditCommit": applied.commit.map(|c| c.to_string()),
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        output::println(&serde_json::to_string_pretty(&doc).unwrap_or_default())?;
     }
     if applied.held {
         eprintln!(

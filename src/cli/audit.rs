@@ -7,7 +7,7 @@ use std::path::Path;
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
 
-use super::{CliError, Exit, Format, RepoArgs, parse_timestamp};
+use super::{CliError, Exit, Format, SourceArgs, SummaryFormat, output, parse_instant_or_date};
 use crate::audit::replay::{self, Access};
 use crate::audit::report::short_revision;
 use crate::audit::store::{LedgerError, LedgerSource};
@@ -18,6 +18,8 @@ use crate::source::SourceRepo;
 
 /// Check the audit ledger.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey audit verify --rev main")]
 pub struct AuditArgs {
     #[command(subcommand)]
     pub command: AuditCommand,
@@ -35,11 +37,16 @@ pub enum AuditCommand {
 /// each month checkpoint against a replay and `state.yaml`'s ledgerHead against the last
 /// record. Exits 0 when intact, 1 at the first break (printed as file:line: what).
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey audit verify                 # the ledger at HEAD, with its anchor
+  latchkey audit verify --rev main --format json
+  latchkey audit verify ./audit         # a copy of audit/, outside git")]
 pub struct VerifyArgs {
     #[command(flatten)]
-    pub repo: RepoArgs,
+    pub repo: SourceArgs,
+    /// Output: text, or json.
     #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
+    pub format: SummaryFormat,
 }
 
 /// List who had which entitlement at an instant, from the ledger alone.
@@ -47,41 +54,53 @@ pub struct VerifyArgs {
 /// Effective access is rebuilt by replaying applied changes from the month's checkpoint;
 /// no system is contacted. Access lasts until the ledger records its revocation.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey who                                   # now
+  latchkey who --client acme --at 2026-03-15     # at the start of that day, UTC
+  latchkey who --system portal --at 2026-03-15T12:00:00Z --format markdown")]
 pub struct WhoArgs {
     #[command(flatten)]
-    pub repo: RepoArgs,
-    /// The instant (RFC 3339), e.g. 2026-03-15T12:00:00Z.
-    #[arg(long, value_parser = parse_timestamp)]
+    pub repo: SourceArgs,
+    /// The instant: RFC 3339 (2026-03-15T12:00:00Z), a date alone (2026-03-15, its start
+    /// in UTC) or `now`.
+    #[arg(long, value_name = "TIME", default_value = "now", value_parser = parse_instant_or_date)]
     pub at: Timestamp,
-    #[arg(long)]
+    /// Only this client's access (its staff's, and agency staff's grants for it).
+    #[arg(long, value_name = "CLIENT")]
     pub client: Option<String>,
-    #[arg(long)]
+    /// Only access on this System.
+    #[arg(long, value_name = "SYSTEM")]
     pub system: Option<String>,
-    #[arg(long)]
+    /// Only access granted through this Role.
+    #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
+    /// Output: text, markdown (a table to hand to a client) or json.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
 
 /// List every grant, change and revocation of one person, with commits and reasons.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey history erin@acme.example
+  latchkey history erin@acme.example --rev main --format json")]
 pub struct HistoryArgs {
     /// The person's email address.
     pub email: String,
     #[command(flatten)]
-    pub repo: RepoArgs,
+    pub repo: SourceArgs,
+    /// Output: text, markdown or json.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
 
 /// Opens the ledger: git objects at --rev, or a plain directory that is not a repository.
 fn with_source<T>(
-    args: &RepoArgs,
+    args: &SourceArgs,
     f: impl FnOnce(&LedgerSource<'_>) -> Result<T, LedgerError>,
 ) -> Result<T, CliError> {
     let path = Path::new(&args.repo);
-    let is_dir = path.is_dir() && git2::Repository::open(path).is_err();
-    if is_dir {
+    if super::is_plain_directory(path) {
         let root = audit_root(&args.subpath);
         let dir = if path.join(&root).is_dir() {
             path.join(&root)
@@ -91,7 +110,7 @@ fn with_source<T>(
         return Ok(f(&LedgerSource::Dir(dir))?);
     }
     let repo: SourceRepo = args.open()?;
-    let rev = repo.resolve(&args.rev)?;
+    let rev = repo.resolve(args.rev())?;
     let src = LedgerSource::Git {
         repo: &repo,
         rev,
@@ -116,13 +135,15 @@ fn run_verify(args: VerifyArgs) -> Result<Exit, CliError> {
         Ok((verify_anchored(src, anchor.as_ref())?, src.describe()))
     })?;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+        SummaryFormat::Json => {
+            output::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?
+        }
         _ => match &v.broken {
-            Some(b) => println!("{b}"),
-            None => println!(
+            Some(b) => output::println(&b.to_string())?,
+            None => output::println(&format!(
                 "{what}: ledger intact: {} records in {} month files, {} checkpoints, head {}",
                 v.records, v.months, v.checkpoints, v.head
-            ),
+            ))?,
         },
     }
     if let Some(b) = &v.broken {
@@ -144,7 +165,7 @@ pub fn run_who(args: WhoArgs) -> Result<Exit, CliError> {
         .filter(|a| args.system.as_ref().is_none_or(|s| &a.system == s))
         .filter(|a| args.role.is_none() || a.role == args.role)
         .collect();
-    print!("{}", render_who(&rows, args.at, args.format));
+    output::print(&render_who(&rows, args.at, args.format))?;
     Ok(Exit::Ok)
 }
 
@@ -210,7 +231,7 @@ pub fn render_who(rows: &[&Access], at: Timestamp, format: Format) -> String {
 
 pub fn run_history(args: HistoryArgs) -> Result<Exit, CliError> {
     let records = with_source(&args.repo, |src| replay::history(src, &args.email))?;
-    print!("{}", render_history(&args.email, &records, args.format));
+    output::print(&render_history(&args.email, &records, args.format))?;
     Ok(Exit::Ok)
 }
 

@@ -27,6 +27,9 @@ use crate::trust::boundary::{self, BoundaryReport};
 ///
 /// Exit codes: 0 no violations, 1 violations or errors.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey check --base origin/main --head HEAD
+  latchkey check access --base main --head pr-42 --format markdown")]
 pub struct CheckArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
@@ -42,7 +45,7 @@ pub struct CheckArgs {
 
 pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
     let mut rec = args.repo.reconciler()?;
-    let head = args.head.as_deref().unwrap_or(&args.repo.rev);
+    let head = args.head.as_deref().unwrap_or(args.repo.rev());
     let (report, _) = review_change(&mut rec, &args.repo, &args.base, head)?;
     // The process ends here: its caches need not be freed one by one.
     std::mem::forget(rec);
@@ -51,7 +54,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
         Format::Markdown => boundary::markdown(&report),
         Format::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
     };
-    print!("{out}");
+    super::output::print(&out)?;
     Ok(if report.is_clean() {
         Exit::Ok
     } else {

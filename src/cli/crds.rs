@@ -13,6 +13,9 @@ use crate::controller::generate;
 /// Without --out the CRDs are printed to stdout as one multi-document stream
 /// (`latchkey crds | kubectl apply -f -`).
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey crds | kubectl apply -f -
+  latchkey crds --out crds/")]
 pub struct CrdsArgs {
     /// Directory to write `<plural>.latchkey.dev.yaml` files into, e.g. `crds/`.
     #[arg(long)]
@@ -25,7 +28,7 @@ pub fn run(args: CrdsArgs) -> Result<Exit, CliError> {
         Some(dir) => generate::write(&dir, &files)?,
         None => {
             for f in &files {
-                print!("---\n{}", f.text);
+                super::output::print(&format!("---\n{}", f.text))?;
             }
         }
     }

@@ -4,8 +4,11 @@ mod apply;
 mod audit;
 mod check;
 mod codeowners;
+mod completions;
 mod crds;
+mod man;
 mod operator;
+pub mod output;
 mod plan;
 mod run;
 mod schema;
@@ -29,12 +32,21 @@ use crate::source::{Location, SourceError, SourceRepo};
 /// A typical change: `latchkey validate` while editing, `latchkey plan` to review what
 /// would change (or `plan --base main --head <branch>` on a pull request), then
 /// `latchkey apply`.
+///
+/// Colour follows NO_COLOR, CLICOLOR and CLICOLOR_FORCE, and is off when the output is not
+/// a terminal (logs included).
 #[derive(Parser, Debug)]
 #[command(
     name = "latchkey",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Examples:
+  latchkey validate                                   # the working tree, while editing
+  latchkey plan --now 2026-12-15T18:00:00Z            # what will have expired by then
+  latchkey plan --base main --head my-branch --format markdown
+  latchkey apply --rev main --push
+  latchkey who --client acme --at 2026-03-15"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -49,6 +61,23 @@ pub struct Cli {
         env = "LATCHKEY_LOG"
     )]
     pub log: String,
+    /// Log lines as text, or as JSON objects (one a line) for a log collector.
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        display_order = 1001,
+        default_value = "text",
+        env = "LATCHKEY_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,17 +94,19 @@ pub enum Command {
     Audit(audit::AuditArgs),
     Who(audit::WhoArgs),
     History(audit::HistoryArgs),
+    Completions(completions::CompletionsArgs),
+    Man(man::ManArgs),
 }
 
 /// Where the access repository is and which revision to read.
 #[derive(Args, Debug, Clone)]
-pub struct RepoArgs {
+pub struct SourceArgs {
     /// The access repository: a local path, or a URL (file://, git://, https://, ssh://).
     #[arg(default_value = ".")]
     pub repo: String,
-    /// Branch, tag, commit or HEAD to read.
-    #[arg(long, default_value = "HEAD")]
-    pub rev: String,
+    /// Branch, tag, commit or HEAD to read (default: HEAD; `validate`: the working tree).
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
     /// Sub-path of the repository that holds the documents (default: its root).
     #[arg(
         long = "path",
@@ -87,6 +118,35 @@ pub struct RepoArgs {
     /// Where remote repositories are mirrored (default: ~/.cache/latchkey).
     #[arg(long, value_name = "DIR", env = "LATCHKEY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    /// The revision to read: `--rev`, else `HEAD`.
+    pub fn rev(&self) -> &str {
+        self.rev.as_deref().unwrap_or("HEAD")
+    }
+
+    pub fn open(&self) -> Result<SourceRepo, SourceError> {
+        let cache = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        SourceRepo::open(&Location::parse(&self.repo), &cache)
+    }
+
+    pub fn reconciler(&self) -> Result<Reconciler, SourceError> {
+        Ok(self.reconciler_of(self.open()?))
+    }
+
+    /// A reconciler over an already opened repository.
+    pub fn reconciler_of(&self, repo: SourceRepo) -> Reconciler {
+        Reconciler::new(repo, Registry::builtin(SecretSource::default()))
+    }
+}
+
+/// [`SourceArgs`] and the instant grants are evaluated at, for the commands where time
+/// changes the answer (validate, plan, apply, run, check).
+#[derive(Args, Debug, Clone)]
+pub struct RepoArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Evaluate grants at this instant instead of the clock (RFC 3339, e.g.
     /// 2026-12-15T18:00:00Z): what will have expired by then? `apply` (without --dry-run)
     /// and `run` refuse an instant in the future.
@@ -94,12 +154,15 @@ pub struct RepoArgs {
     pub now: Option<Timestamp>,
 }
 
-impl RepoArgs {
-    pub fn open(&self) -> Result<SourceRepo, SourceError> {
-        let cache = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
-        SourceRepo::open(&Location::parse(&self.repo), &cache)
+/// `args.repo.rev()`, `args.repo.open()`: a RepoArgs is read like the SourceArgs it holds.
+impl std::ops::Deref for RepoArgs {
+    type Target = SourceArgs;
+    fn deref(&self) -> &SourceArgs {
+        &self.source
     }
+}
 
+impl RepoArgs {
     pub fn now(&self) -> Timestamp {
         self.now.unwrap_or_else(Timestamp::now)
     }
@@ -114,13 +177,6 @@ impl RepoArgs {
             }
             _ => Ok(()),
         }
-    }
-
-    pub fn reconciler(&self) -> Result<Reconciler, SourceError> {
-        Ok(Reconciler::new(
-            self.open()?,
-            Registry::builtin(SecretSource::default()),
-        ))
     }
 }
 
@@ -154,11 +210,43 @@ pub fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
     })
 }
 
+/// `--at`: an RFC 3339 instant, a date alone (its start, in UTC) or `now` (the clock).
+pub fn parse_instant_or_date(s: &str) -> Result<Timestamp, String> {
+    if s.eq_ignore_ascii_case("now") {
+        return Ok(Timestamp::now());
+    }
+    let neither = || {
+        format!(
+            "{s:?} is neither a date (2026-03-15), an RFC 3339 instant (2026-03-15T12:00:00Z) nor `now`"
+        )
+    };
+    match crate::model::parse_instant(s) {
+        Ok(t) => Ok(t),
+        Err(crate::model::ParseInstantError::Syntax(_)) => {
+            let date: jiff::civil::Date = s.parse().map_err(|_| neither())?;
+            let start = date
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .map_err(|_| neither())?
+                .timestamp();
+            // Through the instant parser, so a date past the end of time is refused alike.
+            parse_timestamp(&start.to_string())
+        }
+        Err(too_late) => Err(too_late.to_string()),
+    }
+}
+
 /// Output formats of reports.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Text,
     Markdown,
+    Json,
+}
+
+/// Output formats of commands whose result is a summary or findings, not a report.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SummaryFormat {
+    Text,
     Json,
 }
 
@@ -200,6 +288,9 @@ pub enum CliError {
     Ledger(#[from] crate::audit::store::LedgerError),
     #[error("cannot write output")]
     Io(#[from] std::io::Error),
+    /// Whoever read stdout stopped reading (`| head`): the command ends quietly.
+    #[error("the output was closed")]
+    ClosedPipe,
     #[error(
         "--now {now} is in the future (the clock says {clock}); apply and run act at the present, use plan or apply --dry-run to look ahead"
     )]
@@ -227,7 +318,17 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Audit(a) => audit::run_audit(a),
         Command::Who(a) => audit::run_who(a),
         Command::History(a) => audit::run_history(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
+}
+
+/// A directory that is no repository (nor a bare one): `validate` and the ledger
+/// commands read its files as they are. A repository git refuses to open (one owned by
+/// another user) is not one: opening it reports why.
+pub(crate) fn is_plain_directory(dir: &std::path::Path) -> bool {
+    dir.is_dir()
+        && matches!(git2::Repository::open(dir), Err(e) if e.code() == git2::ErrorCode::NotFound)
 }
 
 /// "1 error", "2 errors".
@@ -278,10 +379,12 @@ mod tests {
 
     fn repo_args(now: Option<&str>) -> RepoArgs {
         RepoArgs {
-            repo: ".".into(),
-            rev: "HEAD".into(),
-            subpath: String::new(),
-            cache_dir: None,
+            source: SourceArgs {
+                repo: ".".into(),
+                rev: None,
+                subpath: String::new(),
+                cache_dir: None,
+            },
             now: now.map(|n| n.parse().unwrap()),
         }
     }

@@ -15,6 +15,9 @@ use crate::controller::operator::{self, OperatorConfig};
 /// a coordination.k8s.io Lease; only the leader reconciles. Serves /healthz, /readyz
 /// and /metrics on --listen.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey operator --log info --log-format json            # as the chart runs it
+  KUBECONFIG=~/.kube/config latchkey operator --namespace access")]
 pub struct OperatorArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "LATCHKEY_WATCH_NAMESPACE")]

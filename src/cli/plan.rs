@@ -1,7 +1,5 @@
 //! `latchkey plan`
 
-use std::io::IsTerminal;
-
 use clap::Args;
 
 use super::{CliError, Exit, Format, RepoArgs};
@@ -27,6 +25,11 @@ use crate::trust::boundary;
 /// unreadable system, an invalid head, boundary violations or a refusal apply would
 /// make, 3 held by a guard.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey plan                                        # HEAD against the systems, now
+  latchkey plan --rev main --now 2026-12-15T18:00:00Z  # what will have expired by then
+  latchkey plan --base main --head my-branch --format markdown > comment.md
+  latchkey plan --fail-on-drift                        # scheduled drift check in CI")]
 pub struct PlanArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
@@ -54,7 +57,7 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
     }
     let mut rec = args.repo.reconciler()?;
     let opts = Options {
-        rev: args.repo.rev.clone(),
+        rev: args.repo.rev().to_string(),
         branch: None,
         subpath: args.repo.subpath.clone(),
         now: args.repo.now(),
@@ -71,11 +74,11 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
     };
     let plan = &planned.plan;
     let out = match args.format {
-        Format::Text => render::text(plan, std::io::stdout().is_terminal()),
+        Format::Text => render::text(plan, super::output::stdout_color()),
         Format::Markdown => render::markdown(plan),
         Format::Json => render::json(plan),
     };
-    print!("{out}");
+    super::output::print(&out)?;
     Ok(if plan.has_read_errors() || !plan.refusals.is_empty() {
         Exit::Errors
     } else if plan.is_held() {
@@ -112,7 +115,7 @@ fn review_change(args: &PlanArgs, base: &str, head: &str) -> Result<Exit, CliErr
                 .unwrap_or_default()
         }
     };
-    print!("{out}");
+    super::output::print(&out)?;
     Ok(if !report.is_clean() || !r.head_errors.is_empty() {
         Exit::Errors
     } else if r.deltas.is_empty() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio::sync::Notify;
 
-use super::{CliError, Exit, RepoArgs};
+use super::{CliError, Exit, RepoArgs, SummaryFormat, output};
 use crate::audit::Trigger;
 use crate::connectors::Secret;
 use crate::controller::http::{Limits, Shared, router, serve};
@@ -22,7 +22,14 @@ use crate::controller::run::{Controller, RunConfig, Tick};
 /// systems for drift. When the newest revision is invalid it keeps enforcing the last
 /// valid one (including its expiries) and reports the invalid one in logs, metrics and
 /// the audit. Serves /healthz, /readyz and /metrics. Stops cleanly on SIGTERM.
+///
+/// With --once: one reconcile, a summary of what it did, and the exit code apply gives
+/// (0 applied or nothing to do, 1 errors or failed changes, 3 held).
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey run https://git.example/agency/access.git --branch main --push \\
+      --listen 0.0.0.0:9090 --log info --log-format json
+  latchkey run access --once --format json     # one reconcile, e.g. from cron")]
 pub struct RunArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
@@ -47,6 +54,9 @@ pub struct RunArgs {
     /// Reconcile once and exit (for cron jobs and tests).
     #[arg(long)]
     pub once: bool,
+    /// With --once: the summary as text (stderr) or json (stdout).
+    #[arg(long, value_enum, default_value = "text", requires = "once")]
+    pub format: SummaryFormat,
 }
 
 pub async fn run(args: RunArgs) -> Result<Exit, CliError> {
@@ -77,7 +87,14 @@ pub async fn run(args: RunArgs) -> Result<Exit, CliError> {
     let mut controller = Controller::new(rec, cfg, shared.clone());
     if args.once {
         let tick = controller.tick(Trigger::Manual, args.repo.now()).await;
-        eprintln!("{tick:?}");
+        tick.log(Trigger::Manual, controller.next_change);
+        match args.format {
+            SummaryFormat::Text => eprintln!("{}", summary(&tick, controller.next_change)),
+            SummaryFormat::Json => output::println(
+                &serde_json::to_string_pretty(&summary_json(&tick, controller.next_change))
+                    .unwrap_or_default(),
+            )?,
+        }
         return Ok(match tick {
             Tick::Applied { failed: 0, .. } | Tick::Idle => Exit::Ok,
             Tick::Held { .. } => Exit::Held,
@@ -104,6 +121,61 @@ pub async fn run(args: RunArgs) -> Result<Exit, CliError> {
     let _ = stop_tx.send(true);
     let _ = server_task.await;
     Ok(Exit::Ok)
+}
+
+/// What one reconcile did, for a person.
+fn summary(tick: &Tick, next: Option<jiff::Timestamp>) -> String {
+    let mut s = match tick {
+        Tick::Idle => "nothing to do: no new revision, no expiry due, no drift check".to_string(),
+        Tick::Applied {
+            revision,
+            changes,
+            failed,
+        } => format!(
+            "applied {revision}: {} of {}{}",
+            changes - failed,
+            super::count(*changes, "change"),
+            if *failed > 0 {
+                format!(", {failed} failed (retried on the next run)")
+            } else {
+                String::new()
+            }
+        ),
+        Tick::Held { revision } => format!(
+            "held at {revision}: a guard stopped the run and nothing was applied; \
+             `latchkey plan` shows why and the flag that releases it"
+        ),
+        Tick::NoValidRevision => "the newest revision is invalid and no valid one is known: \
+             nothing was applied; `latchkey validate --rev <branch>` shows why"
+            .to_string(),
+        Tick::Failed(e) => format!("failed: {e}; retried on the next run"),
+    };
+    if let Some(t) = next {
+        s.push_str(&format!(
+            "; next change at {}",
+            crate::plan::render::instant(t)
+        ));
+    }
+    s
+}
+
+/// What one reconcile did, for a script.
+fn summary_json(tick: &Tick, next: Option<jiff::Timestamp>) -> serde_json::Value {
+    let mut v = match tick {
+        Tick::Idle => serde_json::json!({"outcome": "idle"}),
+        Tick::Applied {
+            revision,
+            changes,
+            failed,
+        } => serde_json::json!({
+            "outcome": "applied", "revision": revision, "changes": changes, "failed": failed,
+        }),
+        Tick::Held { revision } => serde_json::json!({"outcome": "held", "revision": revision}),
+        Tick::NoValidRevision => serde_json::json!({"outcome": "noValidRevision"}),
+        Tick::Failed(e) => serde_json::json!({"outcome": "failed", "error": e}),
+    };
+    v["nextChange"] = serde_json::json!(next.map(crate::plan::render::instant));
+    v
 }
 
 async fn shutdown_signal() {

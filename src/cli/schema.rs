@@ -13,6 +13,9 @@ use crate::controller::generate;
 /// `# yaml-language-server: $schema=<path>/all.json` at the top of a YAML file to get
 /// completion and validation. Without --out, `all.json` is printed to stdout.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  latchkey schema --out schemas/
+  latchkey schema > all.json")]
 pub struct SchemaArgs {
     /// Directory to write the schemas into, e.g. `schemas/`.
     #[arg(long)]
@@ -25,7 +28,7 @@ pub fn run(args: SchemaArgs) -> Result<Exit, CliError> {
         Some(dir) => generate::write(&dir, &files)?,
         None => {
             if let Some(all) = files.iter().find(|f| f.name == "all.json") {
-                print!("{}", all.text);
+                super::output::print(&all.text)?;
             }
         }
     }

@@ -51,6 +51,38 @@ pub enum Tick {
     Failed(String),
 }
 
+impl Tick {
+    /// Logs what a reconcile did (nothing when idle), as fields a collector can query.
+    pub fn log(&self, trigger: Trigger, next_change: Option<Timestamp>) {
+        let next = next_change.map(|t| t.to_string());
+        let next = next.as_deref().unwrap_or("none");
+        match self {
+            Tick::Idle => {}
+            Tick::Applied {
+                revision,
+                changes,
+                failed,
+            } => tracing::info!(
+                ?trigger,
+                %revision,
+                changes,
+                failed,
+                next_change = next,
+                "reconciled"
+            ),
+            Tick::Held { revision } => {
+                tracing::warn!(?trigger, %revision, next_change = next, "held by a guard")
+            }
+            Tick::NoValidRevision => tracing::warn!(
+                ?trigger,
+                next_change = next,
+                "the newest revision is invalid and no valid one is known"
+            ),
+            Tick::Failed(error) => tracing::warn!(?trigger, %error, "reconcile failed"),
+        }
+    }
+}
+
 /// The controller's memory between wakes.
 pub struct Controller {
     rec: Reconciler,
@@ -99,7 +131,7 @@ impl Controller {
         }
         let head = match self.rec.repo.resolve(&self.cfg.branch) {
             Ok(r) => r,
-            Err(e) => return Tick::Failed(e.to_string()),
+            Err(e) => return Tick::Failed(crate::source::error_chain(&e)),
         };
         let root = audit::audit_root(&self.cfg.subpath);
         let new_revision = match self.last_seen {
@@ -207,9 +239,7 @@ impl Controller {
                 _ = sleep_until(until_change) => Trigger::Expiry,
             };
             let tick = self.tick(trigger, Timestamp::now()).await;
-            if tick != Tick::Idle {
-                tracing::info!(?trigger, ?tick, next_change = ?self.next_change, "reconciled");
-            }
+            tick.log(trigger, self.next_change);
         }
         tracing::info!("shutting down; no reconcile in flight");
     }

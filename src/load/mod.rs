@@ -333,7 +333,10 @@ fn unreadable(reading: &str, err: SourceError) -> Unreadable {
                     file,
                     1,
                     1,
-                    format!("cannot read this revision: {}", error_chain(&other)),
+                    format!(
+                        "cannot read this revision: {}",
+                        crate::source::error_chain(&other)
+                    ),
                     "check the repository (git fsck) or fetch it again",
                 ),
                 lasting: false,
@@ -381,18 +384,6 @@ fn listing_findings(docs: &Documents) -> Vec<Diagnostic> {
             "the name is not UTF-8: not read",
             "rename it in UTF-8, or list it in .latchkeyignore",
         ));
-    }
-    out
-}
-
-/// An error and its sources, `: `-joined: this finding is the only place it is printed.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
     }
     out
 }

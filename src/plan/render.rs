@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use anstyle::{AnsiColor, Style};
 use jiff::{SignedDuration, Timestamp};
 
 use super::change::{Change, Plan};
@@ -77,10 +78,9 @@ pub fn fit_comment(mut s: String, limit: usize, see_all: &str) -> String {
     s
 }
 
-/// `2026-12-15T18:00Z` (seconds shown only when set).
+/// `2026-12-15T18:00:00Z`: RFC 3339 in UTC, to the second, as people type it in grants.
 pub fn instant(t: Timestamp) -> String {
-    let s = t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    s.strip_suffix(":00Z").map(|p| format!("{p}Z")).unwrap_or(s)
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// `in 12d 4h`, `3h 5m ago`: coarse, two units at most.
@@ -110,7 +110,7 @@ pub fn relative(t: Timestamp, now: Timestamp) -> String {
     }
 }
 
-/// "expires 2026-12-15T18:00Z, in 12d 4h" / "expired 2026-11-20T00:00Z, 3d ago"; for a
+/// "until 2026-12-15T18:00:00Z, in 12d 4h" / "expired 2026-11-20T00:00:00Z, 3d ago"; for a
 /// native expiry, how far away it is.
 fn window(c: &Change, now: Timestamp) -> String {
     if let Some(until) = c.expiry() {
@@ -145,11 +145,11 @@ fn sign(c: &Change) -> &'static str {
     }
 }
 
-const GREEN: &str = "\x1b[32m";
-const RED: &str = "\x1b[31m";
-const YELLOW: &str = "\x1b[33m";
-const BOLD: &str = "\x1b[1m";
-const RESET: &str = "\x1b[0m";
+const GREEN: Style = AnsiColor::Green.on_default();
+const RED: Style = AnsiColor::Red.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const BOLD: Style = Style::new().bold();
+const PLAIN: Style = Style::new();
 
 /// The plan for a terminal; `color` adds ANSI colours.
 /// What apply would refuse, and how to release it.
@@ -169,10 +169,10 @@ fn refusal_text(r: &super::Refusal) -> String {
 
 pub fn text(plan: &Plan, color: bool) -> String {
     // Every line of data goes through `paint`, which escapes it before adding colour.
-    let paint = |code: &str, s: &str| {
+    let paint = |code: Style, s: &str| {
         let s = escape_controls(s);
         if color {
-            format!("{code}{s}{RESET}")
+            format!("{code}{s}{code:#}")
         } else {
             s.into_owned()
         }
@@ -202,7 +202,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let _ = writeln!(out, "{}", paint(RED, &format!("{state}: {}", hold.message)));
     }
     if let Some(r) = &plan.override_reason {
-        let _ = writeln!(out, "{}", paint("", &format!("override: {r}")));
+        let _ = writeln!(out, "{}", paint(PLAIN, &format!("override: {r}")));
     } else if !plan.holds.is_empty() {
         let _ = writeln!(
             out,
@@ -270,7 +270,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         );
         for c in &plan.drift {
             let line = format!("  ~ {:<12} {:<28} {}", c.system, c.op.identity(), what(c));
-            let _ = writeln!(out, "{}", paint("", &line));
+            let _ = writeln!(out, "{}", paint(PLAIN, &line));
         }
     }
     if !plan.out_of_scope.is_empty() {
@@ -280,7 +280,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         );
         for o in &plan.out_of_scope {
             let line = format!("  ! {:<12} {:<28} {}", o.system, o.identity, o.note);
-            let _ = writeln!(out, "{}", paint("", &line));
+            let _ = writeln!(out, "{}", paint(PLAIN, &line));
         }
     }
     let (adds, removes, expiries) = counts(plan);
@@ -524,7 +524,7 @@ mod tests {
         let later: Timestamp = "2026-12-15T18:00:00Z".parse().unwrap();
         assert_eq!(relative(later, now), "in 12d 4h");
         assert_eq!(relative(now, later), "12d 4h ago");
-        assert_eq!(instant(later), "2026-12-15T18:00Z");
+        assert_eq!(instant(later), "2026-12-15T18:00:00Z");
     }
 
     #[test]

@@ -463,7 +463,7 @@ pub fn review(i: &Inputs<'_>) -> Review {
     }
 }
 
-/// "no expiry", "until 2026-12-01T18:00Z (in 11d 6h)", "14d from merge (until … if
+/// "no expiry", "until 2026-12-01T18:00:00Z (in 11d 6h)", "14d from merge (until … if
 /// merged now)", with "from …" when access has not started.
 fn when(w: &Window, now: Timestamp) -> String {
     let mut s = match (&w.from_merge, w.expires) {

@@ -8,6 +8,7 @@ pub mod history;
 mod lock;
 pub mod provenance;
 mod repo;
+mod snapshot;
 mod write;
 
 pub use lock::WriterLock;
@@ -87,8 +88,54 @@ pub enum SourceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read {what} into memory")]
+    Snapshot { what: String, source: git2::Error },
+    #[error(
+        "{location} has no working tree (a bare repository or a remote): \
+         validate a commit with --rev"
+    )]
+    NoWorkTree { location: String },
+    #[error(
+        "the index of {location} has unresolved conflicts: resolve them and `git add` the \
+         files, then validate again"
+    )]
+    Conflicts { location: String },
+    #[error("cannot read {}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read the audit ledger: {0}")]
     Ledger(String),
-    #[error("git: {0}")]
+    #[error("git: {}", git_message(.0))]
     Git(#[from] git2::Error),
+}
+
+/// What a git error says, without libgit2's `; class=…; code=…` (which tells a user
+/// nothing they can act on).
+pub fn git_message(e: &git2::Error) -> String {
+    e.message().trim_end_matches('.').to_string()
+}
+
+/// An error and its sources, `: `-joined, git errors by [`git_message`]: printed once, at
+/// the edge or in the one finding that reports it.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    fn one(e: &(dyn std::error::Error + 'static)) -> String {
+        match e.downcast_ref::<git2::Error>() {
+            Some(g) => git_message(g),
+            None => e.to_string(),
+        }
+    }
+    let mut out = one(err);
+    let mut source = err.source();
+    while let Some(s) = source {
+        // A message that already ends with its source's text (`git: {0}`) says it once.
+        let next = one(s);
+        if !out.ends_with(&next) {
+            out.push_str(": ");
+            out.push_str(&next);
+        }
+        source = s.source();
+    }
+    out
 }

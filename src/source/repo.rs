@@ -617,7 +617,7 @@ fn cache_name(url: &str) -> String {
     format!("{tail}-{}", &hex::encode(digest)[..12])
 }
 
-fn revision_of(commit: &git2::Commit<'_>, branch: Option<String>) -> Revision {
+pub(super) fn revision_of(commit: &git2::Commit<'_>, branch: Option<String>) -> Revision {
     let when = commit.committer().when();
     Revision {
         oid: commit.id(),
@@ -646,13 +646,13 @@ fn classify(name: &str, blob: Oid) -> Option<Found> {
 
 /// A path from raw bytes: git names need not be UTF-8, and neither do unix paths.
 #[cfg(unix)]
-fn bytes_path(bytes: &[u8]) -> &Path {
+pub(super) fn bytes_path(bytes: &[u8]) -> &Path {
     use std::os::unix::ffi::OsStrExt;
     Path::new(std::ffi::OsStr::from_bytes(bytes))
 }
 
 #[cfg(not(unix))]
-fn bytes_path(bytes: &[u8]) -> &Path {
+pub(super) fn bytes_path(bytes: &[u8]) -> &Path {
     Path::new(std::str::from_utf8(bytes).unwrap_or(""))
 }
 

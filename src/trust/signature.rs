@@ -65,7 +65,7 @@ pub enum TrustError {
         pattern: String,
         source: globset::Error,
     },
-    #[error("git: {0}")]
+    #[error("git: {}", crate::source::git_message(.0))]
     Git(#[from] git2::Error),
 }
 

@@ -146,6 +146,14 @@ impl Env {
             .unwrap()
     }
 
+    /// Checks HEAD out into the working tree and the index, as `git clone` leaves them
+    /// (commits are made from objects alone and leave both as they were).
+    pub fn checkout(&self) {
+        self.repo
+            .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+            .unwrap();
+    }
+
     /// The commit `main` points at.
     pub fn head(&self) -> Oid {
         self.repo.refname_to_id("refs/heads/main").unwrap()

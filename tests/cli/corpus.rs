@@ -7,7 +7,7 @@ use crate::common::{Env, NOW, REPO, corpus, read_tree_bytes};
 #[test]
 fn base_is_valid() {
     let env = Env::base();
-    let out = env.run(&["validate", REPO, "--now", NOW]);
+    let out = env.run(&["validate", REPO, "--rev", "main", "--now", NOW]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, "");
     assert!(
@@ -57,7 +57,7 @@ fn check_cases(dir: &str, code: i32, at_least: usize) {
             .map(|(p, c)| (p.as_bytes(), Some(c.as_slice())))
             .collect();
         env.commit_bytes(&edits, &name);
-        let out = env.run(&["validate", REPO, "--now", NOW]);
+        let out = env.run(&["validate", REPO, "--rev", "main", "--now", NOW]);
         let expected_path = case.join("expected.txt");
         if update {
             std::fs::write(&expected_path, &out.stderr).unwrap();
@@ -90,7 +90,7 @@ spec: {email: zed@acme.example, client: acme, grants: [{role: viewer}]}\n";
         &[(&b"clients/acme/\xe9quipe.yaml"[..], Some(&member[..]))],
         "latin-1 name",
     );
-    let out = env.run(&["validate", REPO, "--now", NOW]);
+    let out = env.run(&["validate", REPO, "--rev", "main", "--now", NOW]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(
         out.stderr,
@@ -115,7 +115,7 @@ spec: {email: zed@acme.example, client: acme, grants: [{role: viewer}]}\n";
         )],
         "ignore",
     );
-    let out = env.run(&["validate", REPO, "--now", NOW]);
+    let out = env.run(&["validate", REPO, "--rev", "main", "--now", NOW]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stderr,

@@ -21,7 +21,7 @@ fn example_agency_validates() {
         .map(|(p, c)| (p.as_str(), Some(c.as_str())))
         .collect();
     let head = env.commit(&edits, "example");
-    let out = env.run(&["validate", REPO, "--now", NOW]);
+    let out = env.run(&["validate", REPO, "--rev", "main", "--now", NOW]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stderr,

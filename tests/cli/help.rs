@@ -27,3 +27,23 @@ fn plan_help() {
 fn apply_help() {
     insta::assert_snapshot!("help_apply", help(&["apply", "--help"]));
 }
+
+#[test]
+fn who_help() {
+    insta::assert_snapshot!("help_who", help(&["who", "--help"]));
+}
+
+#[test]
+fn run_help() {
+    insta::assert_snapshot!("help_run", help(&["run", "--help"]));
+}
+
+#[test]
+fn completions_help() {
+    insta::assert_snapshot!("help_completions", help(&["completions", "--help"]));
+}
+
+#[test]
+fn man_help() {
+    insta::assert_snapshot!("help_man", help(&["man", "--help"]));
+}

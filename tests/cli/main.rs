@@ -4,10 +4,14 @@
 mod common;
 
 mod apply;
+mod ci;
+mod conventions;
 mod corpus;
 mod example;
 mod help;
+mod image;
 mod ledger;
 mod pending;
 mod plan;
 mod review;
+mod worktree;

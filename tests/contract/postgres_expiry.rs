@@ -239,7 +239,7 @@ async fn valid_until_is_the_earliest_grant_expiry() {
     let preview = s.plan(now).await;
     let text = render::text(&preview, false);
     assert!(
-        text.contains("~ erin@acme.example") && text.contains("set expiry 2026-12-01T00:00Z"),
+        text.contains("~ erin@acme.example") && text.contains("set expiry 2026-12-01T00:00:00Z"),
         "{text}"
     );
     assert!(
@@ -249,7 +249,7 @@ async fn valid_until_is_the_earliest_grant_expiry() {
     let markdown = render::markdown(&preview);
     assert!(
         markdown.contains(
-            "| ⏳ | erin@acme.example | db | set expiry |  | declared | 2026-12-01T00:00Z (in 10d 11h) |"
+            "| ⏳ | erin@acme.example | db | set expiry |  | declared | 2026-12-01T00:00:00Z (in 10d 11h) |"
         ),
         "{markdown}"
     );
