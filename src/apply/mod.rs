@@ -145,9 +145,13 @@ async fn run_group(
                 let result = match result {
                     Ok(()) => ChangeResult::Applied,
                     Err(e) => {
+                        // An account not created, adopted or enabled gains nothing: a
+                        // failed adoption leaves the account unmanaged and as it was.
                         if matches!(
                             change.op,
-                            Op::CreateAccount { .. } | Op::EnableAccount { .. }
+                            Op::CreateAccount { .. }
+                                | Op::AdoptAccount { .. }
+                                | Op::EnableAccount { .. }
                         ) {
                             account_failed =
                                 Some(format!("the account could not be prepared: {}", e.message));

@@ -5,6 +5,7 @@ mod audit;
 mod check;
 mod codeowners;
 mod crds;
+mod import;
 mod operator;
 mod plan;
 mod run;
@@ -65,6 +66,7 @@ pub enum Command {
     Audit(audit::AuditArgs),
     Who(audit::WhoArgs),
     History(audit::HistoryArgs),
+    Import(import::ImportArgs),
 }
 
 /// Where the access repository is and which revision to read.
@@ -227,6 +229,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Audit(a) => audit::run_audit(a),
         Command::Who(a) => audit::run_who(a),
         Command::History(a) => audit::run_history(a),
+        Command::Import(a) => import::run(a).await,
     }
 }
 

@@ -94,7 +94,17 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
         let partial = matches!(snapshot.completeness, Completeness::Partial(_));
         let native_expiry = input.native_expiry.contains(name);
         let wanted = input.desired.systems.get(name).unwrap_or(&empty);
-        let actual = by_identity(&snapshot.managed);
+        // `adopt: true`: an unmarked account git declares here is taken over, then diffed
+        // like a managed one (what git declares is added, the rest is undeclared).
+        let adopting: BTreeSet<&str> = if system.spec.adopt {
+            adoptable(snapshot, wanted, input.desired)
+        } else {
+            BTreeSet::new()
+        };
+        let actual = by_identity_with(
+            &snapshot.managed,
+            adopting.iter().filter_map(|id| snapshot.unmanaged.get(*id)),
+        );
         let client_of = |identity: &str, grant_client: Option<&String>| {
             grant_client
                 .cloned()
@@ -144,10 +154,10 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     .is_some_and(|s| s.iter().all(|g| g.starts.is_some()))
             };
             match have_of.get(identity) {
-                None if snapshot.unmanaged.contains(identity) => plan.out_of_scope.push(OutOfScope {
+                None if snapshot.unmanaged.contains_key(identity) => plan.out_of_scope.push(OutOfScope {
                     system: name.clone(),
                     identity: identity.clone(),
-                    note: "an account exists that latchkey does not manage; git's grants for it are not applied".into(),
+                    note: "an account exists that latchkey does not manage; git's grants for it are not applied (adopt: true on the System takes it over)".into(),
                 }),
                 None => {
                     let first = want.entitlements.keys().next().map(|e| started(e)).unwrap_or(false);
@@ -176,6 +186,16 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     }
                 }
                 Some(have) => {
+                    if adopting.contains(identity.as_str()) {
+                        push(&mut plan, Change {
+                            system: name.clone(),
+                            client: client_of(identity, want.entitlements.values().next().and_then(|s| s.first()).map(|s| &s.client)),
+                            op: Op::AdoptAccount { identity: identity.clone() },
+                            reason: Reason::Declared,
+                            grant: None,
+                            retry: None,
+                        }, false);
+                    }
                     if let Some(change) = set_expiry(have.valid_until) {
                         push(&mut plan, change, false);
                     }
@@ -294,10 +314,37 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
     plan
 }
 
-/// Accounts in identity order, one per identity (the last read wins, as in a map).
+/// The unmarked accounts a System with `adopt: true` takes over: those whose identity
+/// git declares on it, for a Member who is not offboarded. Never a person git only
+/// mentions elsewhere: adoption follows what git declares on this system.
+fn adoptable<'a>(
+    snapshot: &'a Snapshot,
+    wanted: &BTreeMap<String, std::sync::Arc<super::desired::WantedAccount>>,
+    desired: &Desired,
+) -> BTreeSet<&'a str> {
+    snapshot
+        .unmanaged
+        .keys()
+        .filter(|id| wanted.contains_key(*id))
+        .filter(|id| {
+            desired
+                .members
+                .get(*id)
+                .is_some_and(|m| !m.spec.offboarded)
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// Accounts in identity order, one per identity (the last read wins, as in a map),
+/// with the accounts being adopted (never also managed: a connector lists an account in
+/// one of the two).
 /// Connectors usually return them sorted already; then this only checks.
-fn by_identity(accounts: &[Account]) -> Vec<&Account> {
-    let mut sorted: Vec<&Account> = accounts.iter().collect();
+fn by_identity_with<'a>(
+    accounts: &'a [Account],
+    adopted: impl Iterator<Item = &'a Account>,
+) -> Vec<&'a Account> {
+    let mut sorted: Vec<&Account> = accounts.iter().chain(adopted).collect();
     if !sorted.is_sorted_by(|a, b| a.identity < b.identity) {
         // Stable, then reversed: the last of equal identities comes first and stays.
         sorted.sort_by(|a, b| a.identity.cmp(&b.identity));
@@ -407,7 +454,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
                 account("erin@acme.example", &["viewer", "admin"]),
                 account("ghost@acme.example", &["viewer"]),
             ],
-            unmanaged: BTreeSet::new(),
+            unmanaged: BTreeMap::new(),
             completeness,
         };
         let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
@@ -448,13 +495,13 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             account("b", true),
             account("a", true),
         ];
-        let got: Vec<_> = by_identity(&read)
+        let got: Vec<_> = by_identity_with(&read, std::iter::empty())
             .iter()
             .map(|a| (a.identity.as_str(), a.active))
             .collect();
         assert_eq!(got, [("a", true), ("b", true), ("c", true)]);
         let sorted = [account("a", true), account("b", false)];
-        assert_eq!(by_identity(&sorted).len(), 2);
+        assert_eq!(by_identity_with(&sorted, std::iter::empty()).len(), 2);
     }
 
     #[test]
@@ -561,7 +608,7 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
                 .filter(|a| system == "db" || a.entitlements.iter().any(|e| e == "viewer"))
                 .cloned()
                 .collect(),
-            unmanaged: BTreeSet::new(),
+            unmanaged: BTreeMap::new(),
             completeness: Completeness::Complete,
         };
         let actual = BTreeMap::from([

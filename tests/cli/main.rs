@@ -7,6 +7,7 @@ mod apply;
 mod corpus;
 mod example;
 mod help;
+mod import;
 mod ledger;
 mod pending;
 mod plan;

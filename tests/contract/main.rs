@@ -11,6 +11,7 @@ mod ldap_case;
 mod peers;
 mod postgres_crash;
 mod postgres_expiry;
+mod postgres_import;
 mod postgres_race;
 mod postgres_scope;
 mod proxy;
@@ -45,6 +46,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_marks_an_unmarked_account,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
     ]
@@ -60,6 +62,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_is_refused_without_a_marker,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         credentials_absent_from_errors_and_logs,
@@ -76,6 +79,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_is_refused_without_a_marker,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         dropped_connection_is_never_a_short_complete,
@@ -93,6 +97,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_marks_an_unmarked_account,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         dropped_connection_is_never_a_short_complete,
@@ -110,6 +115,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_marks_an_unmarked_account,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         dropped_connection_is_never_a_short_complete,
@@ -127,6 +133,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_marks_an_unmarked_account,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         dropped_connection_is_never_a_short_complete,
