@@ -744,4 +744,62 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
             .collect();
         assert_eq!(ghost, ["revoke", "delete account"]);
     }
+
+    /// An unmarked account for erin (viewer and editor) and one git does not declare.
+    fn adoption_plan(adopt: bool) -> Plan {
+        let repo = REPO.replace("prune: true,", &format!("prune: true, adopt: {adopt},"));
+        let cat = catalog_of(&repo);
+        let desired = Desired::at(&cat, "2026-11-21T00:00:00Z".parse().unwrap());
+        let snapshot = Snapshot {
+            managed: vec![],
+            unmanaged: [
+                account("erin@acme.example", &["editor"]),
+                account("root@acme.example", &["superuser"]),
+            ]
+            .into_iter()
+            .map(|a| (a.identity.clone(), a))
+            .collect(),
+            completeness: Completeness::Complete,
+        };
+        let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
+        diff(&Inputs {
+            pending: &Pending::new(),
+            catalog: &cat,
+            desired: &desired,
+            actual: &actual,
+            previous: None,
+            revision: "r".into(),
+            native_expiry: BTreeSet::new(),
+        })
+    }
+
+    #[test]
+    fn adopt_takes_over_declared_unmarked_accounts_first_and_only_those() {
+        let plan = adoption_plan(true);
+        let got: Vec<_> = plan
+            .changes
+            .iter()
+            .map(|c| (c.op.identity(), c.verb(), c.entitlement(), c.reason))
+            .collect();
+        // Marked first; then like a managed account: git's viewer added, the undeclared
+        // editor pruned. root (not declared) is neither adopted nor touched.
+        assert_eq!(
+            got,
+            [
+                ("erin@acme.example", "adopt account", None, Reason::Declared),
+                ("erin@acme.example", "grant", Some("viewer"), Reason::Declared),
+                ("erin@acme.example", "revoke", Some("editor"), Reason::Undeclared),
+            ]
+        );
+        assert!(plan.out_of_scope.is_empty());
+    }
+
+    #[test]
+    fn without_adopt_unmarked_accounts_are_out_of_scope_and_unchanged() {
+        let plan = adoption_plan(false);
+        assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+        assert!(plan.drift.is_empty(), "{:?}", plan.drift);
+        let outside: Vec<_> = plan.out_of_scope.iter().map(|o| o.identity.as_str()).collect();
+        assert_eq!(outside, ["erin@acme.example"]);
+    }
 }

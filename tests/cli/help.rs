@@ -27,3 +27,8 @@ fn plan_help() {
 fn apply_help() {
     insta::assert_snapshot!("help_apply", help(&["apply", "--help"]));
 }
+
+#[test]
+fn import_help() {
+    insta::assert_snapshot!("help_import", help(&["import", "--help"]));
+}
