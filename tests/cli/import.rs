@@ -191,14 +191,32 @@ fn adopt_marks_records_and_replans_to_zero() {
     );
     assert_eq!(json["outOfScope"], serde_json::json!([]));
     let text = env.run(&["plan", REPO, "--now", NOW]);
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.contains("peter@initech.example"))
+        .unwrap_or_default();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["+", "peter@initech.example", "adopt", "account", "declared"],
+        "{}",
+        text.stdout
+    );
     assert!(
         text.stdout
-            .contains("+ peter@initech.example  adopt account  declared"),
+            .contains("1 change: 0 to grant, 0 to revoke, 1 account to adopt; 0 drift."),
         "{}",
         text.stdout
     );
     let md = env.run(&["plan", REPO, "--now", NOW, "--format", "markdown"]);
-    assert!(md.stdout.contains("adopt account"), "{}", md.stdout);
+    assert!(
+        md.stdout
+            .contains("| ➕ | peter@initech.example | portal | adopt account |"),
+        "{}",
+        md.stdout
+    );
+    assert!(md.stdout.contains("1 account to adopt"), "{}", md.stdout);
 
     let applied = env.run(&["apply", REPO, "--now", NOW]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
@@ -302,7 +320,7 @@ spec:
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains(
-            "latchkey.yaml:8:3: error: the scim connector cannot adopt existing accounts"
+            "latchkey.yaml:8:10: error: the scim connector cannot adopt existing accounts"
         ),
         "{}",
         out.stderr
