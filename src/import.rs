@@ -130,8 +130,9 @@ pub fn import(cat: &Catalog, reads: &BTreeMap<String, Snapshot>) -> Imported {
     out.members.sort_by(|a, b| {
         (&a.file, &a.document.metadata.name).cmp(&(&b.file, &b.document.metadata.name))
     });
-    out.findings
-        .sort_by(|a, b| (&a.identity, &a.system, a.problem).cmp(&(&b.identity, &b.system, b.problem)));
+    out.findings.sort_by(|a, b| {
+        (&a.identity, &a.system, a.problem).cmp(&(&b.identity, &b.system, b.problem))
+    });
     out
 }
 
@@ -237,7 +238,10 @@ fn domains(cat: &Catalog) -> BTreeMap<String, BTreeSet<String>> {
         .values()
         .map(|m| (m.spec.email.as_str(), m.spec.client.clone()))
         .chain(cat.clients.iter().flat_map(|(name, c)| {
-            c.spec.admins.iter().map(move |a| (a.as_str(), name.clone()))
+            c.spec
+                .admins
+                .iter()
+                .map(move |a| (a.as_str(), name.clone()))
         }));
     for (email, client) in pairs {
         if let Some(d) = domain(email) {
@@ -261,7 +265,9 @@ fn propose(
     out: &mut Imported,
 ) -> Option<Proposed> {
     // The client: the domain's, else the one client the systems belong to.
-    let by_domain = domain(identity).and_then(|d| domains.get(&d)).filter(|c| c.len() == 1);
+    let by_domain = domain(identity)
+        .and_then(|d| domains.get(&d))
+        .filter(|c| c.len() == 1);
     let by_system: BTreeSet<&String> = person
         .systems
         .iter()
@@ -269,7 +275,9 @@ fn propose(
         .collect();
     let mut client = by_domain
         .and_then(|c| c.iter().next().cloned())
-        .or_else(|| (by_system.len() == 1).then(|| by_system.iter().next().map(|c| c.to_string()))?);
+        .or_else(|| {
+            (by_system.len() == 1).then(|| by_system.iter().next().map(|c| c.to_string()))?
+        });
     // Else the one client the fitting Roles name.
     if client.is_none() {
         let (cover, _) = cover(&fitting(cat, candidates, person, None));
@@ -476,7 +484,13 @@ fn greedy<'a>(fits: &[&'a Candidate], target: &BTreeSet<&Held>) -> Vec<&'a Candi
 
 /// Every `k`-element subset of `items`, in order.
 fn combinations<'a, T>(items: &[&'a T], k: usize) -> Vec<Vec<&'a T>> {
-    fn go<'a, T>(items: &[&'a T], k: usize, start: usize, cur: &mut Vec<&'a T>, out: &mut Vec<Vec<&'a T>>) {
+    fn go<'a, T>(
+        items: &[&'a T],
+        k: usize,
+        start: usize,
+        cur: &mut Vec<&'a T>,
+        out: &mut Vec<Vec<&'a T>>,
+    ) {
         if cur.len() == k {
             out.push(cur.clone());
             return;

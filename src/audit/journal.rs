@@ -329,9 +329,7 @@ fn in_place(op: &Op, snapshot: &Snapshot) -> Option<bool> {
     let absent = || complete.then_some(false);
     let gone = || complete.then_some(true);
     match op {
-        Op::CreateAccount { .. } | Op::AdoptAccount { .. } => {
-            account.map(|_| true).or_else(absent)
-        }
+        Op::CreateAccount { .. } | Op::AdoptAccount { .. } => account.map(|_| true).or_else(absent),
         Op::EnableAccount { .. } => account.map(|a| a.active).or_else(absent),
         Op::AddEntitlement { entitlement, .. } => account
             .map(|a| a.entitlements.contains(entitlement))

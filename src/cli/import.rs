@@ -81,7 +81,8 @@ pub async fn run(args: ImportArgs) -> Result<Exit, CliError> {
     };
     let source = repo.open()?;
     let rev = source.resolve(&args.rev)?;
-    let mut rec = crate::reconcile::Reconciler::new(source, Registry::builtin(SecretSource::default()));
+    let mut rec =
+        crate::reconcile::Reconciler::new(source, Registry::builtin(SecretSource::default()));
     // Members' grant windows are checked at the present, as validate does.
     let now = Timestamp::now();
     let loaded = rec.load(&rev, &args.subpath, now)?;
@@ -194,7 +195,10 @@ fn report(imported: &Imported) -> String {
         if unmapped == 0 {
             "everything was mapped".to_string()
         } else {
-            format!("{} not mapped (see above)", super::count(unmapped, "finding"))
+            format!(
+                "{} not mapped (see above)",
+                super::count(unmapped, "finding")
+            )
         }
     );
     out

@@ -384,8 +384,7 @@ impl Connector for PostgresConnector {
                 a.entitlements.insert(m.get(1));
             }
         }
-        let (managed, unmanaged): (Vec<_>, Vec<_>) =
-            accounts.into_values().partition(|(m, _)| *m);
+        let (managed, unmanaged): (Vec<_>, Vec<_>) = accounts.into_values().partition(|(m, _)| *m);
         Ok(Snapshot {
             managed: managed.into_iter().map(|(_, a)| a).collect(),
             unmanaged: unmanaged

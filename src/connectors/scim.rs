@@ -669,16 +669,19 @@ impl Connector for ScimConnector {
             by_id.insert(id.to_string(), identity.clone());
             accounts.insert(
                 identity.clone(),
-                (is_managed(u), Account {
-                    identity,
-                    display_name: u
-                        .get("displayName")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    active: u.get("active").is_none_or(truthy),
-                    entitlements: BTreeSet::new(),
-                    valid_until: None,
-                }),
+                (
+                    is_managed(u),
+                    Account {
+                        identity,
+                        display_name: u
+                            .get("displayName")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        active: u.get("active").is_none_or(truthy),
+                        entitlements: BTreeSet::new(),
+                        valid_until: None,
+                    },
+                ),
             );
         }
         for g in &groups {

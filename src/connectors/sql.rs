@@ -651,10 +651,7 @@ mod tests {
         // Unmanaged accounts come with what they hold (for import and adoption).
         let admin = &snap.unmanaged["admin@x.example"];
         assert_eq!(snap.unmanaged.len(), 1);
-        assert_eq!(
-            admin.entitlements.iter().collect::<Vec<_>>(),
-            ["superuser"]
-        );
+        assert_eq!(admin.entitlements.iter().collect::<Vec<_>>(), ["superuser"]);
         assert_eq!(admin.display_name.as_deref(), Some("Admin"));
     }
 

@@ -326,12 +326,7 @@ fn adoptable<'a>(
         .unmanaged
         .keys()
         .filter(|id| wanted.contains_key(*id))
-        .filter(|id| {
-            desired
-                .members
-                .get(*id)
-                .is_some_and(|m| !m.spec.offboarded)
-        })
+        .filter(|id| desired.members.get(*id).is_some_and(|m| !m.spec.offboarded))
         .map(String::as_str)
         .collect()
 }
@@ -787,8 +782,18 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
             got,
             [
                 ("erin@acme.example", "adopt account", None, Reason::Declared),
-                ("erin@acme.example", "grant", Some("viewer"), Reason::Declared),
-                ("erin@acme.example", "revoke", Some("editor"), Reason::Undeclared),
+                (
+                    "erin@acme.example",
+                    "grant",
+                    Some("viewer"),
+                    Reason::Declared
+                ),
+                (
+                    "erin@acme.example",
+                    "revoke",
+                    Some("editor"),
+                    Reason::Undeclared
+                ),
             ]
         );
         assert!(plan.out_of_scope.is_empty());
@@ -799,7 +804,11 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
         let plan = adoption_plan(false);
         assert!(plan.changes.is_empty(), "{:?}", plan.changes);
         assert!(plan.drift.is_empty(), "{:?}", plan.drift);
-        let outside: Vec<_> = plan.out_of_scope.iter().map(|o| o.identity.as_str()).collect();
+        let outside: Vec<_> = plan
+            .out_of_scope
+            .iter()
+            .map(|o| o.identity.as_str())
+            .collect();
         assert_eq!(outside, ["erin@acme.example"]);
     }
 }

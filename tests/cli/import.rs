@@ -71,7 +71,10 @@ fn set_adopt(env: &Env) {
         1,
     );
     assert_ne!(text, adopted);
-    env.commit(&[("latchkey.yaml", Some(&adopted))], "adopt the portal's accounts");
+    env.commit(
+        &[("latchkey.yaml", Some(&adopted))],
+        "adopt the portal's accounts",
+    );
 }
 
 #[test]
@@ -287,7 +290,9 @@ fn a_failed_adoption_leaves_the_account_unmanaged_and_grants_nothing() {
     let applied = env.run(&["apply", REPO, "--now", NOW]);
     assert_eq!(applied.code, 1, "{}", applied.stderr);
     assert!(
-        applied.stderr.contains("is marked \"crm-sync\", not unmarked"),
+        applied
+            .stderr
+            .contains("is marked \"crm-sync\", not unmarked"),
         "{}",
         applied.stderr
     );

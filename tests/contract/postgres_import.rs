@@ -143,7 +143,11 @@ async fn import_maps_login_roles_and_adopt_marks_only_plain_logins() {
         .collect();
     assert_eq!(unmapped.len(), 1, "{:?}", imported.findings);
     assert_eq!(unmapped[0].0, "ann@acme.example");
-    assert!(unmapped[0].1.starts_with("\"legacy\": no Role"), "{}", unmapped[0].1);
+    assert!(
+        unmapped[0].1.starts_with("\"legacy\": no Role"),
+        "{}",
+        unmapped[0].1
+    );
 
     // Adoption: a plain login is marked and nothing else about it changes.
     let adopt = |who: &str| Op::AdoptAccount {
