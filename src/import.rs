@@ -510,6 +510,7 @@ fn combinations<'a, T>(items: &[&'a T], k: usize) -> Vec<Vec<&'a T>> {
 fn unique_name(identity: &str, taken: &mut BTreeSet<String>) -> String {
     let local = identity.split('@').next().unwrap_or(identity);
     let mut base: String = local
+        .to_lowercase()
         .chars()
         .map(|c| match c {
             'a'..='z' | '0'..='9' | '-' | '.' => c,
@@ -536,5 +537,169 @@ fn finding(identity: &str, system: Option<&str>, problem: Problem, message: Stri
         system: system.map(str::to_string),
         problem,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::load::{Context, ParseCache, load_files};
+    use crate::source::{Revision, SourceFile};
+
+    /// Two Roles that give the same on the portal (ambiguous), one that reaches a
+    /// staging system acme requires expiries on, and a Member already in git.
+    const REPO: &str = "\
+apiVersion: latchkey.dev/v1alpha1
+kind: System
+metadata: {name: portal}
+spec: {type: sql, environment: portal}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: System
+metadata: {name: staging}
+spec: {type: sql, environment: staging}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: reports}
+spec: {entitlements: {portal: [\"{client}:reports\"]}}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: viewer}
+spec: {entitlements: {portal: [\"{client}:reports\"]}}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: uat}
+spec: {entitlements: {portal: [\"{client}:uat\"], staging: [\"{client}:admin\"]}}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Client
+metadata: {name: acme}
+spec: {allowedRoles: [reports, viewer, uat], requireExpiry: [staging]}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Member
+metadata: {name: dana}
+spec: {email: dana@acme.example, client: acme, grants: [{role: viewer}]}
+";
+
+    fn catalog() -> Catalog {
+        let t: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+        let rev = Revision {
+            oid: git2::Oid::ZERO_SHA1,
+            branch: None,
+            time: t,
+            author: String::new(),
+            summary: String::new(),
+        };
+        let file = SourceFile {
+            path: "latchkey.yaml".into(),
+            blob: git2::Oid::ZERO_SHA1,
+            text: REPO.into(),
+        };
+        let none = |_: &str, _: &crate::model::Grant| None;
+        let ctx = Context {
+            revision_time: t,
+            now: t,
+            merged_at: &none,
+        };
+        let loaded = load_files(rev, &[file], &ctx, &mut ParseCache::default());
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        loaded.catalog
+    }
+
+    fn portal(accounts: &[(&str, &[&str])]) -> BTreeMap<String, Snapshot> {
+        let managed = accounts
+            .iter()
+            .map(|(id, ents)| Account {
+                identity: id.to_string(),
+                display_name: None,
+                active: true,
+                entitlements: ents.iter().map(|e| e.to_string()).collect::<BTreeSet<_>>(),
+                valid_until: None,
+            })
+            .collect();
+        BTreeMap::from([(
+            "portal".to_string(),
+            Snapshot {
+                managed,
+                ..Snapshot::default()
+            },
+        )])
+    }
+
+    fn problems(i: &Imported) -> Vec<(&str, Problem)> {
+        i.findings
+            .iter()
+            .map(|f| (f.identity.as_str(), f.problem))
+            .collect()
+    }
+
+    #[test]
+    fn equally_good_roles_are_reported_and_the_first_proposed() {
+        let i = import(
+            &catalog(),
+            &portal(&[("erin@acme.example", &["acme:reports"])]),
+        );
+        assert_eq!(i.members.len(), 1);
+        let grants: Vec<&str> = i.members[0]
+            .document
+            .spec
+            .grants
+            .iter()
+            .map(|g| g.role.as_str())
+            .collect();
+        assert_eq!(grants, ["reports"]);
+        assert_eq!(problems(&i), [("erin@acme.example", Problem::Ambiguous)]);
+    }
+
+    #[test]
+    fn a_role_needing_an_expiry_the_system_lacks_is_not_proposed() {
+        let i = import(&catalog(), &portal(&[("erin@acme.example", &["acme:uat"])]));
+        assert!(i.members[0].document.spec.grants.is_empty());
+        assert_eq!(problems(&i), [("erin@acme.example", Problem::NeedsExpiry)]);
+    }
+
+    #[test]
+    fn declared_identities_are_left_out_and_nothing_is_guessed_for_the_rest() {
+        let i = import(
+            &catalog(),
+            &portal(&[
+                ("dana@acme.example", &["acme:reports"]),
+                // No client by domain or system; the entitlements name none either.
+                ("x@elsewhere.example", &["superuser"]),
+                // A client by domain, holding something no Role grants: no grant for it.
+                ("zoe@acme.example", &["acme:reports", "acme:root"]),
+            ]),
+        );
+        let names: Vec<&str> = i
+            .members
+            .iter()
+            .map(|m| m.document.metadata.name.as_str())
+            .collect();
+        assert_eq!(names, ["zoe"]);
+        assert_eq!(
+            problems(&i),
+            [
+                ("dana@acme.example", Problem::AlreadyDeclared),
+                ("x@elsewhere.example", Problem::NoClient),
+                // Per identity, findings about the person come before those per system.
+                ("zoe@acme.example", Problem::Ambiguous),
+                ("zoe@acme.example", Problem::Unmapped),
+            ]
+        );
+    }
+
+    #[test]
+    fn names_are_unique_and_valid() {
+        let mut taken = BTreeSet::from(["dana".to_string()]);
+        assert_eq!(unique_name("Dana@x.example", &mut taken), "dana-2");
+        assert_eq!(unique_name("dana@y.example", &mut taken), "dana-3");
+        assert_eq!(unique_name("_o'neil_@x.example", &mut taken), "o-neil");
+        assert_eq!(unique_name("@x.example", &mut taken), "member");
     }
 }
