@@ -545,8 +545,6 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::load::{Context, ParseCache, load_files};
-    use crate::source::{Revision, SourceFile};
 
     /// Two Roles that give the same on the portal (ambiguous), one that reaches a
     /// staging system acme requires expiries on, and a Member already in git.
@@ -588,26 +586,11 @@ spec: {email: dana@acme.example, client: acme, grants: [{role: viewer}]}
 ";
 
     fn catalog() -> Catalog {
-        let t: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
-        let rev = Revision {
-            oid: git2::Oid::ZERO_SHA1,
-            branch: None,
-            time: t,
-            author: String::new(),
-            summary: String::new(),
-        };
-        let file = SourceFile {
-            path: "latchkey.yaml".into(),
-            blob: git2::Oid::ZERO_SHA1,
-            text: REPO.into(),
-        };
-        let none = |_: &str, _: &crate::model::Grant| None;
-        let ctx = Context {
-            revision_time: t,
-            now: t,
-            merged_at: &none,
-        };
-        let loaded = load_files(rev, &[file], &ctx, &mut ParseCache::default());
+        let loaded = crate::load::load_text(
+            "latchkey.yaml",
+            REPO,
+            "2026-11-20T12:00:00Z".parse().unwrap(),
+        );
         assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
         loaded.catalog
     }

@@ -377,8 +377,6 @@ mod tests {
 
     use super::*;
     use crate::connectors::Account;
-    use crate::load::{Context, ParseCache, load_files};
-    use crate::source::{Revision, SourceFile};
 
     const REPO: &str = "\
 apiVersion: latchkey.dev/v1alpha1
@@ -407,26 +405,11 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
     }
 
     fn catalog_of(text: &str) -> Catalog {
-        let t: jiff::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
-        let rev = Revision {
-            oid: git2::Oid::ZERO_SHA1,
-            branch: None,
-            time: t,
-            author: String::new(),
-            summary: String::new(),
-        };
-        let file = SourceFile {
-            path: "latchkey.yaml".into(),
-            blob: git2::Oid::ZERO_SHA1,
-            text: text.into(),
-        };
-        let none = |_: &str, _: &crate::model::Grant| None;
-        let ctx = Context {
-            revision_time: t,
-            now: t,
-            merged_at: &none,
-        };
-        let loaded = load_files(rev, &[file], &ctx, &mut ParseCache::default());
+        let loaded = crate::load::load_text(
+            "latchkey.yaml",
+            text,
+            "2026-11-20T12:00:00Z".parse().unwrap(),
+        );
         assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
         loaded.catalog
     }

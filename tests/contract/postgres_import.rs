@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 
 use latchkey::connectors::postgres::PostgresConnector;
 use latchkey::connectors::{Connector, ErrorClass, Op};
-use latchkey::load::{Context, ParseCache, load_files};
-use latchkey::source::{Revision, SourceFile};
 
 use crate::peers::pg::PgCluster;
 use crate::peers::postgres::verifier;
@@ -45,26 +43,8 @@ spec: {allowedRoles: [reader], admins: [ops@studio.example]}
 ";
 
 fn catalog() -> latchkey::load::Catalog {
-    let t: jiff::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
-    let rev = Revision {
-        oid: git2::Oid::ZERO_SHA1,
-        branch: None,
-        time: t,
-        author: String::new(),
-        summary: String::new(),
-    };
-    let file = SourceFile {
-        path: "latchkey.yaml".into(),
-        blob: git2::Oid::ZERO_SHA1,
-        text: REPO.into(),
-    };
-    let none = |_: &str, _: &latchkey::model::Grant| None;
-    let ctx = Context {
-        revision_time: t,
-        now: t,
-        merged_at: &none,
-    };
-    let loaded = load_files(rev, &[file], &ctx, &mut ParseCache::default());
+    let at = "2026-11-20T12:00:00Z".parse().unwrap();
+    let loaded = latchkey::load::load_text("latchkey.yaml", REPO, at);
     assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
     loaded.catalog
 }
