@@ -11,6 +11,7 @@ pub mod checks;
 pub mod cli;
 pub mod connectors;
 pub mod controller;
+pub mod import;
 pub mod load;
 pub mod model;
 pub mod plan;

@@ -800,7 +800,15 @@ impl Reconciler {
         for (system, read) in &planned.actual {
             let Ok(snapshot) = read else { continue };
             let wanted = planned.desired.systems.get(system);
-            for account in snapshot.managed.iter().filter(|a| a.active) {
+            // An account this run adopts is newly in scope: what it holds is observed.
+            let adopted = planned.plan.changes.iter().filter_map(|c| match &c.op {
+                crate::connectors::Op::AdoptAccount { identity } if &c.system == system => {
+                    snapshot.unmanaged.get(identity)
+                }
+                _ => None,
+            });
+            let accounts = snapshot.managed.iter().chain(adopted);
+            for account in accounts.filter(|a| a.active) {
                 for e in &account.entitlements {
                     if access.holds(&account.identity, system, e) {
                         continue;

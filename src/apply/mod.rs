@@ -144,10 +144,9 @@ async fn run_group(
                 let result = match result {
                     Ok(()) => ChangeResult::Applied,
                     Err(e) => {
-                        if matches!(
-                            change.op,
-                            Op::CreateAccount { .. } | Op::EnableAccount { .. }
-                        ) {
+                        // An account not created, adopted or enabled gains nothing: a
+                        // failed adoption leaves the account unmanaged and as it was.
+                        if gates_additions(&change.op) {
                             account_failed =
                                 Some(format!("the account could not be prepared: {}", e.message));
                         }
@@ -191,9 +190,16 @@ fn batches(groups: Vec<Group<'_>>, size: usize) -> Vec<Vec<Group<'_>>> {
 
 /// True for the changes that prepare an account (they lead each identity's group).
 fn prepares_account(op: &Op) -> bool {
+    gates_additions(op) || matches!(op, Op::SetExpiry { .. })
+}
+
+/// True for the changes without which an account gains nothing: when one fails, the
+/// identity's additions are skipped (a failed adoption leaves the account unmanaged and
+/// as it was).
+fn gates_additions(op: &Op) -> bool {
     matches!(
         op,
-        Op::CreateAccount { .. } | Op::SetExpiry { .. } | Op::EnableAccount { .. }
+        Op::CreateAccount { .. } | Op::AdoptAccount { .. } | Op::EnableAccount { .. }
     )
 }
 
@@ -223,10 +229,7 @@ async fn run_batch(
     let mut unprepared: BTreeMap<String, String> = BTreeMap::new();
     for (i, outcome) in apply_all(&first, connector, retry, clock).await {
         if let ChangeResult::Failed { error, .. } = &outcome.result
-            && matches!(
-                outcome.change.op,
-                Op::CreateAccount { .. } | Op::EnableAccount { .. }
-            )
+            && gates_additions(&outcome.change.op)
         {
             unprepared.insert(
                 outcome.change.op.identity().to_string(),

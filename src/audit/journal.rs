@@ -295,6 +295,7 @@ pub(crate) fn op_of(r: &Record) -> Option<Op> {
             display_name: None,
         },
         "enable-account" => Op::EnableAccount { identity },
+        "adopt-account" => Op::AdoptAccount { identity },
         "grant" => Op::AddEntitlement {
             identity,
             entitlement: entitlement()?,
@@ -328,7 +329,7 @@ fn in_place(op: &Op, snapshot: &Snapshot) -> Option<bool> {
     let absent = || complete.then_some(false);
     let gone = || complete.then_some(true);
     match op {
-        Op::CreateAccount { .. } => account.map(|_| true).or_else(absent),
+        Op::CreateAccount { .. } | Op::AdoptAccount { .. } => account.map(|_| true).or_else(absent),
         Op::EnableAccount { .. } => account.map(|a| a.active).or_else(absent),
         Op::AddEntitlement { entitlement, .. } => account
             .map(|a| a.entitlements.contains(entitlement))

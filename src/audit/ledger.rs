@@ -30,6 +30,9 @@ pub enum Event {
     Refusal,
     /// A newest revision that did not validate; the last valid one stays in force.
     InvalidRevision,
+    /// An unmarked account taken over (`adopt: true`): latchkey's marker was put on it
+    /// (`change: adopt-account`, with the result). Access found on it is `observed`.
+    Adopted,
     /// Access found in place when latchkey first read an account it manages (the first
     /// apply, a newly adopted account): the baseline `who --at` and reports start from.
     Observed,
@@ -74,7 +77,7 @@ pub struct Record {
     /// The person (email) whose access changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
-    /// `create-account`, `enable-account`, `grant`, `revoke`, `disable-account`, `delete-account`,
+    /// `create-account`, `adopt-account`, `enable-account`, `grant`, `revoke`, `disable-account`, `delete-account`,
     /// `set-expiry`, `clear-expiry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<String>,

@@ -41,7 +41,13 @@ pub fn change_record(
     trigger: Trigger,
     author: &str,
 ) -> Record {
-    let mut r = Record::new(Event::Change, at, run, revision, trigger);
+    // Taking over an account is its own event, so the ledger tells it from a change
+    // of access; its result and pending-retry handling are a change's.
+    let event = match c.op {
+        crate::connectors::Op::AdoptAccount { .. } => Event::Adopted,
+        _ => Event::Change,
+    };
+    let mut r = Record::new(event, at, run, revision, trigger);
     r.system = Some(c.system.clone());
     r.client = c.client.clone();
     r.identity = Some(c.op.identity().to_string());

@@ -6,6 +6,7 @@ mod check;
 mod codeowners;
 mod completions;
 mod crds;
+mod import;
 mod man;
 mod operator;
 pub mod output;
@@ -96,6 +97,7 @@ pub enum Command {
     History(audit::HistoryArgs),
     Completions(completions::CompletionsArgs),
     Man(man::ManArgs),
+    Import(import::ImportArgs),
 }
 
 /// Where the access repository is and which revision to read.
@@ -320,6 +322,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::History(a) => audit::run_history(a),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => man::run(a),
+        Command::Import(a) => import::run(a).await,
     }
 }
 

@@ -66,9 +66,10 @@ pub enum Action {
 pub struct ReadResponse {
     /// Accounts carrying latchkey's marker.
     pub accounts: Vec<ExecAccount>,
-    /// Identities of other accounts (reported, never changed).
+    /// Other accounts (reported, never changed): an identity, or an account with its
+    /// entitlements so that `latchkey import` can turn it into a Member.
     #[serde(default)]
-    pub unmanaged: Vec<String>,
+    pub unmanaged: Vec<UnmanagedAccount>,
     /// False when the program could not see everything (nothing is pruned then).
     pub complete: bool,
     /// Why the read is incomplete.
@@ -86,6 +87,28 @@ pub struct ExecAccount {
     pub display_name: Option<String>,
     pub active: bool,
     pub entitlements: Vec<String>,
+}
+
+/// An account without latchkey's marker in a read response.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum UnmanagedAccount {
+    /// Only its identity (what it holds is not reported).
+    Identity(String),
+    /// The account and what it holds.
+    Account(ExecAccount),
+}
+
+impl From<ExecAccount> for Account {
+    fn from(a: ExecAccount) -> Account {
+        Account {
+            identity: super::identity(&a.identity),
+            display_name: a.display_name,
+            active: a.active,
+            entitlements: a.entitlements.into_iter().collect::<BTreeSet<_>>(),
+            valid_until: None,
+        }
+    }
 }
 
 /// The answer to `apply`.
@@ -281,17 +304,7 @@ impl Connector for ExecConnector {
 
     async fn read(&self) -> Result<Snapshot, ConnectorError> {
         let r: ReadResponse = self.call(&self.request(Action::Read, None)).await?;
-        let managed = r
-            .accounts
-            .into_iter()
-            .map(|a| Account {
-                identity: super::identity(&a.identity),
-                display_name: a.display_name,
-                active: a.active,
-                entitlements: a.entitlements.into_iter().collect::<BTreeSet<_>>(),
-                valid_until: None,
-            })
-            .collect();
+        let managed = r.accounts.into_iter().map(Account::from).collect();
         let completeness = if r.complete {
             Completeness::Complete
         } else {
@@ -302,7 +315,23 @@ impl Connector for ExecConnector {
         };
         Ok(Snapshot {
             managed,
-            unmanaged: r.unmanaged.iter().map(|u| super::identity(u)).collect(),
+            unmanaged: r
+                .unmanaged
+                .into_iter()
+                .map(|u| {
+                    let a = match u {
+                        UnmanagedAccount::Identity(who) => Account {
+                            identity: super::identity(&who),
+                            display_name: None,
+                            active: true,
+                            entitlements: BTreeSet::new(),
+                            valid_until: None,
+                        },
+                        UnmanagedAccount::Account(a) => Account::from(a),
+                    };
+                    (a.identity.clone(), a)
+                })
+                .collect(),
             completeness,
             foreign_grants: Vec::new(),
         })
@@ -312,6 +341,10 @@ impl Connector for ExecConnector {
         // Protocol v1 programs are never asked to enforce expiry (see docs/exec.md).
         if let Op::SetExpiry { .. } = op {
             return Err(ConnectorError::no_native_expiry("exec"));
+        }
+        // Protocol v1 has no adoption: a program would not know the op.
+        if let Op::AdoptAccount { .. } = op {
+            return Err(ConnectorError::no_adoption("exec"));
         }
         let r: ApplyResponse = self
             .call(&self.request(Action::Apply, Some(op.clone())))

@@ -240,7 +240,7 @@ impl Connector for KubernetesConnector {
                     valid_until: None,
                 })
                 .collect(),
-            unmanaged: BTreeSet::new(),
+            unmanaged: Default::default(),
             completeness,
             foreign_grants: Vec::new(),
         })
@@ -249,6 +249,7 @@ impl Connector for KubernetesConnector {
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
         match op {
             Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("kubernetes")),
+            Op::AdoptAccount { .. } => Err(ConnectorError::no_adoption("kubernetes")),
             // Accounts live in the cluster's authenticator, not in the namespace.
             Op::CreateAccount { .. } | Op::EnableAccount { .. } | Op::DisableAccount { .. } => {
                 Ok(())

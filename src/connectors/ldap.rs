@@ -308,8 +308,8 @@ impl Connector for LdapConnector {
             .await?;
         let _ = ldap.unbind().await;
         let mut by_dn: HashMap<String, String> = HashMap::new();
-        let mut accounts = BTreeMap::new();
-        let mut unmanaged = BTreeSet::new();
+        // Managed and unmanaged people alike (by identity), told apart by the marker.
+        let mut accounts: BTreeMap<String, (bool, Account)> = BTreeMap::new();
         for p in people {
             let first = |k: &str| p.attrs.get(k).and_then(|v| v.first()).cloned();
             let Some(identity) = first("mail")
@@ -320,21 +320,17 @@ impl Connector for LdapConnector {
             };
             let marks = p.attrs.get(MARKER_ATTR).cloned().unwrap_or_default();
             let active = marks.iter().any(|m| m == MANAGED_MARKER);
-            if !active && !marks.iter().any(|m| m == DISABLED) {
-                unmanaged.insert(identity);
-                continue;
-            }
+            let managed = active || marks.iter().any(|m| m == DISABLED);
             by_dn.insert(p.dn.to_lowercase(), identity.clone());
-            accounts.insert(
-                identity.clone(),
-                Account {
-                    identity,
-                    display_name: first("cn"),
-                    active,
-                    entitlements: BTreeSet::new(),
-                    valid_until: None,
-                },
-            );
+            let account = Account {
+                identity: identity.clone(),
+                display_name: first("cn"),
+                // An unmarked entry has no lock in plain OpenLDAP: it is active.
+                active: active || !managed,
+                entitlements: BTreeSet::new(),
+                valid_until: None,
+            };
+            accounts.insert(identity, (managed, account));
         }
         for g in groups {
             // The directory compares names case-insensitively; so does latchkey
@@ -352,13 +348,15 @@ impl Connector for LdapConnector {
                     .get(&m.to_lowercase())
                     .and_then(|id| accounts.get_mut(id))
                 {
-                    a.entitlements.insert(name.clone());
+                    a.1.entitlements.insert(name.clone());
                 }
             }
         }
+        let (managed, unmanaged): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            accounts.into_iter().partition(|(_, (m, _))| *m);
         Ok(Snapshot {
-            managed: accounts.into_values().collect(),
-            unmanaged,
+            managed: managed.into_values().map(|(_, a)| a).collect(),
+            unmanaged: unmanaged.into_iter().map(|(k, (_, a))| (k, a)).collect(),
             completeness: Completeness::Complete,
             foreign_grants: Vec::new(),
         })
@@ -370,6 +368,25 @@ impl Connector for LdapConnector {
         let dn = self.person_dn(&email);
         let result = match op {
             Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("ldap")),
+            // Adds the marker beside any other employeeType the entry has; only the
+            // entry latchkey would manage (uid=<email> under peopleDn) is taken over.
+            Op::AdoptAccount { .. } => match self.marker(&mut ldap, &email).await? {
+                Some(Some(_)) => Ok(()),
+                Some(None) => {
+                    let add = vec![Mod::Add(MARKER_ATTR.to_string(), set(MANAGED_MARKER))];
+                    let r = ldap
+                        .modify(&dn, add)
+                        .await
+                        .map_err(|e| ldap_error("adopt", e))?;
+                    match r.rc {
+                        0 => Ok(()),
+                        rc => Err(rc_error("adopt", rc, &r.text)),
+                    }
+                }
+                None => Err(ConnectorError::permanent(format!(
+                    "no LDAP entry {dn} to adopt (latchkey manages only uid=<email> entries under peopleDn); it stays unmanaged"
+                ))),
+            },
             Op::CreateAccount { display_name, .. } => match self.marker(&mut ldap, &email).await? {
                 Some(Some(_)) => self.set_marker(&mut ldap, &email, MANAGED_MARKER).await,
                 Some(None) => Err(ConnectorError::permanent(format!(

@@ -18,7 +18,7 @@ pub mod wordpress;
 pub use credentials::{Secret, SecretSource};
 pub use registry::{Registry, SystemContext};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -58,10 +58,12 @@ pub enum Completeness {
 /// What a read returns.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Accounts carrying latchkey's marker (or adopted).
+    /// Accounts carrying latchkey's marker.
     pub managed: Vec<Account>,
-    /// Identities of accounts latchkey does not manage: reported, never changed.
-    pub unmanaged: BTreeSet<String>,
+    /// Accounts without latchkey's marker, by identity, with what they hold: reported and
+    /// never changed, except that a System with `adopt: true` takes over those git declares
+    /// ([`Op::AdoptAccount`]); `latchkey import` turns them into Members.
+    pub unmanaged: BTreeMap<String, Account>,
     pub completeness: Completeness,
     /// Entitlements managed accounts hold through a grant latchkey did not make
     /// (PostgreSQL 16+ records each grantor): reported, never revoked.
@@ -105,6 +107,12 @@ pub enum Op {
     DeleteAccount {
         identity: String,
     },
+    /// Puts latchkey's marker on an existing unmarked account (a System with `adopt:
+    /// true`), changing nothing else. Fails when the account is gone, already someone
+    /// else's by another marker, or one latchkey never takes over (a privileged role).
+    AdoptAccount {
+        identity: String,
+    },
     /// Sets the expiry the system enforces itself (`until: null` clears it). Sent only to
     /// connectors whose capabilities declare `native_expiry`.
     SetExpiry {
@@ -123,6 +131,7 @@ impl Op {
             | Op::RemoveEntitlement { identity, .. }
             | Op::DisableAccount { identity }
             | Op::DeleteAccount { identity }
+            | Op::AdoptAccount { identity }
             | Op::SetExpiry { identity, .. } => identity,
         }
     }
@@ -186,6 +195,13 @@ impl ConnectorError {
         self.message = format!("{} ({note})", self.message);
         self
     }
+    /// The answer of a connector that cannot mark an existing account (`AdoptAccount`):
+    /// the account stays unmanaged, and `validate` rejects `adopt: true` for it.
+    pub fn no_adoption(connector: &str) -> Self {
+        ConnectorError::permanent(format!(
+            "the {connector} connector cannot adopt existing accounts (adoptAccount)"
+        ))
+    }
     /// The answer of a connector without native expiry to `SetExpiry`. The planner never
     /// sends it one; failing loudly keeps such a bug from passing as applied.
     pub fn no_native_expiry(connector: &str) -> Self {
@@ -200,7 +216,8 @@ impl ConnectorError {
 pub trait Connector: Send + Sync {
     /// What the connector can do.
     fn capabilities(&self) -> Capabilities;
-    /// Reads the managed accounts and their entitlements.
+    /// Reads the managed accounts and their entitlements, and the unmanaged ones with
+    /// theirs (never changed, but imported and, when a System opts in, adopted).
     async fn read(&self) -> Result<Snapshot, ConnectorError>;
     /// Applies one change. Must be idempotent: applying a change that is already in
     /// effect succeeds. Never retries itself: the apply engine retries transient errors

@@ -252,6 +252,53 @@ impl PostgresConnector {
         Ok(())
     }
 
+    /// Marks an existing login role as latchkey's (`adopt: true`). Only a role with no
+    /// comment at all is taken over (a comment is a DBA's note, and the marker would
+    /// overwrite it), and never one with SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or
+    /// BYPASSRLS, nor latchkey's own: those stay a DBA's, whatever git declares.
+    async fn adopt(client: &Client, name: &str) -> Result<(), ConnectorError> {
+        let row = client
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_authid'), rolsuper, rolcreaterole, rolcreatedb, \
+                 rolreplication, rolbypassrls, rolname = current_user FROM pg_roles WHERE rolname = $1",
+                &[&name],
+            )
+            .await
+            .map_err(|e| pg_error("adopt", &e))?;
+        let refuse = |why: String| {
+            Err(ConnectorError::permanent(format!(
+                "not adopting the PostgreSQL role {name}: {why}; it stays unmanaged"
+            )))
+        };
+        let Some(r) = row else {
+            return refuse("it does not exist".into());
+        };
+        match r.get::<_, Option<String>>(0) {
+            Some(m) if m == MANAGED_MARKER => return Ok(()),
+            Some(comment) => {
+                return refuse(format!(
+                    "it has the comment {comment:?} (latchkey adopts only roles without one)"
+                ));
+            }
+            None => {}
+        }
+        let flags = [
+            (1, "it is a SUPERUSER"),
+            (2, "it has CREATEROLE"),
+            (3, "it has CREATEDB"),
+            (4, "it has REPLICATION"),
+            (5, "it has BYPASSRLS"),
+            (6, "it is latchkey's own role"),
+        ];
+        for (i, why) in flags {
+            if r.get::<_, bool>(i) {
+                return refuse(why.into());
+            }
+        }
+        let sql = format!("COMMENT ON ROLE {} IS '{MANAGED_MARKER}'", ident(name));
+        Self::exec(client, "adopt", &sql).await
+    }
+
     /// After a CREATE ROLE lost a race: another writer (a second System on the cluster,
     /// a second latchkey) created the login between the look-up and the CREATE. The
     /// failed statement aborted the transaction, so it is rolled back before the role is
@@ -328,33 +375,29 @@ impl Connector for PostgresConnector {
             .await
             .map_err(|e| pg_error("read memberships", &e))?;
         Self::exec(&client, "read", "COMMIT").await?;
+        // Every login-named role with its memberships; the marker tells managed apart.
         let mut accounts = BTreeMap::new();
-        let mut unmanaged = BTreeSet::new();
         for r in roles {
             let name: String = r.get(0);
             let marker: Option<String> = r.get(2);
-            if marker.as_deref() != Some(MANAGED_MARKER) {
-                unmanaged.insert(super::identity(&name));
-                continue;
-            }
-            accounts.insert(
-                name.clone(),
-                Account {
-                    identity: super::identity(&name),
-                    display_name: None,
-                    active: r.get(1),
-                    entitlements: BTreeSet::new(),
-                    valid_until: r.get::<_, Option<i64>>(3).map(from_micros),
-                },
-            );
+            let account = Account {
+                identity: super::identity(&name),
+                display_name: None,
+                active: r.get(1),
+                entitlements: BTreeSet::new(),
+                valid_until: r.get::<_, Option<i64>>(3).map(from_micros),
+            };
+            accounts.insert(name, (marker.as_deref() == Some(MANAGED_MARKER), account));
         }
         let mut foreign_grants = Vec::new();
         for m in members {
             let who: String = m.get(0);
-            let Some(a) = accounts.get_mut(&who) else {
+            let Some((managed, a)) = accounts.get_mut(&who) else {
                 continue;
             };
-            if m.get::<_, Option<bool>>(2) == Some(true) {
+            // What an unmarked account holds is all its own (import reads it); on
+            // latchkey's accounts only latchkey's grants are latchkey's.
+            if !*managed || m.get::<_, Option<bool>>(2) == Some(true) {
                 a.entitlements.insert(m.get(1));
             } else {
                 foreign_grants.push(ForeignGrant {
@@ -365,9 +408,13 @@ impl Connector for PostgresConnector {
             }
         }
         foreign_grants.sort();
+        let (managed, unmanaged): (Vec<_>, Vec<_>) = accounts.into_values().partition(|(m, _)| *m);
         Ok(Snapshot {
-            managed: accounts.into_values().collect(),
-            unmanaged,
+            managed: managed.into_iter().map(|(_, a)| a).collect(),
+            unmanaged: unmanaged
+                .into_iter()
+                .map(|(_, a)| (a.identity.clone(), a))
+                .collect(),
             completeness: Completeness::Complete,
             foreign_grants,
         })
@@ -410,6 +457,7 @@ impl PostgresConnector {
         }
         let role = ident(&name);
         match op {
+            Op::AdoptAccount { .. } => Self::adopt(&client, &name).await,
             Op::CreateAccount { .. } => match Self::role(&client, &name).await? {
                 Some(r) if r.managed => {
                     Self::exec(&client, "enable", &format!("ALTER ROLE {role} LOGIN")).await

@@ -807,8 +807,8 @@ impl Connector for ScimConnector {
             Err(e) => return Err(e),
         }
         let mut by_id: HashMap<String, String> = HashMap::new();
-        let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
-        let mut unmanaged = BTreeSet::new();
+        // Managed and unmanaged users alike, told apart by the marker.
+        let mut accounts: BTreeMap<String, (bool, Account)> = BTreeMap::new();
         for u in &users {
             let (Some(id), Some(name)) = (
                 u.get("id").and_then(Value::as_str),
@@ -817,23 +817,22 @@ impl Connector for ScimConnector {
                 continue;
             };
             let identity = super::identity(name);
-            if !is_managed(u) {
-                unmanaged.insert(identity);
-                continue;
-            }
             by_id.insert(id.to_string(), identity.clone());
             accounts.insert(
                 identity.clone(),
-                Account {
-                    identity,
-                    display_name: u
-                        .get("displayName")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    active: u.get("active").is_none_or(truthy),
-                    entitlements: BTreeSet::new(),
-                    valid_until: None,
-                },
+                (
+                    is_managed(u),
+                    Account {
+                        identity,
+                        display_name: u
+                            .get("displayName")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        active: u.get("active").is_none_or(truthy),
+                        entitlements: BTreeSet::new(),
+                        valid_until: None,
+                    },
+                ),
             );
         }
         for g in &groups {
@@ -841,7 +840,7 @@ impl Connector for ScimConnector {
                 continue;
             };
             let members = g.get("members").and_then(Value::as_array);
-            // Members that are not (managed) users are dangling or out of scope: ignored.
+            // Members that are not users are dangling: ignored.
             for m in members.into_iter().flatten() {
                 let Some(who) = m
                     .get("value")
@@ -850,7 +849,7 @@ impl Connector for ScimConnector {
                 else {
                     continue;
                 };
-                if let Some(a) = accounts.get_mut(who) {
+                if let Some((_, a)) = accounts.get_mut(who) {
                     a.entitlements.insert(name.to_string());
                 }
             }
@@ -876,9 +875,11 @@ impl Connector for ScimConnector {
             }
         }
         drop(cache);
+        let (managed, unmanaged): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            accounts.into_iter().partition(|(_, (m, _))| *m);
         Ok(Snapshot {
-            managed: accounts.into_values().collect(),
-            unmanaged,
+            managed: managed.into_values().map(|(_, a)| a).collect(),
+            unmanaged: unmanaged.into_iter().map(|(k, (_, a))| (k, a)).collect(),
             completeness: partial.map_or(Completeness::Complete, Completeness::Partial),
             foreign_grants: Vec::new(),
         })
@@ -888,6 +889,7 @@ impl Connector for ScimConnector {
         let email = op.identity().to_lowercase();
         match op {
             Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("scim")),
+            Op::AdoptAccount { .. } => Err(ConnectorError::no_adoption("scim")),
             Op::CreateAccount { display_name, .. } => {
                 // Resolved by an earlier change: (re)activate it, as for a lookup below.
                 if let Some(id) = self.cached_user(&email) {

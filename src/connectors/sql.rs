@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use rustc_hash::FxHashMap;
 
 use super::{
@@ -105,6 +105,8 @@ impl Mapping {
 struct Statements {
     read_users: String,
     read_roles: String,
+    /// Marks an unmarked row as latchkey's (adoption); `$1` the email.
+    adopt_user: String,
     /// SQLite reads users with their row id and every role row by user id, and joins
     /// the two itself (see [`SqliteConnector::read`]).
     read_users_by_id: String,
@@ -148,7 +150,11 @@ impl Statements {
                 "SELECT {email}, {display_name}, {active}, {managed_by} FROM {users}"
             ),
             read_roles: format!(
-                "SELECT u.{email}, r.{role} FROM {roles} r JOIN {users} u ON u.{id} = r.{user_id} WHERE u.{managed}"
+                "SELECT u.{email}, r.{role} FROM {roles} r JOIN {users} u ON u.{id} = r.{user_id}"
+            ),
+            adopt_user: format!(
+                "UPDATE {users} SET {managed_by} = '{MANAGED_MARKER}' WHERE lower({email}) = lower($1) \
+                 AND ({managed_by} IS NULL OR {managed_by} = '')"
             ),
             read_users_by_id: format!(
                 "SELECT {id}, {email}, {display_name}, {active}, {managed_by} FROM {users}"
@@ -303,6 +309,26 @@ fn merge_same_identity(mut accounts: Vec<Account>) -> Vec<Account> {
     accounts
 }
 
+/// Why an `AdoptAccount` marked nothing: the row is gone, or carries another tool's
+/// marker (never taken over).
+fn not_adoptable(id: &str, existing: Option<Option<String>>) -> String {
+    match existing {
+        None => format!("no account for {id} to adopt"),
+        Some(marker) => format!(
+            "the account for {id} is marked {:?}, not unmarked; latchkey adopts only unmarked accounts",
+            marker.unwrap_or_default()
+        ),
+    }
+}
+
+/// Unmanaged accounts by identity, rows differing only in case folded into one.
+fn by_identity(accounts: impl Iterator<Item = Account>) -> BTreeMap<String, Account> {
+    merge_same_identity(accounts.collect())
+        .into_iter()
+        .map(|a| (a.identity.clone(), a))
+        .collect()
+}
+
 fn sqlite_error(path: &std::path::Path, e: rusqlite::Error) -> ConnectorError {
     let text = e.to_string();
     let at = path.display();
@@ -339,39 +365,39 @@ impl Connector for SqliteConnector {
         self.with(|conn, sql| {
             // Two plain scans joined here by user id, an integer lookup per role row,
             // rather than a join in SQL keyed by email: half the time on a large portal.
-            let mut managed: Vec<Account> = Vec::new();
+            let mut accounts: Vec<(bool, Account)> = Vec::new();
             let mut by_id: FxHashMap<RowId, usize> = FxHashMap::default();
-            let mut unmanaged = BTreeSet::new();
             let mut stmt = conn.prepare(&sql.read_users_by_id)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                let identity = super::identity(row.get_ref(1)?.as_str()?);
-                if row.get_ref(4)?.as_str_or_null()? != Some(MANAGED_MARKER) {
-                    unmanaged.insert(identity);
-                    continue;
-                }
+                let managed = row.get_ref(4)?.as_str_or_null()? == Some(MANAGED_MARKER);
                 if let Some(id) = RowId::of(row.get_ref(0)?) {
-                    by_id.insert(id, managed.len());
+                    by_id.insert(id, accounts.len());
                 }
-                managed.push(Account {
-                    identity,
-                    display_name: row.get(2)?,
-                    active: row.get::<_, i64>(3)? != 0,
-                    entitlements: BTreeSet::new(),
-                    valid_until: None,
-                });
+                accounts.push((
+                    managed,
+                    Account {
+                        identity: super::identity(row.get_ref(1)?.as_str()?),
+                        display_name: row.get(2)?,
+                        active: row.get::<_, i64>(3)? != 0,
+                        entitlements: BTreeSet::new(),
+                        valid_until: None,
+                    },
+                ));
             }
             let mut stmt = conn.prepare(&sql.read_role_rows)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let account = RowId::of(row.get_ref(0)?).and_then(|id| by_id.get(&id));
                 if let Some(&i) = account {
-                    managed[i].entitlements.insert(row.get(1)?);
+                    accounts[i].1.entitlements.insert(row.get(1)?);
                 }
             }
+            let (managed, unmanaged): (Vec<_>, Vec<_>) =
+                accounts.into_iter().partition(|(m, _)| *m);
             Ok(Snapshot {
-                managed: merge_same_identity(managed),
-                unmanaged,
+                managed: merge_same_identity(managed.into_iter().map(|(_, a)| a).collect()),
+                unmanaged: by_identity(unmanaged.into_iter().map(|(_, a)| a)),
                 completeness: Completeness::Complete,
                 foreign_grants: Vec::new(),
             })
@@ -446,6 +472,8 @@ enum IndexChange {
     None,
     Inserted(String, Vec<rusqlite::types::Value>),
     Deleted(String),
+    /// Rows were marked (adoption, rare): the index is read again.
+    Reload,
 }
 
 /// Applies `ops` in one immediate transaction, each in a savepoint of its own: a failed
@@ -478,6 +506,7 @@ fn apply_in_transaction(
                             rows.retain(|(_, managed)| !managed);
                         }
                     }
+                    IndexChange::Reload => users = UserIndex::load(&tx, sql)?,
                 }
                 out.push(Ok(()));
             }
@@ -516,6 +545,20 @@ fn apply_one(
     let done = Ok(IndexChange::None);
     Ok(match op {
         Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("sql").message),
+        Op::AdoptAccount { .. } if managed => done,
+        // Only an unmarked row is taken over; another tool's marker is refused.
+        Op::AdoptAccount { .. } => match tx
+            .prepare_cached(&q(&sql.adopt_user))?
+            .execute(params![id])?
+        {
+            0 => {
+                let marker: Option<Option<String>> = tx
+                    .query_row(&q(&sql.find_user), params![id], |r| r.get(0))
+                    .optional()?;
+                Err(not_adoptable(id, marker))
+            }
+            _ => Ok(IndexChange::Reload),
+        },
         Op::CreateAccount { display_name, .. } => match existing {
             None => {
                 tx.prepare_cached(&q(&sql.insert_user))?
@@ -623,35 +666,36 @@ impl Connector for PgSqlConnector {
             .await
             .map_err(|e| pg_table_error(pg_error("read roles", &e)))?;
         tx.commit().await.map_err(|e| pg_error("read", &e))?;
-        let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
-        let mut unmanaged = BTreeSet::new();
+        // Managed and unmanaged accounts alike, told apart by the marker.
+        let mut accounts: BTreeMap<String, (bool, Account)> = BTreeMap::new();
         for row in users {
             let identity = super::identity(&row.get::<_, String>(0));
             let marker: Option<String> = row.get(3);
-            if marker.as_deref() != Some(MANAGED_MARKER) {
-                unmanaged.insert(identity);
-                continue;
-            }
             accounts.insert(
                 identity.clone(),
-                Account {
-                    identity,
-                    display_name: row.get(1),
-                    active: row.get(2),
-                    entitlements: BTreeSet::new(),
-                    valid_until: None,
-                },
+                (
+                    marker.as_deref() == Some(MANAGED_MARKER),
+                    Account {
+                        identity,
+                        display_name: row.get(1),
+                        active: row.get(2),
+                        entitlements: BTreeSet::new(),
+                        valid_until: None,
+                    },
+                ),
             );
         }
         for row in roles {
             let identity = super::identity(&row.get::<_, String>(0));
-            if let Some(a) = accounts.get_mut(&identity) {
+            if let Some((_, a)) = accounts.get_mut(&identity) {
                 a.entitlements.insert(row.get(1));
             }
         }
+        let (managed, unmanaged): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            accounts.into_iter().partition(|(_, (m, _))| *m);
         Ok(Snapshot {
-            managed: accounts.into_values().collect(),
-            unmanaged,
+            managed: managed.into_values().map(|(_, a)| a).collect(),
+            unmanaged: unmanaged.into_iter().map(|(k, (_, a))| (k, a)).collect(),
             completeness: Completeness::Complete,
             foreign_grants: Vec::new(),
         })
@@ -672,6 +716,11 @@ impl Connector for PgSqlConnector {
         let sql = &self.sql;
         match op {
             Op::SetExpiry { .. } => return Err(ConnectorError::no_native_expiry("sql")),
+            Op::AdoptAccount { .. } if managed => return Ok(()),
+            Op::AdoptAccount { .. } => match tx.execute(&sql.adopt_user, &[&id]).await {
+                Ok(0) => return Err(ConnectorError::permanent(not_adoptable(&id, existing))),
+                other => other,
+            },
             Op::CreateAccount { display_name, .. } => match existing {
                 None => tx.execute(&sql.insert_user, &[&id, display_name]).await,
                 Some(_) if managed => tx.execute(&sql.set_active, &[&id, &true]).await,
@@ -776,10 +825,11 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(
-            snap.unmanaged.iter().collect::<Vec<_>>(),
-            ["admin@x.example"]
-        );
+        // Unmanaged accounts come with what they hold (for import and adoption).
+        let admin = &snap.unmanaged["admin@x.example"];
+        assert_eq!(snap.unmanaged.len(), 1);
+        assert_eq!(admin.entitlements.iter().collect::<Vec<_>>(), ["superuser"]);
+        assert_eq!(admin.display_name.as_deref(), Some("Admin"));
     }
 
     #[tokio::test]

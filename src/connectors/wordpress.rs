@@ -516,7 +516,14 @@ impl Connector for WordPress {
                         valid_until: None,
                     });
                 } else {
-                    snapshot.unmanaged.insert(identity);
+                    let account = Account {
+                        identity: identity.clone(),
+                        display_name: (!u.name.is_empty()).then(|| u.name.clone()),
+                        active: true,
+                        entitlements: u.roles.into_iter().collect(),
+                        valid_until: None,
+                    };
+                    snapshot.unmanaged.insert(identity, account);
                 }
             }
             if page >= total_pages {
@@ -536,6 +543,7 @@ impl Connector for WordPress {
         let identity = op.identity().trim().to_lowercase();
         match op {
             Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("wordpress")),
+            Op::AdoptAccount { .. } => Err(ConnectorError::no_adoption("wordpress")),
             Op::CreateAccount { display_name, .. } => {
                 self.create(&identity, display_name.as_deref()).await
             }

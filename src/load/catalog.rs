@@ -20,6 +20,9 @@ pub struct Item<S> {
     pub at: DocLoc,
 }
 
+/// The connector types that can mark an existing account as latchkey's (`adopt: true`).
+pub const ADOPTING: &[&str] = &["sql", "postgres", "ldap"];
+
 /// The connector types latchkey knows.
 pub const CONNECTORS: &[&str] = &[
     "sql",
@@ -381,6 +384,26 @@ fn check_systems(cat: &Catalog, pending: &mut Vec<Pending>) {
             && !cat.clients.contains_key(c)
         {
             pending.push(unknown_client(file, doc, path("spec.client"), c, cat));
+        }
+        if sys.spec.adopt
+            && CONNECTORS.contains(&sys.spec.connector.as_str())
+            && !ADOPTING.contains(&sys.spec.connector.as_str())
+        {
+            pending.push(
+                Pending::error(
+                    file,
+                    doc,
+                    path("spec.adopt"),
+                    format!(
+                        "the {} connector cannot adopt existing accounts (it has no way to mark one as latchkey's)",
+                        sys.spec.connector
+                    ),
+                )
+                .help(format!(
+                    "remove adopt, or use a connector that can adopt: {}",
+                    ADOPTING.join(", ")
+                )),
+            );
         }
         if let Some(cred) = &sys.spec.credentials {
             let sources = [

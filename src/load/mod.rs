@@ -418,6 +418,30 @@ pub fn load(
     Ok(finish(repo, staged, ctx, cache))
 }
 
+/// Validates one file's text as the whole repository at `at` (revision and evaluation
+/// time alike, no merge history): for tests and examples that declare a repository inline.
+pub fn load_text(path: &str, text: &str, at: jiff::Timestamp) -> Loaded {
+    let rev = Revision {
+        oid: Oid::ZERO_SHA1,
+        branch: None,
+        time: at,
+        author: String::new(),
+        summary: String::new(),
+    };
+    let file = SourceFile {
+        path: path.into(),
+        blob: Oid::ZERO_SHA1,
+        text: text.into(),
+    };
+    let none = |_: &str, _: &crate::model::Grant| None;
+    let ctx = Context {
+        revision_time: at,
+        now: at,
+        merged_at: &none,
+    };
+    load_files(rev, &[file], &ctx, &mut ParseCache::default())
+}
+
 /// Validates a set of files (already read from git).
 pub fn load_files(
     revision: Revision,

@@ -35,6 +35,12 @@ pub struct SystemSpec {
     /// Off by default: undeclared access is then reported as drift only.
     #[serde(default)]
     pub prune: bool,
+    /// Take over unmarked accounts whose identity git declares on this system: latchkey
+    /// puts its marker on them (an `adopt account` change, an `adopted` ledger record)
+    /// and from then on manages them like its own. Off by default: unmarked accounts are
+    /// reported and never changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
     /// What offboarding does to a managed account once its entitlements are removed.
     #[serde(default)]
     pub offboard: OffboardMode,

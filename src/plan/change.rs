@@ -90,6 +90,7 @@ impl Change {
     pub fn verb(&self) -> &'static str {
         match self.op {
             Op::CreateAccount { .. } => "create account",
+            Op::AdoptAccount { .. } => "adopt account",
             Op::EnableAccount { .. } => "enable account",
             Op::AddEntitlement { .. } => "grant",
             Op::RemoveEntitlement { .. } => "revoke",
@@ -108,13 +109,14 @@ impl Change {
         }
     }
 
-    /// Order of operations within an identity: accounts exist before entitlements are
+    /// Order of operations within an identity: accounts exist (created, or adopted:
+    /// marked as latchkey's) before anything else changes on them, and entitlements are
     /// added; entitlements go before the account is disabled or deleted. The native expiry
     /// is set as soon as the account exists, before it is enabled or gains anything, so
     /// access never runs without its second lock.
     pub(super) fn phase(&self) -> u8 {
         match self.op {
-            Op::CreateAccount { .. } => 0,
+            Op::CreateAccount { .. } | Op::AdoptAccount { .. } => 0,
             Op::SetExpiry { .. } => 1,
             Op::EnableAccount { .. } => 2,
             Op::AddEntitlement { .. } => 3,

@@ -94,7 +94,17 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
         let partial = matches!(snapshot.completeness, Completeness::Partial(_));
         let native_expiry = input.native_expiry.contains(name);
         let wanted = input.desired.systems.get(name).unwrap_or(&empty);
-        let actual = by_identity(&snapshot.managed);
+        // `adopt: true`: an unmarked account git declares here is taken over, then diffed
+        // like a managed one (what git declares is added, the rest is undeclared).
+        let adopting: BTreeSet<&str> = if system.spec.adopt {
+            adoptable(snapshot, wanted, input.desired)
+        } else {
+            BTreeSet::new()
+        };
+        let actual = by_identity_with(
+            &snapshot.managed,
+            adopting.iter().filter_map(|id| snapshot.unmanaged.get(*id)),
+        );
         let client_of = |identity: &str, grant_client: Option<&String>| {
             grant_client
                 .cloned()
@@ -166,10 +176,10 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     .is_some_and(|s| s.iter().all(|g| g.starts.is_some()))
             };
             match have_of.get(identity) {
-                None if snapshot.unmanaged.contains(identity) => plan.out_of_scope.push(OutOfScope {
+                None if snapshot.unmanaged.contains_key(identity) => plan.out_of_scope.push(OutOfScope {
                     system: name.clone(),
                     identity: identity.clone(),
-                    note: "an account exists that latchkey does not manage; git's grants for it are not applied".into(),
+                    note: "an account exists that latchkey does not manage; git's grants for it are not applied (adopt: true on the System takes it over)".into(),
                 }),
                 None => {
                     let first = want.entitlements.keys().next().map(|e| started(e)).unwrap_or(false);
@@ -198,6 +208,16 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     }
                 }
                 Some(have) => {
+                    if adopting.contains(identity.as_str()) {
+                        push(&mut plan, Change {
+                            system: name.clone(),
+                            client: client_of(identity, want.entitlements.values().next().and_then(|s| s.first()).map(|s| &s.client)),
+                            op: Op::AdoptAccount { identity: identity.clone() },
+                            reason: Reason::Declared,
+                            grant: None,
+                            retry: None,
+                        }, false);
+                    }
                     if let Some(change) = set_expiry(have.valid_until) {
                         push(&mut plan, change, false);
                     }
@@ -318,10 +338,32 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
     plan
 }
 
-/// Accounts in identity order, one per identity (the last read wins, as in a map).
+/// The unmarked accounts a System with `adopt: true` takes over: those whose identity
+/// git declares on it, for a Member who is not offboarded. Never a person git only
+/// mentions elsewhere: adoption follows what git declares on this system.
+fn adoptable<'a>(
+    snapshot: &'a Snapshot,
+    wanted: &BTreeMap<String, std::sync::Arc<super::desired::WantedAccount>>,
+    desired: &Desired,
+) -> BTreeSet<&'a str> {
+    snapshot
+        .unmanaged
+        .keys()
+        .filter(|id| wanted.contains_key(*id))
+        .filter(|id| desired.members.get(*id).is_some_and(|m| !m.spec.offboarded))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Accounts in identity order, one per identity (the last read wins, as in a map),
+/// with the accounts being adopted (never also managed: a connector lists an account in
+/// one of the two).
 /// Connectors usually return them sorted already; then this only checks.
-fn by_identity(accounts: &[Account]) -> Vec<&Account> {
-    let mut sorted: Vec<&Account> = accounts.iter().collect();
+fn by_identity_with<'a>(
+    accounts: &'a [Account],
+    adopted: impl Iterator<Item = &'a Account>,
+) -> Vec<&'a Account> {
+    let mut sorted: Vec<&Account> = accounts.iter().chain(adopted).collect();
     if !sorted.is_sorted_by(|a, b| a.identity < b.identity) {
         // Stable, then reversed: the last of equal identities comes first and stays.
         sorted.sort_by(|a, b| a.identity.cmp(&b.identity));
@@ -359,8 +401,6 @@ mod tests {
 
     use super::*;
     use crate::connectors::Account;
-    use crate::load::{Context, ParseCache, load_files};
-    use crate::source::{Revision, SourceFile};
 
     const REPO: &str = "\
 apiVersion: latchkey.dev/v1alpha1
@@ -389,26 +429,11 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
     }
 
     fn catalog_of(text: &str) -> Catalog {
-        let t: jiff::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
-        let rev = Revision {
-            oid: git2::Oid::ZERO_SHA1,
-            branch: None,
-            time: t,
-            author: String::new(),
-            summary: String::new(),
-        };
-        let file = SourceFile {
-            path: "latchkey.yaml".into(),
-            blob: git2::Oid::ZERO_SHA1,
-            text: text.into(),
-        };
-        let none = |_: &str, _: &crate::model::Grant| None;
-        let ctx = Context {
-            revision_time: t,
-            now: t,
-            merged_at: &none,
-        };
-        let loaded = load_files(rev, &[file], &ctx, &mut ParseCache::default());
+        let loaded = crate::load::load_text(
+            "latchkey.yaml",
+            text,
+            "2026-11-20T12:00:00Z".parse().unwrap(),
+        );
         assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
         loaded.catalog
     }
@@ -431,7 +456,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
                 account("erin@acme.example", &["viewer", "admin"]),
                 account("ghost@acme.example", &["viewer"]),
             ],
-            unmanaged: BTreeSet::new(),
+            unmanaged: BTreeMap::new(),
             completeness,
             foreign_grants: Vec::new(),
         };
@@ -466,7 +491,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
         };
         let snapshot = Snapshot {
             managed: vec![account("erin@acme.example", &[])],
-            unmanaged: BTreeSet::new(),
+            unmanaged: Default::default(),
             completeness: Completeness::Complete,
             foreign_grants: vec![foreign("admin"), foreign("viewer")],
         };
@@ -507,13 +532,13 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             account("b", true),
             account("a", true),
         ];
-        let got: Vec<_> = by_identity(&read)
+        let got: Vec<_> = by_identity_with(&read, std::iter::empty())
             .iter()
             .map(|a| (a.identity.as_str(), a.active))
             .collect();
         assert_eq!(got, [("a", true), ("b", true), ("c", true)]);
         let sorted = [account("a", true), account("b", false)];
-        assert_eq!(by_identity(&sorted).len(), 2);
+        assert_eq!(by_identity_with(&sorted, std::iter::empty()).len(), 2);
     }
 
     #[test]
@@ -620,7 +645,7 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
                 .filter(|a| system == "db" || a.entitlements.iter().any(|e| e == "viewer"))
                 .cloned()
                 .collect(),
-            unmanaged: BTreeSet::new(),
+            unmanaged: BTreeMap::new(),
             completeness: Completeness::Complete,
             foreign_grants: Vec::new(),
         };
@@ -756,5 +781,78 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
             .map(|c| c.verb())
             .collect();
         assert_eq!(ghost, ["revoke", "delete account"]);
+    }
+
+    /// An unmarked account for erin (viewer and editor) and one git does not declare.
+    fn adoption_plan(adopt: bool) -> Plan {
+        let repo = REPO.replace("prune: true,", &format!("prune: true, adopt: {adopt},"));
+        let cat = catalog_of(&repo);
+        let desired = Desired::at(&cat, "2026-11-21T00:00:00Z".parse().unwrap());
+        let snapshot = Snapshot {
+            managed: vec![],
+            unmanaged: [
+                account("erin@acme.example", &["editor"]),
+                account("root@acme.example", &["superuser"]),
+            ]
+            .into_iter()
+            .map(|a| (a.identity.clone(), a))
+            .collect(),
+            completeness: Completeness::Complete,
+            foreign_grants: Vec::new(),
+        };
+        let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
+        diff(&Inputs {
+            pending: &Pending::new(),
+            catalog: &cat,
+            desired: &desired,
+            actual: &actual,
+            previous: None,
+            revision: "r".into(),
+            native_expiry: BTreeSet::new(),
+        })
+    }
+
+    #[test]
+    fn adopt_takes_over_declared_unmarked_accounts_first_and_only_those() {
+        let plan = adoption_plan(true);
+        let got: Vec<_> = plan
+            .changes
+            .iter()
+            .map(|c| (c.op.identity(), c.verb(), c.entitlement(), c.reason))
+            .collect();
+        // Marked first; then like a managed account: git's viewer added, the undeclared
+        // editor pruned. root (not declared) is neither adopted nor touched.
+        assert_eq!(
+            got,
+            [
+                ("erin@acme.example", "adopt account", None, Reason::Declared),
+                (
+                    "erin@acme.example",
+                    "grant",
+                    Some("viewer"),
+                    Reason::Declared
+                ),
+                (
+                    "erin@acme.example",
+                    "revoke",
+                    Some("editor"),
+                    Reason::Undeclared
+                ),
+            ]
+        );
+        assert!(plan.out_of_scope.is_empty());
+    }
+
+    #[test]
+    fn without_adopt_unmarked_accounts_are_out_of_scope_and_unchanged() {
+        let plan = adoption_plan(false);
+        assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+        assert!(plan.drift.is_empty(), "{:?}", plan.drift);
+        let outside: Vec<_> = plan
+            .out_of_scope
+            .iter()
+            .map(|o| o.identity.as_str())
+            .collect();
+        assert_eq!(outside, ["erin@acme.example"]);
     }
 }

@@ -7,7 +7,7 @@ use anstyle::{AnsiColor, Style};
 use jiff::{SignedDuration, Timestamp};
 
 use super::change::{Change, Plan};
-use crate::connectors::Completeness;
+use crate::connectors::{Completeness, Op};
 
 /// The most characters a pull-request comment may hold on GitHub.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -283,13 +283,13 @@ pub fn text(plan: &Plan, color: bool) -> String {
             let _ = writeln!(out, "{}", paint(PLAIN, &line));
         }
     }
-    let (adds, removes, expiries) = counts(plan);
+    let (adds, removes, expiries, adoptions) = counts(plan);
     let _ = writeln!(
         out,
         "\n{} change{}: {adds} to grant, {removes} to revoke{}; {} drift.",
         plan.changes.len(),
         if plan.changes.len() == 1 { "" } else { "s" },
-        expiries_to_set(expiries),
+        others(expiries, adoptions),
         plan.drift.len()
     );
     if let Some(n) = plan.next_change {
@@ -323,20 +323,37 @@ pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
-/// (to grant, to revoke, native expiries to set).
-fn counts(plan: &Plan) -> (usize, usize, usize) {
+/// (to grant, to revoke, native expiries to set, accounts to adopt).
+fn counts(plan: &Plan) -> (usize, usize, usize, usize) {
     let removes = plan.changes.iter().filter(|c| c.is_removal()).count();
     let expiries = plan.changes.iter().filter(|c| c.expiry().is_some()).count();
-    (plan.changes.len() - removes - expiries, removes, expiries)
+    let adoptions = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.op, Op::AdoptAccount { .. }))
+        .count();
+    (
+        plan.changes.len() - removes - expiries - adoptions,
+        removes,
+        expiries,
+        adoptions,
+    )
 }
 
-/// `, 2 expiries to set`; nothing when there are none (most systems have no native expiry).
-fn expiries_to_set(n: usize) -> String {
-    match n {
+/// `, 2 expiries to set, 1 account to adopt`; nothing for none (most systems have no
+/// native expiry, most plans adopt nothing). An adoption grants nothing by itself.
+fn others(expiries: usize, adoptions: usize) -> String {
+    let mut out = match expiries {
         0 => String::new(),
         1 => ", 1 expiry to set".into(),
         n => format!(", {n} expiries to set"),
+    };
+    match adoptions {
+        0 => {}
+        1 => out.push_str(", 1 account to adopt"),
+        n => out.push_str(&format!(", {n} accounts to adopt")),
     }
+    out
 }
 
 /// The plan as a PR comment: the hidden marker, the systems that could not be read (or
@@ -345,7 +362,7 @@ fn expiries_to_set(n: usize) -> String {
 /// [`COMMENT_LIMIT`].
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
-    let (adds, removes, expiries) = counts(plan);
+    let (adds, removes, expiries, adoptions) = counts(plan);
     let _ = writeln!(out, "{PLAN_MARKER}");
     let _ = writeln!(out, "### latchkey plan for {}\n", code(&plan.revision));
     let failed: Vec<_> = plan.systems.iter().filter(|s| s.error.is_some()).collect();
@@ -391,7 +408,7 @@ pub fn markdown(plan: &Plan) -> String {
         out,
         "**{} changes**: {adds} to grant, {removes} to revoke{}, {} drift, {} out of scope. Evaluated at {}.\n",
         plan.changes.len(),
-        expiries_to_set(expiries),
+        others(expiries, adoptions),
         plan.drift.len(),
         plan.out_of_scope.len(),
         instant(plan.now)

@@ -45,6 +45,7 @@ impl SourceRepo {
         };
         let source = SourceRepo {
             listings: Mutex::default(),
+            texts: Mutex::default(),
             repo,
             location: Location::Path(dir.to_path_buf()),
             mirrored: false,

@@ -47,3 +47,8 @@ fn completions_help() {
 fn man_help() {
     insta::assert_snapshot!("help_man", help(&["man", "--help"]));
 }
+
+#[test]
+fn import_help() {
+    insta::assert_snapshot!("help_import", help(&["import", "--help"]));
+}

@@ -10,6 +10,7 @@ mod corpus;
 mod example;
 mod help;
 mod image;
+mod import;
 mod ledger;
 mod pending;
 mod plan;

@@ -12,6 +12,7 @@ mod peers;
 mod postgres_crash;
 mod postgres_expiry;
 mod postgres_grantor;
+mod postgres_import;
 mod postgres_race;
 mod postgres_scope;
 mod proxy;
@@ -46,6 +47,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_marks_an_unmarked_account,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         a_failed_change_in_a_batch_fails_alone,
@@ -62,6 +64,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_is_refused_without_a_marker,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         a_failed_change_in_a_batch_fails_alone,
@@ -79,6 +82,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_is_refused_without_a_marker,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         a_failed_change_in_a_batch_fails_alone,
@@ -114,6 +118,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_marks_an_unmarked_account,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         a_failed_change_in_a_batch_fails_alone,
@@ -132,6 +137,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_marks_an_unmarked_account,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         a_failed_change_in_a_batch_fails_alone,
@@ -150,6 +156,7 @@ contract_tests!(
         idempotent_reapply,
         read_after_write_many,
         out_of_scope_untouched,
+        adopt_marks_an_unmarked_account,
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         a_failed_change_in_a_batch_fails_alone,

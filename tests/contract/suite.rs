@@ -161,7 +161,7 @@ pub async fn delete_account(f: &dyn Fixture) {
     .await;
     let snap = read(c).await;
     assert!(account(&snap, who).is_none(), "deleted account is gone");
-    assert!(!snap.unmanaged.contains(who));
+    assert!(!snap.unmanaged.contains_key(who));
     assert_eq!(
         account(&snap, other).unwrap().entitlements,
         ents(&["staff"])
@@ -257,8 +257,14 @@ pub async fn out_of_scope_untouched(f: &dyn Fixture) {
     let before = f.unmanaged_state(who).await.expect("seeded account exists");
     let snap = read(c).await;
     assert!(
-        snap.unmanaged.contains(who),
+        snap.unmanaged.contains_key(who),
         "reported as out of scope: {snap:?}"
+    );
+    // With what it holds, for import and adoption (ldap spells groups in lower case).
+    assert_eq!(
+        snap.unmanaged[who].entitlements,
+        ["portal-admins".to_string()].into(),
+        "{snap:?}"
     );
     assert!(account(&snap, who).is_none());
     let err = c
@@ -465,4 +471,54 @@ pub async fn a_failed_change_in_a_batch_fails_alone(f: &dyn Fixture) {
         Some(&ents(&["portal-admins"]))
     );
     assert!(account(&snap, ghost).is_none());
+}
+
+/// `AdoptAccount` (a System with `adopt: true`) puts latchkey's marker on an unmarked
+/// account and changes nothing else: it then reads as managed with what it held, and is
+/// managed like latchkey's own. Idempotent.
+pub async fn adopt_marks_an_unmarked_account(f: &dyn Fixture) {
+    let c = f.connector();
+    let who = "owner@client.example";
+    f.seed_unmanaged(who, "portal-admins").await;
+    let adopt = Op::AdoptAccount {
+        identity: who.into(),
+    };
+    apply(c, adopt.clone()).await;
+    apply(c, adopt).await;
+    let snap = read(c).await;
+    assert!(!snap.unmanaged.contains_key(who), "{snap:?}");
+    let a = account(&snap, who).expect("adopted: managed");
+    assert!(a.active);
+    // What it held is latchkey's from now on, except where the system records who
+    // granted it (PostgreSQL): then it stays the grantor's, reported, never revoked.
+    let foreign = snap
+        .foreign_grants
+        .iter()
+        .any(|g| g.identity == who && g.entitlement == "portal-admins");
+    if foreign {
+        assert!(a.entitlements.is_empty(), "{a:?}");
+        return;
+    }
+    assert_eq!(a.entitlements, ["portal-admins".to_string()].into());
+    apply(c, remove(who, "portal-admins")).await;
+    let snap = read(c).await;
+    assert!(account(&snap, who).unwrap().entitlements.is_empty());
+}
+
+/// A connector that cannot mark an account refuses `AdoptAccount` permanently and
+/// leaves the account as it was (`validate` also rejects `adopt: true` for it).
+pub async fn adopt_is_refused_without_a_marker(f: &dyn Fixture) {
+    let c = f.connector();
+    let who = "owner@client.example";
+    f.seed_unmanaged(who, "portal-admins").await;
+    let before = f.unmanaged_state(who).await;
+    let e = c
+        .apply(&Op::AdoptAccount {
+            identity: who.into(),
+        })
+        .await
+        .expect_err("cannot adopt");
+    assert_eq!(e.class, latchkey::connectors::ErrorClass::Permanent, "{e}");
+    assert!(e.message.contains("cannot adopt"), "{e}");
+    assert_eq!(f.unmanaged_state(who).await, before);
 }

@@ -41,7 +41,9 @@ users = state["users"]
 if req["action"] == "read":
     accounts = [{"identity": e, "active": u["active"], "entitlements": sorted(u["roles"])}
                 for e, u in sorted(users.items()) if u.get("managed")]
-    unmanaged = [e for e, u in users.items() if not u.get("managed")]
+    # Unmanaged accounts with what they hold (an identity alone is also valid v1).
+    unmanaged = [{"identity": e, "active": u["active"], "entitlements": sorted(u["roles"])}
+                 for e, u in sorted(users.items()) if not u.get("managed")]
     out = {"accounts": accounts, "unmanaged": unmanaged, "complete": mode not in ("partial", "leak")}
     if mode == "partial":
         out["reason"] = "page 2 of users timed out"

@@ -26,6 +26,7 @@ fn connect(dir: &std::path::Path, secret: &str) -> Box<dyn Connector> {
         "concurrency": 4,
     });
     let spec = SystemSpec {
+        adopt: false,
         connector: "exec".into(),
         environment: Environment::Staging,
         client: None,
