@@ -376,6 +376,7 @@ mod tests {
                 managed: vec![account],
                 unmanaged: Default::default(),
                 completeness,
+                warnings: Vec::new(),
             }),
         )])
     }

@@ -8,10 +8,12 @@ mod credentials;
 pub mod exec;
 pub mod kubernetes;
 pub mod ldap;
+pub mod pg_session;
 pub mod postgres;
 mod registry;
 pub mod scim;
 pub mod sql;
+pub mod tls;
 pub mod wordpress;
 
 pub use credentials::{Secret, SecretSource};
@@ -62,6 +64,10 @@ pub struct Snapshot {
     /// Identities of accounts latchkey does not manage: reported, never changed.
     pub unmanaged: BTreeSet<String>,
     pub completeness: Completeness,
+    /// What the plan should say about how the system was reached (a session that
+    /// crossed a network unencrypted); the read itself is complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One change a connector applies.

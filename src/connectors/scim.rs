@@ -19,7 +19,7 @@
 //!
 //! `connection`: `url` (the SCIM base, e.g. `https://portal.example/scim/v2`, required),
 //! `pageSize` (100), `maxPages` (1000), `maxConcurrency` (8), `maxRetries` (4),
-//! `retryBaseMs` (200), `timeoutSecs` (30). `credentials`: the bearer token.
+//! `retryBase` (200ms), `timeout` (30s). `credentials`: the bearer token.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -32,6 +32,7 @@ use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, ErrorClass, MANAGED_MARKER, Op,
     Secret, Snapshot, SystemContext,
 };
+use crate::model::connection::ScimConnection;
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -66,38 +67,35 @@ impl ScimConfig {
         }
     }
 
-    fn from_connection(conn: &serde_json::Map<String, Value>) -> Result<ScimConfig, String> {
-        let url = conn
-            .get("url")
-            .and_then(Value::as_str)
-            .ok_or("connection.url is required for scim (the SCIM base URL, e.g. https://portal.example/scim/v2)")?;
+    /// The config of a System's typed settings.
+    pub fn from_settings(s: ScimConnection) -> Result<ScimConfig, String> {
+        let url = s.url;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!("connection.url {url:?} must be an http(s) URL"));
         }
         let mut c = ScimConfig::new(url);
-        let num = |key: &str, default: u64| -> Result<u64, String> {
-            match conn.get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_u64()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("connection.{key} must be a positive integer")),
-            }
+        let positive = |key: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(format!("connection.{key} must be a positive integer")),
+            Some(n) => Ok(n),
+            None => Ok(default),
         };
-        c.page_size = num("pageSize", 100)? as usize;
-        c.max_pages = num("maxPages", 1000)? as usize;
-        c.max_concurrency = num("maxConcurrency", 8)? as usize;
-        c.max_retries = num("maxRetries", 4)? as u32;
-        c.retry_base = Duration::from_millis(num("retryBaseMs", 200)?);
-        c.timeout = Duration::from_secs(num("timeoutSecs", 30)?);
+        c.page_size = positive("pageSize", s.page_size, c.page_size)?;
+        c.max_pages = positive("maxPages", s.max_pages, c.max_pages)?;
+        c.max_concurrency = positive("maxConcurrency", s.max_concurrency, c.max_concurrency)?;
+        c.max_retries = s.max_retries.unwrap_or(c.max_retries);
+        if let Some(b) = s.retry_base {
+            c.retry_base = b.get();
+        }
+        if let Some(t) = s.timeout {
+            c.timeout = t.get();
+        }
         Ok(c)
     }
 }
 
 /// Builds the `scim` connector for a System.
 pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
-    let config =
-        ScimConfig::from_connection(&ctx.spec.connection).map_err(ConnectorError::config)?;
+    let config = ScimConfig::from_settings(ctx.settings()?).map_err(ConnectorError::config)?;
     Ok(Box::new(ScimConnector::new(config, ctx.secret.clone())?))
 }
 
@@ -729,6 +727,7 @@ impl Connector for ScimConnector {
             managed: accounts.into_values().collect(),
             unmanaged,
             completeness: partial.map_or(Completeness::Complete, Completeness::Partial),
+            warnings: Vec::new(),
         })
     }
 

@@ -80,6 +80,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     completeness: None,
                     managed_accounts: 0,
                     error: Some(e.clone()),
+                    warnings: Vec::new(),
                 });
                 continue;
             }
@@ -90,6 +91,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             completeness: Some(snapshot.completeness.clone()),
             managed_accounts: snapshot.managed.len(),
             error: None,
+            warnings: snapshot.warnings.clone(),
         });
         let partial = matches!(snapshot.completeness, Completeness::Partial(_));
         let native_expiry = input.native_expiry.contains(name);
@@ -409,6 +411,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             ],
             unmanaged: BTreeSet::new(),
             completeness,
+            warnings: Vec::new(),
         };
         let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
         diff(&Inputs {
@@ -563,6 +566,7 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
                 .collect(),
             unmanaged: BTreeSet::new(),
             completeness: Completeness::Complete,
+            warnings: Vec::new(),
         };
         let actual = BTreeMap::from([
             ("db".to_string(), Ok(snapshot("db"))),
