@@ -159,10 +159,7 @@ impl LdapConfig {
             let config = tls::client_config(tls::Verify::Full, roots, None)?;
             settings = settings.set_config(std::sync::Arc::new(config));
         }
-        Ok(Transport {
-            warning,
-            settings,
-        })
+        Ok(Transport { warning, settings })
     }
 }
 
@@ -645,5 +642,69 @@ impl Connector for LdapConnector {
         };
         let _ = ldap.unbind().await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(url: &str) -> LdapConfig {
+        LdapConfig::new(url, "cn=latchkey", "ou=people", "ou=groups")
+    }
+
+    #[test]
+    fn a_cleartext_bind_off_loopback_needs_the_named_setting() {
+        let e = at("ldap://sso.staging:389").transport().err().unwrap();
+        assert_eq!(e.class, crate::connectors::ErrorClass::Config);
+        assert!(
+            e.message
+                .contains("refusing to send the bind password in cleartext to sso.staging")
+        );
+        let mut allowed = at("ldap://sso.staging:389");
+        allowed.allow_cleartext_bind = true;
+        let warning = allowed.transport().unwrap().warning.unwrap();
+        assert!(
+            warning.contains("the LDAP bind to sso.staging is not encrypted"),
+            "{warning}"
+        );
+        assert!(
+            at("ldap://127.0.0.1:389")
+                .transport()
+                .unwrap()
+                .warning
+                .is_none()
+        );
+        assert!(
+            at("ldap://localhost")
+                .transport()
+                .unwrap()
+                .warning
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn tls_settings_must_agree_with_the_url() {
+        let mut both = at("ldaps://sso.staging:636");
+        both.start_tls = true;
+        assert!(
+            both.transport()
+                .err()
+                .unwrap()
+                .message
+                .contains("remove startTls")
+        );
+        let e = at("ldapi://%2frun%2fslapd").transport().err().unwrap();
+        assert!(e.message.contains("ldapi:// is not supported"), "{e}");
+        let mut ca = at("ldaps://sso.staging:636");
+        ca.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(
+            ca.transport()
+                .err()
+                .unwrap()
+                .message
+                .contains("cannot read connection.caFile")
+        );
     }
 }

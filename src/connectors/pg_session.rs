@@ -77,7 +77,13 @@ pub struct Session {
 /// libpq parameters latchkey handles itself (tokio-postgres refuses or ignores them).
 const TLS_PARAMS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey"];
 /// libpq TLS parameters latchkey does not implement: refused rather than ignored.
-const UNSUPPORTED: &[&str] = &["sslpassword", "sslcrl", "sslcrldir", "sslsni", "sslcompression"];
+const UNSUPPORTED: &[&str] = &[
+    "sslpassword",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "sslcompression",
+];
 
 impl PgTarget {
     /// Reads `url` (`postgresql://user@host:port/db?sslmode=...`, no password) and sets
@@ -329,9 +335,7 @@ pub fn connect_error(at: &str, e: &tokio_postgres::Error) -> ConnectorError {
         return super::postgres::pg_error("connect", e);
     }
     if let Some(advice) = tls::advice(e, "sslrootcert in connection.url") {
-        return ConnectorError::config(format!(
-            "PostgreSQL at {at}: {advice} ({detail})"
-        ));
+        return ConnectorError::config(format!("PostgreSQL at {at}: {advice} ({detail})"));
     }
     if detail.contains("server does not support TLS") {
         return ConnectorError::config(format!(
@@ -349,7 +353,9 @@ pub fn connect_error(at: &str, e: &tokio_postgres::Error) -> ConnectorError {
                     "cannot reach PostgreSQL at {at}: check the host and port in connection.url and that the server is up ({detail})"
                 ))
             }
-            _ => ConnectorError::transient(format!("PostgreSQL at {at}: connect failed ({detail})")),
+            _ => {
+                ConnectorError::transient(format!("PostgreSQL at {at}: connect failed ({detail})"))
+            }
         };
     }
     if detail.contains("timed out") || detail.contains("timeout") {
@@ -404,7 +410,7 @@ where
 
     fn make_tls_connect(&mut self, host: &str) -> Result<Self::TlsConnect, Self::Error> {
         Ok(TrackedConnect {
-            inner: self.inner.make_tls_connect(host)?,
+            inner: MakeTlsConnect::<S>::make_tls_connect(&mut self.inner, host)?,
             used: self.used.clone(),
         })
     }
@@ -464,13 +470,22 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(e.message.contains("cannot read sslrootcert /nonexistent.pem"), "{e}");
+        assert!(
+            e.message
+                .contains("cannot read sslrootcert /nonexistent.pem"),
+            "{e}"
+        );
     }
 
     #[test]
     fn plain_sessions_warn_only_off_loopback() {
         let remote = PgTarget::from_url("postgresql://u@db.staging/db", None, None).unwrap();
-        assert!(remote.unencrypted_warning(false).unwrap().contains("not encrypted"));
+        assert!(
+            remote
+                .unencrypted_warning(false)
+                .unwrap()
+                .contains("not encrypted")
+        );
         assert!(remote.unencrypted_warning(true).is_none());
         let local = PgTarget::from_url("postgresql://u@localhost/db", None, None).unwrap();
         assert!(local.unencrypted_warning(false).is_none());

@@ -80,7 +80,12 @@ impl Mapping {
             ("tables", "roles", &t.roles, &mut m.roles),
             ("columns", "id", &c.id, &mut m.id),
             ("columns", "email", &c.email, &mut m.email),
-            ("columns", "displayName", &c.display_name, &mut m.display_name),
+            (
+                "columns",
+                "displayName",
+                &c.display_name,
+                &mut m.display_name,
+            ),
             ("columns", "active", &c.active, &mut m.active),
             ("columns", "managedBy", &c.managed_by, &mut m.managed_by),
             ("columns", "userId", &c.user_id, &mut m.user_id),

@@ -10,7 +10,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use super::ConnectorError;
 
@@ -98,8 +100,9 @@ pub fn client_config(
                 .map_err(|e| {
                     ConnectorError::config(format!("cannot read sslcert {}: {e}", c.cert))
                 })?;
-            let key = PrivateKeyDer::from_pem_file(c.key)
-                .map_err(|e| ConnectorError::config(format!("cannot read sslkey {}: {e}", c.key)))?;
+            let key = PrivateKeyDer::from_pem_file(c.key).map_err(|e| {
+                ConnectorError::config(format!("cannot read sslkey {}: {e}", c.key))
+            })?;
             builder.with_client_auth_cert(certs, key).map_err(|e| {
                 ConnectorError::config(format!(
                     "sslcert {} and sslkey {} do not make a client certificate: {e}",
@@ -255,6 +258,10 @@ mod tests {
     fn a_missing_ca_file_is_a_config_error() {
         let e = roots(Some("/nonexistent/ca.pem"), "sslrootcert").unwrap_err();
         assert_eq!(e.class, super::super::ErrorClass::Config);
-        assert!(e.message.contains("cannot read sslrootcert /nonexistent/ca.pem"), "{e}");
+        assert!(
+            e.message
+                .contains("cannot read sslrootcert /nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 }

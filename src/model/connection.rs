@@ -287,7 +287,11 @@ pub const RENAMED: &[(&str, &str, &str)] = &[
     ("exec", "concurrency", "maxConcurrency"),
     ("wordpress", "concurrency", "maxConcurrency"),
     ("scim", "timeoutSecs", "timeout (a duration such as 30s)"),
-    ("scim", "retryBaseMs", "retryBase (a duration such as 200ms)"),
+    (
+        "scim",
+        "retryBaseMs",
+        "retryBase (a duration such as 200ms)",
+    ),
 ];
 
 /// A setting that failed to parse: where (inside `connection`) and why.
@@ -391,7 +395,13 @@ pub(crate) fn any_connection(g: &mut schemars::SchemaGenerator) -> schemars::Sch
     for part in parts {
         if let Some(Value::Object(props)) = part.get("properties") {
             for (k, v) in props {
-                properties.entry(k.clone()).or_insert_with(|| v.clone());
+                // No `default`: the API server would write each connector's defaults
+                // into every System, whatever its type.
+                let mut v = v.clone();
+                if let Value::Object(o) = &mut v {
+                    o.remove("default");
+                }
+                properties.entry(k.clone()).or_insert(v);
             }
         }
     }
@@ -447,14 +457,26 @@ mod tests {
             &map(json!({"driver": "sqlite", "path": "p", "columns": {"emial": "e"}})),
         )
         .unwrap_err();
-        assert_eq!(e.to_string().split(':').next(), Some("connection.columns.emial"));
+        assert_eq!(
+            e.to_string().split(':').next(),
+            Some("connection.columns.emial")
+        );
     }
 
     #[test]
     fn timeouts_are_duration_strings() {
-        assert_eq!(Timeout::parse("30s").unwrap().get(), Duration::from_secs(30));
-        assert_eq!(Timeout::parse("500ms").unwrap().get(), Duration::from_millis(500));
-        assert_eq!(Timeout::parse("1m30s").unwrap().get(), Duration::from_secs(90));
+        assert_eq!(
+            Timeout::parse("30s").unwrap().get(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            Timeout::parse("500ms").unwrap().get(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            Timeout::parse("1m30s").unwrap().get(),
+            Duration::from_secs(90)
+        );
         for bad in ["30", "0s", "-5s", "soon"] {
             assert!(Timeout::parse(bad).is_err(), "{bad} should not parse");
         }

@@ -426,6 +426,35 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
     }
 
     #[test]
+    fn a_read_warning_reaches_the_plan_and_its_renderings() {
+        let cat = catalog();
+        let desired = Desired::at(&cat, "2026-11-21T00:00:00Z".parse().unwrap());
+        let warning = "the PostgreSQL session to db.staging:5432 is not encrypted";
+        let snapshot = Snapshot {
+            warnings: vec![warning.to_string()],
+            ..Snapshot::default()
+        };
+        let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
+        let plan = diff(&Inputs {
+            pending: &Pending::new(),
+            catalog: &cat,
+            desired: &desired,
+            actual: &actual,
+            previous: None,
+            revision: "r".into(),
+            native_expiry: BTreeSet::new(),
+        });
+        assert_eq!(plan.systems[0].warnings, [warning]);
+        let text = crate::plan::render::text(&plan, false);
+        assert!(
+            text.contains(&format!("warning: system portal: {warning}")),
+            "{text}"
+        );
+        let md = crate::plan::render::markdown(&plan);
+        assert!(md.contains("is not encrypted"), "{md}");
+    }
+
+    #[test]
     fn ascending_lookups_find_exactly_the_present_keys() {
         let map: BTreeMap<String, u32> = [("b", 1), ("d", 2), ("e", 3)]
             .into_iter()

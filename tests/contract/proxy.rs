@@ -144,7 +144,7 @@ impl RecordingProxy {
     }
 
     /// Bytes clients sent so far.
-    pub fn len(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.sent.lock().unwrap().len()
     }
 }

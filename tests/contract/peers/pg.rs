@@ -180,10 +180,7 @@ impl PgCluster {
     pub fn url(&self, user: &str, db: &str, port: u16) -> String {
         let base = format!("postgresql://{user}@127.0.0.1:{port}/{db}");
         match &self.ca {
-            Some(ca) => format!(
-                "{base}?sslmode=verify-full&sslrootcert={}",
-                ca.ca.display()
-            ),
+            Some(ca) => format!("{base}?sslmode=verify-full&sslrootcert={}", ca.ca.display()),
             None => base,
         }
     }
