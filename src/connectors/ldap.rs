@@ -280,7 +280,7 @@ impl LdapConnector {
             .await
             .map_err(|_| {
                 ConnectorError::transient(format!(
-                    "LDAP connect: the directory did not answer within {:?}: check the host and port in connection.url and the network, or raise connection.timeout",
+                    "LDAP connect: the directory did not answer in time (within {:?}): check the host and port in connection.url and the network, or raise connection.timeout",
                     self.config.timeout
                 ))
             })?

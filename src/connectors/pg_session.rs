@@ -230,7 +230,7 @@ impl PgTarget {
             .await
             .map_err(|_| {
                 ConnectorError::transient(format!(
-                    "PostgreSQL at {} did not answer within {:?}: check the host and port in connection.url and the network, or raise connection.timeout",
+                    "PostgreSQL at {} did not answer in time (within {:?}): check the host and port in connection.url and the network, or raise connection.timeout",
                     self.shown, self.timeout
                 ))
             })?

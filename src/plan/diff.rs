@@ -535,7 +535,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
 apiVersion: latchkey.dev/v1alpha1
 kind: System
 metadata: {name: db}
-spec: {type: postgres, environment: staging, prune: true, offboard: delete}
+spec: {type: postgres, environment: staging, connection: {url: 'postgresql://latchkey@db/postgres'}, prune: true, offboard: delete}
 ---
 apiVersion: latchkey.dev/v1alpha1
 kind: System

@@ -41,7 +41,6 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     child: std::process::Child,
     pub port: u16,
-    pub superuser_password: String,
     /// The CA of a TLS-only cluster.
     pub ca: Option<TestCa>,
 }
@@ -154,7 +153,6 @@ impl PgCluster {
             dir,
             child,
             port,
-            superuser_password: password,
             ca,
         };
         if !wait_for_port(port, Duration::from_secs(30)) {
