@@ -418,7 +418,6 @@ fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "description": "Who keeps the content of deleted users: a user id or login (required for `offboard: delete`).",
         "x-kubernetes-int-or-string": true,
-        "anyOf": [{"type": "integer"}, {"type": "string"}],
     })
 }
 
