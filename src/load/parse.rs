@@ -184,7 +184,7 @@ pub(super) fn serde_finding(file: &str, doc: usize, mut at: YamlPath, message: &
     } else {
         super::diagnostic::display_path(parent)
     };
-    let finding = if let Some(field) = unknown {
+    if let Some(field) = unknown {
         if at.last() != Some(&Seg::Key(field.clone())) {
             at.push(Seg::Key(field.clone()));
         }
@@ -213,8 +213,7 @@ pub(super) fn serde_finding(file: &str, doc: usize, mut at: YamlPath, message: &
     } else {
         Pending::error(file, doc, at, format!("{message} at {where_}"))
             .help("fix the value's type; quote strings that look like numbers or booleans")
-    };
-    finding
+    }
 }
 
 /// The text between `prefix` and the next backtick.
