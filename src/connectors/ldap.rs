@@ -184,7 +184,7 @@ fn ldap_error(what: &str, e: LdapError) -> ConnectorError {
     match e {
         LdapError::LdapResult { result } => rc_error(what, result.rc, &result.text),
         other => {
-            let detail = chain(&other);
+            let detail = super::error_chain(&other);
             if let Some(advice) = tls::advice(&other, "connection.caFile") {
                 return ConnectorError::config(format!("LDAP {what}: {advice} ({detail})"));
             }
@@ -213,21 +213,6 @@ fn ldap_error(what: &str, e: LdapError) -> ConnectorError {
             ConnectorError::transient(format!("LDAP {what}: {detail}"))
         }
     }
-}
-
-/// The error and its sources, `: `-joined.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 fn rc_error(what: &str, rc: u32, text: &str) -> ConnectorError {

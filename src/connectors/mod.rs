@@ -177,6 +177,22 @@ impl ConnectorError {
     }
 }
 
+/// A driver error and its sources, `: `-joined (a source its parent already quotes is
+/// left out): the detail that follows a connector's own advice.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
 /// A system latchkey manages.
 #[async_trait]
 pub trait Connector: Send + Sync {

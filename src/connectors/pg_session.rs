@@ -314,7 +314,7 @@ fn requires_tls(e: &tokio_postgres::Error) -> bool {
 
 /// A failed connect as what to do, then the driver's words.
 pub fn connect_error(at: &str, e: &tokio_postgres::Error) -> ConnectorError {
-    let detail = chain(e);
+    let detail = super::error_chain(e);
     if requires_tls(e) {
         return ConnectorError::config(format!(
             "PostgreSQL at {at} requires TLS: set sslmode=verify-full and sslrootcert=<CA file> (or sslmode=require) in connection.url ({detail})"
@@ -376,21 +376,6 @@ fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io:
         cur = err.source();
     }
     None
-}
-
-/// The error and its sources, `: `-joined.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 /// A TLS connector that records whether the server accepted TLS: tokio-postgres calls
