@@ -18,9 +18,10 @@ spec:
   environment: staging
   connection:
     command: [python3, "{script}"]
-    stateFile: store.json
-    mode: "{mode}"
     timeout: {timeout}
+    settings:
+      stateFile: store.json
+      mode: "{mode}"
   credentials: {{env: STORE_TOKEN}}
   prune: {prune}
   offboard: delete

@@ -378,6 +378,7 @@ mod tests {
                 unmanaged: Default::default(),
                 completeness,
                 foreign_grants: Vec::new(),
+                warnings: Vec::new(),
             }),
         )])
     }

@@ -10,7 +10,8 @@
 //!   → `{"ok": true}` or `{"ok": false, "error": {"class": "transient"|"permanent", "message"}}`.
 //!
 //! The System's credential is passed in the environment as `LATCHKEY_SECRET` only, never
-//! in the request. Each call is time-limited (`connection.timeout`, default 30s). stderr
+//! in the request. Each call is time-limited (`connection.timeout`, default 30s); the
+//! program's own settings are `connection.settings`, sent as the request's `connection`. stderr
 //! goes to the log with the secret redacted; so does every string of the answer (reasons,
 //! names, entitlements, error messages), before it can reach a plan, a log or the ledger. A non-zero exit, malformed JSON or a timeout
 //! is an error naming the System: a read that fails plans nothing there, so it can never
@@ -29,7 +30,7 @@ use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, ErrorClass, Op, Secret,
     Snapshot, SystemContext,
 };
-use crate::model::GrantDuration;
+use crate::model::connection::ExecConnection;
 
 /// The protocol version latchkey speaks.
 pub const PROTOCOL: &str = "latchkey.exec/v1";
@@ -43,7 +44,7 @@ pub struct Request {
     /// The System's name.
     pub system: String,
     pub action: Action,
-    /// The System's `connection` settings (never secrets).
+    /// The System's `connection.settings`: the program's own settings (never secrets).
     pub connection: serde_json::Map<String, serde_json::Value>,
     /// For `apply`: the one change to make.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,39 +138,24 @@ pub enum ExecErrorClass {
     Permanent,
 }
 
-/// Builds the `exec` connector: `connection.command` is the program and its arguments.
+/// Builds the `exec` connector: `connection.command` is the program and its arguments,
+/// `connection.settings` what the program reads.
 pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
-    let command: Vec<String> = match ctx.spec.connection.get("command") {
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        Some(serde_json::Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
-    };
-    if command.is_empty() {
+    let settings: ExecConnection = ctx.settings()?;
+    if settings.command.is_empty() {
         return Err(ConnectorError::config(
             "connection.command is required for type exec, e.g. [\"python3\", \"shop.py\"]",
         ));
     }
-    let timeout = match ctx.setting("timeout") {
-        Some(t) => GrantDuration::parse(t)
-            .map_err(|e| ConnectorError::config(format!("connection.timeout: {e}")))?,
-        None => GrantDuration::parse("30s").expect("constant"),
-    };
     Ok(Box::new(ExecConnector {
         system: ctx.name.to_string(),
-        command,
-        connection: ctx.spec.connection.clone(),
+        command: settings.command,
+        connection: settings.settings,
         secret: ctx.secret.clone(),
-        timeout: Duration::from_secs(timeout.as_signed().as_secs() as u64),
-        concurrency: ctx
-            .spec
-            .connection
-            .get("concurrency")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(1)
-            .max(1) as usize,
+        timeout: settings
+            .timeout
+            .map_or(Duration::from_secs(30), |t| t.get()),
+        concurrency: settings.max_concurrency.unwrap_or(1).max(1),
     }))
 }
 
@@ -334,6 +320,7 @@ impl Connector for ExecConnector {
                 .collect(),
             completeness,
             foreign_grants: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 

@@ -23,6 +23,7 @@ use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, MANAGED_MARKER, Op, Snapshot,
     SystemContext,
 };
+use crate::model::connection::{self, KubernetesConnection};
 
 /// The label every latchkey RoleBinding carries.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -48,18 +49,12 @@ pub struct KubernetesConnector {
 
 /// Builds the `kubernetes` connector for a System.
 pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
-    let namespace = ctx.setting("namespace").ok_or_else(|| {
-        ConnectorError::config("connection.namespace is required (the staging namespace)")
-    })?;
-    let subject_kind = match ctx.setting("subjectKind").unwrap_or("User") {
-        "User" => SubjectKind::User,
-        "Group" => SubjectKind::Group,
-        other => {
-            return Err(ConnectorError::config(format!(
-                "connection.subjectKind {other:?} is not User or Group"
-            )));
-        }
+    let settings: KubernetesConnection = ctx.settings()?;
+    let subject_kind = match settings.subject_kind {
+        connection::SubjectKind::User => SubjectKind::User,
+        connection::SubjectKind::Group => SubjectKind::Group,
     };
+    let namespace = settings.namespace.as_str();
     Ok(Box::new(KubernetesConnector::new(
         namespace,
         subject_kind,
@@ -243,6 +238,7 @@ impl Connector for KubernetesConnector {
             unmanaged: Default::default(),
             completeness,
             foreign_grants: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 

@@ -13,10 +13,17 @@
 //!   and its memberships.
 //! - Reads use the Simple Paged Results control (`pageSize`).
 //!
-//! `connection`: `url` (`ldap://sso.staging:389`), `bindDn`, `peopleDn`, `groupsDn`,
-//! `pageSize` (200), `maxConcurrency` (4), `emptyMember` (`cn=nobody`).
-//! `credentials`: the bind password. TLS (ldaps / StartTLS) needs ldap3's TLS feature,
-//! which this build leaves off; use it on loopback or a private network.
+//! `connection` ([`LdapConnection`]): `url` (`ldaps://sso.staging:636`, or
+//! `ldap://sso.staging:389` with `startTls: true`), `bindDn`, `peopleDn`, `groupsDn`,
+//! `caFile` (else the system's roots; the host name is always verified),
+//! `allowCleartextBind`, `pageSize` (200), `maxConcurrency` (4), `emptyMember`
+//! (`cn=nobody`), `timeout` (10s). `credentials`: the bind password.
+//!
+//! **The bind password never crosses a network in the clear.** A System whose `url` is
+//! `ldap://` without `startTls` to a host that is not loopback (`localhost`, 127.0.0.0/8,
+//! `::1`, as written) is refused before anything is sent, unless it says
+//! `allowCleartextBind: true`; then each session logs a warning and the plan shows it.
+//! Plain `ldap://` to loopback binds without TLS (the bytes stay on this machine).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -27,13 +34,16 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, Search
 
 use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, MANAGED_MARKER, Op, Secret,
-    Snapshot, SystemContext,
+    Snapshot, SystemContext, tls,
 };
+use crate::model::connection::LdapConnection;
 
 const MARKER_ATTR: &str = "employeeType";
 const DISABLED: &str = "latchkey-disabled";
 const RC_NO_SUCH_ATTRIBUTE: u32 = 16;
 const RC_TYPE_OR_VALUE_EXISTS: u32 = 20;
+const RC_CONFIDENTIALITY_REQUIRED: u32 = 13;
+const RC_STRONGER_AUTH_REQUIRED: u32 = 8;
 const RC_NO_SUCH_OBJECT: u32 = 32;
 const RC_INVALID_CREDENTIALS: u32 = 49;
 const RC_OBJECT_CLASS_VIOLATION: u32 = 65;
@@ -49,42 +59,118 @@ pub struct LdapConfig {
     pub page_size: i32,
     pub max_concurrency: usize,
     pub empty_member: String,
+    /// Upgrade `ldap://` with StartTLS before binding.
+    pub start_tls: bool,
+    /// PEM file of the CA(s) to trust instead of the system's roots.
+    pub ca_file: Option<String>,
+    /// Bind in cleartext to a host that is not loopback.
+    pub allow_cleartext_bind: bool,
+    /// Time to connect, TLS included.
+    pub timeout: Duration,
 }
 
 impl LdapConfig {
-    fn from_connection(
-        conn: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<LdapConfig, String> {
-        let s = |k: &str| -> Result<String, String> {
-            conn.get(k)
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| format!("connection.{k} is required for ldap"))
+    /// Plain defaults for a directory at `url` (tests and tools); Systems use
+    /// [`LdapConfig::from_settings`].
+    pub fn new(url: &str, bind_dn: &str, people_dn: &str, groups_dn: &str) -> LdapConfig {
+        LdapConfig {
+            url: url.to_string(),
+            bind_dn: bind_dn.to_string(),
+            people_dn: people_dn.to_string(),
+            groups_dn: groups_dn.to_string(),
+            page_size: 200,
+            max_concurrency: 4,
+            empty_member: "cn=nobody".to_string(),
+            start_tls: false,
+            ca_file: None,
+            allow_cleartext_bind: false,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The config of a System's typed settings.
+    pub fn from_settings(s: LdapConnection) -> LdapConfig {
+        let mut c = LdapConfig::new(&s.url, &s.bind_dn, &s.people_dn, &s.groups_dn);
+        c.page_size = s.page_size.unwrap_or(200).clamp(1, 10_000) as i32;
+        c.max_concurrency = s.max_concurrency.unwrap_or(4).max(1);
+        if let Some(m) = s.empty_member {
+            c.empty_member = m;
+        }
+        c.start_tls = s.start_tls;
+        c.ca_file = s.ca_file;
+        c.allow_cleartext_bind = s.allow_cleartext_bind;
+        if let Some(t) = s.timeout {
+            c.timeout = t.get();
+        }
+        c
+    }
+}
+
+/// How a session reaches the directory, worked out before connecting.
+struct Transport {
+    /// The warning of a cleartext bind the System allowed to a remote host.
+    warning: Option<String>,
+    settings: LdapConnSettings,
+}
+
+impl LdapConfig {
+    /// Checks the URL against the TLS settings and builds the connection settings.
+    /// Fails closed: a cleartext bind to a remote host is refused here, before any byte
+    /// is sent, unless `allowCleartextBind` says otherwise.
+    fn transport(&self) -> Result<Transport, ConnectorError> {
+        let url = url::Url::parse(&self.url).map_err(|e| {
+            ConnectorError::config(format!(
+                "connection.url {:?} is not a URL ({e}); write ldaps://host:636 or ldap://host:389",
+                self.url
+            ))
+        })?;
+        let host = url.host_str().unwrap_or("").to_string();
+        let encrypted = match url.scheme() {
+            "ldaps" if self.start_tls => {
+                return Err(ConnectorError::config(
+                    "connection.startTls applies to ldap:// URLs; ldaps:// is TLS already: remove startTls",
+                ));
+            }
+            "ldaps" => true,
+            "ldap" => self.start_tls,
+            other => {
+                return Err(ConnectorError::config(format!(
+                    "connection.url scheme {other}:// is not supported: use ldaps:// or ldap:// (with startTls: true)"
+                )));
+            }
         };
-        let n = |k: &str, d: u64| conn.get(k).and_then(|v| v.as_u64()).unwrap_or(d);
-        Ok(LdapConfig {
-            url: s("url")?,
-            bind_dn: s("bindDn")?,
-            people_dn: s("peopleDn")?,
-            groups_dn: s("groupsDn")?,
-            page_size: n("pageSize", 200).clamp(1, 10_000) as i32,
-            max_concurrency: n("maxConcurrency", 4).max(1) as usize,
-            empty_member: conn
-                .get("emptyMember")
-                .and_then(|v| v.as_str())
-                .unwrap_or("cn=nobody")
-                .to_string(),
-        })
+        let loopback = tls::is_loopback(&host);
+        let warning = match (encrypted, loopback, self.allow_cleartext_bind) {
+            (true, _, _) | (false, true, _) => None,
+            (false, false, true) => Some(format!(
+                "the LDAP bind to {host} is not encrypted (allowCleartextBind: true): the bind password crosses the network in cleartext; use ldaps:// or startTls: true"
+            )),
+            (false, false, false) => {
+                return Err(ConnectorError::config(format!(
+                    "refusing to send the bind password in cleartext to {host}: use an ldaps:// URL or set connection.startTls: true (or, knowingly, connection.allowCleartextBind: true)"
+                )));
+            }
+        };
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(self.timeout)
+            .set_starttls(self.start_tls);
+        if encrypted {
+            let roots = tls::roots(self.ca_file.as_deref(), "connection.caFile")?;
+            let config = tls::client_config(tls::Verify::Full, roots, None)?;
+            settings = settings.set_config(std::sync::Arc::new(config));
+        }
+        Ok(Transport { warning, settings })
     }
 }
 
 /// Builds the `ldap` connector for a System.
 pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
-    let config =
-        LdapConfig::from_connection(&ctx.spec.connection).map_err(ConnectorError::config)?;
+    let config = LdapConfig::from_settings(ctx.settings()?);
     let password = ctx.secret.clone().ok_or_else(|| {
         ConnectorError::config("ldap needs credentials (the bind password of connection.bindDn)")
     })?;
+    // A System that would bind in cleartext fails here already, on `validate`-like paths.
+    config.transport()?;
     Ok(Box::new(LdapConnector::new(config, password)))
 }
 
@@ -97,8 +183,35 @@ pub struct LdapConnector {
 fn ldap_error(what: &str, e: LdapError) -> ConnectorError {
     match e {
         LdapError::LdapResult { result } => rc_error(what, result.rc, &result.text),
-        // I/O, timeouts, a connection closed mid-operation.
-        other => ConnectorError::transient(format!("LDAP {what}: {other}")),
+        other => {
+            let detail = super::error_chain(&other);
+            if let Some(advice) = tls::advice(&other, "connection.caFile") {
+                return ConnectorError::config(format!("LDAP {what}: {advice} ({detail})"));
+            }
+            if let LdapError::Timeout { .. } = other {
+                return ConnectorError::transient(format!(
+                    "LDAP {what}: the directory did not answer in time: check the host and port in connection.url and the network, or raise connection.timeout ({detail})"
+                ));
+            }
+            if let LdapError::Io { source } = &other {
+                use std::io::ErrorKind as K;
+                match source.kind() {
+                    K::TimedOut => {
+                        return ConnectorError::transient(format!(
+                            "LDAP {what}: the directory did not answer in time: check the host and port in connection.url and the network, or raise connection.timeout ({detail})"
+                        ));
+                    }
+                    K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable => {
+                        return ConnectorError::transient(format!(
+                            "LDAP {what}: cannot reach the directory: check the host and port in connection.url and that the server is up ({detail})"
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            // I/O, a connection closed mid-operation.
+            ConnectorError::transient(format!("LDAP {what}: {detail}"))
+        }
     }
 }
 
@@ -113,7 +226,10 @@ fn rc_error(what: &str, rc: u32, text: &str) -> ConnectorError {
     );
     match rc {
         RC_INVALID_CREDENTIALS => ConnectorError::config(format!(
-            "{text}; check connection.bindDn and the System's credentials"
+            "the directory rejected the bind: check connection.bindDn and the System's credentials ({text})"
+        )),
+        RC_CONFIDENTIALITY_REQUIRED | RC_STRONGER_AUTH_REQUIRED => ConnectorError::config(format!(
+            "the directory requires TLS: use an ldaps:// URL or set connection.startTls: true ({text})"
         )),
         50 => ConnectorError::config(format!("{text}; the bind DN lacks access")),
         51..=53 | 80 => ConnectorError::transient(text),
@@ -139,12 +255,25 @@ impl LdapConnector {
         format!("cn={},{}", ldap3::dn_escape(name), self.config.groups_dn)
     }
 
-    async fn bind(&self) -> Result<Ldap, ConnectorError> {
-        let settings = LdapConnSettings::new().set_conn_timeout(Duration::from_secs(10));
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.config.url)
+    /// Connects (TLS as configured) and binds. The transport is checked first, so a
+    /// refused cleartext bind sends nothing.
+    async fn bind(&self) -> Result<(Ldap, Option<String>), ConnectorError> {
+        let transport = self.config.transport()?;
+        // ldap3's connect timeout covers the TCP connect; this bounds TLS too.
+        let connecting = LdapConnAsync::with_settings(transport.settings, &self.config.url);
+        let (conn, mut ldap) = tokio::time::timeout(self.config.timeout, connecting)
             .await
+            .map_err(|_| {
+                ConnectorError::transient(format!(
+                    "LDAP connect: the directory did not answer in time (within {:?}): check the host and port in connection.url and the network, or raise connection.timeout",
+                    self.config.timeout
+                ))
+            })?
             .map_err(|e| ldap_error("connect", e))?;
         ldap3::drive!(conn);
+        if let Some(w) = &transport.warning {
+            tracing::warn!("{w}");
+        }
         ldap.with_timeout(Duration::from_secs(30));
         let r = ldap
             .simple_bind(&self.config.bind_dn, self.password.expose())
@@ -153,7 +282,7 @@ impl LdapConnector {
         if r.rc != 0 {
             return Err(rc_error("bind", r.rc, &r.text));
         }
-        Ok(ldap)
+        Ok((ldap, transport.warning))
     }
 
     async fn search_all(
@@ -289,7 +418,7 @@ impl Connector for LdapConnector {
     }
 
     async fn read(&self) -> Result<Snapshot, ConnectorError> {
-        let mut ldap = self.bind().await?;
+        let (mut ldap, warning) = self.bind().await?;
         let people = self
             .search_all(
                 &mut ldap,
@@ -359,12 +488,13 @@ impl Connector for LdapConnector {
             unmanaged: unmanaged.into_iter().map(|(k, (_, a))| (k, a)).collect(),
             completeness: Completeness::Complete,
             foreign_grants: Vec::new(),
+            warnings: warning.into_iter().collect(),
         })
     }
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
         let email = op.identity().to_lowercase();
-        let mut ldap = self.bind().await?;
+        let (mut ldap, _) = self.bind().await?;
         let dn = self.person_dn(&email);
         let result = match op {
             Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("ldap")),
@@ -515,5 +645,69 @@ impl Connector for LdapConnector {
         };
         let _ = ldap.unbind().await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(url: &str) -> LdapConfig {
+        LdapConfig::new(url, "cn=latchkey", "ou=people", "ou=groups")
+    }
+
+    #[test]
+    fn a_cleartext_bind_off_loopback_needs_the_named_setting() {
+        let e = at("ldap://sso.staging:389").transport().err().unwrap();
+        assert_eq!(e.class, crate::connectors::ErrorClass::Config);
+        assert!(
+            e.message
+                .contains("refusing to send the bind password in cleartext to sso.staging")
+        );
+        let mut allowed = at("ldap://sso.staging:389");
+        allowed.allow_cleartext_bind = true;
+        let warning = allowed.transport().unwrap().warning.unwrap();
+        assert!(
+            warning.contains("the LDAP bind to sso.staging is not encrypted"),
+            "{warning}"
+        );
+        assert!(
+            at("ldap://127.0.0.1:389")
+                .transport()
+                .unwrap()
+                .warning
+                .is_none()
+        );
+        assert!(
+            at("ldap://localhost")
+                .transport()
+                .unwrap()
+                .warning
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn tls_settings_must_agree_with_the_url() {
+        let mut both = at("ldaps://sso.staging:636");
+        both.start_tls = true;
+        assert!(
+            both.transport()
+                .err()
+                .unwrap()
+                .message
+                .contains("remove startTls")
+        );
+        let e = at("ldapi://%2frun%2fslapd").transport().err().unwrap();
+        assert!(e.message.contains("ldapi:// is not supported"), "{e}");
+        let mut ca = at("ldaps://sso.staging:636");
+        ca.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(
+            ca.transport()
+                .err()
+                .unwrap()
+                .message
+                .contains("cannot read connection.caFile")
+        );
     }
 }

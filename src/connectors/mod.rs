@@ -8,11 +8,13 @@ mod credentials;
 pub mod exec;
 pub mod kubernetes;
 pub mod ldap;
+pub mod pg_session;
 pub mod postgres;
 mod registry;
 pub mod retry;
 pub mod scim;
 pub mod sql;
+pub mod tls;
 pub mod wordpress;
 
 pub use credentials::{Secret, SecretSource};
@@ -69,6 +71,10 @@ pub struct Snapshot {
     /// (PostgreSQL 16+ records each grantor): reported, never revoked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_grants: Vec<ForeignGrant>,
+    /// What the plan should say about how the system was reached (a session that
+    /// crossed a network unencrypted); the read itself is complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// An entitlement held through someone else's grant.
@@ -209,6 +215,22 @@ impl ConnectorError {
             "the {connector} connector does not support native expiry (setExpiry)"
         ))
     }
+}
+
+/// A driver error and its sources, `: `-joined (a source its parent already quotes is
+/// left out): the detail that follows a connector's own advice.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
 }
 
 /// A system latchkey manages.

@@ -27,60 +27,23 @@
 //!   reports them out of scope and never revokes them (on 16+ such a REVOKE would end in
 //!   a WARNING with the membership still there, planned again forever under `prune`).
 //!
-//! `connection`: `url` (`postgresql://latchkey@db.staging:5432/postgres`, without a
-//! password), `maxConcurrency` (4). `credentials`: the password of the `url` user.
-//! Plain TCP only for now; TLS (`sslmode=require`) needs a TLS connector feature.
+//! `connection` ([`crate::model::connection::PostgresConnection`]): `url`
+//! (`postgresql://latchkey@db.staging:5432/postgres?sslmode=verify-full&sslrootcert=ca.pem`,
+//! without a password; libpq's TLS parameters, see [`super::pg_session`]),
+//! `maxConcurrency` (4), `timeout` (10s). `credentials`: the password of the `url` user.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
 
 use async_trait::async_trait;
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
 
+pub use super::pg_session::PgTarget;
 use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, ForeignGrant, MANAGED_MARKER,
-    Op, Secret, Snapshot, SystemContext,
+    Op, Snapshot, SystemContext,
 };
-
-/// Builds a client config from `connection.url` plus the System's secret as password.
-pub fn pg_config(
-    url: Option<&str>,
-    secret: Option<&Secret>,
-) -> Result<tokio_postgres::Config, ConnectorError> {
-    let url = url.ok_or_else(|| {
-        ConnectorError::config(
-            "connection.url is required (postgresql://user@host:port/dbname, without a password)",
-        )
-    })?;
-    let mut config = tokio_postgres::Config::from_str(url)
-        // The parse error may quote the URL; the URL has no password if it fails below.
-        .map_err(|_| ConnectorError::config("connection.url is not a valid PostgreSQL URL"))?;
-    if config.get_password().is_some() {
-        return Err(ConnectorError::config(
-            "connection.url must not contain a password; put it in the System's credentials",
-        ));
-    }
-    if let Some(s) = secret {
-        config.password(s.expose());
-    }
-    config.connect_timeout(std::time::Duration::from_secs(10));
-    Ok(config)
-}
-
-/// Opens one connection; the connection task ends with the client.
-pub async fn pg_connect(config: &tokio_postgres::Config) -> Result<Client, ConnectorError> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| pg_error("connect", &e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "PostgreSQL connection ended");
-        }
-    });
-    Ok(client)
-}
+use crate::model::connection::PostgresConnection;
 
 /// Classifies a driver error; never includes connection parameters.
 pub fn pg_error(what: &str, e: &tokio_postgres::Error) -> ConnectorError {
@@ -144,19 +107,21 @@ pub fn valid_until_literal(until: Option<jiff::Timestamp>) -> String {
 
 /// Builds the `postgres` connector for a System.
 pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
-    let config = pg_config(ctx.setting("url"), ctx.secret.as_ref())?;
-    let max_concurrency = ctx
-        .spec
-        .connection
-        .get("maxConcurrency")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(4) as usize;
-    Ok(Box::new(PostgresConnector::new(config, max_concurrency)))
+    let settings: PostgresConnection = ctx.settings()?;
+    let target = PgTarget::from_url(
+        &settings.url,
+        ctx.secret.as_ref(),
+        settings.timeout.map(|t| t.get()),
+    )?;
+    Ok(Box::new(PostgresConnector::new(
+        target,
+        settings.max_concurrency.unwrap_or(4),
+    )))
 }
 
 /// The `postgres` connector.
 pub struct PostgresConnector {
-    config: tokio_postgres::Config,
+    target: PgTarget,
     max_concurrency: usize,
 }
 
@@ -175,10 +140,10 @@ fn created_meanwhile(e: &tokio_postgres::Error) -> bool {
 }
 
 impl PostgresConnector {
-    /// A connector for a client config (with password set).
-    pub fn new(config: tokio_postgres::Config, max_concurrency: usize) -> PostgresConnector {
+    /// A connector for a target (with its password set).
+    pub fn new(target: PgTarget, max_concurrency: usize) -> PostgresConnector {
         PostgresConnector {
-            config,
+            target,
             max_concurrency: max_concurrency.max(1),
         }
     }
@@ -343,7 +308,9 @@ impl Connector for PostgresConnector {
     }
 
     async fn read(&self) -> Result<Snapshot, ConnectorError> {
-        let client = pg_connect(&self.config).await?;
+        let session = self.target.connect().await?;
+        let warnings = self.target.unencrypted_warning(session.encrypted);
+        let client = session.client;
         // One snapshot for both queries: roles and memberships agree with each other.
         let tx_sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
         Self::exec(&client, "read", tx_sql).await?;
@@ -417,11 +384,12 @@ impl Connector for PostgresConnector {
                 .collect(),
             completeness: Completeness::Complete,
             foreign_grants,
+            warnings: warnings.into_iter().collect(),
         })
     }
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
-        let client = pg_connect(&self.config).await?;
+        let client = self.target.connect().await?.client;
         self.apply_on(&client, op).await
     }
 
@@ -432,8 +400,8 @@ impl Connector for PostgresConnector {
     }
 
     async fn apply_batch(&self, ops: &[Op]) -> Vec<Result<(), ConnectorError>> {
-        let client = match pg_connect(&self.config).await {
-            Ok(c) => c,
+        let client = match self.target.connect().await {
+            Ok(session) => session.client,
             Err(e) => return vec![Err(e); ops.len()],
         };
         let mut out = Vec::with_capacity(ops.len());
@@ -580,12 +548,5 @@ mod tests {
         assert_eq!(from_micros(t.as_microsecond()), t);
         assert_eq!(from_micros(i64::MIN), jiff::Timestamp::MIN);
         assert_eq!(from_micros(i64::MAX), jiff::Timestamp::MAX);
-    }
-
-    #[test]
-    fn password_in_url_is_refused() {
-        let e = pg_config(Some("postgresql://u:hunter2@127.0.0.1/db"), None).unwrap_err();
-        assert!(!e.message.contains("hunter2"));
-        assert!(e.message.contains("must not contain a password"));
     }
 }

@@ -18,6 +18,16 @@ impl SystemContext<'_> {
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.spec.connection.get(key).and_then(|v| v.as_str())
     }
+
+    /// `connection` as the connector's typed settings (`validate` checks the same).
+    pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConnectorError> {
+        crate::model::connection::parse(&self.spec.connection).map_err(|e| {
+            ConnectorError::config(format!(
+                "{e} (System {}; docs/connectors.md lists the settings of type {})",
+                self.name, self.spec.connector
+            ))
+        })
+    }
 }
 
 type Factory = fn(&SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError>;

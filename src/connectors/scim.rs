@@ -23,7 +23,7 @@
 //!
 //! `connection`: `url` (the SCIM base, e.g. `https://portal.example/scim/v2`, required),
 //! `pageSize` (100), `maxPages` (1000), `maxConcurrency` (8), `maxRetries` (4),
-//! `retryBaseMs` (200), `timeoutSecs` (30), `memberRemove` (auto). `credentials`: the
+//! `retryBase` (200ms), `timeout` (30s), `memberRemove` (auto). `credentials`: the
 //! bearer token.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -37,6 +37,7 @@ use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, ErrorClass, MANAGED_MARKER, Op,
     Secret, Snapshot, SystemContext, retry::Retry,
 };
+use crate::model::connection::{MemberRemoveSetting, ScimConnection};
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -90,39 +91,32 @@ impl ScimConfig {
         }
     }
 
-    fn from_connection(conn: &serde_json::Map<String, Value>) -> Result<ScimConfig, String> {
-        let url = conn
-            .get("url")
-            .and_then(Value::as_str)
-            .ok_or("connection.url is required for scim (the SCIM base URL, e.g. https://portal.example/scim/v2)")?;
+    /// The config of a System's typed settings.
+    pub fn from_settings(s: ScimConnection) -> Result<ScimConfig, String> {
+        let url = s.url;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!("connection.url {url:?} must be an http(s) URL"));
         }
         let mut c = ScimConfig::new(url);
-        let num = |key: &str, default: u64| -> Result<u64, String> {
-            match conn.get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_u64()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("connection.{key} must be a positive integer")),
-            }
+        let positive = |key: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(format!("connection.{key} must be a positive integer")),
+            Some(n) => Ok(n),
+            None => Ok(default),
         };
-        c.page_size = num("pageSize", 100)? as usize;
-        c.max_pages = num("maxPages", 1000)? as usize;
-        c.max_concurrency = num("maxConcurrency", 8)? as usize;
-        c.max_retries = num("maxRetries", 4)? as u32;
-        c.retry_base = Duration::from_millis(num("retryBaseMs", 200)?);
-        c.timeout = Duration::from_secs(num("timeoutSecs", 30)?);
-        c.member_remove = match conn.get("memberRemove").map(|v| v.as_str()) {
-            None | Some(Some("auto")) => MemberRemove::Auto,
-            Some(Some("filtered")) => MemberRemove::Only(RemoveShape::Filtered),
-            Some(Some("valueArray")) => MemberRemove::Only(RemoveShape::ValueArray),
-            Some(_) => {
-                return Err(
-                    "connection.memberRemove must be one of auto, filtered, valueArray".into(),
-                );
-            }
+        c.page_size = positive("pageSize", s.page_size, c.page_size)?;
+        c.max_pages = positive("maxPages", s.max_pages, c.max_pages)?;
+        c.max_concurrency = positive("maxConcurrency", s.max_concurrency, c.max_concurrency)?;
+        c.max_retries = s.max_retries.unwrap_or(c.max_retries);
+        if let Some(b) = s.retry_base {
+            c.retry_base = b.get();
+        }
+        if let Some(t) = s.timeout {
+            c.timeout = t.get();
+        }
+        c.member_remove = match s.member_remove {
+            MemberRemoveSetting::Auto => MemberRemove::Auto,
+            MemberRemoveSetting::Filtered => MemberRemove::Only(RemoveShape::Filtered),
+            MemberRemoveSetting::ValueArray => MemberRemove::Only(RemoveShape::ValueArray),
         };
         Ok(c)
     }
@@ -130,8 +124,7 @@ impl ScimConfig {
 
 /// Builds the `scim` connector for a System.
 pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
-    let config =
-        ScimConfig::from_connection(&ctx.spec.connection).map_err(ConnectorError::config)?;
+    let config = ScimConfig::from_settings(ctx.settings()?).map_err(ConnectorError::config)?;
     Ok(Box::new(ScimConnector::new(config, ctx.secret.clone())?))
 }
 
@@ -257,7 +250,7 @@ impl ScimConnector {
         &self.config
     }
 
-    /// This System's retry policy (`maxRetries`, `retryBaseMs`).
+    /// This System's retry policy (`maxRetries`, `retryBase`).
     fn retry_policy(&self) -> Retry {
         Retry {
             attempts: self.config.max_retries + 1,
@@ -882,6 +875,7 @@ impl Connector for ScimConnector {
             unmanaged: unmanaged.into_iter().map(|(k, (_, a))| (k, a)).collect(),
             completeness: partial.map_or(Completeness::Complete, Completeness::Partial),
             foreign_grants: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 

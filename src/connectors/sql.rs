@@ -17,9 +17,10 @@
 //! );
 //! ```
 //!
-//! `connection`: `driver: sqlite` (default) with `path: portal.sqlite`, or `driver:
-//! postgres` with `url: postgresql://portal_admin@db:5432/portal` (no password in the URL;
-//! the password comes from the System's `credentials`); `tables:
+//! `connection` ([`SqlConnection`]): `driver: sqlite` (default) with `path: portal.sqlite`, or `driver:
+//! postgres` with `url: postgresql://portal_admin@db:5432/portal?sslmode=verify-full` (no
+//! password in the URL; the password comes from the System's `credentials`; TLS as for
+//! `postgres`, see [`super::pg_session`]) and `timeout`; `tables:
 //! {users, roles}`; `columns: {id, email, displayName, active, managedBy, userId, role}`.
 //! Only rows whose `managed_by` is `latchkey` are read as managed or ever changed.
 
@@ -32,10 +33,12 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use rustc_hash::FxHashMap;
 
+use super::pg_session::PgTarget;
 use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, MANAGED_MARKER, Op, Snapshot,
     SystemContext,
 };
+use crate::model::connection::{SqlConnection, SqlDriver};
 
 /// Table and column names, validated as plain identifiers (they are spliced into SQL).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,33 +71,34 @@ impl Default for Mapping {
 }
 
 impl Mapping {
-    /// Reads `tables` and `columns` from a System's connection settings.
-    pub fn from_connection(
-        conn: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Mapping, String> {
+    /// Reads `tables` and `columns` from a System's typed settings.
+    pub fn from_settings(conn: &SqlConnection) -> Result<Mapping, String> {
         let mut m = Mapping::default();
-        let get = |section: &str, key: &str| -> Option<String> {
-            conn.get(section)?.get(key)?.as_str().map(str::to_string)
-        };
-        let fields: [(&str, &str, &mut String); 9] = [
-            ("tables", "users", &mut m.users),
-            ("tables", "roles", &mut m.roles),
-            ("columns", "id", &mut m.id),
-            ("columns", "email", &mut m.email),
-            ("columns", "displayName", &mut m.display_name),
-            ("columns", "active", &mut m.active),
-            ("columns", "managedBy", &mut m.managed_by),
-            ("columns", "userId", &mut m.user_id),
-            ("columns", "role", &mut m.role),
+        let (t, c) = (&conn.tables, &conn.columns);
+        let fields: [(&str, &str, &Option<String>, &mut String); 9] = [
+            ("tables", "users", &t.users, &mut m.users),
+            ("tables", "roles", &t.roles, &mut m.roles),
+            ("columns", "id", &c.id, &mut m.id),
+            ("columns", "email", &c.email, &mut m.email),
+            (
+                "columns",
+                "displayName",
+                &c.display_name,
+                &mut m.display_name,
+            ),
+            ("columns", "active", &c.active, &mut m.active),
+            ("columns", "managedBy", &c.managed_by, &mut m.managed_by),
+            ("columns", "userId", &c.user_id, &mut m.user_id),
+            ("columns", "role", &c.role, &mut m.role),
         ];
-        for (section, key, slot) in fields {
-            if let Some(v) = get(section, key) {
+        for (section, key, value, slot) in fields {
+            if let Some(v) = value {
                 if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(format!(
                         "connection.{section}.{key} {v:?} must be a plain SQL identifier"
                     ));
                 }
-                *slot = v;
+                *slot = v.clone();
             }
         }
         Ok(m)
@@ -194,10 +198,11 @@ impl Statements {
 
 /// Builds the `sql` connector for a System.
 pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
-    let mapping = Mapping::from_connection(&ctx.spec.connection).map_err(ConnectorError::config)?;
-    match ctx.setting("driver").unwrap_or("sqlite") {
-        "sqlite" => {
-            let path = ctx.setting("path").ok_or_else(|| {
+    let settings: SqlConnection = ctx.settings()?;
+    let mapping = Mapping::from_settings(&settings).map_err(ConnectorError::config)?;
+    match settings.driver {
+        SqlDriver::Sqlite => {
+            let path = settings.path.ok_or_else(|| {
                 ConnectorError::config(
                     "connection.path is required for driver sqlite (the database file)",
                 )
@@ -207,13 +212,16 @@ pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorE
                 mapping,
             )?))
         }
-        "postgres" => {
-            let config = super::postgres::pg_config(ctx.setting("url"), ctx.secret.as_ref())?;
-            Ok(Box::new(PgSqlConnector::new(config, mapping)))
+        SqlDriver::Postgres => {
+            let url = settings.url.ok_or_else(|| {
+                ConnectorError::config(
+                    "connection.url is required for driver postgres (postgresql://user@host:port/dbname, without a password)",
+                )
+            })?;
+            let target =
+                PgTarget::from_url(&url, ctx.secret.as_ref(), settings.timeout.map(|t| t.get()))?;
+            Ok(Box::new(PgSqlConnector::new(target, mapping)))
         }
-        other => Err(ConnectorError::config(format!(
-            "connection.driver {other:?} is not supported (use sqlite or postgres)"
-        ))),
     }
 }
 
@@ -400,6 +408,7 @@ impl Connector for SqliteConnector {
                 unmanaged: by_identity(unmanaged.into_iter().map(|(_, a)| a)),
                 completeness: Completeness::Complete,
                 foreign_grants: Vec::new(),
+                warnings: Vec::new(),
             })
         })
         .await
@@ -612,15 +621,15 @@ fn apply_one(
 
 /// The same portal tables in a PostgreSQL database.
 pub struct PgSqlConnector {
-    config: tokio_postgres::Config,
+    target: PgTarget,
     sql: Statements,
 }
 
 impl PgSqlConnector {
-    /// A connector for a client config (password set) and a table mapping.
-    pub fn new(config: tokio_postgres::Config, mapping: Mapping) -> PgSqlConnector {
+    /// A connector for a target (password set) and a table mapping.
+    pub fn new(target: PgTarget, mapping: Mapping) -> PgSqlConnector {
         PgSqlConnector {
-            config,
+            target,
             sql: Statements::new(&mapping),
         }
     }
@@ -648,8 +657,10 @@ impl Connector for PgSqlConnector {
     }
 
     async fn read(&self) -> Result<Snapshot, ConnectorError> {
-        use super::postgres::{pg_connect, pg_error};
-        let mut client = pg_connect(&self.config).await?;
+        use super::postgres::pg_error;
+        let session = self.target.connect().await?;
+        let warnings = self.target.unencrypted_warning(session.encrypted);
+        let mut client = session.client;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -698,13 +709,14 @@ impl Connector for PgSqlConnector {
             unmanaged: unmanaged.into_iter().map(|(k, (_, a))| (k, a)).collect(),
             completeness: Completeness::Complete,
             foreign_grants: Vec::new(),
+            warnings: warnings.into_iter().collect(),
         })
     }
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
-        use super::postgres::{pg_connect, pg_error};
+        use super::postgres::pg_error;
         let fail = |e: tokio_postgres::Error| pg_table_error(pg_error("apply", &e));
-        let mut client = pg_connect(&self.config).await?;
+        let mut client = self.target.connect().await?.client;
         let tx = client.transaction().await.map_err(fail)?;
         let id = op.identity().to_string();
         let existing: Option<Option<String>> = tx

@@ -24,7 +24,7 @@ use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, Op, Secret, Snapshot,
     SystemContext,
 };
-use crate::model::GrantDuration;
+use crate::model::connection::{ReassignTo, WordpressConnection};
 
 /// The description line marking a user as latchkey's.
 pub const MARKER_LINE: &str = "latchkey:managed";
@@ -38,8 +38,8 @@ const DEFAULT_MAX_PAGES: u64 = 1000;
 /// Builds the `wordpress` connector from `connection.url`, `connection.user` and the
 /// application password in `credentials`.
 pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorError> {
-    let url = ctx
-        .setting("url")
+    let settings: WordpressConnection = ctx.settings()?;
+    let url = Some(settings.url.as_str())
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
         .ok_or_else(|| {
             ConnectorError::config(
@@ -48,50 +48,47 @@ pub fn connect(ctx: &SystemContext<'_>) -> Result<Box<dyn Connector>, ConnectorE
         })?
         .trim_end_matches('/')
         .to_string();
-    let user = ctx
-        .setting("user")
+    let user = Some(settings.user)
         .filter(|u| !u.is_empty())
         .ok_or_else(|| {
             ConnectorError::config(
                 "connection.user is required for type wordpress: the login owning the application password",
             )
-        })?
-        .to_string();
+        })?;
     let secret = ctx.secret.clone().ok_or_else(|| {
         ConnectorError::config(
             "type wordpress needs credentials: the application password of connection.user",
         )
     })?;
-    let reassign_to = match ctx.spec.connection.get("reassignTo") {
+    let reassign_to = match settings.reassign_to {
         None => None,
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(_) => {
+        Some(ReassignTo::Id(n)) => Some(n.to_string()),
+        Some(ReassignTo::Login(s)) if !s.is_empty() => Some(s),
+        Some(ReassignTo::Login(_)) => {
             return Err(ConnectorError::config(
                 "connection.reassignTo must be a user id or login",
             ));
         }
     };
-    let number = |key: &str, default: u64| -> Result<u64, ConnectorError> {
-        match ctx.spec.connection.get(key) {
-            None => Ok(default),
-            Some(v) => v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-                ConnectorError::config(format!("connection.{key} must be a positive number"))
-            }),
-        }
+    let positive = |key: &str, v: Option<u64>, default: u64| match v {
+        Some(0) => Err(ConnectorError::config(format!(
+            "connection.{key} must be a positive number"
+        ))),
+        Some(n) => Ok(n),
+        None => Ok(default),
     };
-    let per_page = number("perPage", MAX_PER_PAGE)?.min(MAX_PER_PAGE);
-    let max_pages = number("maxPages", DEFAULT_MAX_PAGES)?;
-    let concurrency = number("concurrency", 2)? as usize;
-    let timeout = match ctx.setting("timeout") {
-        Some(t) => GrantDuration::parse(t)
-            .map_err(|e| ConnectorError::config(format!("connection.timeout: {e}")))?,
-        None => GrantDuration::parse("30s").expect("constant"),
-    };
+    let per_page = positive("perPage", settings.per_page, MAX_PER_PAGE)?.min(MAX_PER_PAGE);
+    let max_pages = positive("maxPages", settings.max_pages, DEFAULT_MAX_PAGES)?;
+    let concurrency = positive(
+        "maxConcurrency",
+        settings.max_concurrency.map(|n| n as u64),
+        2,
+    )? as usize;
+    let timeout = settings
+        .timeout
+        .map_or(Duration::from_secs(30), |t| t.get());
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(
-            timeout.as_signed().as_secs().max(1) as u64
-        ))
+        .timeout(timeout)
         .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ConnectorError::config(format!("cannot build the HTTP client: {e}")))?;

@@ -147,7 +147,7 @@ fn merge(schema: &mut Value, doc: Value, defs: serde_json::Map<String, Value>) {
 /// The whole document of one kind: the `Envelope` with a fixed apiVersion and kind.
 fn document_schema(kind: Kind, g: &mut SchemaGenerator) -> Value {
     let spec = match kind {
-        Kind::System => sub::<model::SystemSpec>(g),
+        Kind::System => system_spec(g),
         Kind::Role => sub::<model::RoleSpec>(g),
         Kind::Client => sub::<model::ClientSpec>(g),
         Kind::Member => sub::<model::MemberSpec>(g),
@@ -165,6 +165,39 @@ fn document_schema(kind: Kind, g: &mut SchemaGenerator) -> Value {
         "required": ["apiVersion", "kind", "metadata", "spec"],
         "additionalProperties": false,
     })
+}
+
+/// The System spec with its `connection` typed per `type`: one `if`/`then` per
+/// connector (editors check settings as `validate` does; the CRD cannot say this).
+fn system_spec(g: &mut SchemaGenerator) -> Value {
+    let spec = sub::<model::SystemSpec>(g);
+    let rules: Vec<Value> = model::connection::schemas(g)
+        .into_iter()
+        .map(|(kind, settings)| {
+            json!({
+                "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+                "then": {"properties": {"connection": settings.to_value()}},
+            })
+        })
+        .collect();
+    let name = spec
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.rsplit('/').next())
+        .map(str::to_string);
+    match name.and_then(|n| g.definitions_mut().get_mut(&n)) {
+        Some(Value::Object(def)) => {
+            def.insert("allOf".into(), Value::Array(rules));
+            spec
+        }
+        _ => match spec {
+            Value::Object(mut inline) => {
+                inline.insert("allOf".into(), Value::Array(rules));
+                Value::Object(inline)
+            }
+            other => other,
+        },
+    }
 }
 
 fn sub<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {

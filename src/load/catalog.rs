@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::diagnostic::{Pending, path};
 use super::member::{Member, ResolvedGrant, invalid_name};
 use super::parse::{AnyDoc, DocLoc};
+use crate::model::connection;
 use crate::model::{
     ClientSpec, GrantDuration, PolicySpec, RoleSpec, SystemSpec, role::CLIENT_PLACEHOLDER,
 };
@@ -379,6 +380,8 @@ fn check_systems(cat: &Catalog, pending: &mut Vec<Pending>) {
                 )
                 .help(format!("use one of {}", CONNECTORS.join(", "))),
             );
+        } else if let Err(e) = connection::check(&sys.spec.connector, &sys.spec.connection) {
+            pending.push(setting_finding(file, doc, &sys.spec.connector, e));
         }
         if let Some(c) = &sys.spec.client
             && !cat.clients.contains_key(c)
@@ -497,6 +500,27 @@ fn check_systems(cat: &Catalog, pending: &mut Vec<Pending>) {
                 _ => {}
             }
         }
+    }
+}
+
+/// A `connection` setting of the wrong name or type, located at the setting, with the
+/// valid names (and the new name of a renamed one).
+fn setting_finding(file: &str, doc: usize, kind: &str, e: connection::SettingsError) -> Pending {
+    use super::diagnostic::Seg;
+    let mut at = path("spec.connection");
+    at.extend(e.path.iter().map(|s| match s {
+        connection::PathSeg::Key(k) => Seg::Key(k.clone()),
+        connection::PathSeg::Index(i) => Seg::Index(*i),
+    }));
+    let finding = super::parse::serde_finding(file, doc, at, &e.message);
+    let renamed = connection::RENAMED
+        .iter()
+        .find(|(k, old, _)| *k == kind && e.message.contains(&format!("unknown field `{old}`")));
+    match renamed {
+        Some((_, old, new)) => finding.help(format!(
+            "`{old}` was renamed: use {new} (docs/connectors.md lists every setting)"
+        )),
+        None => finding,
     }
 }
 

@@ -151,7 +151,7 @@ fn typed<S: DeserializeOwned>(
     match serde_path_to_error::deserialize::<_, Envelope<S>>(value) {
         Ok(env) => Some(env),
         Err(err) => {
-            let mut at: YamlPath = err
+            let at: YamlPath = err
                 .path()
                 .iter()
                 .filter_map(|seg| match seg {
@@ -164,50 +164,55 @@ fn typed<S: DeserializeOwned>(
                 })
                 .collect();
             let message = strip_location(&err.into_inner().to_string());
-            let unknown = backticked(&message, "unknown field `");
-            // The path names the unknown key itself; the message names the mapping.
-            let parent = match &unknown {
-                Some(f) if at.last() == Some(&Seg::Key(f.clone())) => &at[..at.len() - 1],
-                _ => &at[..],
-            };
-            let where_ = if parent.is_empty() {
-                "the document".to_string()
-            } else {
-                super::diagnostic::display_path(parent)
-            };
-            let finding = if let Some(field) = unknown {
-                if at.last() != Some(&Seg::Key(field.clone())) {
-                    at.push(Seg::Key(field.clone()));
-                }
-                let expected = message
-                    .split_once(", expected ")
-                    .map(|(_, e)| e.to_string());
-                let finding = Pending::error(
-                    file,
-                    doc,
-                    at,
-                    format!("unknown field `{field}` in {where_}"),
-                )
-                .at_key();
-                match expected {
-                    Some(e) => finding.help(format!("remove it, or use {e}")),
-                    None => finding.help("remove it"),
-                }
-            } else if let Some(field) = backticked(&message, "missing field `") {
-                Pending::error(
-                    file,
-                    doc,
-                    at,
-                    format!("missing field `{field}` in {where_}"),
-                )
-                .help(format!("add `{field}:`"))
-            } else {
-                Pending::error(file, doc, at, format!("{message} at {where_}"))
-                    .help("fix the value's type; quote strings that look like numbers or booleans")
-            };
-            pending.push(finding);
+            pending.push(serde_finding(file, doc, at, &message));
             None
         }
+    }
+}
+
+/// serde's message about the value at `at` as a finding: an unknown field at its key with
+/// the valid names, a missing field at its mapping, a wrong type at the value.
+pub(super) fn serde_finding(file: &str, doc: usize, mut at: YamlPath, message: &str) -> Pending {
+    let unknown = backticked(message, "unknown field `");
+    // The path names the unknown key itself; the message names the mapping.
+    let parent = match &unknown {
+        Some(f) if at.last() == Some(&Seg::Key(f.clone())) => &at[..at.len() - 1],
+        _ => &at[..],
+    };
+    let where_ = if parent.is_empty() {
+        "the document".to_string()
+    } else {
+        super::diagnostic::display_path(parent)
+    };
+    if let Some(field) = unknown {
+        if at.last() != Some(&Seg::Key(field.clone())) {
+            at.push(Seg::Key(field.clone()));
+        }
+        let expected = message
+            .split_once(", expected ")
+            .map(|(_, e)| e.to_string());
+        let finding = Pending::error(
+            file,
+            doc,
+            at,
+            format!("unknown field `{field}` in {where_}"),
+        )
+        .at_key();
+        match expected {
+            Some(e) => finding.help(format!("remove it, or use {e}")),
+            None => finding.help("remove it"),
+        }
+    } else if let Some(field) = backticked(message, "missing field `") {
+        Pending::error(
+            file,
+            doc,
+            at,
+            format!("missing field `{field}` in {where_}"),
+        )
+        .help(format!("add `{field}:`"))
+    } else {
+        Pending::error(file, doc, at, format!("{message} at {where_}"))
+            .help("fix the value's type; quote strings that look like numbers or booleans")
     }
 }
 

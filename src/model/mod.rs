@@ -4,6 +4,7 @@
 //! the CRDs in `crds/`, and the JSON Schemas editors validate against. No I/O lives here.
 
 mod client;
+pub mod connection;
 mod duration;
 mod instant;
 mod member;

@@ -24,9 +24,10 @@ pub struct SystemSpec {
     /// The one client this system belongs to; absent when shared by all clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
-    /// Connector settings (URL, file, table mapping). Never secrets: see `credentials`.
+    /// Connector settings (URL, file, table mapping), typed per `type`
+    /// (docs/connectors.md). Never secrets: see `credentials`.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    #[schemars(schema_with = "crate::model::system::free_form_object")]
+    #[schemars(schema_with = "crate::model::connection::any_connection")]
     pub connection: serde_json::Map<String, serde_json::Value>,
     /// Where the connector's secret comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -146,6 +146,9 @@ pub struct SystemStatus {
     /// The read failed: nothing is planned for this system.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How the system was reached that people should know (an unencrypted session).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Why a run is held back.

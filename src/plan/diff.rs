@@ -80,6 +80,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     completeness: None,
                     managed_accounts: 0,
                     error: Some(e.clone()),
+                    warnings: Vec::new(),
                 });
                 continue;
             }
@@ -90,6 +91,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             completeness: Some(snapshot.completeness.clone()),
             managed_accounts: snapshot.managed.len(),
             error: None,
+            warnings: snapshot.warnings.clone(),
         });
         let partial = matches!(snapshot.completeness, Completeness::Partial(_));
         let native_expiry = input.native_expiry.contains(name);
@@ -459,6 +461,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             unmanaged: BTreeMap::new(),
             completeness,
             foreign_grants: Vec::new(),
+            warnings: Vec::new(),
         };
         plan_of(&cat, &desired, snapshot)
     }
@@ -494,6 +497,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             unmanaged: Default::default(),
             completeness: Completeness::Complete,
             foreign_grants: vec![foreign("admin"), foreign("viewer")],
+            warnings: Vec::new(),
         };
         let plan = plan_of(&cat, &desired, snapshot);
         assert!(plan.changes.is_empty(), "{:#?}", plan.changes);
@@ -504,6 +508,35 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
             notes[0].starts_with("holds \"admin\" through a grant by \"dba\""),
             "{notes:#?}"
         );
+    }
+
+    #[test]
+    fn a_read_warning_reaches_the_plan_and_its_renderings() {
+        let cat = catalog();
+        let desired = Desired::at(&cat, "2026-11-21T00:00:00Z".parse().unwrap());
+        let warning = "the PostgreSQL session to db.staging:5432 is not encrypted";
+        let snapshot = Snapshot {
+            warnings: vec![warning.to_string()],
+            ..Snapshot::default()
+        };
+        let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
+        let plan = diff(&Inputs {
+            pending: &Pending::new(),
+            catalog: &cat,
+            desired: &desired,
+            actual: &actual,
+            previous: None,
+            revision: "r".into(),
+            native_expiry: BTreeSet::new(),
+        });
+        assert_eq!(plan.systems[0].warnings, [warning]);
+        let text = crate::plan::render::text(&plan, false);
+        assert!(
+            text.contains(&format!("warning: system portal: {warning}")),
+            "{text}"
+        );
+        let md = crate::plan::render::markdown(&plan);
+        assert!(md.contains("is not encrypted"), "{md}");
     }
 
     #[test]
@@ -587,7 +620,7 @@ spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
 apiVersion: latchkey.dev/v1alpha1
 kind: System
 metadata: {name: db}
-spec: {type: postgres, environment: staging, prune: true, offboard: delete}
+spec: {type: postgres, environment: staging, connection: {url: 'postgresql://latchkey@db/postgres'}, prune: true, offboard: delete}
 ---
 apiVersion: latchkey.dev/v1alpha1
 kind: System
@@ -648,6 +681,7 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
             unmanaged: BTreeMap::new(),
             completeness: Completeness::Complete,
             foreign_grants: Vec::new(),
+            warnings: Vec::new(),
         };
         let actual = BTreeMap::from([
             ("db".to_string(), Ok(snapshot("db"))),
@@ -799,6 +833,7 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
             .collect(),
             completeness: Completeness::Complete,
             foreign_grants: Vec::new(),
+            warnings: Vec::new(),
         };
         let actual = BTreeMap::from([("portal".to_string(), Ok(snapshot))]);
         diff(&Inputs {

@@ -210,6 +210,13 @@ pub fn text(plan: &Plan, color: bool) -> String {
         );
     }
     for s in &plan.systems {
+        for w in &s.warnings {
+            let _ = writeln!(
+                out,
+                "{}",
+                paint(YELLOW, &format!("warning: system {}: {w}", s.system))
+            );
+        }
         if let Some(e) = &s.error {
             let _ = writeln!(
                 out,
@@ -403,6 +410,11 @@ pub fn markdown(plan: &Plan) -> String {
             let _ = writeln!(out, "> - {}: {}", code(&s.system), md(why));
         }
         out.push('\n');
+    }
+    for s in &plan.systems {
+        for w in &s.warnings {
+            let _ = writeln!(out, "> ⚠️ {}: {}\n", code(&s.system), md(w));
+        }
     }
     let _ = writeln!(
         out,

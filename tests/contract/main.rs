@@ -18,6 +18,7 @@ mod postgres_scope;
 mod proxy;
 mod scim_extra;
 mod suite;
+mod tls;
 
 /// Generates one `#[tokio::test]` per suite function for a peer.
 macro_rules! contract_tests {
@@ -160,6 +161,78 @@ contract_tests!(
         concurrent_grants_of_a_new_role,
         native_expiry_set_and_cleared_or_refused,
         a_failed_change_in_a_batch_fails_alone,
+        dropped_connection_is_never_a_short_complete,
+        credentials_absent_from_errors_and_logs,
+    ]
+);
+
+// The same suite against servers that require TLS (sslmode=verify-full; StartTLS; ldaps).
+contract_tests!(
+    postgres_tls,
+    crate::peers::postgres::PostgresTlsPeer,
+    [
+        create_grant_revoke,
+        disable_and_enable,
+        delete_account,
+        idempotent_reapply,
+        read_after_write_many,
+        out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
+        dropped_connection_is_never_a_short_complete,
+        credentials_absent_from_errors_and_logs,
+    ]
+);
+
+// The same suite against servers that require TLS (sslmode=verify-full; StartTLS; ldaps).
+contract_tests!(
+    sql_postgres_tls,
+    crate::peers::postgres::SqlPostgresTlsPeer,
+    [
+        create_grant_revoke,
+        disable_and_enable,
+        delete_account,
+        idempotent_reapply,
+        read_after_write_many,
+        out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
+        dropped_connection_is_never_a_short_complete,
+        credentials_absent_from_errors_and_logs,
+    ]
+);
+
+// The same suite against servers that require TLS (sslmode=verify-full; StartTLS; ldaps).
+contract_tests!(
+    ldap_starttls,
+    crate::peers::ldap::LdapStartTlsPeer,
+    [
+        create_grant_revoke,
+        disable_and_enable,
+        delete_account,
+        idempotent_reapply,
+        read_after_write_many,
+        out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
+        dropped_connection_is_never_a_short_complete,
+        credentials_absent_from_errors_and_logs,
+    ]
+);
+
+// The same suite against servers that require TLS (sslmode=verify-full; StartTLS; ldaps).
+contract_tests!(
+    ldaps,
+    crate::peers::ldap::LdapsPeer,
+    [
+        create_grant_revoke,
+        disable_and_enable,
+        delete_account,
+        idempotent_reapply,
+        read_after_write_many,
+        out_of_scope_untouched,
+        concurrent_grants_of_a_new_role,
+        native_expiry_set_and_cleared_or_refused,
         dropped_connection_is_never_a_short_complete,
         credentials_absent_from_errors_and_logs,
     ]

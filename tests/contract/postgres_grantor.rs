@@ -29,9 +29,8 @@ async fn memberships_granted_by_another_role_are_foreign() {
     ))
     .await
     .unwrap();
-    let mut config = cluster.config("latchkey", "postgres", cluster.port);
-    config.password(&password);
-    let c = PostgresConnector::new(config, 2);
+    let target = cluster.target("latchkey", "postgres", cluster.port, &password);
+    let c = PostgresConnector::new(target, 2);
     let erin = "erin@acme.example";
     c.apply(&Op::CreateAccount {
         identity: erin.into(),

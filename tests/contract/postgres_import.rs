@@ -19,7 +19,7 @@ spec: {agencyClient: studio}
 apiVersion: latchkey.dev/v1alpha1
 kind: System
 metadata: {name: db}
-spec: {type: postgres, environment: staging, adopt: true}
+spec: {type: postgres, environment: staging, adopt: true, connection: {url: \"postgresql://latchkey@127.0.0.1/postgres\"}}
 ---
 apiVersion: latchkey.dev/v1alpha1
 kind: Role
@@ -78,9 +78,8 @@ async fn import_maps_login_roles_and_adopt_marks_only_plain_logins() {
     ))
     .await
     .unwrap();
-    let mut config = cluster.config("latchkey", "postgres", cluster.port);
-    config.password(&password);
-    let c = PostgresConnector::new(config, 2);
+    let target = cluster.target("latchkey", "postgres", cluster.port, &password);
+    let c = PostgresConnector::new(target, 2);
 
     let snap = c.read().await.unwrap();
     assert!(snap.managed.is_empty(), "{snap:?}");

@@ -23,9 +23,8 @@ async fn two_connectors(cluster: &PgCluster) -> (Arc<PostgresConnector>, Arc<Pos
         ))
         .await
         .unwrap();
-        let mut config = cluster.config(user, "postgres", cluster.port);
-        config.password(&password);
-        out.push(Arc::new(PostgresConnector::new(config, 4)));
+        let target = cluster.target(user, "postgres", cluster.port, &password);
+        out.push(Arc::new(PostgresConnector::new(target, 4)));
     }
     let b = out.pop().unwrap();
     (out.pop().unwrap(), b)

@@ -31,9 +31,8 @@ async fn privileged_roles_are_never_granted() {
     ))
     .await
     .unwrap();
-    let mut config = cluster.config("latchkey", "postgres", cluster.port);
-    config.password(&password);
-    let c = PostgresConnector::new(config, 2);
+    let target = cluster.target("latchkey", "postgres", cluster.port, &password);
+    let c = PostgresConnector::new(target, 2);
     let erin = "erin@acme.example".to_string();
     c.apply(&Op::CreateAccount {
         identity: erin.clone(),

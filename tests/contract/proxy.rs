@@ -1,6 +1,7 @@
 //! Loopback proxies in front of real servers: `CutProxy` cuts every connection once a byte
 //! budget of server-to-client traffic is spent (a connection that drops part-way through
-//! a read); `FaultProxy` answers chosen HTTP requests with 429 / 5xx and `Retry-After`.
+//! a read); `FaultProxy` answers chosen HTTP requests with 429 / 5xx and `Retry-After`;
+//! `RecordingProxy` keeps every byte a client sends, as a capture on the wire would.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +90,69 @@ async fn relay(client: TcpStream, server: TcpStream, budget: Arc<AtomicU64>, use
     }
     // Dropping both halves resets the client mid-response when the budget ran out.
     up.abort();
+}
+
+/// Relays to a real server and records what clients send: what an eavesdropper on the
+/// network between latchkey and the server would see.
+pub struct RecordingProxy {
+    pub addr: SocketAddr,
+    sent: Arc<Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RecordingProxy {
+    /// Forwards to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> RecordingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let down = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    });
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sw.shutdown().await;
+                    let _ = down.await;
+                });
+            }
+        });
+        RecordingProxy { addr, sent, task }
+    }
+
+    /// True when the client sent `needle` in the clear.
+    pub fn saw(&self, needle: &str) -> bool {
+        let sent = self.sent.lock().unwrap();
+        !needle.is_empty() && sent.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    /// Bytes clients sent so far.
+    pub fn bytes(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Which requests a `FaultProxy` answers itself (counted from 1, in arrival order).

@@ -21,9 +21,11 @@ fn connect(dir: &std::path::Path, secret: &str) -> Box<dyn Connector> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/exec/fake-store.py");
     let connection = serde_json::json!({
         "command": ["python3", script],
-        "stateFile": dir.join("store.json"),
-        "expectTokenFile": dir.join("expected-token"),
-        "concurrency": 4,
+        "maxConcurrency": 4,
+        "settings": {
+            "stateFile": dir.join("store.json"),
+            "expectTokenFile": dir.join("expected-token"),
+        },
     });
     let spec = SystemSpec {
         adopt: false,

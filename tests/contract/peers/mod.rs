@@ -6,6 +6,7 @@ pub mod pg;
 pub mod postgres;
 pub mod scim;
 pub mod sqlite;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

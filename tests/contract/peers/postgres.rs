@@ -49,8 +49,13 @@ pub struct PgFixture {
 }
 
 impl PgFixture {
-    async fn start(kind: Kind) -> Option<Box<dyn Fixture>> {
-        let cluster = match PgCluster::start() {
+    async fn start(kind: Kind, tls: bool) -> Option<Box<dyn Fixture>> {
+        let started = if tls {
+            PgCluster::start_tls()
+        } else {
+            PgCluster::start()
+        };
+        let cluster = match started {
             Ok(c) => c,
             Err(why) => return unavailable("PostgreSQL", &why),
         };
@@ -85,8 +90,7 @@ impl PgFixture {
                 su.batch_execute("CREATE DATABASE portal OWNER portal_admin")
                     .await
                     .unwrap();
-                let mut c = cluster.config("portal_admin", "portal", cluster.port);
-                c.password(&password);
+                let c = cluster.local_config("portal_admin", "portal");
                 let (client, conn) = c.connect(tokio_postgres::NoTls).await.unwrap();
                 tokio::spawn(conn);
                 client
@@ -121,18 +125,27 @@ fn connector(
     password: &str,
     port: u16,
 ) -> Box<dyn Connector> {
-    let mut config = cluster.config(user, db, port);
-    config.password(password);
+    let target = cluster.target(user, db, port, password);
     match kind {
-        Kind::Roles => Box::new(PostgresConnector::new(config, 4)),
-        Kind::Portal => Box::new(PgSqlConnector::new(config, Mapping::default())),
+        Kind::Roles => Box::new(PostgresConnector::new(target, 4)),
+        Kind::Portal => Box::new(PgSqlConnector::new(target, Mapping::default())),
     }
 }
 
 #[async_trait]
 impl Peer for PostgresPeer {
     async fn fixture() -> Option<Box<dyn Fixture>> {
-        PgFixture::start(Kind::Roles).await
+        PgFixture::start(Kind::Roles, false).await
+    }
+}
+
+/// `postgres` on a cluster that accepts only TLS sessions, with `sslmode=verify-full`.
+pub struct PostgresTlsPeer;
+
+#[async_trait]
+impl Peer for PostgresTlsPeer {
+    async fn fixture() -> Option<Box<dyn Fixture>> {
+        PgFixture::start(Kind::Roles, true).await
     }
 }
 
@@ -142,7 +155,17 @@ pub struct SqlPostgresPeer;
 #[async_trait]
 impl Peer for SqlPostgresPeer {
     async fn fixture() -> Option<Box<dyn Fixture>> {
-        PgFixture::start(Kind::Portal).await
+        PgFixture::start(Kind::Portal, false).await
+    }
+}
+
+/// `sql` with driver postgres on a TLS-only cluster.
+pub struct SqlPostgresTlsPeer;
+
+#[async_trait]
+impl Peer for SqlPostgresTlsPeer {
+    async fn fixture() -> Option<Box<dyn Fixture>> {
+        PgFixture::start(Kind::Portal, true).await
     }
 }
 
