@@ -435,7 +435,7 @@ async fn the_controller_refuses_to_build_on_a_ledger_that_does_not_verify() {
     assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
 
     // A second intact apply verifies incrementally and goes through.
-    let more = "    - role: viewer\n    - role: staging-admin";
+    let more = "    - role: viewer\n    - role: staging-admin\n      expires: 2025-03-08T00:00:00Z";
     ws.commit(
         &[("clients/acme/members.yaml", &member("erin", more))],
         t0.as_second() + 60,

@@ -65,27 +65,12 @@ impl LedgerSource<'_> {
     pub fn months(&self) -> Result<Vec<String>, LedgerError> {
         let mut months = Vec::new();
         match self {
-            LedgerSource::Git { repo, rev, root } => {
-                let git = repo.git();
-                let tree = git
-                    .find_commit(rev.oid)
-                    .and_then(|c| c.tree())
-                    .map_err(SourceError::Git)?;
-                if let Ok(entry) = tree.get_path(Path::new(&format!("{root}ledger"))) {
-                    let ledger = git.find_tree(entry.id()).map_err(SourceError::Git)?;
-                    for year in ledger.iter() {
-                        let (Ok(y), Ok(t)) = (year.name(), git.find_tree(year.id())) else {
-                            continue;
-                        };
-                        for month in t.iter() {
-                            if let Ok(m) = month.name()
-                                && is_month_file(m)
-                            {
-                                months.push(format!("ledger/{y}/{m}"));
-                            }
-                        }
-                    }
-                }
+            LedgerSource::Git { .. } => {
+                let ids = self.ledger_ids()?.unwrap_or_default();
+                months.extend(
+                    ids.into_keys()
+                        .filter(|k| k.rsplit('/').next().is_some_and(is_month_file)),
+                );
             }
             LedgerSource::Dir(dir) => {
                 let ledger = dir.join("ledger");
