@@ -1,7 +1,14 @@
 //! Ledger benchmark (not a timed test): generates 1,000,000 records over 24 months into a
 //! temporary git repository through the ledger types (sealed, hash-chained, with month
-//! checkpoints), then times `who --at` at several instants and `audit verify`, printing
-//! seconds, peak RSS and the machine.
+//! checkpoints and history indexes), in two audit commits (the second appends the last
+//! 1,000 records), then times `who --at` at several instants, `history`, `audit verify`
+//! and the controller's incremental verification, each against its floor measured in
+//! the same run:
+//!
+//! - verify: every month blob read through libgit2, each line parsed by serde_json into a
+//!   `Value` and hashed with SHA-256 (what any verifier of this format must do);
+//! - history: `grep -c -F` of the person's `"identity":"…"` over the month files written
+//!   out as plain files (a byte scan of the whole ledger, from the page cache).
 //!
 //!     cargo run --release --example ledger_bench [RECORDS] | tee bench/results/ledger.txt
 
@@ -10,11 +17,13 @@ use std::time::Instant;
 use git2::build::TreeUpdateBuilder;
 use git2::{FileMode, Repository, Signature};
 use jiff::{SignedDuration, Timestamp};
+use latchkey::audit::index;
 use latchkey::audit::replay::{self, AccessState};
 use latchkey::audit::store::{LedgerSource, checkpoint_path};
-use latchkey::audit::verify::verify;
+use latchkey::audit::verify::{Incremental, verify};
 use latchkey::audit::{Event, GENESIS, Record, State, Trigger, ledger::month_path};
 use latchkey::source::{Location, SourceRepo};
+use sha2::{Digest, Sha256};
 
 /// A small deterministic generator (xorshift64*): the same ledger on every run.
 struct Rng(u64);
@@ -103,7 +112,31 @@ fn main() {
         let blob = git.blob(content.as_bytes()).expect("blob");
         update.upsert(path, blob, FileMode::Blob);
     };
+    let split = n.saturating_sub(1000);
+    let sig = Signature::now("latchkey", "latchkey@localhost").unwrap();
+    let empty = git.treebuilder(None).unwrap().write().unwrap();
+    let mut first: Option<git2::Oid> = None;
     for i in 0..n {
+        if i == split && i > 0 {
+            // The first audit commit: everything but the last 1,000 records.
+            flush(&month, &content, &mut update);
+            let state = State {
+                version: 1,
+                ledger_head: prev.clone(),
+                ..State::default()
+            };
+            flush("audit/state.yaml", &state.to_yaml(), &mut update);
+            let tree_oid = update
+                .create_updated(&git, &git.find_tree(empty).unwrap())
+                .expect("tree");
+            let tree = git.find_tree(tree_oid).unwrap();
+            let message = format!("generated ledger\n\nLatchkey-Ledger-Head: {prev}\n");
+            first = Some(
+                git.commit(Some("HEAD"), &sig, &sig, &message, &tree, &[])
+                    .expect("commit"),
+            );
+            update = TreeUpdateBuilder::new();
+        }
         let time = start + SignedDuration::from_nanos(i64::try_from(step * i128::from(i)).unwrap());
         if i % 50 == 0 {
             run = format!("run-{:08}", i / 50);
@@ -113,6 +146,10 @@ fn main() {
         if path != month {
             if !month.is_empty() {
                 flush(&month, &content, &mut update);
+                let closed = month.trim_start_matches("audit/");
+                for (p, text) in index::build(closed, &content).files() {
+                    flush(&format!("audit/{p}"), &text, &mut update);
+                }
                 content.clear();
             }
             let rel = path.trim_start_matches("audit/").to_string();
@@ -191,13 +228,16 @@ fn main() {
         ..State::default()
     };
     flush("audit/state.yaml", &state.to_yaml(), &mut update);
-    let empty = git.treebuilder(None).unwrap().write().unwrap();
-    let tree_oid = update
-        .create_updated(&git, &git.find_tree(empty).unwrap())
-        .expect("tree");
+    let parent = first.map(|c| git.find_commit(c).unwrap());
+    let base = match &parent {
+        Some(c) => c.tree().unwrap(),
+        None => git.find_tree(empty).unwrap(),
+    };
+    let tree_oid = update.create_updated(&git, &base).expect("tree");
     let tree = git.find_tree(tree_oid).unwrap();
-    let sig = Signature::now("latchkey", "latchkey@localhost").unwrap();
-    git.commit(Some("HEAD"), &sig, &sig, "generated ledger", &tree, &[])
+    let message = format!("appended ledger\n\nLatchkey-Ledger-Head: {prev}\n");
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    git.commit(Some("HEAD"), &sig, &sig, &message, &tree, &parents)
         .expect("commit");
     let ledger_bytes: u64 = walk_size(&dir.join(".git"));
     println!(
@@ -235,35 +275,157 @@ fn main() {
             peak_rss_mib()
         );
     }
+    let person = "person4242@client2.example";
+    let plain = tmp.path().join("plain");
+    let month_blobs = month_blobs(&git);
+    for (path, oid) in &month_blobs {
+        let file = plain.join(path.trim_start_matches("audit/"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, git.find_blob(*oid).unwrap().content()).unwrap();
+    }
+
+    println!();
+    println!("history of one person");
+    let t = Instant::now();
+    let grep = std::process::Command::new("grep")
+        .arg("-c")
+        .arg("-F")
+        .arg(format!("\"identity\":\"{person}\""))
+        .args(
+            month_blobs
+                .iter()
+                .map(|(p, _)| plain.join(p.trim_start_matches("audit/"))),
+        )
+        .output()
+        .expect("grep");
+    let grep_s = t.elapsed().as_secs_f64();
+    let grep_count: u64 = String::from_utf8_lossy(&grep.stdout)
+        .lines()
+        .filter_map(|l| l.rsplit(':').next()?.trim().parse::<u64>().ok())
+        .sum();
+    println!(
+        "  floor: grep -c -F over the month files (plain files, page cache): {grep_count} lines in {grep_s:.3} s"
+    );
     reset_peak();
     let t = Instant::now();
-    let h = replay::history(&src, "person4242@client2.example").expect("history");
+    let h = replay::history_traced(&src, person).expect("history");
+    let hist_s = t.elapsed().as_secs_f64();
     println!(
-        "history of one person: {} records in {:.3} s, peak RSS {:.0} MiB",
-        h.len(),
-        t.elapsed().as_secs_f64(),
+        "  from git with the index: {} records in {hist_s:.3} s ({:.2}x the floor; {} months from their index, {} scanned), peak RSS {:.0} MiB",
+        h.records.len(),
+        hist_s / grep_s,
+        h.indexed,
+        h.scanned,
         peak_rss_mib()
+    );
+    let t = Instant::now();
+    let scanned =
+        replay::history_traced(&LedgerSource::Dir(plain.clone()), person).expect("history");
+    println!(
+        "  scan of every month (plain directory, no index): {} records in {:.3} s",
+        scanned.records.len(),
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        h.records, scanned.records,
+        "history from the index and from a scan differ"
+    );
+
+    println!();
+    println!("audit verify");
+    let t = Instant::now();
+    let (lines, bytes) = verify_floor(&git, &month_blobs);
+    let floor_s = t.elapsed().as_secs_f64();
+    println!(
+        "  floor: libgit2 read + serde_json Value parse + SHA-256 per line: {lines} lines, {:.0} MiB in {floor_s:.2} s",
+        bytes as f64 / 1048576.0
     );
     reset_peak();
     let t = Instant::now();
     let v = verify(&src).expect("verify");
+    let verify_s = t.elapsed().as_secs_f64();
     println!(
-        "audit verify: {} records, {} months, {} checkpoints, {} in {:.2} s, peak RSS {:.0} MiB",
+        "  audit verify: {} records, {} months, {} checkpoints, {} indexes, {} in {verify_s:.2} s ({:.2}x the floor), peak RSS {:.0} MiB",
         v.records,
         v.months,
         v.checkpoints,
+        v.indexes,
         if v.broken.is_none() {
             "intact"
         } else {
             "BROKEN"
         },
-        t.elapsed().as_secs_f64(),
+        verify_s / floor_s,
         peak_rss_mib()
     );
     if let Some(b) = v.broken {
         println!("  {b}");
         std::process::exit(1);
     }
+    if let Some(first) = first {
+        let mut inc = Incremental::default();
+        let at = |oid| LedgerSource::Git {
+            rev: repo.revision(oid, None).expect("revision"),
+            repo: &repo,
+            root: "audit/".into(),
+        };
+        let t = Instant::now();
+        let v1 = inc.verify(&at(first), None).expect("verify");
+        let first_s = t.elapsed().as_secs_f64();
+        let head = repo.resolve("HEAD").expect("HEAD").oid;
+        let t = Instant::now();
+        let v2 = inc.verify(&at(head), None).expect("verify");
+        let resumed_s = t.elapsed().as_secs_f64();
+        assert!(v1.broken.is_none() && v2.broken.is_none());
+        println!(
+            "  controller, first verification (from genesis, {} records): {first_s:.2} s",
+            v1.records
+        );
+        println!(
+            "  controller, after an audit commit appending {} records (resumed at the newest month, {} records skipped): {resumed_s:.3} s",
+            v2.records - v1.records,
+            inc.resumes_after()
+        );
+    }
+}
+
+/// Every month file's path and blob id at HEAD, oldest first.
+fn month_blobs(git: &Repository) -> Vec<(String, git2::Oid)> {
+    let tree = git.head().unwrap().peel_to_tree().unwrap();
+    let mut out = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+        let name = e.name().unwrap_or("");
+        // Month files (`audit/ledger/YYYY/MM.jsonl`), not index buckets.
+        if dir.len() == "audit/ledger/YYYY/".len()
+            && dir.starts_with("audit/ledger/")
+            && name.len() == 8
+            && name.ends_with(".jsonl")
+        {
+            out.push((format!("{dir}{name}"), e.id()));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .unwrap();
+    out.sort();
+    out
+}
+
+/// The verify floor: read, parse and hash every line, nothing else.
+fn verify_floor(git: &Repository, months: &[(String, git2::Oid)]) -> (u64, u64) {
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    let mut sink = 0u8;
+    for (_, oid) in months {
+        let blob = git.find_blob(*oid).unwrap();
+        let content = blob.content();
+        bytes += content.len() as u64;
+        for line in content.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_slice(line).expect("json");
+            sink ^= Sha256::digest(line)[0] ^ u8::from(v.is_object());
+            lines += 1;
+        }
+    }
+    std::hint::black_box(sink);
+    (lines, bytes)
 }
 
 fn walk_size(p: &std::path::Path) -> u64 {

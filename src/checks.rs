@@ -211,8 +211,20 @@ impl Check for Ledger {
             return Ok(Vec::new());
         };
         let root = audit::audit_root(&opts.subpath);
-        let Err(anchor) = rec.check_anchor(&branch, &root)? else {
-            return Ok(Vec::new());
+        let anchor = rec.check_anchor(&branch, &root)?;
+        let Err(anchor) = anchor else {
+            // The controller also verifies the chain itself (incrementally).
+            let Some((broken, commit)) = rec.verify_ledger(&branch, &root)? else {
+                return Ok(Vec::new());
+            };
+            return Ok(vec![Finding {
+                check: "ledger",
+                effect: Effect::ExpiriesOnly,
+                message: format!("it does not verify: {broken}"),
+                release: "--allow-broken-ledger",
+                overridden: opts.allow_broken_ledger.clone(),
+                cause: Cause::Ledger { branch, commit },
+            }]);
         };
         Ok(vec![Finding {
             check: "ledger",

@@ -183,6 +183,9 @@ pub struct Reconciler {
     anchor_memo: Option<AtBase<Result<(), audit::anchor::Anchor>>>,
     pending_memo: Option<AtBase<Arc<plan::Pending>>>,
     access_memo: Option<AtBase<Arc<audit::replay::AccessState>>>,
+    /// The controller's ledger verification, resumed where the last intact one ended
+    /// (set by [`Reconciler::with_ledger_verification`]); off for a one-shot apply.
+    ledger_verifier: Option<audit::verify::Incremental>,
 }
 
 /// A value read from the ledger at an audit base (under an audit root).
@@ -236,7 +239,43 @@ impl Reconciler {
             anchor_memo: None,
             pending_memo: None,
             access_memo: None,
+            ledger_verifier: None,
         }
+    }
+
+    /// Verifies the whole ledger before each apply (the controller, which applies many
+    /// times): the first verification from genesis, later ones from the last verified
+    /// month on (audit::verify::Incremental), and a break anywhere refuses all but
+    /// expiries like a broken anchor.
+    pub fn with_ledger_verification(mut self) -> Reconciler {
+        self.ledger_verifier = Some(audit::verify::Incremental::default());
+        self
+    }
+
+    /// The first break in the ledger on `branch` when verification is on, with latchkey's
+    /// last audit commit (what to restore `audit/` from).
+    pub(crate) fn verify_ledger(
+        &mut self,
+        branch: &str,
+        root: &str,
+    ) -> Result<Option<(audit::verify::Broken, String)>, SourceError> {
+        if self.ledger_verifier.is_none() {
+            return Ok(None);
+        }
+        let base = self.repo.audit_base(branch)?;
+        let rev = self.repo.revision(base, Some(branch.to_string()))?;
+        let commit = audit::anchor::find(&self.repo, &rev, root)
+            .map_or(base, |a| a.commit)
+            .to_string();
+        let src = audit::store::LedgerSource::Git {
+            repo: &self.repo,
+            rev,
+            root: root.to_string(),
+        };
+        let verifier = self.ledger_verifier.as_mut().expect("checked above");
+        // The anchor is the Ledger check's own (check_anchor); this is the chain.
+        let v = verifier.verify(&src, None).map_err(audit::ledger_error)?;
+        Ok(v.broken.map(|b| (b, commit)))
     }
 
     /// Takes the writer lock of the branch `opts` applies to (none for a dry run, which

@@ -1025,3 +1025,330 @@ fn an_unknown_format_version_is_reported() {
         "{msg}"
     );
 }
+
+impl Scripted {
+    fn git_src<'a>(&self, repo: &'a SourceRepo) -> LedgerSource<'a> {
+        LedgerSource::Git {
+            rev: repo.resolve("HEAD").unwrap(),
+            repo,
+            root: "audit/".into(),
+        }
+    }
+
+    /// Appends one run through the real audit path (build_commit + commit_audit).
+    fn append_run(&self, now: &str, changes: &[Ch]) {
+        let repo = self.repo();
+        let branch = repo.resolve("HEAD").unwrap().branch.unwrap();
+        let records = changes.iter().map(|c| c.record("run-9", &rev(9))).collect();
+        let commit = build_commit(
+            &repo,
+            &branch,
+            "audit/",
+            RunAudit {
+                catalog: None,
+                all_reports: false,
+                revision: rev(9),
+                now: t(now),
+                records,
+                state: Some(State::default()),
+                summary: "run 9".into(),
+                run: "run-9".into(),
+                broken: None,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        repo.commit_audit(&branch, &commit).unwrap();
+    }
+
+    /// Rewrites a file as [`Scripted::tamper`] does, in a commit that passes for one of
+    /// latchkey's (a forged `Latchkey-Ledger-Head` trailer, only audit/ changed): what
+    /// the anchor cannot catch, so verify and history must.
+    fn forge(&self, path: &str, f: impl FnOnce(Vec<&str>) -> Option<Vec<String>>) {
+        self.tamper(path, f);
+        let git = Repository::open(&self.dir).unwrap();
+        let head = git.head().unwrap().peel_to_commit().unwrap();
+        let state = std::fs::read_to_string(self.dir.join("audit/state.yaml")).unwrap();
+        let ledger_head = State::parse(&state).unwrap().ledger_head;
+        let message = format!("latchkey: run\n\nLatchkey-Ledger-Head: {ledger_head}\n");
+        head.amend(Some("HEAD"), None, None, None, Some(&message), None)
+            .unwrap();
+    }
+
+    fn history(&self, who: &str) -> replay::History {
+        let repo = self.repo();
+        replay::history_traced(&self.git_src(&repo), who).unwrap()
+    }
+}
+
+/// The bucket file of `who` in a month's index.
+fn bucket_file(month: &str, who: &str) -> String {
+    format!(
+        "audit/ledger/2026/{month}.index/{}.jsonl",
+        latchkey::audit::index::bucket_of(who)
+    )
+}
+
+#[test]
+fn closed_months_are_indexed_and_history_from_the_index_agrees_with_a_scan() {
+    let s = scripted();
+    for m in ["01", "02", "03"] {
+        assert!(
+            s.dir
+                .join(format!("audit/ledger/2026/{m}.index.json"))
+                .exists()
+        );
+    }
+    // The open month is indexed when the next one starts.
+    assert!(!s.dir.join("audit/ledger/2026/04.index.json").exists());
+    let v = s.verify_git();
+    assert!(v.broken.is_none(), "{:?}", v.broken);
+    assert_eq!(v.indexes, 3);
+    let dir = LedgerSource::Dir(s.dir.join("audit"));
+    for who in [
+        "alice@acme.example",
+        "Bob@Northwind.example",
+        "dave@globex.example",
+    ] {
+        let h = s.history(who);
+        assert_eq!((h.indexed, h.scanned), (3, 1), "{who}");
+        let scan = replay::history_traced(&dir, who).unwrap();
+        assert_eq!((scan.indexed, scan.scanned), (0, 4));
+        assert!(!h.records.is_empty());
+        assert_eq!(h.records, scan.records, "{who}");
+    }
+    let alice = s.history("alice@acme.example");
+    assert_eq!(alice.records.len(), 5);
+    // A new month indexes the one it closes.
+    s.append_run(
+        "2026-05-02T08:00:00Z",
+        &[ch(
+            "2026-05-02T08:00:01Z",
+            "alice@acme.example",
+            "portal",
+            "disable-account",
+        )],
+    );
+    assert!(s.dir.join("audit/ledger/2026/04.index.json").exists());
+    let h = s.history("alice@acme.example");
+    assert_eq!((h.indexed, h.scanned, h.records.len()), (4, 1, 6));
+    assert_eq!(s.verify_git().indexes, 4);
+}
+
+#[test]
+fn an_index_edited_in_a_human_commit_is_reported_and_history_scans() {
+    let s = scripted();
+    let who = "alice@acme.example";
+    let honest = s.history(who).records;
+    // Hide alice's January grant from the index.
+    let path = bucket_file("01", who);
+    s.tamper(&path, |lines| {
+        Some(
+            lines
+                .iter()
+                .filter(|l| !l.contains("acme:finance"))
+                .map(|l| l.to_string())
+                .collect(),
+        )
+    });
+    let b = s.verify_git().broken.expect("edited index not detected");
+    assert_eq!(
+        (b.file.as_str(), b.kind),
+        (path.as_str(), BreakKind::Index),
+        "{b}"
+    );
+    let d = verify(&LedgerSource::Dir(s.dir.join("audit"))).unwrap();
+    assert_eq!(d.broken.map(|b| b.kind), Some(BreakKind::Index));
+    // A commit that is not latchkey's changed audit/: no index is trusted.
+    let h = s.history(who);
+    assert_eq!((h.indexed, h.scanned), (0, 4));
+    assert_eq!(h.records, honest);
+}
+
+#[test]
+fn a_forged_index_or_a_stale_one_never_gives_a_wrong_history() {
+    let who = "alice@acme.example";
+    // A bucket missing a line its manifest counts.
+    let s = scripted();
+    let honest = s.history(who).records;
+    let path = bucket_file("01", who);
+    s.forge(&path, |lines| {
+        Some(
+            lines
+                .iter()
+                .filter(|l| !l.contains("acme:finance"))
+                .map(|l| l.to_string())
+                .collect(),
+        )
+    });
+    assert_eq!(
+        s.verify_git().broken.map(|b| b.kind),
+        Some(BreakKind::Index)
+    );
+    let h = s.history(who);
+    assert_eq!((h.indexed, h.scanned), (2, 2), "January is scanned");
+    assert_eq!(h.records, honest);
+
+    // A record edited in the bucket (its hash no longer holds).
+    let s = scripted();
+    s.forge(&path, |lines| {
+        Some(
+            lines
+                .iter()
+                .map(|l| l.replace("acme:finance", "acme:viewer"))
+                .collect(),
+        )
+    });
+    assert_eq!(
+        s.verify_git().broken.map(|b| b.kind),
+        Some(BreakKind::Index)
+    );
+    let h = s.history(who);
+    assert_eq!((h.indexed, h.scanned), (2, 2));
+    assert_eq!(h.records, honest);
+
+    // The month file edited after it was indexed: the index is stale, history reads the
+    // month as it is now (verify reports the edit).
+    let s = scripted();
+    s.forge("audit/ledger/2026/02.jsonl", |lines| {
+        Some(
+            lines
+                .iter()
+                .map(|l| l.replace("globex:", "globex-"))
+                .collect(),
+        )
+    });
+    let b = s.verify_git().broken.expect("edit not detected");
+    assert_eq!(
+        (b.file.as_str(), b.kind),
+        ("audit/ledger/2026/02.jsonl", BreakKind::Edited)
+    );
+    let h = s.history(who);
+    assert_eq!((h.indexed, h.scanned), (2, 2), "February is scanned");
+    let scan = replay::history_traced(&LedgerSource::Dir(s.dir.join("audit")), who).unwrap();
+    assert_eq!(h.records, scan.records);
+}
+
+#[test]
+fn a_deleted_or_added_index_file_is_reported() {
+    let s = scripted();
+    let path = bucket_file("02", "dave@globex.example");
+    s.forge(&path, |_| None);
+    let b = s.verify_git().broken.expect("deleted bucket not detected");
+    assert_eq!(
+        (b.file.as_str(), b.kind),
+        (path.as_str(), BreakKind::Index),
+        "{b}"
+    );
+    assert!(b.detail.contains("deleted"), "{b}");
+
+    let s = scripted();
+    let path = "audit/ledger/2026/02.index/zz.jsonl";
+    std::fs::write(s.dir.join(path), "{}\n").unwrap();
+    s.forge(path, |l| Some(l.into_iter().map(String::from).collect()));
+    let b = s.verify_git().broken.expect("added bucket not detected");
+    assert_eq!((b.file.as_str(), b.kind), (path, BreakKind::Index), "{b}");
+}
+
+#[test]
+fn incremental_verification_resumes_at_the_newest_month_and_still_finds_every_break() {
+    use latchkey::audit::verify::{Incremental, verify_from};
+    let s = scripted();
+    let repo = s.repo();
+    let (v, resume) = verify_from(&s.git_src(&repo), None, None).unwrap();
+    assert!(v.broken.is_none());
+    let resume = resume.expect("an intact git ledger gives a resume point");
+
+    // Appended records are verified from the resume point, with the same totals a
+    // verification from genesis gives.
+    s.append_run(
+        "2026-04-20T08:00:00Z",
+        &[ch(
+            "2026-04-20T08:00:01Z",
+            "carol@acme.example",
+            "portal",
+            "disable-account",
+        )],
+    );
+    let repo = s.repo();
+    let (resumed, _) = verify_from(&s.git_src(&repo), None, Some(&resume)).unwrap();
+    let full = verify(&s.git_src(&repo)).unwrap();
+    assert!(resumed.broken.is_none(), "{:?}", resumed.broken);
+    assert_eq!(
+        (
+            resumed.records,
+            resumed.months,
+            resumed.checkpoints,
+            resumed.indexes,
+            &resumed.head
+        ),
+        (
+            full.records,
+            full.months,
+            full.checkpoints,
+            full.indexes,
+            &full.head
+        )
+    );
+
+    // A break after the resume point is found by the resumed pass itself.
+    s.forge("audit/ledger/2026/04.jsonl", |lines| {
+        Some(
+            lines
+                .iter()
+                .map(|l| l.replace("acme:viewer", "acme:admin"))
+                .collect(),
+        )
+    });
+    let repo = s.repo();
+    let (v, _) = verify_from(&s.git_src(&repo), None, Some(&resume)).unwrap();
+    let b = v.broken.expect("break after the resume point not found");
+    assert_eq!(
+        (b.file.as_str(), b.line, b.kind),
+        ("audit/ledger/2026/04.jsonl", Some(2), BreakKind::Edited)
+    );
+
+    // A break before it (an edited closed month, its checkpoint or its index) changes
+    // an object the resume point names: verification starts from genesis again.
+    for (path, from, to, kind) in [
+        (
+            "audit/ledger/2026/01.jsonl",
+            "acme:finance",
+            "acme:viewer",
+            BreakKind::Edited,
+        ),
+        (
+            "audit/ledger/2026/03.checkpoint.json",
+            "acme:admin",
+            "acme:viewer",
+            BreakKind::Checkpoint,
+        ),
+    ] {
+        let s = scripted();
+        let repo = s.repo();
+        let resume = verify_from(&s.git_src(&repo), None, None)
+            .unwrap()
+            .1
+            .unwrap();
+        let mut inc = Incremental::default();
+        assert!(
+            inc.verify(&s.git_src(&repo), None)
+                .unwrap()
+                .broken
+                .is_none()
+        );
+        assert!(inc.resumes_after() > 0);
+        s.forge(path, |lines| {
+            Some(lines.iter().map(|l| l.replace(from, to)).collect())
+        });
+        let repo = s.repo();
+        let b = verify_from(&s.git_src(&repo), None, Some(&resume))
+            .unwrap()
+            .0
+            .broken
+            .expect("break before the resume point not found");
+        assert_eq!((b.file.as_str(), b.kind), (path, kind), "{b}");
+        let b = inc.verify(&s.git_src(&repo), None).unwrap().broken.unwrap();
+        assert_eq!((b.file.as_str(), b.kind), (path, kind), "{b}");
+    }
+}

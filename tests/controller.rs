@@ -408,3 +408,105 @@ async fn a_revision_that_is_not_utf8_is_invalid_and_the_last_applied_one_still_e
         "{ledger:?}"
     );
 }
+
+/// Issue 21, item 4: the controller verifies the whole ledger before it applies (from
+/// genesis once, then from where the last intact verification ended). A record edited in
+/// a commit made to look like one of latchkey's (its trailer forged, only audit/
+/// changed), which the anchor check cannot tell, refuses all but expiries.
+#[tokio::test]
+async fn the_controller_refuses_to_build_on_a_ledger_that_does_not_verify() {
+    use latchkey::audit::Trigger;
+    use latchkey::controller::run::Tick;
+    let ws = Workspace::new();
+    let t0: Timestamp = "2025-03-01T10:00:00Z".parse().unwrap();
+    ws.commit(
+        &[
+            ("latchkey.yaml", &base_in(&ws)),
+            (
+                "clients/acme/members.yaml",
+                &member("erin", "    - role: viewer"),
+            ),
+        ],
+        t0.as_second(),
+        "erin",
+    );
+    let mut c = controller(&ws);
+    let tick = c.tick(Trigger::Merge, t0).await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+
+    // A second intact apply verifies incrementally and goes through.
+    let more = "    - role: viewer\n    - role: staging-admin\n      expires: 2025-03-08T00:00:00Z";
+    ws.commit(
+        &[("clients/acme/members.yaml", &member("erin", more))],
+        t0.as_second() + 60,
+        "admin for erin",
+    );
+    let t1 = t0 + jiff::SignedDuration::from_mins(2);
+    let tick = c.tick(Trigger::Merge, t1).await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+    assert!(has_admin(&ws));
+
+    // Forge: the first record edited, committed with the anchored head's trailer.
+    // (Records carry the clock's time when it is later than --now: find the month.)
+    let repo = git2::Repository::open(ws.repo_path()).unwrap();
+    let tree = repo.head().unwrap().peel_to_tree().unwrap();
+    let mut months = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+        let name = e.name().unwrap_or("");
+        // Month files (`audit/ledger/YYYY/MM.jsonl`), not index buckets.
+        if dir.len() == "audit/ledger/YYYY/".len()
+            && dir.starts_with("audit/ledger/")
+            && name.len() == 8
+            && name.ends_with(".jsonl")
+        {
+            months.push((format!("{dir}{name}"), e.id()));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .unwrap();
+    months.sort();
+    let (path, id) = months.first().cloned().expect("a month file");
+    let path = path.as_str();
+    let blob = repo.find_blob(id).unwrap();
+    let text = std::str::from_utf8(blob.content()).unwrap().to_string();
+    let head = ws.ledger().last().unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (first, rest) = text.split_once('\n').unwrap();
+    let edited = format!(
+        "{}\n{rest}",
+        first.replacen("\"trigger\":\"merge\"", "\"trigger\":\"manual\"", 1)
+    );
+    assert_ne!(edited, text);
+    ws.commit(
+        &[(path, &edited)],
+        t0.as_second() + 180,
+        &format!("latchkey: run\n\nLatchkey-Ledger-Head: {head}\n"),
+    );
+    // Then a change that would revoke erin's admin (not an expiry): not applied.
+    ws.commit(
+        &[(
+            "clients/acme/members.yaml",
+            &member("erin", "    - role: viewer"),
+        )],
+        t0.as_second() + 240,
+        "no admin for erin",
+    );
+    let t2 = t0 + jiff::SignedDuration::from_mins(5);
+    let _ = c.tick(Trigger::Merge, t2).await;
+    assert!(
+        has_admin(&ws),
+        "nothing but expiries is applied on a broken ledger"
+    );
+    let refusal = ws
+        .ledger()
+        .into_iter()
+        .find(|r| r["event"] == "refusal")
+        .expect("a refusal record");
+    let note = refusal["note"].as_str().unwrap();
+    assert!(
+        note.contains("does not verify") && note.contains(&format!("{path}:1: hash mismatch")),
+        "{note}"
+    );
+}

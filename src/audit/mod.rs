@@ -2,6 +2,7 @@
 //! `audit/`, committed by latchkey in one commit per run.
 
 pub mod anchor;
+pub mod index;
 pub mod journal;
 pub mod ledger;
 pub mod replay;
@@ -285,7 +286,7 @@ fn touched_clients(cat: &Catalog, records: &[Record]) -> std::collections::BTree
 
 /// Ledger read failures surface as source errors on the apply path (fail closed: no
 /// audit commit on a ledger that cannot be read).
-fn ledger_error(e: store::LedgerError) -> SourceError {
+pub(crate) fn ledger_error(e: store::LedgerError) -> SourceError {
     match e {
         store::LedgerError::Source(s) => s,
         other => SourceError::Ledger(other.to_string()),
@@ -360,13 +361,22 @@ pub fn build_commit(
             path = lp.clone();
         }
         if !files.contains_key(&path) {
-            // The first record of a new month: checkpoint the access before it.
+            // The first record of a new month: checkpoint the access before it, and
+            // index the month it closes (which never changes again).
             let rel = path.strip_prefix(root).unwrap_or(&path).to_string();
             let cp = access.checkpoint(&rel, &prev);
             checkpoints.push((
                 format!("{root}{}", store::checkpoint_path(&rel)),
                 cp.to_json(),
             ));
+            if let Some(lp) = &last_path
+                && let Some(content) = files.get(lp)
+            {
+                let closed = lp.strip_prefix(root).unwrap_or(lp);
+                for (p, text) in index::build(closed, content).files() {
+                    checkpoints.push((format!("{root}{p}"), text));
+                }
+            }
         }
         prev = r.hash.clone();
         access.apply(r);

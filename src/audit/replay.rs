@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::index;
 use super::ledger::{GENESIS, Record, month_path};
 use super::store::{LedgerError, LedgerSource, checkpoint_path};
 
@@ -321,26 +322,133 @@ pub fn state_at_end(src: &LedgerSource<'_>) -> Result<(AccessState, String), Led
 
 /// Every record about one person (identity compared case-insensitively), oldest first.
 pub fn history(src: &LedgerSource<'_>, identity: &str) -> Result<Vec<Record>, LedgerError> {
+    Ok(history_traced(src, identity)?.records)
+}
+
+/// A person's history and how it was read.
+#[derive(Clone, Debug)]
+pub struct History {
+    pub records: Vec<Record>,
+    /// Closed months read from their history index (super::index).
+    pub indexed: usize,
+    /// Months scanned line by line: the newest (open) month, months without an index,
+    /// and months whose index does not match (never trusted blindly).
+    pub scanned: usize,
+}
+
+/// [`history`], reading each closed month from its index when the index can be trusted:
+/// the source is git, no commit but latchkey's changed `audit/` since its last audit
+/// commit (the anchor), the month's manifest names the month file as it is (by blob id),
+/// the person's bucket has the lines the manifest counts and each of its records still
+/// hashes to its `hash`. Any other month is scanned, so a stale or edited index never
+/// gives a wrong history; `audit verify` reports it.
+pub fn history_traced(src: &LedgerSource<'_>, identity: &str) -> Result<History, LedgerError> {
     let needle = identity.to_lowercase();
-    let mut out = Vec::new();
-    for month in src.months()? {
-        let text = src.read(&month)?.unwrap_or_default();
-        for (i, line) in text.lines().enumerate() {
-            // A cheap pre-filter on the `identity` value, without parsing the line.
-            if !line_identity(line).is_some_and(|i| i.eq_ignore_ascii_case(&needle)) {
-                continue;
-            }
-            let r: Record = serde_json::from_str(line).map_err(|source| LedgerError::Parse {
-                file: src.display_path(&month),
-                line: i + 1,
-                source,
-            })?;
-            if r.identity.as_deref().map(str::to_lowercase).as_deref() == Some(&needle) {
-                out.push(r);
-            }
+    let months = src.months()?;
+    let ids = if index_trusted(src) {
+        src.ledger_ids()?
+    } else {
+        None
+    };
+    let bucket = index::bucket_of(&needle);
+    let mut out = History {
+        records: Vec::new(),
+        indexed: 0,
+        scanned: 0,
+    };
+    for (i, month) in months.iter().enumerate() {
+        let closed = i + 1 < months.len();
+        if closed
+            && let Some(month_id) = ids.as_ref().and_then(|ids| ids.get(month))
+            && let Some(records) = from_index(src, month, *month_id, &bucket, &needle)?
+        {
+            out.records.extend(records);
+            out.indexed += 1;
+            continue;
         }
+        scan_month(src, month, &needle, &mut out.records)?;
+        out.scanned += 1;
     }
     Ok(out)
+}
+
+/// True when indexes of `src` may be read: a git source whose `audit/` no commit but
+/// latchkey's changed since its last audit commit.
+fn index_trusted(src: &LedgerSource<'_>) -> bool {
+    let LedgerSource::Git { repo, rev, root } = src else {
+        return false;
+    };
+    super::anchor::find(repo, rev, root).is_some_and(|a| a.problem().is_none())
+}
+
+/// A month's records about `needle` from its index, or `None` when the index is absent
+/// or does not match the month file (the caller scans the month).
+fn from_index(
+    src: &LedgerSource<'_>,
+    month: &str,
+    month_id: git2::Oid,
+    bucket: &str,
+    needle: &str,
+) -> Result<Option<Vec<Record>>, LedgerError> {
+    let Some(text) = src.read(&index::manifest_path(month))? else {
+        return Ok(None);
+    };
+    let Ok(manifest) = serde_json::from_str::<index::Manifest>(&text) else {
+        return Ok(None);
+    };
+    if !manifest.indexes(month_id) {
+        return Ok(None);
+    }
+    let want = manifest.counts.get(bucket).copied().unwrap_or(0);
+    let lines = if want == 0 {
+        String::new()
+    } else {
+        let path = format!("{}/{bucket}.jsonl", index::bucket_dir(month));
+        match src.read(&path)? {
+            Some(t) => t,
+            None => return Ok(None),
+        }
+    };
+    let mut out = Vec::new();
+    let mut count = 0;
+    for line in lines.lines() {
+        count += 1;
+        let Ok(r) = serde_json::from_str::<Record>(line) else {
+            return Ok(None);
+        };
+        if !super::ledger::seal_holds(&r) {
+            return Ok(None);
+        }
+        if r.identity.as_deref().map(str::to_lowercase).as_deref() == Some(needle) {
+            out.push(r);
+        }
+    }
+    Ok((count == want).then_some(out))
+}
+
+/// Appends the records of `month` about `needle` (lower-cased), read line by line.
+fn scan_month(
+    src: &LedgerSource<'_>,
+    month: &str,
+    needle: &str,
+    out: &mut Vec<Record>,
+) -> Result<(), LedgerError> {
+    let text = src.read(month)?.unwrap_or_default();
+    for (i, line) in text.lines().enumerate() {
+        // A cheap pre-filter on the `identity` value, without parsing the line.
+        if !line_identity(line).is_some_and(|i| i.eq_ignore_ascii_case(needle)) {
+            continue;
+        }
+        let r: Record = serde_json::from_str(line).map_err(|source| LedgerError::Parse {
+            file: src.display_path(month),
+            line: i + 1,
+            source,
+        })?;
+        if r.identity.as_deref().map(str::to_lowercase).as_deref() == Some(needle) {
+            out.push(r);
+        }
+    }
+    Ok(())
 }
 
 /// The `time` of a ledger line as serde_json writes it (`{"v":1,"time":"…",`), if the

@@ -1,7 +1,10 @@
 //! Where the ledger is read from: a revision's git objects (the primary source: no
 //! working tree needed, any commit can be verified or queried) or a plain directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use git2::Oid;
 
 use crate::source::{Revision, SourceError, SourceRepo};
 
@@ -62,27 +65,12 @@ impl LedgerSource<'_> {
     pub fn months(&self) -> Result<Vec<String>, LedgerError> {
         let mut months = Vec::new();
         match self {
-            LedgerSource::Git { repo, rev, root } => {
-                let git = repo.git();
-                let tree = git
-                    .find_commit(rev.oid)
-                    .and_then(|c| c.tree())
-                    .map_err(SourceError::Git)?;
-                if let Ok(entry) = tree.get_path(Path::new(&format!("{root}ledger"))) {
-                    let ledger = git.find_tree(entry.id()).map_err(SourceError::Git)?;
-                    for year in ledger.iter() {
-                        let (Ok(y), Ok(t)) = (year.name(), git.find_tree(year.id())) else {
-                            continue;
-                        };
-                        for month in t.iter() {
-                            if let Ok(m) = month.name()
-                                && is_month_file(m)
-                            {
-                                months.push(format!("ledger/{y}/{m}"));
-                            }
-                        }
-                    }
-                }
+            LedgerSource::Git { .. } => {
+                let ids = self.ledger_ids()?.unwrap_or_default();
+                months.extend(
+                    ids.into_keys()
+                        .filter(|k| k.rsplit('/').next().is_some_and(is_month_file)),
+                );
             }
             LedgerSource::Dir(dir) => {
                 let ledger = dir.join("ledger");
@@ -105,6 +93,68 @@ impl LedgerSource<'_> {
         }
         months.sort();
         Ok(months)
+    }
+
+    /// The git object id of every entry of every year directory (`ledger/YYYY/<name>`:
+    /// month files, checkpoints, index manifests and bucket directories), read from the
+    /// trees alone. `None` for a directory source, which has no object ids.
+    pub fn ledger_ids(&self) -> Result<Option<BTreeMap<String, Oid>>, LedgerError> {
+        let LedgerSource::Git { repo, rev, root } = self else {
+            return Ok(None);
+        };
+        let git = repo.git();
+        let tree = git
+            .find_commit(rev.oid)
+            .and_then(|c| c.tree())
+            .map_err(SourceError::Git)?;
+        let mut ids = BTreeMap::new();
+        if let Ok(entry) = tree.get_path(Path::new(&format!("{root}ledger"))) {
+            let ledger = git.find_tree(entry.id()).map_err(SourceError::Git)?;
+            for year in ledger.iter() {
+                let (Ok(y), Ok(t)) = (year.name(), git.find_tree(year.id())) else {
+                    continue;
+                };
+                for e in t.iter() {
+                    if let Ok(name) = e.name() {
+                        ids.insert(format!("ledger/{y}/{name}"), e.id());
+                    }
+                }
+            }
+        }
+        Ok(Some(ids))
+    }
+
+    /// The files directly in directory `rel` (none when it does not exist), by name, with
+    /// their git blob ids from a git source (`None` from a directory source).
+    pub fn list(&self, rel: &str) -> Result<BTreeMap<String, Option<Oid>>, LedgerError> {
+        let mut out = BTreeMap::new();
+        match self {
+            LedgerSource::Git { repo, rev, root } => {
+                let git = repo.git();
+                let tree = git
+                    .find_commit(rev.oid)
+                    .and_then(|c| c.tree())
+                    .map_err(SourceError::Git)?;
+                if let Ok(entry) = tree.get_path(Path::new(&format!("{root}{rel}")))
+                    && let Ok(dir) = git.find_tree(entry.id())
+                {
+                    for e in dir.iter() {
+                        if let Ok(name) = e.name() {
+                            out.insert(name.to_string(), Some(e.id()));
+                        }
+                    }
+                }
+            }
+            LedgerSource::Dir(dir) => {
+                let Ok(files) = std::fs::read_dir(dir.join(rel)) else {
+                    return Ok(out);
+                };
+                for f in files.flatten() {
+                    out.insert(f.file_name().to_string_lossy().to_string(), None);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Reads a file under the audit root, if it exists.

@@ -1,12 +1,17 @@
 //! `latchkey audit verify`: walks every month file in order, recomputes each record's
 //! hash and `prev` link, checks each month checkpoint against a replay, and checks that
-//! `state.yaml`'s `ledgerHead` is the last record (so a truncated tail is noticed too).
+//! `state.yaml`'s `ledgerHead` is the last record (so a truncated tail is noticed too),
+//! and checks each closed month's history index against its month file.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Bound;
 
+use git2::Oid;
 use serde::Serialize;
 
-use super::ledger::{FORMAT_VERSION, GENESIS, Record, hash_of_owned};
+use super::index;
+use super::ledger::{FORMAT_VERSION, GENESIS, HashBuffers, Record, fast_hash, hash_of_owned};
 use super::replay::{AccessState, Checkpoint, month_label};
 use super::state::State;
 use super::store::{LedgerError, LedgerSource, checkpoint_path};
@@ -31,6 +36,8 @@ pub enum BreakKind {
     Truncated,
     /// A commit that is not latchkey's audit commit changed audit/ after the last one.
     EditedOutside,
+    /// A month's history index does not match the index its month file gives.
+    Index,
 }
 
 /// The first broken place in the ledger.
@@ -60,6 +67,8 @@ pub struct Verification {
     pub records: u64,
     pub months: usize,
     pub checkpoints: usize,
+    /// Month history indexes checked against their month files.
+    pub indexes: usize,
     /// Hash of the last record verified.
     pub head: String,
     /// The first break, if any (verification stops there).
@@ -84,16 +93,111 @@ pub fn verify_anchored(
     src: &LedgerSource<'_>,
     anchor: Option<&super::anchor::Anchor>,
 ) -> Result<Verification, LedgerError> {
+    Ok(verify_from(src, anchor, None)?.0)
+}
+
+/// Where an intact verification of a git revision ended: everything before the newest
+/// month file then (by git object id) and the replay at its start. A later verification
+/// resumes there when none of those objects changed, and verifies from genesis when any
+/// did, so a break anywhere is still found.
+#[derive(Clone, Debug)]
+pub struct Resume {
+    root: String,
+    /// Every `ledger/YYYY/<name>` entry of the months before `from`, with its object id.
+    closed: BTreeMap<String, Oid>,
+    /// The month file verification resumes at (the newest one when this was made).
+    from: String,
+    /// The month before `from` (for messages).
+    before: Option<String>,
+    head: String,
+    state: AccessState,
+    records: u64,
+    checkpoints: usize,
+    indexes: usize,
+}
+
+/// Where a walk starts: genesis, or a [`Resume`].
+struct Start {
+    skip: usize,
+    head: String,
+    state: AccessState,
+    before: Option<String>,
+    records: u64,
+    checkpoints: usize,
+    indexes: usize,
+}
+
+/// The controller's verification: the first from genesis, each later one from where the
+/// last intact one ended (see [`Resume`]), and none again for a revision already
+/// verified. A broken result is always the one a verification from genesis gives.
+#[derive(Default)]
+pub struct Incremental {
+    resume: Option<Resume>,
+    last: Option<(Oid, String, Option<String>, Verification)>,
+}
+
+impl Incremental {
+    /// [`verify_anchored`] of `src`, resumed where the last intact verification ended.
+    pub fn verify(
+        &mut self,
+        src: &LedgerSource<'_>,
+        anchor: Option<&super::anchor::Anchor>,
+    ) -> Result<Verification, LedgerError> {
+        let key = match src {
+            LedgerSource::Git { rev, root, .. } => {
+                Some((rev.oid, root.clone(), anchor.map(|a| a.head.clone())))
+            }
+            LedgerSource::Dir(_) => None,
+        };
+        if let (Some((oid, root, head)), Some((l_oid, l_root, l_head, v))) = (&key, &self.last)
+            && oid == l_oid
+            && root == l_root
+            && head == l_head
+        {
+            return Ok(v.clone());
+        }
+        let (mut v, mut resume) = verify_from(src, anchor, self.resume.as_ref())?;
+        if v.broken.is_some() && self.resume.is_some() {
+            // Report exactly what a verification from genesis reports (the first break,
+            // an anchor that lies before the resumed part).
+            (v, resume) = verify_from(src, anchor, None)?;
+        }
+        if let Some(r) = resume {
+            self.resume = Some(r);
+        }
+        self.last = key.map(|(oid, root, head)| (oid, root, head, v.clone()));
+        Ok(v)
+    }
+
+    /// How many records the last intact verification replayed before the month it
+    /// resumes at (0 before any): what the next one skips.
+    pub fn resumes_after(&self) -> u64 {
+        self.resume.as_ref().map_or(0, |r| r.records)
+    }
+}
+
+/// [`verify_anchored`], resuming at `resume` when it still applies to `src`; also
+/// returns where this verification ended, for the next (git sources, intact ledgers).
+pub fn verify_from(
+    src: &LedgerSource<'_>,
+    anchor: Option<&super::anchor::Anchor>,
+    resume: Option<&Resume>,
+) -> Result<(Verification, Option<Resume>), LedgerError> {
     let mut seen_anchor = anchor.is_none_or(|a| a.head == GENESIS);
-    let v = verify_chain(src, anchor.map(|a| a.head.as_str()), &mut seen_anchor)?;
+    let (v, resume) = verify_chain(
+        src,
+        anchor.map(|a| a.head.as_str()),
+        &mut seen_anchor,
+        resume,
+    )?;
     if v.broken.is_some() {
-        return Ok(v);
+        return Ok((v, None));
     }
     let Some(a) = anchor else {
-        return Ok(v);
+        return Ok((v, resume));
     };
     if let Some(problem) = a.problem() {
-        return Ok(Verification {
+        let v = Verification {
             broken: Some(Broken {
                 file: src.display_path(""),
                 line: None,
@@ -101,12 +205,13 @@ pub fn verify_anchored(
                 detail: problem,
             }),
             ..v
-        });
+        };
+        return Ok((v, None));
     }
     if seen_anchor {
-        return Ok(v);
+        return Ok((v, resume));
     }
-    Ok(Verification {
+    let v = Verification {
         broken: Some(Broken {
             file: src.display_path("ledger/"),
             line: None,
@@ -119,6 +224,37 @@ pub fn verify_anchored(
             ),
         }),
         ..v
+    };
+    Ok((v, None))
+}
+
+/// The start a [`Resume`] gives on `src`, when nothing it covers changed.
+fn resumed_start(
+    src: &LedgerSource<'_>,
+    ids: Option<&BTreeMap<String, Oid>>,
+    months: &[String],
+    resume: Option<&Resume>,
+) -> Option<Start> {
+    let (r, ids, LedgerSource::Git { root, .. }) = (resume?, ids?, src) else {
+        return None;
+    };
+    if *root != r.root {
+        return None;
+    }
+    let prefix = r.from.trim_end_matches(".jsonl");
+    let closed = ids.range::<str, _>((Bound::Unbounded, Bound::Excluded(prefix)));
+    if !closed.eq(r.closed.iter()) {
+        return None;
+    }
+    let skip = months.iter().position(|m| *m == r.from)?;
+    Some(Start {
+        skip,
+        head: r.head.clone(),
+        state: r.state.clone(),
+        before: r.before.clone(),
+        records: r.records,
+        checkpoints: r.checkpoints,
+        indexes: r.indexes,
     })
 }
 
@@ -126,123 +262,124 @@ fn verify_chain(
     src: &LedgerSource<'_>,
     anchor: Option<&str>,
     seen_anchor: &mut bool,
-) -> Result<Verification, LedgerError> {
+    resume: Option<&Resume>,
+) -> Result<(Verification, Option<Resume>), LedgerError> {
     let months = src.months()?;
-    let mut out = Verification {
-        records: 0,
-        months: months.len(),
-        checkpoints: 0,
+    let ids = src.ledger_ids()?;
+    let start = resumed_start(src, ids.as_ref(), &months, resume).unwrap_or(Start {
+        skip: 0,
         head: GENESIS.to_string(),
+        state: AccessState::default(),
+        before: None,
+        records: 0,
+        checkpoints: 0,
+        indexes: 0,
+    });
+    let mut out = Verification {
+        records: start.records,
+        months: months.len(),
+        checkpoints: start.checkpoints,
+        indexes: start.indexes,
+        head: start.head,
         broken: None,
     };
-    let mut state = AccessState::default();
-    let mut prev_month: Option<&str> = None;
-    for month in &months {
-        let file = src.display_path(month);
+    let mut state = start.state;
+    let mut prev_month: Option<String> = start.before;
+    let mut buf = HashBuffers::default();
+    let mut next: Option<Resume> = None;
+    let mut pending: Option<Broken> = None;
+    for (mi, month) in months.iter().enumerate().skip(start.skip) {
+        let closed = mi + 1 < months.len();
+        if !closed && let (Some(ids), LedgerSource::Git { root, .. }) = (&ids, src) {
+            let prefix = month.trim_end_matches(".jsonl");
+            next = Some(Resume {
+                root: root.clone(),
+                closed: ids
+                    .range::<str, _>((Bound::Unbounded, Bound::Excluded(prefix)))
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+                from: month.clone(),
+                before: prev_month.clone(),
+                head: out.head.clone(),
+                state: state.clone(),
+                records: out.records,
+                checkpoints: out.checkpoints,
+                indexes: out.indexes,
+            });
+        }
         let text = src.read(month)?.unwrap_or_default();
-        let broken = |line: usize, kind, detail: String| Broken {
-            file: file.clone(),
-            line: Some(line),
-            kind,
-            detail,
-        };
+        let mut index = closed.then(index::Builder::default);
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
-            let value: serde_json::Value = match serde_json::from_str(line) {
-                Ok(v) => v,
-                Err(e) => {
-                    out.broken = Some(broken(
+            // The fast path accepts a line only when it is exactly what latchkey writes
+            // for the record it parses to, and that record links and hashes; anything
+            // else is decided by the `Value` path below, as before.
+            let fast = fast_hash(line, &mut buf)
+                .filter(|(r, h)| r.v == FORMAT_VERSION && r.prev == out.head && *h == r.hash);
+            let (expected, record) = match fast {
+                Some((r, h)) => {
+                    if n == 1
+                        && let Some(b) = pending.take().map_or_else(
+                            || {
+                                check_checkpoint(
+                                    src,
+                                    month,
+                                    &out.head,
+                                    &state,
+                                    &mut out.checkpoints,
+                                )
+                            },
+                            |b| Ok(Some(b)),
+                        )?
+                    {
+                        out.broken = Some(b);
+                        return Ok((out, None));
+                    }
+                    (h, Some(r))
+                }
+                None => {
+                    let at = At {
+                        month,
                         n,
-                        BreakKind::Unparseable,
-                        format!("not a ledger record ({e})"),
-                    ));
-                    return Ok(out);
+                        head: &out.head,
+                        prev_month: prev_month.as_deref(),
+                    };
+                    match slow_line(src, &at, line, &state, &mut out.checkpoints, &mut pending)? {
+                        Ok(ok) => ok,
+                        Err(b) => {
+                            out.broken = Some(b);
+                            return Ok((out, None));
+                        }
+                    }
                 }
             };
-            let v = value.get("v").and_then(|v| v.as_u64());
-            if v != Some(u64::from(FORMAT_VERSION)) {
-                out.broken = Some(broken(
-                    n,
-                    BreakKind::UnknownVersion,
-                    format!(
-                        "unknown ledger format version {} (this latchkey reads v={FORMAT_VERSION})",
-                        v.map(|v| v.to_string())
-                            .unwrap_or_else(|| "(missing)".into())
-                    ),
-                ));
-                return Ok(out);
-            }
-            let prev = value.get("prev").and_then(|p| p.as_str()).unwrap_or("");
-            if prev != out.head {
-                let before = match (n, prev_month) {
-                    (1, Some(pm)) => format!(
-                        "the last record of {} (its tail was removed, or a month file between was removed)",
-                        src.display_path(pm)
-                    ),
-                    (1, None) => "the genesis (records before it were removed)".to_string(),
-                    _ => format!("line {}", n - 1),
-                };
-                out.broken = Some(broken(
-                    n,
-                    BreakKind::BrokenLink,
-                    format!(
-                        "broken link: prev is {} but the record before is {} ({}): a record was deleted, reordered or truncated before this line",
-                        short(prev),
-                        short(&out.head),
-                        before
-                    ),
-                ));
-                return Ok(out);
-            }
-            // The checkpoint is checked once the month's first link holds, so a removed
-            // tail is reported at the line that no longer follows, not at the checkpoint.
-            if n == 1
-                && let Some(b) =
-                    check_checkpoint(src, month, &out.head, &state, &mut out.checkpoints)?
-            {
-                out.broken = Some(b);
-                return Ok(out);
-            }
-            let hash = value
-                .get("hash")
-                .and_then(|p| p.as_str())
-                .unwrap_or("")
-                .to_string();
-            let expected = hash_of_owned(value);
-            if hash != expected {
-                out.broken = Some(broken(
-                    n,
-                    BreakKind::Edited,
-                    format!(
-                        "hash mismatch: the record says {} but its content hashes to {}: the record was edited",
-                        short(&hash),
-                        short(&expected)
-                    ),
-                ));
-                return Ok(out);
-            }
             if anchor == Some(expected.as_str()) {
                 *seen_anchor = true;
             }
             out.head = expected;
             out.records += 1;
-            if super::replay::may_change_access(line) {
-                match serde_json::from_str::<Record>(line) {
-                    Ok(r) => state.apply(&r),
-                    Err(e) => {
-                        out.broken = Some(broken(
-                            n,
-                            BreakKind::Unparseable,
-                            format!("not a ledger record ({e})"),
-                        ));
-                        return Ok(out);
-                    }
+            if let Some(ix) = &mut index {
+                match &record {
+                    Some(r) => ix.add(r.identity.as_deref(), line),
+                    None => ix.add(index::identity_of(line).as_deref(), line),
                 }
-            } else {
-                state.records += 1;
+            }
+            match record {
+                Some(r) => state.apply(&r),
+                None => state.records += 1,
             }
         }
-        prev_month = Some(month);
+        if let Some(b) = pending.take() {
+            // The month after held no line to report it at.
+            out.broken = Some(b);
+            return Ok((out, None));
+        }
+        if let Some(ix) = index {
+            // Reported once the next month's first link holds, so a removed tail is
+            // reported as the broken link it is, not as an index that no longer matches.
+            pending = check_index(src, ids.as_ref(), month, &text, ix, &mut out.indexes)?;
+        }
+        prev_month = Some(month.clone());
     }
     if let Some(text) = src.read("state.yaml")?
         && let Ok(s) = State::parse(&text)
@@ -250,7 +387,7 @@ fn verify_chain(
         && s.ledger_head != out.head
     {
         let last = prev_month
-            .map(|m| src.display_path(m))
+            .map(|m| src.display_path(&m))
             .unwrap_or_else(|| "the ledger".into());
         out.broken = Some(Broken {
             file: src.display_path("state.yaml"),
@@ -262,8 +399,197 @@ fn verify_chain(
                 short(&out.head)
             ),
         });
+        return Ok((out, None));
     }
-    Ok(out)
+    Ok((out, next))
+}
+
+/// Where a line is: month file, 1-based line, the hash of the record before it.
+struct At<'a> {
+    month: &'a str,
+    n: usize,
+    head: &'a str,
+    prev_month: Option<&'a str>,
+}
+
+/// One line the fast path did not accept, checked as the ledger defines it: parsed to a
+/// `serde_json::Value`, re-serialised with sorted keys and without `hash`, hashed. The
+/// hash it gives, and the record when the line may change access; or the break.
+type Line = Result<(String, Option<Record>), Broken>;
+
+fn slow_line(
+    src: &LedgerSource<'_>,
+    at: &At<'_>,
+    line: &str,
+    state: &AccessState,
+    checkpoints: &mut usize,
+    pending_index: &mut Option<Broken>,
+) -> Result<Line, LedgerError> {
+    let (n, head) = (at.n, at.head);
+    let fail = |kind, detail| {
+        Ok(Err(Broken {
+            file: src.display_path(at.month),
+            line: Some(n),
+            kind,
+            detail,
+        }))
+    };
+    let value: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return fail(BreakKind::Unparseable, format!("not a ledger record ({e})")),
+    };
+    let v = value.get("v").and_then(|v| v.as_u64());
+    if v != Some(u64::from(FORMAT_VERSION)) {
+        return fail(
+            BreakKind::UnknownVersion,
+            format!(
+                "unknown ledger format version {} (this latchkey reads v={FORMAT_VERSION})",
+                v.map(|v| v.to_string())
+                    .unwrap_or_else(|| "(missing)".into())
+            ),
+        );
+    }
+    let prev = value.get("prev").and_then(|p| p.as_str()).unwrap_or("");
+    if prev != head {
+        let before = match (n, at.prev_month) {
+            (1, Some(pm)) => format!(
+                "the last record of {} (its tail was removed, or a month file between was removed)",
+                src.display_path(pm)
+            ),
+            (1, None) => "the genesis (records before it were removed)".to_string(),
+            _ => format!("line {}", n - 1),
+        };
+        return fail(
+            BreakKind::BrokenLink,
+            format!(
+                "broken link: prev is {} but the record before is {} ({}): a record was deleted, reordered or truncated before this line",
+                short(prev),
+                short(head),
+                before
+            ),
+        );
+    }
+    // The checkpoint (and the index of the month before) is checked once the month's
+    // first link holds, so a removed tail is reported at the line that no longer
+    // follows, not at the checkpoint.
+    if n == 1 {
+        if let Some(b) = pending_index.take() {
+            return Ok(Err(b));
+        }
+        if let Some(b) = check_checkpoint(src, at.month, head, state, checkpoints)? {
+            return Ok(Err(b));
+        }
+    }
+    let hash = value
+        .get("hash")
+        .and_then(|p| p.as_str())
+        .unwrap_or("")
+        .to_string();
+    let expected = hash_of_owned(value);
+    if hash != expected {
+        return fail(
+            BreakKind::Edited,
+            format!(
+                "hash mismatch: the record says {} but its content hashes to {}: the record was edited",
+                short(&hash),
+                short(&expected)
+            ),
+        );
+    }
+    if !super::replay::may_change_access(line) {
+        return Ok(Ok((expected, None)));
+    }
+    match serde_json::from_str::<Record>(line) {
+        Ok(r) => Ok(Ok((expected, Some(r)))),
+        Err(e) => fail(BreakKind::Unparseable, format!("not a ledger record ({e})")),
+    }
+}
+
+/// Checks a closed month's history index, if it has one, against the index its month
+/// file gives (see [`index`]). A month without an index is not a break (ledgers written
+/// before indexes; `history` scans it).
+fn check_index(
+    src: &LedgerSource<'_>,
+    ids: Option<&BTreeMap<String, Oid>>,
+    month: &str,
+    text: &str,
+    built: index::Builder,
+    count: &mut usize,
+) -> Result<Option<Broken>, LedgerError> {
+    let manifest_path = index::manifest_path(month);
+    let dir = index::bucket_dir(month);
+    let stored_manifest = src.read(&manifest_path)?;
+    let stored = src.list(&dir)?;
+    if stored_manifest.is_none() && stored.is_empty() {
+        return Ok(None);
+    }
+    *count += 1;
+    let broken = |path: &str, detail: String| {
+        Some(Broken {
+            file: src.display_path(path),
+            line: None,
+            kind: BreakKind::Index,
+            detail,
+        })
+    };
+    let month_id = ids
+        .and_then(|ids| ids.get(month).copied())
+        .unwrap_or_else(|| index::blob_id(text.as_bytes()));
+    let expected = built.finish(month, month_id);
+    let Some(manifest) = stored_manifest else {
+        return Ok(broken(
+            &manifest_path,
+            format!(
+                "is missing but {dir}/ holds an index of {}",
+                month_label(month)
+            ),
+        ));
+    };
+    if manifest != expected.manifest.1 {
+        return Ok(broken(
+            &manifest_path,
+            format!(
+                "does not match the month file: the index of {} was edited, or the month \
+                 file changed after it was indexed",
+                month_label(month)
+            ),
+        ));
+    }
+    let mut want: BTreeMap<String, String> = expected
+        .buckets
+        .into_iter()
+        .map(|(p, text)| (p.rsplit('/').next().unwrap_or(&p).to_string(), text))
+        .collect();
+    for (name, id) in &stored {
+        let path = format!("{dir}/{name}");
+        let Some(text) = want.remove(name) else {
+            return Ok(broken(
+                &path,
+                "is not part of the index the month file gives: it was added".into(),
+            ));
+        };
+        let same = match id {
+            Some(id) => *id == index::blob_id(text.as_bytes()),
+            None => src.read(&path)?.as_deref() == Some(text.as_str()),
+        };
+        if !same {
+            return Ok(broken(
+                &path,
+                format!(
+                    "does not hold the lines of {} whose identity falls in this bucket: the \
+                     index was edited",
+                    month_label(month)
+                ),
+            ));
+        }
+    }
+    if let Some(name) = want.keys().next() {
+        return Ok(broken(
+            &format!("{dir}/{name}"),
+            "is missing from the index: it was deleted".into(),
+        ));
+    }
+    Ok(None)
 }
 
 /// Checks a month's checkpoint, if it has one, against the chain and the replay so far.
@@ -287,11 +613,16 @@ fn check_checkpoint(
             detail,
         })
     };
+    let expected = state.checkpoint(month, head);
+    // What latchkey writes for this replay, byte for byte, needs no parse (the parse
+    // below accepts the same content written another way, as before).
+    if text == expected.to_json() {
+        return Ok(None);
+    }
     let c: Checkpoint = match serde_json::from_str(&text) {
         Ok(c) => c,
         Err(e) => return Ok(broken(format!("not a ledger checkpoint ({e})"))),
     };
-    let expected = state.checkpoint(month, head);
     if c.after != expected.after {
         return Ok(broken(format!(
             "follows record {} but the ledger before {} ends with {}",
@@ -337,4 +668,172 @@ fn check_checkpoint(
         )));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Event, Trigger};
+
+    /// Three sealed records about erin, as latchkey writes them.
+    fn lines() -> Vec<String> {
+        let mut prev = GENESIS.to_string();
+        (0..3)
+            .map(|i| {
+                let at = format!("2026-03-0{}T10:00:00Z", i + 1).parse().unwrap();
+                let mut r = Record::new(Event::Change, at, "run-1", "main@sha1:ab", Trigger::Merge);
+                r.identity = Some("erin@acme.example".into());
+                r.system = Some("portal".into());
+                r.change = Some("grant".into());
+                r.entitlement = Some(format!("acme:e{i}"));
+                r.result = Some("applied".into());
+                r.seal(&prev);
+                prev = r.hash.clone();
+                r.to_line()
+            })
+            .collect()
+    }
+
+    /// Verifies a one-month ledger directory holding `lines`.
+    fn verify_lines(lines: &[String]) -> Verification {
+        let tmp = tempfile::tempdir().unwrap();
+        let month = tmp.path().join("ledger/2026");
+        std::fs::create_dir_all(&month).unwrap();
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(month.join("03.jsonl"), text).unwrap();
+        verify(&LedgerSource::Dir(tmp.path().to_path_buf())).unwrap()
+    }
+
+    /// The ledger with line 2 (1-based) replaced by `edit` of it.
+    fn with_line_2(edit: impl Fn(&str) -> String) -> Verification {
+        let mut l = lines();
+        let edited = edit(&l[1]);
+        assert_ne!(edited, l[1], "the edit must change the bytes");
+        l[1] = edited;
+        verify_lines(&l)
+    }
+
+    fn kind(v: &Verification) -> Option<(Option<usize>, BreakKind)> {
+        v.broken.as_ref().map(|b| (b.line, b.kind))
+    }
+
+    #[test]
+    fn latchkeys_own_lines_take_the_fast_path_and_verify() {
+        let l = lines();
+        let mut buf = HashBuffers::default();
+        for line in &l {
+            let (r, h) = fast_hash(line, &mut buf).expect("fast path");
+            assert_eq!(h, r.hash);
+        }
+        let v = verify_lines(&l);
+        assert_eq!(kind(&v), None);
+        assert_eq!(v.records, 3);
+    }
+
+    #[test]
+    fn content_edits_that_change_the_canonical_form_are_edited() {
+        let edited = Some((Some(2), BreakKind::Edited));
+        // A changed value.
+        assert_eq!(
+            kind(&with_line_2(|l| l.replace("acme:e1", "acme:e9"))),
+            edited
+        );
+        // An added unknown field (ignored by the typed parse, kept by the Value one).
+        assert_eq!(
+            kind(&with_line_2(|l| l.replacen("{", "{\"extra\":\"x\",", 1))),
+            edited
+        );
+        // An explicit null where latchkey leaves the field out.
+        assert_eq!(
+            kind(&with_line_2(|l| l.replacen("{", "{\"role\":null,", 1))),
+            edited
+        );
+        // A duplicate key with another value (the last one wins in the Value).
+        assert_eq!(
+            kind(&with_line_2(|l| l.replacen(
+                "\"prev\"",
+                "\"identity\":\"mallory@evil.example\",\"prev\"",
+                1
+            ))),
+            edited
+        );
+        // The same instant written another way.
+        assert_eq!(
+            kind(&with_line_2(|l| l.replace("T10:00:00Z", "T10:00:00+00:00"))),
+            edited
+        );
+        // A number written as a string.
+        assert_eq!(
+            kind(&with_line_2(|l| l.replacen("\"v\":1", "\"v\":\"1\"", 1))),
+            Some((Some(2), BreakKind::UnknownVersion))
+        );
+    }
+
+    #[test]
+    fn odd_bytes_with_the_same_canonical_form_are_decided_by_the_value_path() {
+        let mut buf = HashBuffers::default();
+        // Keys reordered, whitespace added, a duplicate key with the same value, the
+        // version as 1.0: none is what latchkey writes, so the fast path declines each;
+        // the Value path hashes the canonical form, as before.
+        let odd: [fn(&str) -> String; 4] = [
+            |l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                serde_json::to_string(&v).unwrap()
+            },
+            |l| l.replace(",\"", ", \""),
+            |l| l.replacen("\"prev\"", "\"system\":\"portal\",\"prev\"", 1),
+            |l| l.replacen("\"v\":1", "\"v\":1.0", 1),
+        ];
+        let outcomes: Vec<_> = odd
+            .iter()
+            .map(|edit| {
+                let l = lines();
+                assert!(fast_hash(&edit(&l[1]), &mut buf).is_none());
+                kind(&with_line_2(edit))
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                None,
+                None,
+                // The canonical form holds, but an access-changing line with a duplicate
+                // field is not a record latchkey can replay (as before).
+                Some((Some(2), BreakKind::Unparseable)),
+                Some((Some(2), BreakKind::UnknownVersion))
+            ]
+        );
+        // The slow path also replays access: the reordered line still grants.
+        let mut l = lines();
+        l[1] = odd[0](&l[1]);
+        let v = verify_lines(&l);
+        assert_eq!((kind(&v), v.records), (None, 3));
+    }
+
+    #[test]
+    fn the_sorted_writer_gives_the_value_paths_canonical_form_for_every_field() {
+        // Every property the schema lists, set: a field added to Record but not to the
+        // sorted writer fails here.
+        let schema = serde_json::to_value(schemars::schema_for!(Record)).unwrap();
+        let props = schema["properties"].as_object().unwrap();
+        let mut obj = serde_json::Map::new();
+        for name in props.keys() {
+            let value = match name.as_str() {
+                "v" => serde_json::json!(1),
+                "time" | "expires" => serde_json::json!("2026-03-01T10:00:00Z"),
+                "event" => serde_json::json!("change"),
+                "trigger" => serde_json::json!("merge"),
+                other => serde_json::json!(format!("{other} \"quoted\" é")),
+            };
+            obj.insert(name.clone(), value);
+        }
+        let mut r: Record = serde_json::from_value(serde_json::Value::Object(obj)).unwrap();
+        r.seal(GENESIS);
+        let line = r.to_line();
+        let (parsed, hash) = fast_hash(&line, &mut HashBuffers::default()).expect("fast path");
+        assert_eq!(parsed, r);
+        assert_eq!(hash, r.hash);
+        assert!(crate::audit::ledger::seal_holds(&r));
+    }
 }

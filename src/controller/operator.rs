@@ -463,7 +463,9 @@ pub async fn pipeline(
             rec
         }
         None => match SourceRepo::open_with(&Location::parse(&spec.url), cache, git) {
-            Ok(repo) => Reconciler::new(repo, Registry::builtin(secrets)),
+            Ok(repo) => {
+                Reconciler::new(repo, Registry::builtin(secrets)).with_ledger_verification()
+            }
             Err(e) => return (failed(e.into(), None), None),
         },
     };

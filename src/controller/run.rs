@@ -100,7 +100,7 @@ pub struct Controller {
 impl Controller {
     pub fn new(rec: Reconciler, cfg: RunConfig, shared: Arc<Shared>) -> Controller {
         Controller {
-            rec,
+            rec: rec.with_ledger_verification(),
             cfg,
             shared,
             last_seen: None,

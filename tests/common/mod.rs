@@ -134,7 +134,9 @@ impl Workspace {
         repo.find_tree(ledger.id())
             .expect("ledger tree")
             .walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+                // Month files, not the history index's buckets (`MM.index/XX.jsonl`).
                 if e.kind() == Some(git2::ObjectType::Blob)
+                    && !dir.contains(".index/")
                     && e.name().is_ok_and(|n| n.ends_with(".jsonl"))
                 {
                     files.push((format!("{dir}{}", e.name().unwrap_or("")), e.id()));
