@@ -425,10 +425,10 @@ impl PostgresConnector {
         }
         let role = ident(&name);
         match op {
-            Op::AdoptAccount { .. } => Self::adopt(&client, &name).await,
-            Op::CreateAccount { .. } => match Self::role(&client, &name).await? {
+            Op::AdoptAccount { .. } => Self::adopt(client, &name).await,
+            Op::CreateAccount { .. } => match Self::role(client, &name).await? {
                 Some(r) if r.managed => {
-                    Self::exec(&client, "enable", &format!("ALTER ROLE {role} LOGIN")).await
+                    Self::exec(client, "enable", &format!("ALTER ROLE {role} LOGIN")).await
                 }
                 Some(_) => Err(ConnectorError::permanent(format!(
                     "a PostgreSQL role {name} exists and is not managed by latchkey; it is left alone"
@@ -442,35 +442,35 @@ impl PostgresConnector {
                     match client.batch_execute(&sql).await {
                         Ok(()) => Ok(()),
                         Err(e) if created_meanwhile(&e) => {
-                            Self::created_by_another(&client, &name, &e).await
+                            Self::created_by_another(client, &name, &e).await
                         }
                         Err(e) => Err(pg_error("create role", &e)),
                     }
                 }
             },
             Op::EnableAccount { .. } => {
-                if !Self::managed(&client, &name).await? {
+                if !Self::managed(client, &name).await? {
                     return Err(ConnectorError::permanent(format!(
                         "no PostgreSQL role {name} to enable"
                     )));
                 }
-                Self::exec(&client, "enable", &format!("ALTER ROLE {role} LOGIN")).await
+                Self::exec(client, "enable", &format!("ALTER ROLE {role} LOGIN")).await
             }
             Op::DisableAccount { .. } => {
-                if !Self::managed(&client, &name).await? {
+                if !Self::managed(client, &name).await? {
                     return Ok(());
                 }
-                Self::exec(&client, "disable", &format!("ALTER ROLE {role} NOLOGIN")).await
+                Self::exec(client, "disable", &format!("ALTER ROLE {role} NOLOGIN")).await
             }
             Op::AddEntitlement { entitlement, .. } => {
-                if !Self::managed(&client, &name).await? {
+                if !Self::managed(client, &name).await? {
                     return Err(ConnectorError::permanent(format!(
                         "no PostgreSQL role {name} managed by latchkey to grant {entitlement:?} to"
                     )));
                 }
-                Self::grantable(&client, entitlement).await?;
+                Self::grantable(client, entitlement).await?;
                 let sql = format!("GRANT {} TO {role}", ident(entitlement));
-                Self::exec(&client, "grant", &sql).await.map_err(|e| {
+                Self::exec(client, "grant", &sql).await.map_err(|e| {
                     if e.message.contains("42704") {
                         ConnectorError::permanent(format!(
                             "{}; the DBA creates group role {entitlement:?} (NOLOGIN, with its privileges)",
@@ -482,18 +482,18 @@ impl PostgresConnector {
                 })
             }
             Op::RemoveEntitlement { entitlement, .. } => {
-                if !Self::managed(&client, &name).await? {
+                if !Self::managed(client, &name).await? {
                     return Ok(());
                 }
                 let sql = format!("REVOKE {} FROM {role}", ident(entitlement));
-                match Self::exec(&client, "revoke", &sql).await {
+                match Self::exec(client, "revoke", &sql).await {
                     // The group role is gone: so is the membership.
                     Err(e) if e.message.contains("42704") => Ok(()),
                     other => other,
                 }
             }
             Op::SetExpiry { until, .. } => {
-                if !Self::managed(&client, &name).await? {
+                if !Self::managed(client, &name).await? {
                     return Err(ConnectorError::permanent(format!(
                         "no PostgreSQL role {name} managed by latchkey to set the expiry of"
                     )));
@@ -502,13 +502,13 @@ impl PostgresConnector {
                     "ALTER ROLE {role} VALID UNTIL {}",
                     valid_until_literal(*until)
                 );
-                Self::exec(&client, "set expiry", &sql).await
+                Self::exec(client, "set expiry", &sql).await
             }
             Op::DeleteAccount { .. } => {
-                if !Self::managed(&client, &name).await? {
+                if !Self::managed(client, &name).await? {
                     return Ok(());
                 }
-                Self::exec(&client, "drop role", &format!("DROP ROLE IF EXISTS {role}"))
+                Self::exec(client, "drop role", &format!("DROP ROLE IF EXISTS {role}"))
                     .await
                     .map_err(|e| {
                         if e.message.contains("2BP01") {
