@@ -11,12 +11,8 @@ use crate::peers::postgres::verifier;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memberships_granted_by_another_role_are_foreign() {
-    let cluster = match PgCluster::start() {
-        Ok(c) => c,
-        Err(why) => {
-            crate::peers::unavailable("PostgreSQL", &why);
-            return;
-        }
+    let Some(cluster) = PgCluster::start_or_skip() else {
+        return;
     };
     let su = cluster.superuser("postgres").await;
     let password = format!("pw-grantor-{}", cluster.port);

@@ -51,12 +51,8 @@ fn catalog() -> latchkey::load::Catalog {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_maps_login_roles_and_adopt_marks_only_plain_logins() {
-    let cluster = match PgCluster::start() {
-        Ok(c) => c,
-        Err(why) => {
-            crate::peers::unavailable("PostgreSQL", &why);
-            return;
-        }
+    let Some(cluster) = PgCluster::start_or_skip() else {
+        return;
     };
     let su = cluster.superuser("postgres").await;
     let password = format!("pw-import-{}", cluster.port);

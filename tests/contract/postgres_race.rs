@@ -53,12 +53,8 @@ async fn login_state(su: &tokio_postgres::Client, login: &str) -> Option<(bool, 
 /// while the other collides with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_systems_creating_the_same_login_at_once_both_succeed() {
-    let cluster = match PgCluster::start() {
-        Ok(c) => c,
-        Err(why) => {
-            crate::peers::unavailable("PostgreSQL", &why);
-            return;
-        }
+    let Some(cluster) = PgCluster::start_or_skip() else {
+        return;
     };
     let (a, b) = two_connectors(&cluster).await;
     let su = cluster.superuser("postgres").await;
@@ -110,12 +106,8 @@ async fn two_systems_creating_the_same_login_at_once_both_succeed() {
 /// The same without the gate, many times over: whatever the interleaving, both succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_creations_of_the_same_logins_all_succeed() {
-    let cluster = match PgCluster::start() {
-        Ok(c) => c,
-        Err(why) => {
-            crate::peers::unavailable("PostgreSQL", &why);
-            return;
-        }
+    let Some(cluster) = PgCluster::start_or_skip() else {
+        return;
     };
     let (a, b) = two_connectors(&cluster).await;
     let su = cluster.superuser("postgres").await;

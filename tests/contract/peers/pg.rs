@@ -46,6 +46,18 @@ pub struct PgCluster {
 }
 
 impl PgCluster {
+    /// [`PgCluster::start`], or None after the peer's notice (a failure in CI) when
+    /// PostgreSQL cannot start here.
+    pub fn start_or_skip() -> Option<PgCluster> {
+        match PgCluster::start() {
+            Ok(c) => Some(c),
+            Err(why) => {
+                crate::peers::unavailable("PostgreSQL", &why);
+                None
+            }
+        }
+    }
+
     /// initdb + start, or why it cannot.
     pub fn start() -> Result<PgCluster, String> {
         Self::start_with(false)
