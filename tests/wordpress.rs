@@ -734,12 +734,12 @@ fn missing_settings_are_config_errors() {
         (
             json!({"user": "admin"}),
             true,
-            "connection.url is required for type wordpress",
+            "connection: missing field `url` (System store; docs/connectors.md lists the settings of type wordpress)",
         ),
         (
             json!({"url": "http://127.0.0.1:9"}),
             true,
-            "connection.user is required for type wordpress",
+            "connection: missing field `user` (System store; docs/connectors.md lists the settings of type wordpress)",
         ),
         (
             json!({"url": "http://127.0.0.1:9", "user": "admin"}),
