@@ -449,22 +449,7 @@ async fn the_controller_refuses_to_build_on_a_ledger_that_does_not_verify() {
     // Forge: the first record edited, committed with the anchored head's trailer.
     // (Records carry the clock's time when it is later than --now: find the month.)
     let repo = git2::Repository::open(ws.repo_path()).unwrap();
-    let tree = repo.head().unwrap().peel_to_tree().unwrap();
-    let mut months = Vec::new();
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
-        let name = e.name().unwrap_or("");
-        // Month files (`audit/ledger/YYYY/MM.jsonl`), not index buckets.
-        if dir.len() == "audit/ledger/YYYY/".len()
-            && dir.starts_with("audit/ledger/")
-            && name.len() == 8
-            && name.ends_with(".jsonl")
-        {
-            months.push((format!("{dir}{name}"), e.id()));
-        }
-        git2::TreeWalkResult::Ok
-    })
-    .unwrap();
-    months.sort();
+    let months = ws.month_files();
     let (path, id) = months.first().cloned().expect("a month file");
     let path = path.as_str();
     let blob = repo.find_blob(id).unwrap();

@@ -3,6 +3,8 @@
 //! Changes of one identity run in plan order (account before entitlements, entitlements
 //! before disable); identities run concurrently up to the connector's limit. A failed
 //! change never stops the others; a failed account creation skips that identity's adds.
+//! A connector with a `batch_size` above 1 gets whole identity groups in batches, under
+//! the same rules (see `run_batch`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +37,39 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    fn of(
+        change: &Change,
+        result: Result<(), ConnectorError>,
+        attempts: u32,
+        at: Timestamp,
+    ) -> Outcome {
+        let result = match result {
+            Ok(()) => ChangeResult::Applied,
+            Err(e) => ChangeResult::Failed {
+                class: e.class,
+                error: e.message,
+            },
+        };
+        Outcome {
+            change: change.clone(),
+            result,
+            at,
+            attempts,
+        }
+    }
+
+    /// An addition not sent: its account could not be prepared.
+    fn skipped(change: &Change, why: &str, at: Timestamp) -> Outcome {
+        Outcome {
+            change: change.clone(),
+            result: ChangeResult::Skipped {
+                why: why.to_string(),
+            },
+            at,
+            attempts: 0,
+        }
+    }
+
     pub fn failed(&self) -> bool {
         !matches!(self.result, ChangeResult::Applied)
     }
@@ -133,35 +168,15 @@ async fn run_group(
     let mut account_failed: Option<String> = None;
     for (i, change) in group {
         let outcome = match (&account_failed, &change.op) {
-            (Some(why), Op::AddEntitlement { .. }) => Outcome {
-                change: change.clone(),
-                result: ChangeResult::Skipped { why: why.clone() },
-                at: clock(),
-                attempts: 0,
-            },
+            (Some(why), Op::AddEntitlement { .. }) => Outcome::skipped(change, why, clock()),
             _ => {
                 let (result, attempts) = with_retry(connector, &change.op, retry).await;
-                let result = match result {
-                    Ok(()) => ChangeResult::Applied,
-                    Err(e) => {
-                        // An account not created, adopted or enabled gains nothing: a
-                        // failed adoption leaves the account unmanaged and as it was.
-                        if gates_additions(&change.op) {
-                            account_failed =
-                                Some(format!("the account could not be prepared: {}", e.message));
-                        }
-                        ChangeResult::Failed {
-                            class: e.class,
-                            error: e.message,
-                        }
-                    }
-                };
-                Outcome {
-                    change: change.clone(),
-                    result,
-                    at: clock(),
-                    attempts,
+                if let Err(e) = &result
+                    && gates_additions(&change.op)
+                {
+                    account_failed = Some(not_prepared(e));
                 }
+                Outcome::of(change, result, attempts, clock())
             }
         };
         on_done(&outcome);
@@ -193,6 +208,13 @@ fn prepares_account(op: &Op) -> bool {
     gates_additions(op) || matches!(op, Op::SetExpiry { .. })
 }
 
+/// Why an identity's additions are skipped, before the preparation's error.
+const NOT_PREPARED: &str = "the account could not be prepared: ";
+
+fn not_prepared(e: &ConnectorError) -> String {
+    format!("{NOT_PREPARED}{}", e.message)
+}
+
 /// True for the changes without which an account gains nothing: when one fails, the
 /// identity's additions are skipped (a failed adoption leaves the account unmanaged and
 /// as it was).
@@ -206,7 +228,9 @@ fn gates_additions(op: &Op) -> bool {
 /// Runs a batch through [`Connector::apply_batch`] in two steps with the same rules as
 /// [`run_group`]: first every identity's account preparation, then the rest, where an
 /// identity whose account could not be prepared has its additions skipped. Changes that
-/// fail transiently are retried one by one.
+/// fail transiently are retried one by one after their step's batch, so an identity's
+/// later changes of that step may land before the retry (they never depend on it:
+/// accounts are prepared in the step before).
 async fn run_batch(
     batch: Vec<Group<'_>>,
     connector: &dyn Connector,
@@ -233,7 +257,7 @@ async fn run_batch(
         {
             unprepared.insert(
                 outcome.change.op.identity().to_string(),
-                format!("the account could not be prepared: {error}"),
+                format!("{NOT_PREPARED}{error}"),
             );
         }
         on_done(&outcome);
@@ -243,12 +267,7 @@ async fn run_batch(
     for (i, change) in rest.into_iter().flatten() {
         match (unprepared.get(change.op.identity()), &change.op) {
             (Some(why), Op::AddEntitlement { .. }) => {
-                let outcome = Outcome {
-                    change: change.clone(),
-                    result: ChangeResult::Skipped { why: why.clone() },
-                    at: clock(),
-                    attempts: 0,
-                };
+                let outcome = Outcome::skipped(change, why, clock());
                 on_done(&outcome);
                 out.push((i, outcome));
             }
@@ -305,22 +324,7 @@ async fn apply_all(
                 1,
             ),
         };
-        let result = match result {
-            Ok(()) => ChangeResult::Applied,
-            Err(e) => ChangeResult::Failed {
-                class: e.class,
-                error: e.message,
-            },
-        };
-        out.push((
-            i,
-            Outcome {
-                change: change.clone(),
-                result,
-                at: clock(),
-                attempts,
-            },
-        ));
+        out.push((i, Outcome::of(change, result, attempts, clock())));
     }
     out
 }

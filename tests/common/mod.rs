@@ -122,30 +122,39 @@ impl Workspace {
         .collect()
     }
 
-    /// The ledger lines at the branch tip, parsed.
-    pub fn ledger(&self) -> Vec<serde_json::Value> {
+    /// The ledger's month files at the branch tip (`audit/ledger/YYYY/MM.jsonl`, not the
+    /// history index's buckets), oldest first, with their blob ids.
+    pub fn month_files(&self) -> Vec<(String, git2::Oid)> {
         let repo = Repository::open(self.repo_path()).expect("open");
         let tree = repo.head().expect("head").peel_to_tree().expect("tree");
-        let mut out = Vec::new();
-        let Ok(ledger) = tree.get_path(Path::new("audit/ledger")) else {
-            return out;
-        };
         let mut files = Vec::new();
+        let Ok(ledger) = tree.get_path(Path::new("audit/ledger")) else {
+            return files;
+        };
         repo.find_tree(ledger.id())
             .expect("ledger tree")
             .walk(git2::TreeWalkMode::PreOrder, |dir, e| {
-                // Month files, not the history index's buckets (`MM.index/XX.jsonl`).
                 if e.kind() == Some(git2::ObjectType::Blob)
                     && !dir.contains(".index/")
                     && e.name().is_ok_and(|n| n.ends_with(".jsonl"))
                 {
-                    files.push((format!("{dir}{}", e.name().unwrap_or("")), e.id()));
+                    files.push((
+                        format!("audit/ledger/{dir}{}", e.name().unwrap_or("")),
+                        e.id(),
+                    ));
                 }
                 git2::TreeWalkResult::Ok
             })
             .expect("walk");
         files.sort();
-        for (_, id) in files {
+        files
+    }
+
+    /// The ledger lines at the branch tip, parsed.
+    pub fn ledger(&self) -> Vec<serde_json::Value> {
+        let repo = Repository::open(self.repo_path()).expect("open");
+        let mut out = Vec::new();
+        for (_, id) in self.month_files() {
             let blob = repo.find_blob(id).expect("blob");
             for line in std::str::from_utf8(blob.content()).expect("utf8").lines() {
                 out.push(serde_json::from_str(line).expect("json line"));
