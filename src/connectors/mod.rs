@@ -8,6 +8,7 @@ mod credentials;
 pub mod exec;
 pub mod kubernetes;
 pub mod ldap;
+mod pg_changes;
 pub mod pg_session;
 pub mod postgres;
 mod registry;

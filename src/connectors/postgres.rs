@@ -38,6 +38,7 @@ use async_trait::async_trait;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
+use super::pg_changes::{self, Settled, Step, settle};
 pub use super::pg_session::PgTarget;
 use super::{
     Account, Capabilities, Completeness, Connector, ConnectorError, ForeignGrant, MANAGED_MARKER,
@@ -134,7 +135,7 @@ struct Role {
 /// A CREATE ROLE that collided with the same role created concurrently: `42710` when the
 /// other transaction had committed first, `23505` (on `pg_authid_rolname_index`) when
 /// both inserted at once.
-fn created_meanwhile(e: &tokio_postgres::Error) -> bool {
+pub(super) fn created_meanwhile(e: &tokio_postgres::Error) -> bool {
     e.code()
         .is_some_and(|c| *c == SqlState::DUPLICATE_OBJECT || *c == SqlState::UNIQUE_VIOLATION)
 }
@@ -162,118 +163,15 @@ impl PostgresConnector {
         }))
     }
 
-    /// The role when it is latchkey's; an error when it exists unmarked.
-    async fn managed(client: &Client, name: &str) -> Result<bool, ConnectorError> {
-        match Self::role(client, name).await? {
-            Some(r) if r.managed => Ok(true),
-            Some(_) => Err(ConnectorError::permanent(format!(
-                "the PostgreSQL role {name} is not managed by latchkey (no 'latchkey' role comment); it is left alone"
-            ))),
-            None => Ok(false),
-        }
-    }
-
-    /// Refuses, against the live catalogue, to grant what would widen access beyond a
-    /// group role: a predefined `pg_*` role (`pg_read_server_files`,
-    /// `pg_execute_server_program`, …), a role that can log in (another person's login),
-    /// one with SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, and latchkey's
-    /// own role. A missing role is left to the GRANT, which names it.
-    async fn grantable(client: &Client, entitlement: &str) -> Result<(), ConnectorError> {
-        let row = client
-            .query_opt(
-                "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication, \
-                 rolbypassrls, rolname = current_user FROM pg_roles WHERE rolname = $1",
-                &[&entitlement],
-            )
-            .await
-            .map_err(|e| {
-                ConnectorError::transient(format!("cannot look up role {entitlement:?}: {e}"))
-            })?;
-        let refuse = |why: &str| {
-            Err(ConnectorError::permanent(format!(
-                "refusing to grant {entitlement:?}: {why}; latchkey grants only NOLOGIN group roles without privileges of their own"
-            )))
-        };
-        if entitlement.starts_with("pg_") {
-            return refuse("it is a PostgreSQL predefined role");
-        }
-        let Some(r) = row else { return Ok(()) };
-        let flags = [
-            (0, "it can log in (a person's or a service's login role)"),
-            (1, "it is a SUPERUSER"),
-            (2, "it has CREATEROLE"),
-            (3, "it has CREATEDB"),
-            (4, "it has REPLICATION"),
-            (5, "it has BYPASSRLS"),
-        ];
-        if r.get::<_, bool>(6) {
-            return refuse("it is latchkey's own role");
-        }
-        for (i, why) in flags {
-            if r.get::<_, bool>(i) {
-                return refuse(why);
-            }
-        }
-        Ok(())
-    }
-
-    /// Marks an existing login role as latchkey's (`adopt: true`). Only a role with no
-    /// comment at all is taken over (a comment is a DBA's note, and the marker would
-    /// overwrite it), and never one with SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or
-    /// BYPASSRLS, nor latchkey's own: those stay a DBA's, whatever git declares.
-    async fn adopt(client: &Client, name: &str) -> Result<(), ConnectorError> {
-        let row = client
-            .query_opt(
-                "SELECT shobj_description(oid, 'pg_authid'), rolsuper, rolcreaterole, rolcreatedb, \
-                 rolreplication, rolbypassrls, rolname = current_user FROM pg_roles WHERE rolname = $1",
-                &[&name],
-            )
-            .await
-            .map_err(|e| pg_error("adopt", &e))?;
-        let refuse = |why: String| {
-            Err(ConnectorError::permanent(format!(
-                "not adopting the PostgreSQL role {name}: {why}; it stays unmanaged"
-            )))
-        };
-        let Some(r) = row else {
-            return refuse("it does not exist".into());
-        };
-        match r.get::<_, Option<String>>(0) {
-            Some(m) if m == MANAGED_MARKER => return Ok(()),
-            Some(comment) => {
-                return refuse(format!(
-                    "it has the comment {comment:?} (latchkey adopts only roles without one)"
-                ));
-            }
-            None => {}
-        }
-        let flags = [
-            (1, "it is a SUPERUSER"),
-            (2, "it has CREATEROLE"),
-            (3, "it has CREATEDB"),
-            (4, "it has REPLICATION"),
-            (5, "it has BYPASSRLS"),
-            (6, "it is latchkey's own role"),
-        ];
-        for (i, why) in flags {
-            if r.get::<_, bool>(i) {
-                return refuse(why.into());
-            }
-        }
-        let sql = format!("COMMENT ON ROLE {} IS '{MANAGED_MARKER}'", ident(name));
-        Self::exec(client, "adopt", &sql).await
-    }
-
     /// After a CREATE ROLE lost a race: another writer (a second System on the cluster,
     /// a second latchkey) created the login between the look-up and the CREATE. The
-    /// failed statement aborted the transaction, so it is rolled back before the role is
-    /// looked up again; a login that is latchkey's is then as good as created.
+    /// CREATE and its COMMENT were one implicit transaction, rolled back whole; a login
+    /// that is latchkey's is then as good as created.
     async fn created_by_another(
         client: &Client,
         name: &str,
         lost: &tokio_postgres::Error,
     ) -> Result<(), ConnectorError> {
-        Self::exec(client, "create role", "ROLLBACK").await?;
         match Self::role(client, name).await? {
             Some(r) if r.managed && r.can_login => Ok(()),
             Some(r) if r.managed => {
@@ -295,6 +193,27 @@ impl PostgresConnector {
             .batch_execute(sql)
             .await
             .map_err(|e| pg_error(what, &e))
+    }
+
+    /// One identity's changes of a batch, in order, on the batch's session.
+    async fn run_chain(
+        client: &Client,
+        chain: Vec<(usize, String, Step)>,
+    ) -> Vec<(usize, Result<(), ConnectorError>)> {
+        let mut out = Vec::with_capacity(chain.len());
+        for (i, name, step) in chain {
+            let result = match step {
+                Step::Done(r) => r,
+                Step::Send(st) => match settle(&st.kind, client.batch_execute(&st.sql).await) {
+                    Settled::Done(r) => r,
+                    Settled::CreatedMeanwhile(e) => {
+                        Self::created_by_another(client, &name, &e).await
+                    }
+                },
+            };
+            out.push((i, result));
+        }
+        out
     }
 }
 
@@ -389,139 +308,55 @@ impl Connector for PostgresConnector {
     }
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
-        let client = self.target.connect().await?.client;
-        self.apply_on(&client, op).await
+        let mut out = self.apply_batch(std::slice::from_ref(op)).await;
+        out.pop()
+            .unwrap_or_else(|| Err(ConnectorError::permanent("no result for the change")))
     }
 
     fn batch_size(&self) -> usize {
-        // One session per batch: a backend start costs more server CPU than the
-        // statements of a change (about 5 ms against well under one).
-        200
+        // One session and one role look-up per batch: a backend start costs more server
+        // CPU (about 5 ms) than the statements of many changes.
+        500
     }
 
+    /// One session, one look-up of every role the batch names, then each identity's
+    /// statements in order while the identities' chains run pipelined on the session
+    /// (tokio-postgres sends a request before the answers to earlier ones arrive). Each
+    /// statement is its own transaction, so a failure fails its change alone; a dropped
+    /// session fails the rest transiently, and the engine retries them one by one.
     async fn apply_batch(&self, ops: &[Op]) -> Vec<Result<(), ConnectorError>> {
         let client = match self.target.connect().await {
             Ok(session) => session.client,
             Err(e) => return vec![Err(e); ops.len()],
         };
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            // Each change commits on its own (as one by one), so a failure fails it alone;
-            // a dropped session fails the rest transiently, and they are retried alone.
-            out.push(self.apply_on(&client, op).await);
+        let mut facts = match pg_changes::look_up(&client, &pg_changes::names(ops)).await {
+            Ok(facts) => facts,
+            Err(e) => return vec![Err(e); ops.len()],
+        };
+        let mut chains: BTreeMap<String, Vec<(usize, String, Step)>> = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            let step = pg_changes::decide(op, &mut facts);
+            let name = op.identity().to_lowercase();
+            chains
+                .entry(name.clone())
+                .or_default()
+                .push((i, name, step));
         }
-        out
-    }
-}
-
-impl PostgresConnector {
-    /// One change on an open session.
-    async fn apply_on(&self, client: &Client, op: &Op) -> Result<(), ConnectorError> {
-        let name = op.identity().to_lowercase();
-        if name.len() > 63 {
-            return Err(ConnectorError::permanent(format!(
-                "{name} is longer than PostgreSQL's 63-byte role names"
-            )));
+        let done = futures::future::join_all(
+            chains
+                .into_values()
+                .map(|chain| Self::run_chain(&client, chain)),
+        )
+        .await;
+        let mut out: Vec<Option<Result<(), ConnectorError>>> = vec![None; ops.len()];
+        for (i, result) in done.into_iter().flatten() {
+            out[i] = Some(result);
         }
-        let role = ident(&name);
-        match op {
-            Op::AdoptAccount { .. } => Self::adopt(client, &name).await,
-            Op::CreateAccount { .. } => match Self::role(client, &name).await? {
-                Some(r) if r.managed => {
-                    Self::exec(client, "enable", &format!("ALTER ROLE {role} LOGIN")).await
-                }
-                Some(_) => Err(ConnectorError::permanent(format!(
-                    "a PostgreSQL role {name} exists and is not managed by latchkey; it is left alone"
-                ))),
-                None => {
-                    // No password: see the module docs for how the person signs in.
-                    let sql = format!(
-                        "BEGIN; CREATE ROLE {role} LOGIN PASSWORD NULL; \
-                         COMMENT ON ROLE {role} IS '{MANAGED_MARKER}'; COMMIT;"
-                    );
-                    match client.batch_execute(&sql).await {
-                        Ok(()) => Ok(()),
-                        Err(e) if created_meanwhile(&e) => {
-                            Self::created_by_another(client, &name, &e).await
-                        }
-                        Err(e) => Err(pg_error("create role", &e)),
-                    }
-                }
-            },
-            Op::EnableAccount { .. } => {
-                if !Self::managed(client, &name).await? {
-                    return Err(ConnectorError::permanent(format!(
-                        "no PostgreSQL role {name} to enable"
-                    )));
-                }
-                Self::exec(client, "enable", &format!("ALTER ROLE {role} LOGIN")).await
-            }
-            Op::DisableAccount { .. } => {
-                if !Self::managed(client, &name).await? {
-                    return Ok(());
-                }
-                Self::exec(client, "disable", &format!("ALTER ROLE {role} NOLOGIN")).await
-            }
-            Op::AddEntitlement { entitlement, .. } => {
-                if !Self::managed(client, &name).await? {
-                    return Err(ConnectorError::permanent(format!(
-                        "no PostgreSQL role {name} managed by latchkey to grant {entitlement:?} to"
-                    )));
-                }
-                Self::grantable(client, entitlement).await?;
-                let sql = format!("GRANT {} TO {role}", ident(entitlement));
-                Self::exec(client, "grant", &sql).await.map_err(|e| {
-                    if e.message.contains("42704") {
-                        ConnectorError::permanent(format!(
-                            "{}; the DBA creates group role {entitlement:?} (NOLOGIN, with its privileges)",
-                            e.message
-                        ))
-                    } else {
-                        e
-                    }
-                })
-            }
-            Op::RemoveEntitlement { entitlement, .. } => {
-                if !Self::managed(client, &name).await? {
-                    return Ok(());
-                }
-                let sql = format!("REVOKE {} FROM {role}", ident(entitlement));
-                match Self::exec(client, "revoke", &sql).await {
-                    // The group role is gone: so is the membership.
-                    Err(e) if e.message.contains("42704") => Ok(()),
-                    other => other,
-                }
-            }
-            Op::SetExpiry { until, .. } => {
-                if !Self::managed(client, &name).await? {
-                    return Err(ConnectorError::permanent(format!(
-                        "no PostgreSQL role {name} managed by latchkey to set the expiry of"
-                    )));
-                }
-                let sql = format!(
-                    "ALTER ROLE {role} VALID UNTIL {}",
-                    valid_until_literal(*until)
-                );
-                Self::exec(client, "set expiry", &sql).await
-            }
-            Op::DeleteAccount { .. } => {
-                if !Self::managed(client, &name).await? {
-                    return Ok(());
-                }
-                Self::exec(client, "drop role", &format!("DROP ROLE IF EXISTS {role}"))
-                    .await
-                    .map_err(|e| {
-                        if e.message.contains("2BP01") {
-                            ConnectorError::permanent(format!(
-                                "{}; the role owns objects: a DBA must REASSIGN OWNED / DROP OWNED first",
-                                e.message
-                            ))
-                        } else {
-                            e
-                        }
-                    })
-            }
-        }
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(ConnectorError::permanent("no result for the change")))
+            })
+            .collect()
     }
 }
 

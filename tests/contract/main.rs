@@ -9,6 +9,7 @@
 mod common;
 mod ldap_case;
 mod peers;
+mod postgres_batch;
 mod postgres_crash;
 mod postgres_expiry;
 mod postgres_grantor;
