@@ -387,21 +387,35 @@ impl LdapConnector {
         match r.rc {
             0 | RC_NO_SUCH_ATTRIBUTE | RC_NO_SUCH_OBJECT => Ok(()),
             RC_OBJECT_CLASS_VIOLATION => {
-                // The last member: keep the group valid with the placeholder.
+                // The last member: keep the group valid with the placeholder, added and
+                // the member deleted in one modify, so a member another change adds
+                // meanwhile is never replaced away.
                 let r = ldap
                     .modify(
                         &gdn,
-                        vec![Mod::Replace(
-                            "member".to_string(),
-                            set(&self.config.empty_member),
-                        )],
+                        vec![
+                            Mod::Add("member".to_string(), set(&self.config.empty_member)),
+                            Mod::Delete("member".to_string(), set(member)),
+                        ],
                     )
                     .await
                     .map_err(|e| ldap_error("remove member", e))?;
-                if r.rc != 0 {
-                    return Err(rc_error("remove member", r.rc, &r.text));
+                match r.rc {
+                    0 | RC_NO_SUCH_ATTRIBUTE => Ok(()),
+                    // The placeholder came back meanwhile: a plain delete now keeps the
+                    // group valid.
+                    RC_TYPE_OR_VALUE_EXISTS => {
+                        let r = ldap
+                            .modify(&gdn, vec![Mod::Delete("member".to_string(), set(member))])
+                            .await
+                            .map_err(|e| ldap_error("remove member", e))?;
+                        match r.rc {
+                            0 | RC_NO_SUCH_ATTRIBUTE => Ok(()),
+                            rc => Err(rc_error("remove member", rc, &r.text)),
+                        }
+                    }
+                    rc => Err(rc_error("remove member", rc, &r.text)),
                 }
-                Ok(())
             }
             rc => Err(rc_error("remove member", rc, &r.text)),
         }
@@ -493,14 +507,67 @@ impl Connector for LdapConnector {
     }
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
-        let email = op.identity().to_lowercase();
         let (mut ldap, _) = self.bind().await?;
+        let result = self.apply_on(&mut ldap, op).await;
+        let _ = ldap.unbind().await;
+        result
+    }
+
+    fn batch_size(&self) -> usize {
+        // One bound connection per batch: a connect and bind cost more than the change.
+        500
+    }
+
+    /// One bound connection, on which each identity's changes run in order while the
+    /// identities' chains run concurrently (ldap3 multiplexes operations on one
+    /// connection by message id). A failure fails its change alone; a dropped connection
+    /// fails the rest transiently, and the engine retries them one by one.
+    async fn apply_batch(&self, ops: &[Op]) -> Vec<Result<(), ConnectorError>> {
+        let mut ldap = match self.bind().await {
+            Ok((ldap, _)) => ldap,
+            Err(e) => return vec![Err(e); ops.len()],
+        };
+        let mut chains: BTreeMap<String, Vec<(usize, &Op)>> = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            chains
+                .entry(op.identity().to_lowercase())
+                .or_default()
+                .push((i, op));
+        }
+        let done = futures::future::join_all(chains.into_values().map(|chain| {
+            let mut ldap = ldap.clone();
+            async move {
+                let mut out = Vec::with_capacity(chain.len());
+                for (i, op) in chain {
+                    out.push((i, self.apply_on(&mut ldap, op).await));
+                }
+                out
+            }
+        }))
+        .await;
+        let _ = ldap.unbind().await;
+        let mut out: Vec<Option<Result<(), ConnectorError>>> = vec![None; ops.len()];
+        for (i, result) in done.into_iter().flatten() {
+            out[i] = Some(result);
+        }
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(ConnectorError::permanent("no result for the change")))
+            })
+            .collect()
+    }
+}
+
+impl LdapConnector {
+    /// One change on a bound connection.
+    async fn apply_on(&self, ldap: &mut Ldap, op: &Op) -> Result<(), ConnectorError> {
+        let email = op.identity().to_lowercase();
         let dn = self.person_dn(&email);
-        let result = match op {
+        match op {
             Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("ldap")),
             // Adds the marker beside any other employeeType the entry has; only the
             // entry latchkey would manage (uid=<email> under peopleDn) is taken over.
-            Op::AdoptAccount { .. } => match self.marker(&mut ldap, &email).await? {
+            Op::AdoptAccount { .. } => match self.marker(ldap, &email).await? {
                 Some(Some(_)) => Ok(()),
                 Some(None) => {
                     let add = vec![Mod::Add(MARKER_ATTR.to_string(), set(MANAGED_MARKER))];
@@ -517,8 +584,8 @@ impl Connector for LdapConnector {
                     "no LDAP entry {dn} to adopt (latchkey manages only uid=<email> entries under peopleDn); it stays unmanaged"
                 ))),
             },
-            Op::CreateAccount { display_name, .. } => match self.marker(&mut ldap, &email).await? {
-                Some(Some(_)) => self.set_marker(&mut ldap, &email, MANAGED_MARKER).await,
+            Op::CreateAccount { display_name, .. } => match self.marker(ldap, &email).await? {
+                Some(Some(_)) => self.set_marker(ldap, &email, MANAGED_MARKER).await,
                 Some(None) => Err(ConnectorError::permanent(format!(
                     "an LDAP entry for {email} exists and is not managed by latchkey; it is left alone"
                 ))),
@@ -542,27 +609,27 @@ impl Connector for LdapConnector {
                     match r.rc {
                         0 => Ok(()),
                         // Created meanwhile: fine when it is ours.
-                        RC_ALREADY_EXISTS if self.managed(&mut ldap, &email).await? => Ok(()),
+                        RC_ALREADY_EXISTS if self.managed(ldap, &email).await? => Ok(()),
                         rc => Err(rc_error("add", rc, &r.text)),
                     }
                 }
             },
             Op::EnableAccount { .. } => {
-                if !self.managed(&mut ldap, &email).await? {
+                if !self.managed(ldap, &email).await? {
                     return Err(ConnectorError::permanent(format!(
                         "no LDAP entry for {email} to enable"
                     )));
                 }
-                self.set_marker(&mut ldap, &email, MANAGED_MARKER).await
+                self.set_marker(ldap, &email, MANAGED_MARKER).await
             }
             Op::DisableAccount { .. } => {
-                if !self.managed(&mut ldap, &email).await? {
+                if !self.managed(ldap, &email).await? {
                     return Ok(());
                 }
-                self.set_marker(&mut ldap, &email, DISABLED).await
+                self.set_marker(ldap, &email, DISABLED).await
             }
             Op::AddEntitlement { entitlement, .. } => {
-                if !self.managed(&mut ldap, &email).await? {
+                if !self.managed(ldap, &email).await? {
                     return Err(ConnectorError::permanent(format!(
                         "no LDAP entry for {email} managed by latchkey to grant {entitlement:?} to"
                     )));
@@ -606,13 +673,13 @@ impl Connector for LdapConnector {
                 }
             }
             Op::RemoveEntitlement { entitlement, .. } => {
-                if !self.managed(&mut ldap, &email).await? {
+                if !self.managed(ldap, &email).await? {
                     return Ok(());
                 }
-                self.remove_member(&mut ldap, entitlement, &dn).await
+                self.remove_member(ldap, entitlement, &dn).await
             }
             Op::DeleteAccount { .. } => {
-                if !self.managed(&mut ldap, &email).await? {
+                if !self.managed(ldap, &email).await? {
                     return Ok(());
                 }
                 // Directories without the refint overlay keep dangling members: remove first.
@@ -621,16 +688,11 @@ impl Connector for LdapConnector {
                     ldap3::ldap_escape(&dn)
                 );
                 let groups = self
-                    .search_all(
-                        &mut ldap,
-                        &self.config.groups_dn.clone(),
-                        &filter,
-                        vec!["cn"],
-                    )
+                    .search_all(ldap, &self.config.groups_dn.clone(), &filter, vec!["cn"])
                     .await?;
                 for g in groups {
                     if let Some(cn) = g.attrs.get("cn").and_then(|v| v.first()) {
-                        self.remove_member(&mut ldap, cn, &dn).await?;
+                        self.remove_member(ldap, cn, &dn).await?;
                     }
                 }
                 let r = ldap
@@ -642,9 +704,7 @@ impl Connector for LdapConnector {
                     rc => Err(rc_error("delete", rc, &r.text)),
                 }
             }
-        };
-        let _ = ldap.unbind().await;
-        result
+        }
     }
 }
 

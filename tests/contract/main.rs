@@ -7,6 +7,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod ldap_batch;
 mod ldap_case;
 mod peers;
 mod postgres_batch;

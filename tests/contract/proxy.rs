@@ -97,6 +97,7 @@ async fn relay(client: TcpStream, server: TcpStream, budget: Arc<AtomicU64>, use
 pub struct RecordingProxy {
     pub addr: SocketAddr,
     sent: Arc<Mutex<Vec<u8>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -106,9 +107,12 @@ impl RecordingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let sent = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let log = sent.clone();
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let log = log.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(upstream).await else {
@@ -134,13 +138,23 @@ impl RecordingProxy {
                 });
             }
         });
-        RecordingProxy { addr, sent, task }
+        RecordingProxy {
+            addr,
+            sent,
+            connections,
+            task,
+        }
     }
 
     /// True when the client sent `needle` in the clear.
     pub fn saw(&self, needle: &str) -> bool {
         let sent = self.sent.lock().unwrap();
         !needle.is_empty() && sent.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    /// Connections clients opened so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Bytes clients sent so far.
