@@ -39,6 +39,8 @@ use super::{
 };
 use crate::model::connection::{MemberRemoveSetting, ScimConnection};
 
+mod bulk;
+
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -155,6 +157,8 @@ struct Learned {
     /// Kinds of membership change read back once and found made: later ones of the
     /// kind trust the 2xx (the next read would show a server that stopped honouring it).
     proven: BTreeSet<Proof>,
+    /// The Bulk limits the server advertises (None inside: no Bulk); None: not asked yet.
+    bulk: Option<Option<bulk::BulkLimits>>,
 }
 
 /// A kind of membership change, for read-back.
@@ -584,10 +588,7 @@ impl ScimConnector {
     /// Adds a member; false when the server has no group `gid` (404). A 2xx the read-back
     /// contradicts is a permanent failure: the server did not make the change.
     async fn patch_add(&self, gid: &str, user: &str) -> Result<bool, ConnectorError> {
-        let body = json!({
-            "schemas": [PATCH_SCHEMA],
-            "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}],
-        });
+        let body = add_members_body(user);
         let path = format!("/Groups/{gid}");
         let (status, answer) = self
             .expect(Method::PATCH, &path, Some(&body), &[StatusCode::NOT_FOUND])
@@ -612,15 +613,7 @@ impl ScimConnector {
         let path = format!("/Groups/{gid}");
         let mut refused = Vec::new();
         for shape in shapes {
-            let op = match shape {
-                RemoveShape::Filtered => {
-                    json!({"op": "remove", "path": format!("members[value eq {}]", quoted(user))})
-                }
-                RemoveShape::ValueArray => {
-                    json!({"op": "remove", "path": "members", "value": [{"value": user}]})
-                }
-            };
-            let body = json!({"schemas": [PATCH_SCHEMA], "Operations": [op]});
+            let body = remove_members_body(shape, user);
             let (status, answer) = self
                 .expect(
                     Method::PATCH,
@@ -701,16 +694,7 @@ impl ScimConnector {
         email: &str,
         display_name: Option<&str>,
     ) -> Result<(), ConnectorError> {
-        let mut body = json!({
-            "schemas": [USER_SCHEMA],
-            "userName": email,
-            "externalId": marker(email),
-            "emails": [{"value": email, "primary": true}],
-            "active": true,
-        });
-        if let Some(n) = display_name {
-            body["displayName"] = json!(n);
-        }
+        let body = user_body(email, display_name);
         let (status, created) = self
             .expect(Method::POST, "/Users", Some(&body), &[StatusCode::CONFLICT])
             .await?;
@@ -779,6 +763,8 @@ impl Connector for ScimConnector {
     async fn read(&self) -> Result<Snapshot, ConnectorError> {
         // A read starts a new view: the changes planned from it resolve users afresh.
         self.users.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        // Whether the changes planned from it can go in Bulk requests (`batch_size`).
+        self.bulk_limits().await;
         let mut users = Vec::new();
         let mut partial = self
             .list(
@@ -880,6 +866,34 @@ impl Connector for ScimConnector {
     }
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
+        self.apply_one(op).await
+    }
+
+    fn batch_size(&self) -> usize {
+        // Batches only where Bulk carries them: elsewhere the engine's concurrency
+        // over single changes is the faster way. Small batches keep several Bulk
+        // requests in flight (the engine runs `maxConcurrency` batches at once).
+        match self.learned().bulk {
+            Some(Some(limits)) => limits.max_operations.min(100),
+            _ => 1,
+        }
+    }
+
+    async fn apply_batch(&self, ops: &[Op]) -> Vec<Result<(), ConnectorError>> {
+        if let Some(done) = self.apply_bulk(ops).await {
+            return done;
+        }
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(self.apply_one(op).await);
+        }
+        out
+    }
+}
+
+impl ScimConnector {
+    /// One change, with its own requests.
+    async fn apply_one(&self, op: &Op) -> Result<(), ConnectorError> {
         let email = op.identity().to_lowercase();
         match op {
             Op::SetExpiry { .. } => Err(ConnectorError::no_native_expiry("scim")),
@@ -962,6 +976,42 @@ impl Connector for ScimConnector {
             }
         }
     }
+}
+
+/// A new managed user.
+fn user_body(email: &str, display_name: Option<&str>) -> Value {
+    let mut body = json!({
+        "schemas": [USER_SCHEMA],
+        "userName": email,
+        "externalId": marker(email),
+        "emails": [{"value": email, "primary": true}],
+        "active": true,
+    });
+    if let Some(n) = display_name {
+        body["displayName"] = json!(n);
+    }
+    body
+}
+
+/// A group PATCH adding `user`.
+fn add_members_body(user: &str) -> Value {
+    json!({
+        "schemas": [PATCH_SCHEMA],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}],
+    })
+}
+
+/// A group PATCH removing `user`, in the shape `shape`.
+fn remove_members_body(shape: RemoveShape, user: &str) -> Value {
+    let op = match shape {
+        RemoveShape::Filtered => {
+            json!({"op": "remove", "path": format!("members[value eq {}]", quoted(user))})
+        }
+        RemoveShape::ValueArray => {
+            json!({"op": "remove", "path": "members", "value": [{"value": user}]})
+        }
+    };
+    json!({"schemas": [PATCH_SCHEMA], "Operations": [op]})
 }
 
 /// Whether a Group resource in `body` lists `user` among its members; None when `body`

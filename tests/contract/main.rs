@@ -18,6 +18,7 @@ mod postgres_import;
 mod postgres_race;
 mod postgres_scope;
 mod proxy;
+mod scim_bulk;
 mod scim_extra;
 mod suite;
 mod tls;

@@ -152,6 +152,17 @@ impl RecordingProxy {
         !needle.is_empty() && sent.windows(needle.len()).any(|w| w == needle.as_bytes())
     }
 
+    /// How often the client sent `needle` in the clear (e.g. a request line).
+    pub fn count(&self, needle: &str) -> usize {
+        let sent = self.sent.lock().unwrap();
+        if needle.is_empty() {
+            return 0;
+        }
+        sent.windows(needle.len())
+            .filter(|w| *w == needle.as_bytes())
+            .count()
+    }
+
     /// Connections clients opened so far.
     pub fn connections(&self) -> usize {
         self.connections.load(std::sync::atomic::Ordering::SeqCst)
