@@ -44,9 +44,11 @@ start_cluster() {
     --auth-host=trust --no-instructions -E UTF8 --locale=C.UTF-8 >/dev/null
   runuser -u postgres -- "$pgbin/postgres" -D "$dir/data" -c listen_addresses=127.0.0.1 \
     -c port="$port" -c unix_socket_directories="$dir" -c fsync=on >"$dir/server.log" 2>&1 &
-  local pid=$!
-  pids+=("$pid")
+  pids+=($!)
   wait_ready "$port" >/dev/null
+  # The postmaster itself (runuser is its parent): its reaped backends' CPU counts there.
+  local pid
+  pid=$(head -1 "$dir/data/postmaster.pid")
   runuser -u postgres -- psql -q -h 127.0.0.1 -p "$port" -U postgres -v ON_ERROR_STOP=1 >/dev/null <<SQL
 CREATE ROLE latchkey LOGIN CREATEROLE PASSWORD '$LATCHKEY_BENCH_PG_PASSWORD';
 CREATE ROLE g_read NOLOGIN; CREATE ROLE g_write NOLOGIN; CREATE ROLE g_deploy NOLOGIN;
@@ -139,9 +141,9 @@ changes=$((PEOPLE * 4))
 read -r fw fc < <(measure "$floor_pid" runuser -u postgres -- psql -q -h 127.0.0.1 -p "$floor_port" \
   -U latchkey -d postgres -v ON_ERROR_STOP=1 -f "$WORK/floor.sql")
 read -r lw lc < <(measure "$lk_pid" "$BIN" apply "$repo" --now "$NOW")
-if ! grep -q "$changes applied" "$WORK/last.out"; then
+if ! grep -q "applied $changes of $changes changes" "$WORK/last.err"; then
   echo "latchkey's apply did not apply $changes changes:" >&2
-  tail -5 "$WORK/last.out" "$WORK/last.err" >&2
+  tail -n 5 "$WORK/last.out" "$WORK/last.err" >&2
   exit 1
 fi
 roles=$(runuser -u postgres -- psql -tA -h 127.0.0.1 -p "$lk_port" -U postgres -d postgres \
