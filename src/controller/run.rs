@@ -118,6 +118,11 @@ impl Controller {
         }
     }
 
+    /// What the endpoints share with the loop (metrics, readiness).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     fn options(&self, rev: String, trigger: Trigger, now: Timestamp) -> Options {
         Options {
             rev,
