@@ -3,6 +3,7 @@
 //! restarted on the same repository.
 
 mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -125,10 +126,10 @@ fn base(ws: &Workspace) -> String {
 
 /// Quick retries, so the tests take milliseconds per backoff.
 fn quick(mut c: Controller, attempts: u32) -> Controller {
-    c.notify_config.retry.attempts = attempts;
-    c.notify_config.retry.first_backoff = Duration::from_millis(20);
-    c.notify_config.retry.max_backoff = Duration::from_millis(50);
-    c.notify_config.timeout = Duration::from_secs(2);
+    c.notifications.config.retry.attempts = attempts;
+    c.notifications.config.retry.first_backoff = Duration::from_millis(20);
+    c.notifications.config.retry.max_backoff = Duration::from_millis(50);
+    c.notifications.config.timeout = Duration::from_secs(2);
     c
 }
 
@@ -330,4 +331,82 @@ async fn a_receiver_that_is_down_never_blocks_the_reconcile_and_a_restart_sends_
         .await;
     assert!(c.drain_notifications(Duration::from_secs(10)).await);
     assert_eq!(receiver.got().len(), 1);
+}
+
+/// The operator delivers like `latchkey run`: its reconcile of an AccessRepository (on
+/// the kube-rs mock API server) hands what it committed to the same notifications.
+#[tokio::test]
+async fn the_operator_delivers_the_notifications_of_its_reconcile() {
+    use latchkey::controller::operator::{self, Context};
+    use latchkey::controller::operator_http::Metrics;
+    use latchkey::controller::{AccessRepository, AccessRepositorySpec};
+    let (receiver, addr) = Receiver::start(1).await;
+    let ws = Workspace::new();
+    let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap();
+    let expires = now + SignedDuration::from_hours(24);
+    let grant = format!("    - role: viewer\n    - role: staging-admin\n      expires: {expires}");
+    ws.commit(
+        &[
+            ("latchkey.yaml", &base(&ws)),
+            (
+                "notify.yaml",
+                &notifier(&ws, addr, "  type: slack\n").replace("  type: webhook\n", ""),
+            ),
+            ("clients/acme/members.yaml", &member("erin", &grant)),
+        ],
+        now.as_second(),
+        "erin",
+    );
+    let (client, _calls, task) = support::mock_client(move |method, uri, body| {
+        let path = uri.split('?').next().unwrap_or("");
+        match (method.as_str(), path.ends_with("/status")) {
+            ("PATCH", true) => (200, serde_json::json!({"status": body["status"].clone()})),
+            ("POST", _) => (201, body.clone()),
+            _ => support::status_error(404, "NotFound"),
+        }
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        ws.path().join("operator-cache"),
+        Some("latchkey-0".into()),
+        Arc::new(Metrics::default()),
+        Arc::new(move || now),
+    ));
+    let spec: AccessRepositorySpec = serde_json::from_value(serde_json::json!({
+        "url": ws.repo_path().display().to_string(),
+        "interval": "1h",
+    }))
+    .unwrap();
+    let mut obj = AccessRepository::new("access", spec);
+    obj.metadata.namespace = Some("agency".into());
+    obj.metadata.generation = Some(1);
+    let _ = operator::reconcile(Arc::new(obj), ctx.clone()).await;
+    task.abort();
+    assert!(
+        ws.rows("staging.sqlite")
+            .iter()
+            .any(|(e, _, _)| e == "erin@acme.example"),
+        "the reconcile applied"
+    );
+    // The default backoff starts at a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while receiver.delivered().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = receiver.got();
+    assert_eq!(got.iter().map(|g| g.status).collect::<Vec<_>>(), [500, 200]);
+    verify(&got[1]);
+    no_secrets(&got[1]);
+    let text = got[1].json()["text"].as_str().unwrap().to_string();
+    assert!(
+        text.starts_with("latchkey grant-expiring: erin@acme.example's grant of staging-admin for acme expires at"),
+        "{text}"
+    );
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains(
+            "latchkey_operator_notifications_total{notifier=\"ops\",event=\"grant-expiring\",result=\"delivered\"} 1"
+        ),
+        "{metrics}"
+    );
 }

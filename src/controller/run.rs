@@ -95,26 +95,24 @@ pub struct Controller {
     last_valid: Option<Oid>,
     /// When desired state next changes with time.
     pub next_change: Option<Timestamp>,
-    /// Notifications: started on the first tick (the sending task needs the runtime).
-    notifications: Option<crate::notify::Notifications>,
-    /// How notifications are delivered.
-    pub notify_config: crate::notify::Config,
-    /// The catalogue of the last applied commit, whose Notifiers are in force.
-    in_force: Option<(Oid, crate::load::Catalog)>,
+    /// Word to the Notifiers of the last applied revision (docs/notifications.md).
+    pub notifications: crate::notify::BranchNotifications,
 }
 
 impl Controller {
     pub fn new(rec: Reconciler, cfg: RunConfig, shared: Arc<Shared>) -> Controller {
         Controller {
             rec: rec.with_ledger_verification().keep_committed(),
+            notifications: crate::notify::BranchNotifications::new(
+                &cfg.branch,
+                &cfg.subpath,
+                shared.metrics.notify.clone(),
+            ),
             cfg,
             shared,
             last_seen: None,
             last_valid: None,
             next_change: None,
-            notifications: None,
-            notify_config: crate::notify::Config::default(),
-            in_force: None,
         }
     }
 
@@ -175,15 +173,7 @@ impl Controller {
         let observe = |o: &crate::apply::Outcome| shared.metrics.observe(o);
         let enforced = self.rec.enforce(&opts, self.last_valid, &observe).await;
         let kind = RunOutcome::of_enforced(&enforced);
-        // Every system was read: an offboarding may be called complete.
-        let read_all = match &enforced {
-            Ok(Enforced::Newest(Ok(a)))
-            | Ok(Enforced::KeptLastValid {
-                fallback: Some(Ok(a)),
-                ..
-            }) => !a.planned.plan.has_read_errors(),
-            _ => false,
-        };
+        let read_all = crate::notify::read_all(&enforced);
         let result = match enforced {
             Ok(Enforced::Newest(applied)) => {
                 self.last_valid = Some(head.oid);
@@ -217,77 +207,17 @@ impl Controller {
         result
     }
 
-    /// Offers the notifications of the reconcile just made (the records it committed,
-    /// the grants expiring soon at `now`) and `extra` events, to the Notifiers of the
-    /// last applied revision. Never fails the reconcile: problems are logged.
-    ///
-    /// `extra` is where events from outside the reconcile come in: the reviews' due
-    /// grants ([`crate::notify::event::review_due`]).
+    /// Offers the notifications of the reconcile just made, and `extra` events: where
+    /// the reviews' due grants come in ([`crate::notify::event::review_due`]).
     pub fn notify(&mut self, now: Timestamp, read_all: bool, extra: &[crate::notify::Event]) {
-        let records = self.rec.take_committed();
-        if self.notifications.is_none() {
-            let path = crate::notify::outbox_path(self.rec.repo.git().path(), &self.cfg.branch);
-            match crate::notify::Notifications::start(
-                path,
-                self.rec.registry.secrets().clone(),
-                self.shared.metrics.notify.clone(),
-                self.notify_config,
-                now,
-            ) {
-                Ok(n) => self.notifications = Some(n),
-                Err(e) => {
-                    tracing::warn!(error = %e, "notifications are off");
-                    return;
-                }
-            }
-        }
-        let Some(catalog) = self.catalog_in_force(now) else {
-            return;
-        };
-        let Some(n) = self.notifications.as_mut() else {
-            return;
-        };
-        n.set_notifiers(&catalog.notifiers);
-        if catalog.notifiers.is_empty() {
-            return;
-        }
-        let mut events =
-            crate::notify::events_of_run(&records, &catalog, read_all, now, n.expiring_within());
-        events.extend(extra.iter().cloned());
-        n.offer(&events, now);
+        self.notifications
+            .after_run(&mut self.rec, now, read_all, extra);
     }
 
     /// Waits, at most `timeout`, until every notification offered is delivered or has
     /// failed (`run --once` exits right after its reconcile).
     pub async fn drain_notifications(&self, timeout: Duration) -> bool {
-        match &self.notifications {
-            Some(n) => n.drain(timeout).await,
-            None => true,
-        }
-    }
-
-    /// The catalogue of the last applied commit: its Notifiers are the ones in force. A
-    /// revision that was refused, held or invalid never chooses where word goes.
-    fn catalog_in_force(&mut self, now: Timestamp) -> Option<crate::load::Catalog> {
-        let oid = self
-            .rec
-            .last_applied_commit(&self.cfg.branch, &self.cfg.subpath)?;
-        if let Some((seen, catalog)) = &self.in_force
-            && *seen == oid
-        {
-            return Some(catalog.clone());
-        }
-        let rev = self.rec.repo.revision(oid, None).ok()?;
-        match self.rec.load(&rev, &self.cfg.subpath, now) {
-            Ok(loaded) => {
-                self.in_force = Some((oid, loaded.catalog.clone()));
-                Some(loaded.catalog)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the Notifiers in force");
-                None
-            }
-        }
+        self.notifications.drain(timeout).await
     }
 
     /// A tick's result from an apply's: metrics, readiness and the next wake.

@@ -5,12 +5,15 @@
 //!   from the grants about to expire at `now`, each with a stable id;
 //! - [`outbox`]: the durable record of each delivery, so a restart neither loses nor
 //!   repeats one;
-//! - [`deliver`]: the bounded queue and the task that signs and sends, with retries.
+//! - [`deliver`]: the bounded queue and the task that signs and sends, with retries;
+//! - [`branch`]: what a controller calls after each reconcile of a branch.
 
+pub mod branch;
 pub mod deliver;
 pub mod event;
 pub mod outbox;
 
+pub use branch::{BranchNotifications, read_all};
 pub use deliver::{Config, Metrics, Notifications, NotifyError};
 pub use event::{Event, EventKind};
 pub use outbox::{Delivery, Outbox, State};
