@@ -410,3 +410,115 @@ async fn the_operator_delivers_the_notifications_of_its_reconcile() {
         "{metrics}"
     );
 }
+
+/// A hold and an invalid revision are told once each; a queue that is full drops what
+/// does not fit (counted, recorded) and never blocks, and nothing dropped comes back
+/// after a restart.
+#[tokio::test]
+async fn holds_and_invalid_revisions_are_told_and_a_full_queue_drops_without_blocking() {
+    let (receiver, addr) = Receiver::start(0).await;
+    let ws = Workspace::new();
+    let t0: Timestamp = "2025-03-01T10:00:00Z".parse().unwrap();
+    let braked = base(&ws).replace(
+        "  maxGrantDuration: {staging: 30d}\n",
+        "  maxGrantDuration: {staging: 30d}\n  deletionBrake: {minimum: 1, percent: 0}\n",
+    );
+    let soon = t0 + SignedDuration::from_hours(24);
+    let three: Vec<String> = ["erin", "dana", "finn"]
+        .iter()
+        .map(|n| {
+            member(
+                n,
+                &format!("    - role: viewer\n    - role: staging-admin\n      expires: {soon}"),
+            )
+        })
+        .collect();
+    ws.commit(
+        &[
+            ("latchkey.yaml", &braked),
+            ("notify.yaml", &notifier(&ws, addr, "")),
+            ("clients/acme/members.yaml", &three.join("---\n")),
+        ],
+        t0.as_second(),
+        "three with admin for a day",
+    );
+    // Room for one: the three expiring grants are offered at once.
+    let mut c = quick(controller(&ws), 3);
+    c.notifications.config.queue = 1;
+    let tick = c.tick(Trigger::Merge, t0).await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+    assert!(c.drain_notifications(Duration::from_secs(10)).await);
+    let metrics = c.shared().metrics.render();
+    let count = |result: &str| -> u64 {
+        let key = format!(
+            "latchkey_notifications_total{{notifier=\"ops\",event=\"grant-expiring\",result=\"{result}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let (delivered, dropped) = (count("delivered"), count("dropped"));
+    assert!(dropped >= 1, "{metrics}");
+    assert_eq!(delivered + dropped, 3, "{metrics}");
+    assert_eq!(receiver.delivered().len() as u64, delivered);
+
+    // Removing two people is held by the brake; then a typo is invalid.
+    c.notifications.config.queue = 1000;
+    drop(c);
+    let mut c = quick(controller(&ws), 3);
+    ws.commit(
+        &[("clients/acme/members.yaml", &three[0])],
+        t0.as_second() + 60,
+        "two leave",
+    );
+    let t1 = t0 + SignedDuration::from_mins(2);
+    let tick = c.tick(Trigger::Merge, t1).await;
+    assert!(matches!(tick, Tick::Held { .. }), "{tick:?}");
+    let typo = ws.commit(
+        &[(
+            "clients/acme/members.yaml",
+            &member("erin", "    - role: nope"),
+        )],
+        t0.as_second() + 120,
+        "typo",
+    );
+    let t2 = t0 + SignedDuration::from_mins(3);
+    c.tick(Trigger::Merge, t2).await;
+    c.tick(Trigger::Drift, t2 + SignedDuration::from_mins(1))
+        .await;
+    assert!(c.drain_notifications(Duration::from_secs(10)).await);
+    let events: Vec<serde_json::Value> = receiver.delivered().iter().map(Got::json).collect();
+    let of = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of("grant-expiring").len() as u64,
+        delivered,
+        "dropped ones are not sent after a restart: {events:?}"
+    );
+    // One hold per system, told once though every run (and the fallback's under the
+    // invalid revision) records it again.
+    let holds = of("hold");
+    assert_eq!(holds.len(), 2, "{events:?}");
+    for (hold, system) in holds.iter().zip(["portal", "staging"]) {
+        let message = hold["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(
+                "held by a guard, nothing applied: 2 people would lose access on system"
+            ),
+            "{message}"
+        );
+        assert!(message.contains(system), "{message}");
+        assert_eq!(
+            hold["recipients"],
+            serde_json::json!(["boss@studio.example"])
+        );
+    }
+    let invalid = of("invalid-revision");
+    assert_eq!(invalid.len(), 1, "told once: {events:?}");
+    assert_eq!(invalid[0]["revision"], format!("main@sha1:{typo}").as_str());
+}

@@ -168,8 +168,16 @@ impl Event {
     }
 
     fn from_record(kind: EventKind, r: &Record, message: String) -> Event {
+        // A hold, a refusal or a failing change repeats on every run until git or the
+        // system changes: one fact per revision, told once. An expiry happens once: its
+        // run names it.
+        let when = match kind {
+            EventKind::Hold | EventKind::Refusal | EventKind::ChangeFailed => "",
+            _ => r.run.as_str(),
+        };
         let subject = [
-            r.run.as_str(),
+            when,
+            r.revision.as_str(),
             r.system.as_deref().unwrap_or(""),
             r.identity.as_deref().unwrap_or(""),
             r.change.as_deref().unwrap_or(""),
@@ -427,6 +435,21 @@ spec:
             r.result = Some(result.into());
             r
         };
+        let mut held = Record::new(
+            audit::Event::Hold,
+            now,
+            "run-1",
+            "main@sha1:ab",
+            Trigger::Merge,
+        );
+        held.note = Some("2 people would lose access".into());
+        let mut again = held.clone();
+        again.run = "run-2".into();
+        let holds = from_records(&[held, again], &cat, true);
+        assert_eq!(
+            holds[0].id, holds[1].id,
+            "the same hold of the same revision is one fact"
+        );
         let ok = [
             change("portal", "applied", "offboarded"),
             change("staging", "applied", "offboarded"),
