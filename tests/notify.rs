@@ -522,3 +522,72 @@ async fn holds_and_invalid_revisions_are_told_and_a_full_queue_drops_without_blo
     assert_eq!(invalid.len(), 1, "told once: {events:?}");
     assert_eq!(invalid[0]["revision"], format!("main@sha1:{typo}").as_str());
 }
+
+/// A receiver that keeps answering 500 gets exactly the attempts configured; the delivery
+/// is then `failed` in the outbox and the metrics, and a restart does not send it again.
+#[tokio::test]
+async fn a_delivery_that_keeps_failing_is_recorded_failed_after_its_attempts() {
+    let (receiver, addr) = Receiver::start(0).await;
+    receiver.down.store(true, Ordering::SeqCst);
+    let ws = Workspace::new();
+    let t0: Timestamp = "2025-03-01T10:00:00Z".parse().unwrap();
+    let expires = t0 + SignedDuration::from_hours(2);
+    let grant = format!("    - role: viewer\n    - role: staging-admin\n      expires: {expires}");
+    ws.commit(
+        &[
+            ("latchkey.yaml", &base(&ws)),
+            (
+                "notify.yaml",
+                &notifier(&ws, addr, "  expiringWithin: 1d\n"),
+            ),
+            ("clients/acme/members.yaml", &member("erin", &grant)),
+        ],
+        t0.as_second(),
+        "erin",
+    );
+    let mut c = quick(controller(&ws), 3);
+    c.tick(Trigger::Merge, t0).await;
+    assert!(c.drain_notifications(Duration::from_secs(10)).await);
+    assert_eq!(receiver.got().len(), 3, "three attempts");
+    let metrics = c.shared().metrics.render();
+    assert!(
+        metrics.contains(
+            "latchkey_notifications_total{notifier=\"ops\",event=\"grant-expiring\",result=\"failed\"} 1"
+        ),
+        "{metrics}"
+    );
+    let text = find_outbox(ws.path());
+    let last: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a line")).unwrap();
+    assert_eq!(last["state"], "failed");
+    assert_eq!(last["attempts"], 3);
+    assert_eq!(last["error"], "HTTP 500 (after 3 attempts)");
+
+    drop(c);
+    receiver.down.store(false, Ordering::SeqCst);
+    let mut c = quick(controller(&ws), 3);
+    c.tick(Trigger::Drift, t0 + SignedDuration::from_mins(5))
+        .await;
+    assert!(c.drain_notifications(Duration::from_secs(10)).await);
+    assert_eq!(
+        receiver.got().len(),
+        3,
+        "a failed delivery is not sent again"
+    );
+}
+
+/// The text of the one notification outbox under `dir` (wherever the git dir is).
+fn find_outbox(dir: &std::path::Path) -> String {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.ends_with("latchkey/notify/main.jsonl") {
+                return std::fs::read_to_string(p).unwrap();
+            }
+        }
+    }
+    panic!("no outbox under {}", dir.display());
+}
