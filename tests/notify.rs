@@ -591,3 +591,69 @@ fn find_outbox(dir: &std::path::Path) -> String {
     }
     panic!("no outbox under {}", dir.display());
 }
+
+/// Fail closed: a Notifier is in force only once its commit is applied. One added by a
+/// revision the brake holds hears nothing (not even of that hold); applied, it does.
+#[tokio::test]
+async fn a_notifier_in_a_held_revision_is_not_in_force() {
+    let (receiver, addr) = Receiver::start(0).await;
+    let ws = Workspace::new();
+    let t0: Timestamp = "2025-03-01T10:00:00Z".parse().unwrap();
+    let braked = base(&ws).replace(
+        "  maxGrantDuration: {staging: 30d}\n",
+        "  maxGrantDuration: {staging: 30d}\n  deletionBrake: {minimum: 1, percent: 0}\n",
+    );
+    let people: Vec<String> = ["erin", "dana", "finn"]
+        .iter()
+        .map(|n| member(n, "    - role: viewer"))
+        .collect();
+    ws.commit(
+        &[
+            ("latchkey.yaml", &braked),
+            ("clients/acme/members.yaml", &people.join("---\n")),
+        ],
+        t0.as_second(),
+        "three",
+    );
+    let mut c = quick(controller(&ws), 3);
+    let tick = c.tick(Trigger::Merge, t0).await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+    ws.commit(
+        &[
+            ("notify.yaml", &notifier(&ws, addr, "")),
+            ("clients/acme/members.yaml", &people[0]),
+        ],
+        t0.as_second() + 60,
+        "a notifier, and two leave",
+    );
+    let tick = c
+        .tick(Trigger::Merge, t0 + SignedDuration::from_mins(2))
+        .await;
+    assert!(matches!(tick, Tick::Held { .. }), "{tick:?}");
+    assert!(c.drain_notifications(Duration::from_secs(10)).await);
+    assert!(receiver.got().is_empty(), "{:?}", receiver.got());
+
+    // The Notifier alone, applied, is in force: the next hold is told.
+    ws.commit(
+        &[("clients/acme/members.yaml", &people.join("---\n"))],
+        t0.as_second() + 120,
+        "they stay after all",
+    );
+    let tick = c
+        .tick(Trigger::Merge, t0 + SignedDuration::from_mins(3))
+        .await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+    ws.commit(
+        &[("clients/acme/members.yaml", &people[0])],
+        t0.as_second() + 180,
+        "two leave",
+    );
+    let tick = c
+        .tick(Trigger::Merge, t0 + SignedDuration::from_mins(4))
+        .await;
+    assert!(matches!(tick, Tick::Held { .. }), "{tick:?}");
+    assert!(c.drain_notifications(Duration::from_secs(10)).await);
+    let got = receiver.delivered();
+    assert!(!got.is_empty());
+    assert!(got.iter().all(|g| g.json()["event"] == "hold"), "{got:?}");
+}
