@@ -14,6 +14,7 @@ pub mod controller;
 pub mod import;
 pub mod load;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod reconcile;
 pub mod source;

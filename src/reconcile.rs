@@ -186,6 +186,9 @@ pub struct Reconciler {
     /// The controller's ledger verification, resumed where the last intact one ended
     /// (set by [`Reconciler::with_ledger_verification`]); off for a one-shot apply.
     ledger_verifier: Option<audit::verify::Incremental>,
+    /// The records committed since the last [`Reconciler::take_committed`], when kept
+    /// (the controllers derive notifications from them).
+    committed: Option<Vec<Record>>,
 }
 
 /// A value read from the ledger at an audit base (under an audit root).
@@ -240,7 +243,22 @@ impl Reconciler {
             pending_memo: None,
             access_memo: None,
             ledger_verifier: None,
+            committed: None,
         }
+    }
+
+    /// Keeps every record this reconciler commits, for [`Reconciler::take_committed`].
+    pub fn keep_committed(mut self) -> Reconciler {
+        self.committed = Some(Vec::new());
+        self
+    }
+
+    /// The records committed since the last call (none unless kept).
+    pub fn take_committed(&mut self) -> Vec<Record> {
+        self.committed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Verifies the whole ledger before each apply (the controller, which applies many
@@ -1013,6 +1031,7 @@ impl Reconciler {
         for r in &mut records {
             r.applied_by = Some(applied_by.clone());
         }
+        let kept = self.committed.is_some().then(|| records.clone());
         let audit = audit::RunAudit {
             catalog,
             all_reports,
@@ -1030,6 +1049,9 @@ impl Reconciler {
         })?;
         if let Some(oid) = oid {
             audit::anchor::set(&self.repo, branch, oid)?;
+        }
+        if let (Some(committed), Some(kept)) = (self.committed.as_mut(), kept) {
+            committed.extend(kept);
         }
         if opts.push && oid.is_some() {
             self.repo.push(branch, 3)?;

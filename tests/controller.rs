@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BASE, Workspace, member};
+use common::{BASE, Workspace, base_in, controller, member};
 use jiff::Timestamp;
 
 /// A running `latchkey run` and its HTTP address.
@@ -296,47 +296,6 @@ fn a_signed_push_webhook_triggers_a_fetch_and_bad_secrets_are_refused() {
         ws.rows("portal.sqlite").len() == 2
     });
     run.stop();
-}
-
-/// A controller on the workspace's repository, driven in-process with explicit instants.
-fn controller(ws: &Workspace) -> latchkey::controller::run::Controller {
-    use latchkey::controller::http::Shared;
-    use latchkey::controller::run::{Controller, RunConfig};
-    let repo = latchkey::source::SourceRepo::open(
-        &latchkey::source::Location::Path(ws.repo_path()),
-        &ws.path().join("cache"),
-    )
-    .expect("open");
-    let registry = latchkey::connectors::Registry::builtin(Default::default());
-    let shared = std::sync::Arc::new(Shared {
-        metrics: latchkey::controller::metrics::Metrics::new(),
-        ready: Default::default(),
-        push: Default::default(),
-        webhook_secret: None,
-    });
-    let cfg = RunConfig {
-        branch: "main".into(),
-        subpath: String::new(),
-        interval: Duration::from_secs(3600),
-        drift_interval: Duration::from_secs(3600),
-        push: false,
-    };
-    Controller::new(
-        latchkey::reconcile::Reconciler::new(repo, registry),
-        cfg,
-        shared,
-    )
-}
-
-/// [`BASE`] with the SQLite paths made absolute: an in-process controller runs in the
-/// test's working directory, not the workspace.
-fn base_in(ws: &Workspace) -> String {
-    let mut base = BASE.to_string();
-    for db in ["portal.sqlite", "staging.sqlite"] {
-        let abs = ws.path().join(db);
-        base = base.replace(&format!("path: {db}"), &format!("path: {}", abs.display()));
-    }
-    base
 }
 
 /// Issue 15, item 2: one Latin-1 byte (a `# café` comment) made every reconcile of `run`

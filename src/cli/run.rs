@@ -59,6 +59,9 @@ pub struct RunArgs {
     pub format: SummaryFormat,
 }
 
+/// How long `run --once` waits for its notifications before it exits.
+const ONCE_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub async fn run(args: RunArgs) -> Result<Exit, CliError> {
     let webhook_secret = match &args.webhook_secret_env {
         Some(var) => match std::env::var(var) {
@@ -88,6 +91,11 @@ pub async fn run(args: RunArgs) -> Result<Exit, CliError> {
     if args.once {
         let tick = controller.tick(Trigger::Manual, args.repo.now()).await;
         tick.log(Trigger::Manual, controller.next_change);
+        // The process exits next: give the notifications of this reconcile a bounded
+        // time to go out (the outbox sends what is left on the next run).
+        if !controller.drain_notifications(ONCE_DRAIN).await {
+            tracing::warn!("notifications still queued at exit; the next run sends them");
+        }
         match args.format {
             SummaryFormat::Text => eprintln!("{}", summary(&tick, controller.next_change)),
             SummaryFormat::Json => output::println(

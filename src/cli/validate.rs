@@ -96,8 +96,13 @@ pub fn run(args: ValidateArgs) -> Result<Exit, CliError> {
         );
         return Ok(Exit::Errors);
     }
+    // Notifiers are named only when there are some: most repositories have none.
+    let notifiers = match c.notifiers.len() {
+        0 => String::new(),
+        n => format!(", {n} notifier{}", plural(n)),
+    };
     eprintln!(
-        "{label}: valid ({} systems, {} roles, {} clients, {} members, {} grants; {warnings} warning{})",
+        "{label}: valid ({} systems, {} roles, {} clients, {} members, {} grants{notifiers}; {warnings} warning{})",
         c.systems.len(),
         c.roles.len(),
         c.clients.len(),

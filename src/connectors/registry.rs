@@ -61,6 +61,11 @@ impl Registry {
     }
 
     /// Builds the connector for a System.
+    /// Where the secrets come from (Notifiers resolve theirs the same way).
+    pub fn secrets(&self) -> &SecretSource {
+        &self.secrets
+    }
+
     pub fn connect(
         &self,
         name: &str,

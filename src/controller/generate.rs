@@ -49,6 +49,7 @@ pub fn crds() -> Result<Vec<Generated>, GenerateError> {
         model::Role::crd(),
         model::Client::crd(),
         model::Member::crd(),
+        model::Notifier::crd(),
     ];
     crds.into_iter()
         .map(|crd| {
@@ -152,6 +153,7 @@ fn document_schema(kind: Kind, g: &mut SchemaGenerator) -> Value {
         Kind::Client => sub::<model::ClientSpec>(g),
         Kind::Member => sub::<model::MemberSpec>(g),
         Kind::Policy => sub::<model::PolicySpec>(g),
+        Kind::Notifier => sub::<model::NotifierSpec>(g),
     };
     json!({
         "type": "object",

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub drift: Gauge,
     pub invalid_revision: Gauge,
     pub last_applied: Gauge<f64, AtomicU64>,
+    /// Notification deliveries and the queue (crate::notify).
+    pub notify: std::sync::Arc<crate::notify::Metrics>,
 }
 
 impl Default for Metrics {
@@ -46,6 +48,7 @@ impl Metrics {
             drift: Gauge::default(),
             invalid_revision: Gauge::default(),
             last_applied: Gauge::default(),
+            notify: Default::default(),
         };
         registry.register(
             "reconcile_duration_seconds",
@@ -87,6 +90,7 @@ impl Metrics {
             "When a revision was last applied",
             m.last_applied.clone(),
         );
+        m.notify.register(&mut registry);
         Metrics { registry, ..m }
     }
 

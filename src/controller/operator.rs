@@ -26,6 +26,7 @@ use super::status::{self, Outcome};
 use super::{AccessRepository, AccessRepositorySpec, AccessRepositoryStatus};
 use crate::audit::Trigger;
 use crate::connectors::{Registry, Secret, SecretSource};
+use crate::notify::BranchNotifications;
 use crate::reconcile::{Enforced, Options, ReconcileError, Reconciler, RunOutcome};
 use crate::source::{GitCredentials, Location, SourceRepo};
 
@@ -102,8 +103,9 @@ pub struct Context {
     reconcilers: Reconcilers,
 }
 
-/// Reconcilers by resource, with the (url, branch, path) they were built for.
-type Reconcilers = Arc<Mutex<HashMap<String, (String, Reconciler)>>>;
+/// Reconcilers by resource, with the (url, branch, path) they were built for and the
+/// resource's notifications.
+type Reconcilers = Arc<Mutex<HashMap<String, (String, Reconciler, BranchNotifications)>>>;
 
 impl Context {
     /// A context; `instance` names this replica in Events (the pod name).
@@ -205,6 +207,7 @@ pub async fn reconcile(obj: Arc<AccessRepository>, ctx: Arc<Context>) -> Result<
             run_pipeline(
                 key.clone(),
                 ctx.reconcilers.clone(),
+                ctx.metrics.notify.clone(),
                 obj.spec.clone(),
                 obj.status.clone(),
                 cache,
@@ -391,6 +394,7 @@ type PipelineResult = (Outcome, Vec<Notice>, Option<ReconcileError>);
 async fn run_pipeline(
     key: String,
     reconcilers: Reconcilers,
+    notify_metrics: Arc<crate::notify::Metrics>,
     spec: AccessRepositorySpec,
     previous: Option<AccessRepositoryStatus>,
     cache: PathBuf,
@@ -402,12 +406,19 @@ async fn run_pipeline(
     tokio::task::spawn_blocking(move || {
         // The resource's reconciler, when it was built for the same repository.
         let built_for = format!("{}\n{}\n{}", spec.url, spec.branch, spec.path);
-        let kept = reconcilers
+        let (kept, notifications) = match reconcilers
             .lock()
             .ok()
             .and_then(|mut m| m.remove(&key))
-            .filter(|(k, _)| *k == built_for)
-            .map(|(_, r)| r);
+            .filter(|(k, _, _)| *k == built_for)
+        {
+            Some((_, r, n)) => (Some(r), n),
+            None => (
+                None,
+                BranchNotifications::new(&spec.branch, &spec.path, notify_metrics),
+            ),
+        };
+        let mut notifications = notifications;
         let (result, rec) = handle.block_on(pipeline(
             kept,
             &spec,
@@ -417,8 +428,15 @@ async fn run_pipeline(
             git,
             now,
         ));
-        if let (Some(rec), Ok(mut m)) = (rec, reconcilers.lock()) {
-            m.insert(key, (built_for, rec));
+        if let Some(mut rec) = rec {
+            // Word of what the reconcile committed; it never changes the reconcile's result.
+            let read_all =
+                matches!(&result.0, Outcome::Applied { unreadable, .. } if unreadable.is_empty());
+            let _runtime = handle.enter();
+            notifications.after_run(&mut rec, now, read_all, &[]);
+            if let Ok(mut m) = reconcilers.lock() {
+                m.insert(key, (built_for, rec, notifications));
+            }
         }
         result
     })
@@ -463,9 +481,9 @@ pub async fn pipeline(
             rec
         }
         None => match SourceRepo::open_with(&Location::parse(&spec.url), cache, git) {
-            Ok(repo) => {
-                Reconciler::new(repo, Registry::builtin(secrets)).with_ledger_verification()
-            }
+            Ok(repo) => Reconciler::new(repo, Registry::builtin(secrets))
+                .with_ledger_verification()
+                .keep_committed(),
             Err(e) => return (failed(e.into(), None), None),
         },
     };

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Set once the operator has started (the server answers 200 on /readyz).
     pub ready: AtomicBool,
+    /// Notification deliveries and the queue (crate::notify).
+    pub notify: Arc<crate::notify::Metrics>,
 }
 
 impl Default for Metrics {
@@ -47,12 +49,15 @@ impl Default for Metrics {
             changes_applied.clone(),
         );
         registry.register("leader", "1 while this replica leads", leader.clone());
+        let notify = Arc::new(crate::notify::Metrics::default());
+        notify.register(&mut registry);
         Metrics {
             registry,
             reconciles,
             changes_applied,
             leader,
             ready: AtomicBool::new(false),
+            notify,
         }
     }
 }

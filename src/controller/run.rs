@@ -95,18 +95,30 @@ pub struct Controller {
     last_valid: Option<Oid>,
     /// When desired state next changes with time.
     pub next_change: Option<Timestamp>,
+    /// Word to the Notifiers of the last applied revision (docs/notifications.md).
+    pub notifications: crate::notify::BranchNotifications,
 }
 
 impl Controller {
     pub fn new(rec: Reconciler, cfg: RunConfig, shared: Arc<Shared>) -> Controller {
         Controller {
-            rec: rec.with_ledger_verification(),
+            rec: rec.with_ledger_verification().keep_committed(),
+            notifications: crate::notify::BranchNotifications::new(
+                &cfg.branch,
+                &cfg.subpath,
+                shared.metrics.notify.clone(),
+            ),
             cfg,
             shared,
             last_seen: None,
             last_valid: None,
             next_change: None,
         }
+    }
+
+    /// What the endpoints share with the loop (metrics, readiness).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     fn options(&self, rev: String, trigger: Trigger, now: Timestamp) -> Options {
@@ -145,6 +157,8 @@ impl Controller {
         };
         self.last_seen = Some(head.oid);
         if !new_revision && trigger == Trigger::Merge {
+            // Nothing to reconcile, but a grant may have come within a Notifier's window.
+            self.notify(now, false, &[]);
             return Tick::Idle;
         }
         let started = std::time::Instant::now();
@@ -159,6 +173,7 @@ impl Controller {
         let observe = |o: &crate::apply::Outcome| shared.metrics.observe(o);
         let enforced = self.rec.enforce(&opts, self.last_valid, &observe).await;
         let kind = RunOutcome::of_enforced(&enforced);
+        let read_all = crate::notify::read_all(&enforced);
         let result = match enforced {
             Ok(Enforced::Newest(applied)) => {
                 self.last_valid = Some(head.oid);
@@ -188,7 +203,21 @@ impl Controller {
         if let Tick::Failed(e) = &result {
             tracing::error!(error = %e, "reconcile failed");
         }
+        self.notify(now, read_all, &[]);
         result
+    }
+
+    /// Offers the notifications of the reconcile just made, and `extra` events: where
+    /// the reviews' due grants come in ([`crate::notify::event::review_due`]).
+    pub fn notify(&mut self, now: Timestamp, read_all: bool, extra: &[crate::notify::Event]) {
+        self.notifications
+            .after_run(&mut self.rec, now, read_all, extra);
+    }
+
+    /// Waits, at most `timeout`, until every notification offered is delivered or has
+    /// failed (`run --once` exits right after its reconcile).
+    pub async fn drain_notifications(&self, timeout: Duration) -> bool {
+        self.notifications.drain(timeout).await
     }
 
     /// A tick's result from an apply's: metrics, readiness and the next wake.

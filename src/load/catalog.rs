@@ -10,7 +10,8 @@ use super::member::{Member, ResolvedGrant, invalid_name};
 use super::parse::{AnyDoc, DocLoc};
 use crate::model::connection;
 use crate::model::{
-    ClientSpec, GrantDuration, PolicySpec, RoleSpec, SystemSpec, role::CLIENT_PLACEHOLDER,
+    ClientSpec, Credentials, GrantDuration, NotifierSpec, PolicySpec, RoleSpec, SystemSpec,
+    role::CLIENT_PLACEHOLDER,
 };
 
 /// A document's name, spec and location.
@@ -44,6 +45,8 @@ pub struct Catalog {
     pub systems: BTreeMap<String, Item<SystemSpec>>,
     pub roles: BTreeMap<String, Item<RoleSpec>>,
     pub clients: BTreeMap<String, Item<ClientSpec>>,
+    /// Where notifications go (docs/notifications.md).
+    pub notifiers: BTreeMap<String, Item<NotifierSpec>>,
     /// Keyed by identity (lowercase email). Shared with the load cache: an unchanged
     /// member is the same `Arc` from one load to the next. The map itself is shared
     /// with desired state rather than copied.
@@ -109,6 +112,14 @@ impl Catalog {
                     &env.spec,
                     at,
                     "Client",
+                    pending,
+                ),
+                AnyDoc::Notifier(env) => insert(
+                    &mut cat.notifiers,
+                    &env.metadata.name,
+                    &env.spec,
+                    at,
+                    "Notifier",
                     pending,
                 ),
                 AnyDoc::Member(_) => {}
@@ -207,6 +218,7 @@ pub fn check_globals(cat: &Catalog, pending: &mut Vec<Pending>) {
     check_systems(cat, pending);
     check_roles(cat, pending);
     check_clients(cat, pending);
+    check_notifiers(cat, pending);
 }
 
 /// Names become table keys, label values and file names: keep them DNS-label-like.
@@ -226,7 +238,8 @@ fn check_names(cat: &Catalog, pending: &mut Vec<Pending>) {
         .values()
         .map(|i| (&i.name, &i.at))
         .chain(cat.roles.values().map(|i| (&i.name, &i.at)))
-        .chain(cat.clients.values().map(|i| (&i.name, &i.at)));
+        .chain(cat.clients.values().map(|i| (&i.name, &i.at)))
+        .chain(cat.notifiers.values().map(|i| (&i.name, &i.at)));
     for (name, at) in names {
         if !valid_name(name) {
             pending.push(invalid_name(name, at));
@@ -409,22 +422,7 @@ fn check_systems(cat: &Catalog, pending: &mut Vec<Pending>) {
             );
         }
         if let Some(cred) = &sys.spec.credentials {
-            let sources = [
-                cred.env.is_some(),
-                cred.file.is_some(),
-                cred.secret_key.is_some(),
-            ];
-            if sources.iter().filter(|s| **s).count() != 1 {
-                pending.push(
-                    Pending::error(
-                        file,
-                        doc,
-                        path("spec.credentials"),
-                        "credentials must name exactly one source",
-                    )
-                    .help("set one of env, file or secretKey"),
-                );
-            }
+            check_credentials(cred, file, doc, "spec.credentials", pending);
         }
         use super::diagnostic::Seg;
         let mut stack: Vec<(Vec<Seg>, &serde_json::Value)> = sys
@@ -699,6 +697,80 @@ fn check_clients(cat: &Catalog, pending: &mut Vec<Pending>) {
                 path("spec.maxGrantDuration"),
                 e.to_string(),
             ));
+        }
+    }
+}
+
+/// `credentials`-shaped settings (at `at`) must name exactly one source.
+fn check_credentials(
+    cred: &Credentials,
+    file: &str,
+    doc: usize,
+    at: &str,
+    pending: &mut Vec<Pending>,
+) {
+    let sources = [
+        cred.env.is_some(),
+        cred.file.is_some(),
+        cred.secret_key.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        pending.push(
+            Pending::error(
+                file,
+                doc,
+                path(at),
+                format!(
+                    "{} must name exactly one source",
+                    at.rsplit('.').next().unwrap_or(at)
+                ),
+            )
+            .help("set one of env, file or secretKey"),
+        );
+    }
+}
+
+/// A Notifier's events, durations, clients and credential sources must be usable: a
+/// notifier that cannot send is found by `validate`, not by the first missed warning.
+fn check_notifiers(cat: &Catalog, pending: &mut Vec<Pending>) {
+    use crate::notify::EventKind;
+    for n in cat.notifiers.values() {
+        let (file, doc) = (&*n.at.file, n.at.doc);
+        check_credentials(&n.spec.url, file, doc, "spec.url", pending);
+        check_credentials(&n.spec.secret, file, doc, "spec.secret", pending);
+        for (i, e) in n.spec.events.iter().flatten().enumerate() {
+            if EventKind::parse(e).is_none() {
+                pending.push(
+                    Pending::error(
+                        file,
+                        doc,
+                        path(&format!("spec.events.{i}")),
+                        format!("unknown event {e:?}"),
+                    )
+                    .help(format!("use one of {}", EventKind::names().join(", "))),
+                );
+            }
+        }
+        if let Some(d) = &n.spec.expiring_within
+            && let Err(e) = GrantDuration::parse(d)
+        {
+            pending.push(Pending::error(
+                file,
+                doc,
+                path("spec.expiringWithin"),
+                e.to_string(),
+            ));
+        }
+        for (i, c) in n.spec.clients.iter().flatten().enumerate() {
+            if !cat.clients.contains_key(c) {
+                pending.push(unknown_client(
+                    file,
+                    doc,
+                    path(&format!("spec.clients.{i}")),
+                    c,
+                    cat,
+                ));
+            }
         }
     }
 }

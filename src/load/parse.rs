@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 
 use super::diagnostic::{Diagnostic, Pending, Seg, Severity, YamlPath, path};
 use crate::model::{
-    API_VERSION, ClientSpec, Envelope, Kind, MemberSpec, PolicySpec, RoleSpec, SystemSpec,
+    API_VERSION, ClientSpec, Envelope, Kind, MemberSpec, NotifierSpec, PolicySpec, RoleSpec,
+    SystemSpec,
 };
 
 /// Where a document sits: its file and its index among the file's documents.
@@ -25,6 +26,7 @@ pub enum AnyDoc {
     Client(Envelope<ClientSpec>),
     Member(Envelope<MemberSpec>),
     Policy(Envelope<PolicySpec>),
+    Notifier(Envelope<NotifierSpec>),
 }
 
 /// The documents of one file and what was wrong with the rest.
@@ -137,6 +139,7 @@ fn parse_doc(
         Kind::Client => typed(file, doc, value, pending).map(AnyDoc::Client),
         Kind::Member => typed(file, doc, value, pending).map(AnyDoc::Member),
         Kind::Policy => typed(file, doc, value, pending).map(AnyDoc::Policy),
+        Kind::Notifier => typed(file, doc, value, pending).map(AnyDoc::Notifier),
     }
 }
 

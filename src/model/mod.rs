@@ -8,6 +8,7 @@ pub mod connection;
 mod duration;
 mod instant;
 mod member;
+mod notifier;
 mod policy;
 pub mod role;
 mod system;
@@ -16,6 +17,7 @@ pub use client::{Client, ClientSpec};
 pub use duration::{GrantDuration, ParseDurationError};
 pub use instant::{LATEST, ParseInstantError, parse_instant};
 pub use member::{Grant, Member, MemberSpec, identity};
+pub use notifier::{Notifier, NotifierSpec, ReceiverType};
 pub use policy::{DeletionBrake, Policy, PolicySpec, Signer, Trust};
 pub use role::{Role, RoleSpec};
 pub use system::{Credentials, OffboardMode, System, SystemSpec};
@@ -67,16 +69,18 @@ pub enum Kind {
     Client,
     Member,
     Policy,
+    Notifier,
 }
 
 impl Kind {
     /// Every kind, in the order documents are listed.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Policy,
         Kind::System,
         Kind::Role,
         Kind::Client,
         Kind::Member,
+        Kind::Notifier,
     ];
 
     /// Parses a `kind:` value.
@@ -92,6 +96,7 @@ impl Kind {
             Kind::Client => "Client",
             Kind::Member => "Member",
             Kind::Policy => "Policy",
+            Kind::Notifier => "Notifier",
         }
     }
 }

@@ -197,6 +197,8 @@ fn fingerprints(
             AnyDoc::System(s) => (system_key(&s.metadata.name), print(&s.spec)),
             AnyDoc::Client(c) => (client_key(&c.metadata.name), print(&c.spec)),
             AnyDoc::Policy(p) => (POLICY_KEY.to_string(), print(&p.spec)),
+            // A Notifier changes who hears about access, never access: no change names it.
+            AnyDoc::Notifier(n) => (format!("notifier:{}", n.metadata.name), print(&n.spec)),
         };
         out.insert(key, content);
     }

@@ -255,3 +255,44 @@ pub fn viewers(n: usize) -> String {
 
 /// 2026-11-20T12:00:00Z, the time most test commits are made at.
 pub const T0: i64 = 1_795_176_000;
+
+/// A controller on the workspace's repository, driven in-process with explicit instants.
+pub fn controller(ws: &Workspace) -> latchkey::controller::run::Controller {
+    use latchkey::controller::http::Shared;
+    use latchkey::controller::run::{Controller, RunConfig};
+    let repo = latchkey::source::SourceRepo::open(
+        &latchkey::source::Location::Path(ws.repo_path()),
+        &ws.path().join("cache"),
+    )
+    .expect("open");
+    let registry = latchkey::connectors::Registry::builtin(Default::default());
+    let shared = std::sync::Arc::new(Shared {
+        metrics: latchkey::controller::metrics::Metrics::new(),
+        ready: Default::default(),
+        push: Default::default(),
+        webhook_secret: None,
+    });
+    let cfg = RunConfig {
+        branch: "main".into(),
+        subpath: String::new(),
+        interval: std::time::Duration::from_secs(3600),
+        drift_interval: std::time::Duration::from_secs(3600),
+        push: false,
+    };
+    Controller::new(
+        latchkey::reconcile::Reconciler::new(repo, registry),
+        cfg,
+        shared,
+    )
+}
+
+/// [`BASE`] with the SQLite paths made absolute: an in-process controller runs in the
+/// test's working directory, not the workspace.
+pub fn base_in(ws: &Workspace) -> String {
+    let mut base = BASE.to_string();
+    for db in ["portal.sqlite", "staging.sqlite"] {
+        let abs = ws.path().join(db);
+        base = base.replace(&format!("path: {db}"), &format!("path: {}", abs.display()));
+    }
+    base
+}
