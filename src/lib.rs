@@ -15,6 +15,7 @@ pub mod import;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod recertify;
 pub mod reconcile;
 pub mod source;
 pub mod trust;

@@ -11,7 +11,7 @@ use super::catalog::{Catalog, names, unknown_client, valid_name};
 use super::diagnostic::{Pending, path};
 use super::parse::DocLoc;
 use crate::model::{
-    Environment, GrantDuration, LATEST, MemberSpec, ParseInstantError, parse_instant,
+    Environment, GrantDuration, LATEST, MemberSpec, OverdueReview, ParseInstantError, parse_instant,
 };
 
 /// A member with every usable grant resolved.
@@ -35,8 +35,15 @@ pub struct ResolvedGrant {
     pub role: String,
     pub client: String,
     pub starts: Option<Timestamp>,
+    /// When the grant ends: its `expires` or `for:`, or under Policy `overdueReview:
+    /// revoke` its review's due instant when that comes first.
     pub expires: Option<Timestamp>,
     pub reason: Option<String>,
+    /// When the grant's next review falls due (its client has a `reviewEvery`).
+    pub review_due: Option<Timestamp>,
+    /// `expires` is the review's due instant (Policy `overdueReview: revoke`): ending
+    /// there is `review-overdue`, not `expired`.
+    pub ends_at_review: bool,
     /// The member is marked `offboarded: true`.
     pub offboarded: bool,
     pub at: DocLoc,
@@ -472,6 +479,25 @@ pub fn check_member(
                 }
             }
         }
+        // A grant that ends before its review falls due, or an offboarded person's,
+        // needs no review.
+        let due = review_due(cat, identity, grant, &client, ctx, &mut deps)
+            .unwrap_or_else(|p| {
+                pending.push(p.into_pending(file, doc, i));
+                bad_time = true;
+                None
+            })
+            .filter(|d| !spec.offboarded && expires.is_none_or(|e| d.at < e));
+        if let Some(due) = due {
+            deps.compared_now(due.at, ctx.now);
+            if ctx.now > due.at {
+                pending.push(due.overdue(cat, file, doc, i, grant));
+            }
+        }
+        let ends_at_review = cat.policy.overdue_review == OverdueReview::Revoke && due.is_some();
+        if ends_at_review {
+            expires = due.map(|d| d.at);
+        }
         if role.is_some() && cat.clients.contains_key(&client) && !bad_time {
             grants.push(ResolvedGrant {
                 identity: identity.to_string(),
@@ -480,6 +506,8 @@ pub fn check_member(
                 starts,
                 expires,
                 reason: grant.reason.clone(),
+                review_due: due.map(|d| d.at),
+                ends_at_review,
                 offboarded: spec.offboarded,
                 at: at.clone(),
                 index: i,
@@ -504,6 +532,134 @@ pub fn check_member(
         pending,
         deps,
     }
+}
+
+/// How often grants for `client` are reviewed: its `reviewEvery`, else the Policy's
+/// (an unparseable one is an error of the Client or Policy, and no review here).
+pub fn review_every(cat: &Catalog, client: &str) -> Option<GrantDuration> {
+    cat.clients
+        .get(client)
+        .and_then(|c| c.spec.review_every.as_deref())
+        .or(cat.policy.review_every.as_deref())
+        .and_then(|d| GrantDuration::parse(d).ok())
+}
+
+/// A grant's next review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReviewDue {
+    /// The due instant: the last review (or the merge) plus `every`.
+    pub at: Timestamp,
+    pub every: GrantDuration,
+}
+
+impl ReviewDue {
+    /// The warning for a review overdue at the check's `now`.
+    fn overdue(
+        &self,
+        cat: &Catalog,
+        file: &str,
+        doc: usize,
+        i: usize,
+        grant: &crate::model::Grant,
+    ) -> Pending {
+        let field = if grant.reviewed.is_some() {
+            "reviewed"
+        } else {
+            "role"
+        };
+        let then = match cat.policy.overdue_review {
+            OverdueReview::Warn => "",
+            OverdueReview::Revoke => ": the grant ended then (Policy overdueReview: revoke)",
+        };
+        Pending::warning(
+            file,
+            doc,
+            path(&format!("spec.grants.{i}.{field}")),
+            format!(
+                "the review of grant {:?} was due at {} (reviewEvery {}){then}",
+                grant.role, self.at, self.every
+            ),
+        )
+        .help("review the grant and set reviewed: {at, by}")
+    }
+}
+
+/// Why a grant's `reviewed` was refused: the field and the message with its help.
+#[derive(Debug)]
+struct BadReview {
+    field: &'static str,
+    message: String,
+    help: &'static str,
+}
+
+impl BadReview {
+    fn into_pending(self, file: &str, doc: usize, i: usize) -> Pending {
+        Pending::error(
+            file,
+            doc,
+            path(&format!("spec.grants.{i}.reviewed.{}", self.field)),
+            self.message,
+        )
+        .help(self.help)
+    }
+}
+
+/// When the grant's next review falls due, if its client reviews grants: `reviewEvery`
+/// after `reviewed.at`, or after the grant was merged (the revision's time when history
+/// does not say) when it was never reviewed. A `reviewed` that is malformed, names no
+/// email or lies after the revision is an error: a review cannot be recorded ahead.
+fn review_due(
+    cat: &Catalog,
+    identity: &str,
+    grant: &crate::model::Grant,
+    client: &str,
+    ctx: &Context<'_>,
+    deps: &mut TimeDeps,
+) -> Result<Option<ReviewDue>, BadReview> {
+    let last = match &grant.reviewed {
+        Some(r) => {
+            if !valid_email(&r.by) || control_char(&r.by).is_some() {
+                return Err(BadReview {
+                    field: "by",
+                    message: format!("invalid reviewer email {:?}", r.by),
+                    help: "name who reviewed the grant by email: name@domain",
+                });
+            }
+            let at = timestamp(&r.at).map_err(|(message, help)| BadReview {
+                field: "at",
+                message,
+                help,
+            })?;
+            deps.revision_time = Some(ctx.revision_time);
+            if at > ctx.revision_time {
+                return Err(BadReview {
+                    field: "at",
+                    message: format!(
+                        "reviewed at {at}, after this revision ({})",
+                        ctx.revision_time
+                    ),
+                    help: "write when the review happened, not later than the commit that records it",
+                });
+            }
+            Some(at)
+        }
+        None => None,
+    };
+    let Some(every) = review_every(cat, client) else {
+        return Ok(None);
+    };
+    let from = last.unwrap_or_else(|| {
+        // History decides when the grant was merged: never reused (like `for:`).
+        deps.volatile = true;
+        deps.revision_time = Some(ctx.revision_time);
+        (ctx.merged_at)(identity, grant).unwrap_or(ctx.revision_time)
+    });
+    // A due instant past the bound is no due instant: there is nothing to review then.
+    Ok(from
+        .checked_add(every.as_signed())
+        .ok()
+        .filter(|at| *at < LATEST)
+        .map(|at| ReviewDue { at, every }))
 }
 
 /// The finding for a name that is not DNS-label-like.

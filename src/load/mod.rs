@@ -8,7 +8,7 @@ mod position;
 
 pub use catalog::{CONNECTORS, Catalog, Item, entitlement, expand};
 pub use diagnostic::{Diagnostic, Severity};
-pub use member::{Context, Member, ResolvedGrant, client_folder};
+pub use member::{Context, Member, ResolvedGrant, client_folder, review_every};
 pub use parse::{AnyDoc, DocLoc, ParsedFile, parse_file};
 
 use std::collections::{BTreeMap, HashMap, btree_map};

@@ -272,8 +272,8 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     Reason::Offboarded
                 } else if undeclared_person {
                     Reason::Undeclared
-                } else if expired.is_some() {
-                    Reason::Expired
+                } else if let Some(grant) = expired {
+                    grant.end_reason()
                 } else if prev_declares(&key) {
                     Reason::Declared
                 } else {

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::change::{Guard, Hold, Plan, Reason};
+use super::change::{Guard, Hold, Plan};
 use crate::load::Catalog;
 
 /// Applies the deletion brake and the empty-client guard. With `allow_mass_revoke`,
@@ -22,7 +22,7 @@ pub fn guard(
     for c in plan
         .changes
         .iter()
-        .filter(|c| c.is_removal() && c.reason != Reason::Expired)
+        .filter(|c| c.is_removal() && !c.reason.is_time_up())
     {
         losing
             .entry(c.system.as_str())
