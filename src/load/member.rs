@@ -847,4 +847,206 @@ spec:
             assert_eq!(erins_grants(&l), 0, "{field}");
         }
     }
+
+    /// REPO with acme reviewing every 30 days, `policy` as the Policy's spec (a flow
+    /// mapping), erin's grant `grant`, merged at `merged` (history), loaded at `now` with
+    /// the revision at 2026-11-20T12:00:00Z.
+    fn load_reviewed(
+        policy: &str,
+        grant: &str,
+        merged: Option<&str>,
+        now: &str,
+        cache: &mut ParseCache,
+    ) -> Loaded {
+        let t: jiff::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+        let rev = Revision {
+            oid: git2::Oid::ZERO_SHA1,
+            branch: None,
+            time: t,
+            author: String::new(),
+            summary: String::new(),
+        };
+        let repo = REPO.replace(
+            "spec: {allowedRoles: [viewer]}",
+            "spec: {allowedRoles: [viewer], reviewEvery: 30d}",
+        );
+        let file = SourceFile {
+            path: "latchkey.yaml".into(),
+            blob: git2::Oid::ZERO_SHA1,
+            text: format!(
+                "apiVersion: latchkey.dev/v1alpha1\nkind: Policy\nmetadata: {{name: p}}\nspec: {policy}\n---\n{repo}    - {grant}\n"
+            ),
+        };
+        let merged = merged.map(|m| m.parse::<jiff::Timestamp>().unwrap());
+        let merged_at = |_: &str, _: &crate::model::Grant| merged;
+        let ctx = Context {
+            revision_time: t,
+            now: now.parse().unwrap(),
+            merged_at: &merged_at,
+        };
+        load_files(rev, &[file], &ctx, cache)
+    }
+
+    fn erins_grant(l: &Loaded) -> crate::load::ResolvedGrant {
+        l.catalog.members.values().next().unwrap().grants[0].clone()
+    }
+
+    const REVIEWED: &str =
+        "{role: viewer, reviewed: {at: 2026-11-01T00:00:00Z, by: dana@acme.example}}";
+
+    #[test]
+    fn a_review_falls_due_review_every_after_the_last_one() {
+        let l = load_reviewed(
+            "{}",
+            REVIEWED,
+            None,
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        assert!(findings(&l).is_empty(), "{:?}", findings(&l));
+        let g = erins_grant(&l);
+        assert_eq!(g.review_due.unwrap().to_string(), "2026-12-01T00:00:00Z");
+        assert_eq!(
+            (g.expires, g.ends_at_review),
+            (None, false),
+            "warn: no expiry"
+        );
+    }
+
+    #[test]
+    fn a_grant_never_reviewed_falls_due_after_its_merge() {
+        let l = load_reviewed(
+            "{}",
+            "{role: viewer}",
+            Some("2026-10-01T00:00:00Z"),
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        assert_eq!(
+            findings(&l),
+            [
+                "latchkey.yaml:28:14: warning: the review of grant \"viewer\" was due at 2026-10-31T00:00:00Z (reviewEvery 30d)\n  help: review the grant and set reviewed: {at, by}"
+            ]
+        );
+        // Without history, the revision's time stands in for the merge.
+        let l = load_reviewed(
+            "{}",
+            "{role: viewer}",
+            None,
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        assert_eq!(
+            erins_grant(&l).review_due.unwrap().to_string(),
+            "2026-12-20T12:00:00Z"
+        );
+    }
+
+    /// The check of an unchanged document is reused from the cache only while `now` stays
+    /// on the same side of the due instant.
+    #[test]
+    fn an_overdue_review_is_a_warning_once_now_passes_the_due_instant() {
+        let mut cache = ParseCache::default();
+        let before = load_reviewed("{}", REVIEWED, None, "2026-11-30T23:59:59Z", &mut cache);
+        assert!(findings(&before).is_empty(), "{:?}", findings(&before));
+        let after = load_reviewed("{}", REVIEWED, None, "2026-12-01T00:00:01Z", &mut cache);
+        assert_eq!(
+            findings(&after),
+            [
+                "latchkey.yaml:28:32: warning: the review of grant \"viewer\" was due at 2026-12-01T00:00:00Z (reviewEvery 30d)\n  help: review the grant and set reviewed: {at, by}"
+            ]
+        );
+        let again = load_reviewed("{}", REVIEWED, None, "2026-11-25T00:00:00Z", &mut cache);
+        assert!(findings(&again).is_empty(), "{:?}", findings(&again));
+    }
+
+    #[test]
+    fn under_overdue_review_revoke_the_due_instant_is_the_expiry() {
+        let revoke = "{overdueReview: revoke}";
+        let l = load_reviewed(
+            revoke,
+            REVIEWED,
+            None,
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        let g = erins_grant(&l);
+        assert_eq!(g.expires.unwrap().to_string(), "2026-12-01T00:00:00Z");
+        assert!(g.ends_at_review);
+        assert!(g.active_at("2026-11-30T23:59:59Z".parse().unwrap()));
+        assert!(!g.active_at("2026-12-01T00:00:00Z".parse().unwrap()));
+        let l = load_reviewed(
+            revoke,
+            REVIEWED,
+            None,
+            "2026-12-02T00:00:00Z",
+            &mut ParseCache::default(),
+        );
+        assert_eq!(
+            findings(&l),
+            [
+                "latchkey.yaml:28:32: warning: the review of grant \"viewer\" was due at 2026-12-01T00:00:00Z (reviewEvery 30d): the grant ended then (Policy overdueReview: revoke)\n  help: review the grant and set reviewed: {at, by}"
+            ]
+        );
+        // An expiry before the review keeps its own reason, and needs no review.
+        let l = load_reviewed(
+            revoke,
+            "{role: viewer, expires: 2026-11-25T00:00:00Z, reviewed: {at: 2026-11-01T00:00:00Z, by: dana@acme.example}}",
+            None,
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        let g = erins_grant(&l);
+        assert_eq!(g.expires.unwrap().to_string(), "2026-11-25T00:00:00Z");
+        assert_eq!((g.review_due, g.ends_at_review), (None, false));
+    }
+
+    #[test]
+    fn a_bad_review_record_is_an_error_at_its_field() {
+        for (grant, want) in [
+            (
+                "{role: viewer, reviewed: {at: yesterday, by: dana@acme.example}}",
+                "latchkey.yaml:28:37: error: unparseable timestamp \"yesterday\"\n  help: write RFC 3339 with an offset, e.g. 2026-12-15T18:00:00Z",
+            ),
+            (
+                "{role: viewer, reviewed: {at: 2026-11-21T00:00:00Z, by: dana@acme.example}}",
+                "latchkey.yaml:28:37: error: reviewed at 2026-11-21T00:00:00Z, after this revision (2026-11-20T12:00:00Z)\n  help: write when the review happened, not later than the commit that records it",
+            ),
+            (
+                "{role: viewer, reviewed: {at: 2026-11-01T00:00:00Z, by: dana}}",
+                "latchkey.yaml:28:63: error: invalid reviewer email \"dana\"\n  help: name who reviewed the grant by email: name@domain",
+            ),
+        ] {
+            let l = load_reviewed(
+                "{}",
+                grant,
+                None,
+                "2026-11-20T12:00:00Z",
+                &mut ParseCache::default(),
+            );
+            assert_eq!(findings(&l), [want], "{grant}");
+            assert_eq!(
+                erins_grants(&l),
+                0,
+                "{grant}: a grant with a bad review is not resolved"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_review_every_is_an_error_of_its_document() {
+        let l = load_reviewed(
+            "{reviewEvery: 3 months}",
+            "{role: viewer}",
+            None,
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        assert_eq!(
+            findings(&l),
+            [
+                "latchkey.yaml:4:21: error: invalid duration \"3 months\": unknown unit (write e.g. 14d, 36h, 2w or 1d12h)"
+            ]
+        );
+    }
 }

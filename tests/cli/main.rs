@@ -14,5 +14,6 @@ mod import;
 mod ledger;
 mod pending;
 mod plan;
+mod recertify;
 mod review;
 mod worktree;
