@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod ldap_case;
+mod offboarding;
 mod peers;
 mod postgres_crash;
 mod postgres_expiry;
