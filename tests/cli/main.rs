@@ -12,6 +12,7 @@ mod help;
 mod image;
 mod import;
 mod ledger;
+mod offboarding;
 mod pending;
 mod plan;
 mod recertify;
