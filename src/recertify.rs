@@ -155,40 +155,23 @@ mod tests {
     use super::*;
     use crate::load::load_text;
 
-    const REPO: &str = "\
-apiVersion: latchkey.dev/v1alpha1
-kind: System
-metadata: {name: portal}
-spec: {type: sql, environment: portal, prune: true, offboard: delete}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Role
-metadata: {name: viewer}
-spec: {entitlements: {portal: [viewer]}}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Client
-metadata: {name: acme}
-spec: {allowedRoles: [viewer], reviewEvery: 30d, admins: [dana@acme.example]}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Member
-metadata: {name: erin}
-spec:
-  email: erin@acme.example
-  client: acme
-  grants:
-    - {role: viewer, reviewed: {at: 2026-10-01T00:00:00Z, by: dana@acme.example}}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Member
-metadata: {name: frank}
-spec:
-  email: frank@acme.example
-  client: acme
-  grants:
-    - {role: viewer, reviewed: {at: 2026-11-10T00:00:00Z, by: dana@acme.example}}
-";
+    /// Acme reviews every 30 days; Erin's grant was reviewed on 2026-10-01, Frank's on
+    /// 2026-11-10.
+    fn repo() -> String {
+        let repo = crate::load::TEST_REPO.replace(
+            "spec: {allowedRoles: [viewer]}",
+            "spec: {allowedRoles: [viewer], reviewEvery: 30d, admins: [dana@acme.example]}",
+        );
+        let frank = "---\napiVersion: latchkey.dev/v1alpha1\nkind: Member\nmetadata: {name: frank}\nspec:\n  email: frank@acme.example\n  client: acme\n  grants:\n";
+        let grant = |at: &str| {
+            format!("    - {{role: viewer, reviewed: {{at: {at}, by: dana@acme.example}}}}\n")
+        };
+        format!(
+            "{repo}{}{frank}{}",
+            grant("2026-10-01T00:00:00Z"),
+            grant("2026-11-10T00:00:00Z")
+        )
+    }
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -196,7 +179,7 @@ spec:
 
     #[test]
     fn lists_what_falls_due_in_the_window_and_marks_what_is_overdue() {
-        let l = load_text("latchkey.yaml", REPO, at("2026-11-20T00:00:00Z"));
+        let l = load_text("latchkey.yaml", &repo(), at("2026-11-20T00:00:00Z"));
         let none = |_: &str, _: &Grant| None;
         let week = GrantDuration::parse("7d").unwrap();
         // Erin's review was due on 2026-10-31: overdue. Frank's falls due on 12-10.

@@ -736,30 +736,7 @@ mod tests {
     use crate::load::{Context, Loaded, ParseCache, load_files};
     use crate::source::{Revision, SourceFile};
 
-    const REPO: &str = "\
-apiVersion: latchkey.dev/v1alpha1
-kind: System
-metadata: {name: portal}
-spec: {type: sql, environment: portal, prune: true, offboard: delete}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Role
-metadata: {name: viewer}
-spec: {entitlements: {portal: [viewer]}}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Client
-metadata: {name: acme}
-spec: {allowedRoles: [viewer]}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Member
-metadata: {name: erin}
-spec:
-  email: erin@acme.example
-  client: acme
-  grants:
-";
+    use crate::load::TEST_REPO as REPO;
 
     /// Loads REPO with erin's one grant `grant` (a flow mapping), merged at 2026-11-20.
     fn load_grant(grant: &str) -> Loaded {

@@ -25,6 +25,34 @@ use crate::source::{
     Documents, IGNORE_FILE, NotRead, Revision, SourceError, SourceFile, SourceRepo,
 };
 
+/// A repository of one sql System, one Role, Client acme and Member erin, whose
+/// `grants:` list ends the text: tests append grant lines (and documents) to it.
+#[cfg(test)]
+pub(crate) const TEST_REPO: &str = "\
+apiVersion: latchkey.dev/v1alpha1
+kind: System
+metadata: {name: portal}
+spec: {type: sql, environment: portal, prune: true, offboard: delete}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: viewer}
+spec: {entitlements: {portal: [viewer]}}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Client
+metadata: {name: acme}
+spec: {allowedRoles: [viewer]}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Member
+metadata: {name: erin}
+spec:
+  email: erin@acme.example
+  client: acme
+  grants:
+";
+
 /// A loaded revision: the catalogue and every finding.
 #[derive(Clone, Debug)]
 pub struct Loaded {

@@ -3,31 +3,12 @@
 //! when; while the portal refuses to disable accounts (a trigger, a real SQLite error),
 //! the disable is pending since it first failed, until a later apply succeeds.
 
-use std::path::Path;
-
 use crate::common::*;
 
 const MILTON: &str = "milton@initech.example";
 
-fn example() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agency")
-}
-
 fn agency() -> Env {
-    let env = Env::new();
-    let files: Vec<_> = read_tree(&example())
-        .into_iter()
-        .filter(|(p, _)| p.ends_with(".yaml"))
-        .collect();
-    let edits: Vec<(&str, Option<&str>)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), Some(c.as_str())))
-        .collect();
-    env.commit(&edits, "the example");
-    let seed = std::fs::read_to_string(example().join("seed.sql")).unwrap();
-    env.sqlite("portal.sqlite", &seed);
-    env.sqlite("staging.sqlite", "");
-    env
+    Env::agency_example("author@example.test", |_, text| text)
 }
 
 fn history_json(env: &Env) -> serde_json::Value {

@@ -3,35 +3,12 @@
 //! in `validate` and `plan`, and under `overdueReview: revoke` as an expiry applied to the
 //! example's SQLite portal with ledger reason `review-overdue`.
 
-use std::path::Path;
-
 use crate::common::*;
 
-fn example() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agency")
-}
-
 /// The example's documents as committed by alex (the agency), with `edit` applied to
-/// (path, text) first, and its systems seeded as the demo seeds them.
+/// (path, text) first, and its systems seeded.
 fn agency(edit: impl Fn(&str, String) -> String) -> Env {
-    let env = Env::new();
-    let files: Vec<(String, String)> = read_tree(&example())
-        .into_iter()
-        .filter(|(p, _)| p.ends_with(".yaml"))
-        .map(|(p, c)| {
-            let c = edit(&p, c);
-            (p, c)
-        })
-        .collect();
-    let edits: Vec<(&str, Option<&str>)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), Some(c.as_str())))
-        .collect();
-    env.commit_as("alex@northwind.example", &edits, "the example");
-    let seed = std::fs::read_to_string(example().join("seed.sql")).unwrap();
-    env.sqlite("portal.sqlite", &seed);
-    env.sqlite("staging.sqlite", "");
-    env
+    Env::agency_example("alex@northwind.example", edit)
 }
 
 const FRANKS_REVIEW: &str = "      reviewed: {at: 2026-11-02T09:00:00Z, by: dana@acme.example}\n";
