@@ -287,3 +287,35 @@ fn under_overdue_review_revoke_the_due_instant_revokes_with_reason_review_overdu
         "{records:?}"
     );
 }
+
+/// When only expiries may run (the ledger's anchor does not verify), a review deadline
+/// under `revoke` still fires, like an expiry.
+#[test]
+fn a_review_deadline_fires_when_only_expiries_may_run() {
+    let env = agency(revoking);
+    let portal = env.path("portal.sqlite");
+    assert_eq!(env.run(&["apply", REPO, "--now", NOW]).code, 0);
+    env.commit(
+        &[("audit/state.yaml", Some("lastAppliedCommit: [\n"))],
+        "oops",
+    );
+    let out = env.run(&["apply", REPO, "--now", "2026-11-26T00:00:00Z"]);
+    assert_eq!(out.code, 1, "refused but for expiries: {}", out.stderr);
+    assert!(out.stderr.contains("cannot be built on"), "{}", out.stderr);
+    assert!(
+        !roles(&portal).iter().any(|r| r.starts_with("frank@")),
+        "{:?}",
+        roles(&portal)
+    );
+    let reasons: Vec<String> = ledger_files(&env, env.head())
+        .into_iter()
+        .flat_map(|(_, rs)| rs)
+        .filter(|r| r["identity"] == "frank@acme.example" && r["change"] == "revoke")
+        .filter(|r| r["entitlement"] == "acme:viewer")
+        .map(|r| brief(&r))
+        .collect();
+    assert_eq!(
+        reasons,
+        ["portal frank@acme.example revoke acme:viewer review-overdue applied"]
+    );
+}
