@@ -373,6 +373,7 @@ fn propose(
             valid_for: None,
             starts: None,
             reason: None,
+            reviewed: None,
         });
     }
     let file = if cat.agency() == Some(client.as_str()) {

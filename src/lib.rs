@@ -16,6 +16,7 @@ pub mod load;
 pub mod model;
 pub mod notify;
 pub mod plan;
+pub mod recertify;
 pub mod reconcile;
 pub mod source;
 pub mod trust;

@@ -634,7 +634,7 @@ impl Reconciler {
                     planned
                         .plan
                         .changes
-                        .retain(|c| c.reason == plan::Reason::Expired && c.is_removal());
+                        .retain(|c| c.reason.is_time_up() && c.is_removal());
                     self.ledger_broken = Some(f.message.clone());
                     broken = f.error();
                 }
@@ -1088,7 +1088,7 @@ fn cause_of(prov: &mut Provenance<'_>, c: &plan::Change) -> Revision {
     } else if let Some(client) = &c.client {
         keys.push(client_key(client));
     }
-    if matches!(c.reason, plan::Reason::Expired | plan::Reason::Started) {
+    if c.reason.is_time_up() || c.reason == plan::Reason::Started {
         return prov.cause(&keys[..1], true);
     }
     keys.push(system_key(&c.system));

@@ -90,7 +90,7 @@ pub struct Record {
     /// When the grant expires, if it does; for `set-expiry`, the expiry the system was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Timestamp>,
-    /// `declared`, `started`, `expired`, `offboarded`, `undeclared`.
+    /// `declared`, `started`, `expired`, `review-overdue`, `offboarded`, `undeclared`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// `applied`, `failed`, `skipped`, or `interrupted`: a journalled change a crash cut

@@ -5,6 +5,7 @@ pub mod anchor;
 pub mod index;
 pub mod journal;
 pub mod ledger;
+pub mod offboarding;
 pub mod replay;
 pub mod report;
 pub mod state;

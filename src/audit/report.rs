@@ -11,6 +11,7 @@ use std::fmt::Write;
 use jiff::{SignedDuration, Timestamp};
 
 use super::ledger::Record;
+use super::offboarding::offboarding;
 use super::replay::{Access, AccessState};
 use crate::load::{Catalog, ResolvedGrant};
 use crate::plan::render::{instant, relative};
@@ -48,7 +49,12 @@ pub fn client_reports(
         grants.entry(g.client.as_str()).or_default().push(g);
     }
     let mut held: HashMap<(String, &str), Vec<&Access>> = HashMap::new();
+    let mut held_by: HashMap<String, Vec<&Access>> = HashMap::new();
     for a in access.entries() {
+        held_by
+            .entry(crate::model::identity(&a.identity))
+            .or_default()
+            .push(a);
         held.entry((a.identity.to_ascii_lowercase(), a.system.as_str()))
             .or_default()
             .push(a);
@@ -64,6 +70,28 @@ pub fn client_reports(
         if let Some(c) = r.client.as_deref() {
             revoked_by_client.entry(c).or_default().push(r);
         }
+    }
+    // People offboarded from a client: those the catalogue marks `offboarded`, and
+    // those with a recent offboarding record for it (a Member removed from git).
+    let mut by_identity: HashMap<String, Vec<Record>> = HashMap::new();
+    let mut offboarded: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    for r in recent {
+        let Some(identity) = r.identity.as_deref() else {
+            continue;
+        };
+        let identity = crate::model::identity(identity);
+        if r.reason.as_deref() == Some("offboarded")
+            && let Some(c) = r.client.as_deref()
+        {
+            offboarded.entry(c).or_default().insert(identity.clone());
+        }
+        by_identity.entry(identity).or_default().push(r.clone());
+    }
+    for m in cat.members.values().filter(|m| m.spec.offboarded) {
+        offboarded
+            .entry(m.spec.client.as_str())
+            .or_default()
+            .insert(crate::model::identity(&m.spec.email));
     }
     let mut out = BTreeMap::new();
     for (client, item) in cat.clients.iter().filter(|(c, _)| wanted(c)) {
@@ -187,6 +215,30 @@ pub fn client_reports(
             let _ = writeln!(md, "None.");
         } else {
             let _ = writeln!(md, "{}", revoked.join("\n"));
+        }
+        let _ = writeln!(md, "\n## Offboarded\n");
+        let ends: Vec<String> = offboarded
+            .get(client.as_str())
+            .into_iter()
+            .flatten()
+            .filter_map(|identity| {
+                let records = by_identity.get(identity).map(Vec::as_slice).unwrap_or(&[]);
+                let held = held_by.get(identity).into_iter().flatten().copied();
+                offboarding(identity, records, held)
+            })
+            .map(|o| {
+                let systems: Vec<String> = o
+                    .systems
+                    .iter()
+                    .map(|s| format!("  - {}: {}", s.system, s.describe()))
+                    .collect();
+                format!("- {}\n{}", o.summary(), systems.join("\n"))
+            })
+            .collect();
+        if ends.is_empty() {
+            let _ = writeln!(md, "None in the last 30 days.");
+        } else {
+            let _ = writeln!(md, "{}", ends.join("\n"));
         }
         out.insert(client.clone(), md);
     }

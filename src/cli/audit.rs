@@ -8,12 +8,13 @@ use clap::{Args, Subcommand};
 use jiff::Timestamp;
 
 use super::{CliError, Exit, Format, SourceArgs, SummaryFormat, output, parse_instant_or_date};
+use crate::audit::offboarding::{Offboarding, offboarding};
 use crate::audit::replay::{self, Access};
 use crate::audit::report::short_revision;
 use crate::audit::store::{LedgerError, LedgerSource};
 use crate::audit::verify::verify_anchored;
 use crate::audit::{Record, audit_root};
-use crate::plan::render::instant;
+use crate::plan::render::{instant, md};
 use crate::source::SourceRepo;
 
 /// Check the audit ledger.
@@ -80,6 +81,12 @@ pub struct WhoArgs {
 }
 
 /// List every grant, change and revocation of one person, with commits and reasons.
+///
+/// For a person latchkey offboarded, the offboarding record follows: each system and the
+/// instant access ended there (the last applied revoke, disable or delete recorded with
+/// reason offboarded), or what is still pending there and since when (a failed or skipped
+/// offboarding change with no later success, or access the ledger still shows held).
+/// JSON output is an object: `records`, and `offboarding` (null when there is none).
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   latchkey history erin@acme.example
@@ -230,13 +237,31 @@ pub fn render_who(rows: &[&Access], at: Timestamp, format: Format) -> String {
 }
 
 pub fn run_history(args: HistoryArgs) -> Result<Exit, CliError> {
-    let records = with_source(&args.repo, |src| replay::history(src, &args.email))?;
-    output::print(&render_history(&args.email, &records, args.format))?;
+    let (records, offboarding) = with_source(&args.repo, |src| {
+        let records = replay::history(src, &args.email)?;
+        let (state, _) = replay::state_at_end(src)?;
+        let held = state
+            .entries()
+            .filter(|a| a.identity.eq_ignore_ascii_case(&args.email));
+        let offboarding = offboarding(&crate::model::identity(&args.email), &records, held);
+        Ok((records, offboarding))
+    })?;
+    output::print(&render_history(
+        &args.email,
+        &records,
+        offboarding.as_ref(),
+        args.format,
+    ))?;
     Ok(Exit::Ok)
 }
 
-/// Renders `history` records.
-pub fn render_history(email: &str, records: &[Record], format: Format) -> String {
+/// Renders `history` records, then the offboarding record when there is one.
+pub fn render_history(
+    email: &str,
+    records: &[Record],
+    offboarding: Option<&Offboarding>,
+    format: Format,
+) -> String {
     let mut s = String::new();
     let what = |r: &Record| {
         let mut w = r.change.as_deref().unwrap_or("").replace('-', " ");
@@ -247,7 +272,12 @@ pub fn render_history(email: &str, records: &[Record], format: Format) -> String
     };
     match format {
         Format::Json => {
-            s = serde_json::to_string_pretty(records).unwrap_or_default();
+            let body = serde_json::json!({
+                "email": email,
+                "records": records,
+                "offboarding": offboarding,
+            });
+            s = serde_json::to_string_pretty(&body).unwrap_or_default();
             s.push('\n');
         }
         Format::Text => {
@@ -270,12 +300,26 @@ pub fn render_history(email: &str, records: &[Record], format: Format) -> String
                     r.run
                 );
             }
+            if let Some(o) = offboarding {
+                let _ = writeln!(s, "\n{}", o.summary());
+                for sys in &o.systems {
+                    let _ = writeln!(s, "  {}  {}", sys.system, sys.describe());
+                }
+            }
         }
         Format::Markdown => {
             let _ = writeln!(s, "## History of {email}\n");
             if records.is_empty() {
                 let _ = writeln!(s, "No records.");
                 return s;
+            }
+            if let Some(o) = offboarding {
+                let _ = writeln!(s, "### Offboarding\n\n{}\n", md(&o.summary()));
+                let _ = writeln!(s, "| System | Access |\n|---|---|");
+                for sys in &o.systems {
+                    let _ = writeln!(s, "| {} | {} |", md(&sys.system), md(&sys.describe()));
+                }
+                let _ = writeln!(s, "\n### Records\n");
             }
             let _ = writeln!(
                 s,

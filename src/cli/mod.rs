@@ -11,6 +11,7 @@ mod man;
 mod operator;
 pub mod output;
 mod plan;
+mod review;
 mod run;
 mod schema;
 mod validate;
@@ -95,6 +96,7 @@ pub enum Command {
     Audit(audit::AuditArgs),
     Who(audit::WhoArgs),
     History(audit::HistoryArgs),
+    Review(review::ReviewArgs),
     Completions(completions::CompletionsArgs),
     Man(man::ManArgs),
     Import(import::ImportArgs),
@@ -320,6 +322,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Audit(a) => audit::run_audit(a),
         Command::Who(a) => audit::run_who(a),
         Command::History(a) => audit::run_history(a),
+        Command::Review(a) => review::run(a),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => man::run(a),
         Command::Import(a) => import::run(a).await,

@@ -10,7 +10,8 @@ use crate::trust::boundary;
 
 /// Show what apply would change: desired (git at --now) against actual (the systems).
 ///
-/// Every change carries its reason: declared, started, expired, offboarded or undeclared.
+/// Every change carries its reason: declared, started, expired, review-overdue (Policy
+/// overdueReview: revoke), offboarded or undeclared.
 /// With --base and --head, review a change instead, contacting no system (for PR review
 /// without credentials): both revisions' effective access (per person, system,
 /// entitlement and window, through every Role, System, Client and Policy) at the same

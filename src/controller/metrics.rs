@@ -10,7 +10,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::apply::{ChangeResult, Outcome};
-use crate::plan::Reason;
 
 type Labels = Vec<(String, String)>;
 
@@ -110,7 +109,7 @@ impl Metrics {
             ("result".to_string(), result.to_string()),
         ];
         self.changes.get_or_create(&labels).inc();
-        if outcome.change.reason == Reason::Expired
+        if outcome.change.reason.is_time_up()
             && matches!(outcome.result, ChangeResult::Applied)
             && let Some(expires) = outcome.change.grant.as_ref().and_then(|g| g.expires)
         {

@@ -433,7 +433,7 @@ async fn run_pipeline(
             let read_all =
                 matches!(&result.0, Outcome::Applied { unreadable, .. } if unreadable.is_empty());
             let _runtime = handle.enter();
-            notifications.after_run(&mut rec, now, read_all, &[]);
+            notifications.after_run(&mut rec, now, read_all);
             if let Ok(mut m) = reconcilers.lock() {
                 m.insert(key, (built_for, rec, notifications));
             }

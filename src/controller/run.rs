@@ -158,7 +158,7 @@ impl Controller {
         self.last_seen = Some(head.oid);
         if !new_revision && trigger == Trigger::Merge {
             // Nothing to reconcile, but a grant may have come within a Notifier's window.
-            self.notify(now, false, &[]);
+            self.notify(now, false);
             return Tick::Idle;
         }
         let started = std::time::Instant::now();
@@ -203,15 +203,14 @@ impl Controller {
         if let Tick::Failed(e) = &result {
             tracing::error!(error = %e, "reconcile failed");
         }
-        self.notify(now, read_all, &[]);
+        self.notify(now, read_all);
         result
     }
 
-    /// Offers the notifications of the reconcile just made, and `extra` events: where
-    /// the reviews' due grants come in ([`crate::notify::event::review_due`]).
-    pub fn notify(&mut self, now: Timestamp, read_all: bool, extra: &[crate::notify::Event]) {
-        self.notifications
-            .after_run(&mut self.rec, now, read_all, extra);
+    /// Offers the notifications of the reconcile just made (and of the grants expiring
+    /// or falling due for review soon).
+    pub fn notify(&mut self, now: Timestamp, read_all: bool) {
+        self.notifications.after_run(&mut self.rec, now, read_all);
     }
 
     /// Waits, at most `timeout`, until every notification offered is delivered or has

@@ -275,15 +275,15 @@ fn check_policy(cat: &Catalog, pending: &mut Vec<Pending>) {
     if let Some(trust) = &cat.policy.trust {
         check_trust(trust, &at.file, at.doc, pending);
     }
-    if let Some(g) = &cat.policy.expired_grace
-        && let Err(e) = GrantDuration::parse(g)
-    {
-        pending.push(Pending::error(
-            &at.file,
-            at.doc,
-            path("spec.expiredGrace"),
-            e.to_string(),
-        ));
+    for (field, value) in [
+        ("spec.expiredGrace", &cat.policy.expired_grace),
+        ("spec.reviewEvery", &cat.policy.review_every),
+    ] {
+        if let Some(g) = value
+            && let Err(e) = GrantDuration::parse(g)
+        {
+            pending.push(Pending::error(&at.file, at.doc, path(field), e.to_string()));
+        }
     }
 }
 
@@ -688,15 +688,15 @@ fn check_clients(cat: &Catalog, pending: &mut Vec<Pending>) {
                 );
             }
         }
-        if let Some(d) = &client.spec.max_grant_duration
-            && let Err(e) = GrantDuration::parse(d)
-        {
-            pending.push(Pending::error(
-                file,
-                doc,
-                path("spec.maxGrantDuration"),
-                e.to_string(),
-            ));
+        for (field, value) in [
+            ("spec.maxGrantDuration", &client.spec.max_grant_duration),
+            ("spec.reviewEvery", &client.spec.review_every),
+        ] {
+            if let Some(d) = value
+                && let Err(e) = GrantDuration::parse(d)
+            {
+                pending.push(Pending::error(file, doc, path(field), e.to_string()));
+            }
         }
     }
 }

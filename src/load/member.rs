@@ -11,7 +11,7 @@ use super::catalog::{Catalog, names, unknown_client, valid_name};
 use super::diagnostic::{Pending, path};
 use super::parse::DocLoc;
 use crate::model::{
-    Environment, GrantDuration, LATEST, MemberSpec, ParseInstantError, parse_instant,
+    Environment, GrantDuration, LATEST, MemberSpec, OverdueReview, ParseInstantError, parse_instant,
 };
 
 /// A member with every usable grant resolved.
@@ -35,8 +35,15 @@ pub struct ResolvedGrant {
     pub role: String,
     pub client: String,
     pub starts: Option<Timestamp>,
+    /// When the grant ends: its `expires` or `for:`, or under Policy `overdueReview:
+    /// revoke` its review's due instant when that comes first.
     pub expires: Option<Timestamp>,
     pub reason: Option<String>,
+    /// When the grant's next review falls due (its client has a `reviewEvery`).
+    pub review_due: Option<Timestamp>,
+    /// `expires` is the review's due instant (Policy `overdueReview: revoke`): ending
+    /// there is `review-overdue`, not `expired`.
+    pub ends_at_review: bool,
     /// The member is marked `offboarded: true`.
     pub offboarded: bool,
     pub at: DocLoc,
@@ -472,6 +479,25 @@ pub fn check_member(
                 }
             }
         }
+        // A grant that ends before its review falls due, or an offboarded person's,
+        // needs no review.
+        let due = review_due(cat, identity, grant, &client, ctx, &mut deps)
+            .unwrap_or_else(|p| {
+                pending.push(p.into_pending(file, doc, i));
+                bad_time = true;
+                None
+            })
+            .filter(|d| !spec.offboarded && expires.is_none_or(|e| d.at < e));
+        if let Some(due) = due {
+            deps.compared_now(due.at, ctx.now);
+            if ctx.now > due.at {
+                pending.push(due.overdue(cat, file, doc, i, grant));
+            }
+        }
+        let ends_at_review = cat.policy.overdue_review == OverdueReview::Revoke && due.is_some();
+        if ends_at_review {
+            expires = due.map(|d| d.at);
+        }
         if role.is_some() && cat.clients.contains_key(&client) && !bad_time {
             grants.push(ResolvedGrant {
                 identity: identity.to_string(),
@@ -480,6 +506,8 @@ pub fn check_member(
                 starts,
                 expires,
                 reason: grant.reason.clone(),
+                review_due: due.map(|d| d.at),
+                ends_at_review,
                 offboarded: spec.offboarded,
                 at: at.clone(),
                 index: i,
@@ -504,6 +532,134 @@ pub fn check_member(
         pending,
         deps,
     }
+}
+
+/// How often grants for `client` are reviewed: its `reviewEvery`, else the Policy's
+/// (an unparseable one is an error of the Client or Policy, and no review here).
+pub fn review_every(cat: &Catalog, client: &str) -> Option<GrantDuration> {
+    cat.clients
+        .get(client)
+        .and_then(|c| c.spec.review_every.as_deref())
+        .or(cat.policy.review_every.as_deref())
+        .and_then(|d| GrantDuration::parse(d).ok())
+}
+
+/// A grant's next review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReviewDue {
+    /// The due instant: the last review (or the merge) plus `every`.
+    pub at: Timestamp,
+    pub every: GrantDuration,
+}
+
+impl ReviewDue {
+    /// The warning for a review overdue at the check's `now`.
+    fn overdue(
+        &self,
+        cat: &Catalog,
+        file: &str,
+        doc: usize,
+        i: usize,
+        grant: &crate::model::Grant,
+    ) -> Pending {
+        let field = if grant.reviewed.is_some() {
+            "reviewed"
+        } else {
+            "role"
+        };
+        let then = match cat.policy.overdue_review {
+            OverdueReview::Warn => "",
+            OverdueReview::Revoke => ": the grant ended then (Policy overdueReview: revoke)",
+        };
+        Pending::warning(
+            file,
+            doc,
+            path(&format!("spec.grants.{i}.{field}")),
+            format!(
+                "the review of grant {:?} was due at {} (reviewEvery {}){then}",
+                grant.role, self.at, self.every
+            ),
+        )
+        .help("review the grant and set reviewed: {at, by}")
+    }
+}
+
+/// Why a grant's `reviewed` was refused: the field and the message with its help.
+#[derive(Debug)]
+struct BadReview {
+    field: &'static str,
+    message: String,
+    help: &'static str,
+}
+
+impl BadReview {
+    fn into_pending(self, file: &str, doc: usize, i: usize) -> Pending {
+        Pending::error(
+            file,
+            doc,
+            path(&format!("spec.grants.{i}.reviewed.{}", self.field)),
+            self.message,
+        )
+        .help(self.help)
+    }
+}
+
+/// When the grant's next review falls due, if its client reviews grants: `reviewEvery`
+/// after `reviewed.at`, or after the grant was merged (the revision's time when history
+/// does not say) when it was never reviewed. A `reviewed` that is malformed, names no
+/// email or lies after the revision is an error: a review cannot be recorded ahead.
+fn review_due(
+    cat: &Catalog,
+    identity: &str,
+    grant: &crate::model::Grant,
+    client: &str,
+    ctx: &Context<'_>,
+    deps: &mut TimeDeps,
+) -> Result<Option<ReviewDue>, BadReview> {
+    let last = match &grant.reviewed {
+        Some(r) => {
+            if !valid_email(&r.by) || control_char(&r.by).is_some() {
+                return Err(BadReview {
+                    field: "by",
+                    message: format!("invalid reviewer email {:?}", r.by),
+                    help: "name who reviewed the grant by email: name@domain",
+                });
+            }
+            let at = timestamp(&r.at).map_err(|(message, help)| BadReview {
+                field: "at",
+                message,
+                help,
+            })?;
+            deps.revision_time = Some(ctx.revision_time);
+            if at > ctx.revision_time {
+                return Err(BadReview {
+                    field: "at",
+                    message: format!(
+                        "reviewed at {at}, after this revision ({})",
+                        ctx.revision_time
+                    ),
+                    help: "write when the review happened, not later than the commit that records it",
+                });
+            }
+            Some(at)
+        }
+        None => None,
+    };
+    let Some(every) = review_every(cat, client) else {
+        return Ok(None);
+    };
+    let from = last.unwrap_or_else(|| {
+        // History decides when the grant was merged: never reused (like `for:`).
+        deps.volatile = true;
+        deps.revision_time = Some(ctx.revision_time);
+        (ctx.merged_at)(identity, grant).unwrap_or(ctx.revision_time)
+    });
+    // A due instant past the bound is no due instant: there is nothing to review then.
+    Ok(from
+        .checked_add(every.as_signed())
+        .ok()
+        .filter(|at| *at < LATEST)
+        .map(|at| ReviewDue { at, every }))
 }
 
 /// The finding for a name that is not DNS-label-like.
@@ -580,30 +736,7 @@ mod tests {
     use crate::load::{Context, Loaded, ParseCache, load_files};
     use crate::source::{Revision, SourceFile};
 
-    const REPO: &str = "\
-apiVersion: latchkey.dev/v1alpha1
-kind: System
-metadata: {name: portal}
-spec: {type: sql, environment: portal, prune: true, offboard: delete}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Role
-metadata: {name: viewer}
-spec: {entitlements: {portal: [viewer]}}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Client
-metadata: {name: acme}
-spec: {allowedRoles: [viewer]}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Member
-metadata: {name: erin}
-spec:
-  email: erin@acme.example
-  client: acme
-  grants:
-";
+    use crate::load::TEST_REPO as REPO;
 
     /// Loads REPO with erin's one grant `grant` (a flow mapping), merged at 2026-11-20.
     fn load_grant(grant: &str) -> Loaded {
@@ -690,5 +823,207 @@ spec:
             );
             assert_eq!(erins_grants(&l), 0, "{field}");
         }
+    }
+
+    /// REPO with acme reviewing every 30 days, `policy` as the Policy's spec (a flow
+    /// mapping), erin's grant `grant`, merged at `merged` (history), loaded at `now` with
+    /// the revision at 2026-11-20T12:00:00Z.
+    fn load_reviewed(
+        policy: &str,
+        grant: &str,
+        merged: Option<&str>,
+        now: &str,
+        cache: &mut ParseCache,
+    ) -> Loaded {
+        let t: jiff::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+        let rev = Revision {
+            oid: git2::Oid::ZERO_SHA1,
+            branch: None,
+            time: t,
+            author: String::new(),
+            summary: String::new(),
+        };
+        let repo = REPO.replace(
+            "spec: {allowedRoles: [viewer]}",
+            "spec: {allowedRoles: [viewer], reviewEvery: 30d}",
+        );
+        let file = SourceFile {
+            path: "latchkey.yaml".into(),
+            blob: git2::Oid::ZERO_SHA1,
+            text: format!(
+                "apiVersion: latchkey.dev/v1alpha1\nkind: Policy\nmetadata: {{name: p}}\nspec: {policy}\n---\n{repo}    - {grant}\n"
+            ),
+        };
+        let merged = merged.map(|m| m.parse::<jiff::Timestamp>().unwrap());
+        let merged_at = |_: &str, _: &crate::model::Grant| merged;
+        let ctx = Context {
+            revision_time: t,
+            now: now.parse().unwrap(),
+            merged_at: &merged_at,
+        };
+        load_files(rev, &[file], &ctx, cache)
+    }
+
+    fn erins_grant(l: &Loaded) -> crate::load::ResolvedGrant {
+        l.catalog.members.values().next().unwrap().grants[0].clone()
+    }
+
+    const REVIEWED: &str =
+        "{role: viewer, reviewed: {at: 2026-11-01T00:00:00Z, by: dana@acme.example}}";
+
+    #[test]
+    fn a_review_falls_due_review_every_after_the_last_one() {
+        let l = load_reviewed(
+            "{}",
+            REVIEWED,
+            None,
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        assert!(findings(&l).is_empty(), "{:?}", findings(&l));
+        let g = erins_grant(&l);
+        assert_eq!(g.review_due.unwrap().to_string(), "2026-12-01T00:00:00Z");
+        assert_eq!(
+            (g.expires, g.ends_at_review),
+            (None, false),
+            "warn: no expiry"
+        );
+    }
+
+    #[test]
+    fn a_grant_never_reviewed_falls_due_after_its_merge() {
+        let l = load_reviewed(
+            "{}",
+            "{role: viewer}",
+            Some("2026-10-01T00:00:00Z"),
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        assert_eq!(
+            findings(&l),
+            [
+                "latchkey.yaml:28:14: warning: the review of grant \"viewer\" was due at 2026-10-31T00:00:00Z (reviewEvery 30d)\n  help: review the grant and set reviewed: {at, by}"
+            ]
+        );
+        // Without history, the revision's time stands in for the merge.
+        let l = load_reviewed(
+            "{}",
+            "{role: viewer}",
+            None,
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        assert_eq!(
+            erins_grant(&l).review_due.unwrap().to_string(),
+            "2026-12-20T12:00:00Z"
+        );
+    }
+
+    /// The check of an unchanged document is reused from the cache only while `now` stays
+    /// on the same side of the due instant.
+    #[test]
+    fn an_overdue_review_is_a_warning_once_now_passes_the_due_instant() {
+        let mut cache = ParseCache::default();
+        let before = load_reviewed("{}", REVIEWED, None, "2026-11-30T23:59:59Z", &mut cache);
+        assert!(findings(&before).is_empty(), "{:?}", findings(&before));
+        let after = load_reviewed("{}", REVIEWED, None, "2026-12-01T00:00:01Z", &mut cache);
+        assert_eq!(
+            findings(&after),
+            [
+                "latchkey.yaml:28:32: warning: the review of grant \"viewer\" was due at 2026-12-01T00:00:00Z (reviewEvery 30d)\n  help: review the grant and set reviewed: {at, by}"
+            ]
+        );
+        let again = load_reviewed("{}", REVIEWED, None, "2026-11-25T00:00:00Z", &mut cache);
+        assert!(findings(&again).is_empty(), "{:?}", findings(&again));
+    }
+
+    #[test]
+    fn under_overdue_review_revoke_the_due_instant_is_the_expiry() {
+        let revoke = "{overdueReview: revoke}";
+        let l = load_reviewed(
+            revoke,
+            REVIEWED,
+            None,
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        let g = erins_grant(&l);
+        assert_eq!(g.expires.unwrap().to_string(), "2026-12-01T00:00:00Z");
+        assert!(g.ends_at_review);
+        assert!(g.active_at("2026-11-30T23:59:59Z".parse().unwrap()));
+        assert!(!g.active_at("2026-12-01T00:00:00Z".parse().unwrap()));
+        let l = load_reviewed(
+            revoke,
+            REVIEWED,
+            None,
+            "2026-12-02T00:00:00Z",
+            &mut ParseCache::default(),
+        );
+        assert_eq!(
+            findings(&l),
+            [
+                "latchkey.yaml:28:32: warning: the review of grant \"viewer\" was due at 2026-12-01T00:00:00Z (reviewEvery 30d): the grant ended then (Policy overdueReview: revoke)\n  help: review the grant and set reviewed: {at, by}"
+            ]
+        );
+        // An expiry before the review keeps its own reason, and needs no review.
+        let l = load_reviewed(
+            revoke,
+            "{role: viewer, expires: 2026-11-25T00:00:00Z, reviewed: {at: 2026-11-01T00:00:00Z, by: dana@acme.example}}",
+            None,
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        let g = erins_grant(&l);
+        assert_eq!(g.expires.unwrap().to_string(), "2026-11-25T00:00:00Z");
+        assert_eq!((g.review_due, g.ends_at_review), (None, false));
+    }
+
+    #[test]
+    fn a_bad_review_record_is_an_error_at_its_field() {
+        for (grant, want) in [
+            (
+                "{role: viewer, reviewed: {at: yesterday, by: dana@acme.example}}",
+                "latchkey.yaml:28:37: error: unparseable timestamp \"yesterday\"\n  help: write RFC 3339 with an offset, e.g. 2026-12-15T18:00:00Z",
+            ),
+            (
+                "{role: viewer, reviewed: {at: 2026-11-21T00:00:00Z, by: dana@acme.example}}",
+                "latchkey.yaml:28:37: error: reviewed at 2026-11-21T00:00:00Z, after this revision (2026-11-20T12:00:00Z)\n  help: write when the review happened, not later than the commit that records it",
+            ),
+            (
+                "{role: viewer, reviewed: {at: 2026-11-01T00:00:00Z, by: dana}}",
+                "latchkey.yaml:28:63: error: invalid reviewer email \"dana\"\n  help: name who reviewed the grant by email: name@domain",
+            ),
+        ] {
+            let l = load_reviewed(
+                "{}",
+                grant,
+                None,
+                "2026-11-20T12:00:00Z",
+                &mut ParseCache::default(),
+            );
+            assert_eq!(findings(&l), [want], "{grant}");
+            assert_eq!(
+                erins_grants(&l),
+                0,
+                "{grant}: a grant with a bad review is not resolved"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_review_every_is_an_error_of_its_document() {
+        let l = load_reviewed(
+            "{reviewEvery: 3 months}",
+            "{role: viewer}",
+            None,
+            "2026-11-20T12:00:00Z",
+            &mut ParseCache::default(),
+        );
+        assert_eq!(
+            findings(&l),
+            [
+                "latchkey.yaml:4:21: error: invalid duration \"3 months\": unknown unit (write e.g. 14d, 36h, 2w or 1d12h)"
+            ]
+        );
     }
 }

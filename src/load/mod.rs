@@ -8,7 +8,7 @@ mod position;
 
 pub use catalog::{CONNECTORS, Catalog, Item, entitlement, expand};
 pub use diagnostic::{Diagnostic, Severity};
-pub use member::{Context, Member, ResolvedGrant, client_folder};
+pub use member::{Context, Member, ResolvedGrant, client_folder, review_every};
 pub use parse::{AnyDoc, DocLoc, ParsedFile, parse_file};
 
 use std::collections::{BTreeMap, HashMap, btree_map};
@@ -24,6 +24,34 @@ use position::PositionIndex;
 use crate::source::{
     Documents, IGNORE_FILE, NotRead, Revision, SourceError, SourceFile, SourceRepo,
 };
+
+/// A repository of one sql System, one Role, Client acme and Member erin, whose
+/// `grants:` list ends the text: tests append grant lines (and documents) to it.
+#[cfg(test)]
+pub(crate) const TEST_REPO: &str = "\
+apiVersion: latchkey.dev/v1alpha1
+kind: System
+metadata: {name: portal}
+spec: {type: sql, environment: portal, prune: true, offboard: delete}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Role
+metadata: {name: viewer}
+spec: {entitlements: {portal: [viewer]}}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Client
+metadata: {name: acme}
+spec: {allowedRoles: [viewer]}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: Member
+metadata: {name: erin}
+spec:
+  email: erin@acme.example
+  client: acme
+  grants:
+";
 
 /// A loaded revision: the catalogue and every finding.
 #[derive(Clone, Debug)]

@@ -28,6 +28,10 @@ pub struct ClientSpec {
     /// Environments whose grants must carry `expires` or `for`.
     #[serde(default)]
     pub require_expiry: Vec<Environment>,
+    /// How often each grant must be reviewed, e.g. `90d` (default: the Policy's
+    /// `reviewEvery`; none: no reviews).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_every: Option<String>,
     /// People who may change `clients/<client>/**` (see trust).
     #[serde(default)]
     pub admins: Vec<String>,

@@ -55,6 +55,32 @@ pub struct Grant {
     /// Why the access is needed (a ticket, a project).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The last access review of this grant: the next one falls due `reviewEvery`
+    /// (Client, else Policy) after it, or after the grant was merged when it has none.
+    /// Recorded by a commit, so a review is itself a reviewed change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed: Option<Review>,
+}
+
+impl Grant {
+    /// The grant's terms without its review record: what "the same grant" means when
+    /// history is asked when it was merged (a review does not restart `for:`).
+    pub fn terms(&self) -> Grant {
+        Grant {
+            reviewed: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// Who confirmed a grant is still needed, and when.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Review {
+    /// RFC 3339 with offset, e.g. `2026-09-01T10:00:00Z`; not after the revision.
+    pub at: String,
+    /// The reviewer's email.
+    pub by: String,
 }
 
 #[cfg(test)]

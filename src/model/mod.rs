@@ -16,9 +16,9 @@ mod system;
 pub use client::{Client, ClientSpec};
 pub use duration::{GrantDuration, ParseDurationError};
 pub use instant::{LATEST, ParseInstantError, parse_instant};
-pub use member::{Grant, Member, MemberSpec, identity};
+pub use member::{Grant, Member, MemberSpec, Review, identity};
 pub use notifier::{Notifier, NotifierSpec, ReceiverType};
-pub use policy::{DeletionBrake, Policy, PolicySpec, Signer, Trust};
+pub use policy::{DeletionBrake, OverdueReview, Policy, PolicySpec, Signer, Trust};
 pub use role::{Role, RoleSpec};
 pub use system::{Credentials, OffboardMode, System, SystemSpec};
 

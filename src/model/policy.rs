@@ -33,9 +33,33 @@ pub struct PolicySpec {
     /// `validate` warns about grants expired for longer than this (default `7d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expired_grace: Option<String>,
+    /// How often each grant must be reviewed, for clients that set no `reviewEvery`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_every: Option<String>,
+    /// What an overdue review does: `warn` (default) or `revoke` (the due instant is
+    /// the grant's expiry).
+    #[serde(default, skip_serializing_if = "OverdueReview::is_warn")]
+    pub overdue_review: OverdueReview,
     /// Signed-commit requirements (see trust in the README).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<Trust>,
+}
+
+/// What an overdue review does (Policy `overdueReview`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OverdueReview {
+    /// A warning in `validate` and `plan`; access stays.
+    #[default]
+    Warn,
+    /// The due instant ends the grant, like `expires` (ledger reason `review-overdue`).
+    Revoke,
+}
+
+impl OverdueReview {
+    fn is_warn(&self) -> bool {
+        *self == OverdueReview::Warn
+    }
 }
 
 fn default_forbidden() -> Vec<Environment> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use git2::Oid;
 use jiff::Timestamp;
 
-use super::{Config, Event, Metrics, Notifications};
+use super::{Config, Metrics, Notifications};
 use crate::load::Catalog;
 use crate::reconcile::{Enforced, ReconcileError, Reconciler};
 
@@ -38,18 +38,9 @@ impl BranchNotifications {
     }
 
     /// Offers what the reconcile just made produced (the records `rec` committed, the
-    /// grants expiring soon at `now`) and `extra` events. `read_all`: every system was
-    /// read (see [`read_all`]). Never fails the reconcile: problems are logged.
-    ///
-    /// `extra` is where events from outside the reconcile come in: the reviews' due
-    /// grants ([`super::event::review_due`]).
-    pub fn after_run(
-        &mut self,
-        rec: &mut Reconciler,
-        now: Timestamp,
-        read_all: bool,
-        extra: &[Event],
-    ) {
+    /// grants expiring or falling due for review soon at `now`). `read_all`: every system
+    /// was read (see [`read_all`]). Never fails the reconcile: problems are logged.
+    pub fn after_run(&mut self, rec: &mut Reconciler, now: Timestamp, read_all: bool) {
         let records = rec.take_committed();
         let secrets = rec.registry.secrets().clone();
         if self.running.is_none() {
@@ -79,9 +70,7 @@ impl BranchNotifications {
         if catalog.notifiers.is_empty() {
             return;
         }
-        let mut events =
-            super::events_of_run(&records, &catalog, read_all, now, n.expiring_within());
-        events.extend(extra.iter().cloned());
+        let events = super::events_of_run(&records, &catalog, read_all, now, n.expiring_within());
         n.offer(&events, now);
     }
 

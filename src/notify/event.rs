@@ -333,8 +333,22 @@ pub fn expiring(catalog: &Catalog, now: Timestamp, within: SignedDuration) -> Ve
         .collect()
 }
 
-/// The event for a grant whose review falls due at `due`: the reviews feed it to
-/// [`crate::notify::Notifications::offer`] (docs/notifications.md, "Review due").
+/// Grants in force at `now` whose review (`reviewEvery`, docs/reviews.md) falls due
+/// within `within` of it, or is overdue. One event per grant and due instant: a review
+/// recorded in git moves the instant, and the next due date is a new event.
+pub fn reviews_due(catalog: &Catalog, now: Timestamp, within: SignedDuration) -> Vec<Event> {
+    catalog
+        .grants()
+        .filter(|g| g.active_at(now))
+        .filter_map(|g| {
+            let due = g.review_due?;
+            (due.duration_since(now) <= within)
+                .then(|| review_due(catalog, &g.identity, &g.client, &g.role, due, now))
+        })
+        .collect()
+}
+
+/// The event for a grant whose review falls due at `due` ([`reviews_due`]).
 pub fn review_due(
     catalog: &Catalog,
     identity: &str,
@@ -412,6 +426,39 @@ spec:
         assert_eq!(a[0].recipients, ["ann@acme.example", "boss@agency.example"]);
         assert_eq!(a[0].agency.as_deref(), Some("agency"));
         assert!(expiring(&cat, t("2026-03-05T00:00:00Z"), window).is_empty());
+    }
+
+    #[test]
+    fn a_review_is_due_inside_the_window_and_while_overdue_with_one_id() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let repo = REPO
+            .replace(
+                "spec: {allowedRoles: [viewer], admins: [ann@acme.example, boss@agency.example]}",
+                "spec: {allowedRoles: [viewer], admins: [ann@acme.example, boss@agency.example], reviewEvery: 30d}",
+            )
+            .replace(
+                r#"- {role: viewer, expires: "2026-03-05T00:00:00Z"}"#,
+                r#"- {role: viewer, reviewed: {at: "2026-01-01T00:00:00Z", by: ann@acme.example}}"#,
+            );
+        let loaded = crate::load::load_text("repo.yaml", &repo, t("2026-01-02T00:00:00Z"));
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        let cat = loaded.catalog;
+        let window = SignedDuration::from_hours(72);
+        assert!(reviews_due(&cat, t("2026-01-20T00:00:00Z"), window).is_empty());
+        let soon = reviews_due(&cat, t("2026-01-29T00:00:00Z"), window);
+        let overdue = reviews_due(&cat, t("2026-02-10T00:00:00Z"), window);
+        assert_eq!(soon.len(), 1);
+        assert_eq!(soon[0].event, EventKind::ReviewDue);
+        assert_eq!(soon[0].expires, Some(t("2026-01-31T00:00:00Z")));
+        assert_eq!(
+            soon[0].recipients,
+            ["ann@acme.example", "boss@agency.example"]
+        );
+        assert_eq!(overdue.len(), 1, "an overdue review is still due");
+        assert_eq!(
+            soon[0].id, overdue[0].id,
+            "one event per grant and due instant"
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub fn events_of_run(
     let mut events = event::from_records(records, catalog, complete);
     if let Some(within) = expiring_within {
         events.extend(event::expiring(catalog, now, within));
+        events.extend(event::reviews_due(catalog, now, within));
     }
     events
 }

@@ -18,6 +18,9 @@ pub enum Reason {
     Started,
     /// A grant's `expires` has passed.
     Expired,
+    /// A grant's review was overdue under Policy `overdueReview: revoke`.
+    #[serde(rename = "review-overdue")]
+    ReviewOverdue,
     /// The person was removed from git or marked `offboarded: true`.
     Offboarded,
     /// Managed access that git does not declare (drift), revoked under `prune: true`.
@@ -31,6 +34,7 @@ impl Reason {
             Reason::Declared,
             Reason::Started,
             Reason::Expired,
+            Reason::ReviewOverdue,
             Reason::Offboarded,
             Reason::Undeclared,
         ]
@@ -38,14 +42,24 @@ impl Reason {
         .find(|r| r.as_str() == s)
     }
 
+    /// The name ledger records and plans use.
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Declared => "declared",
             Reason::Started => "started",
             Reason::Expired => "expired",
+            Reason::ReviewOverdue => "review-overdue",
             Reason::Offboarded => "offboarded",
             Reason::Undeclared => "undeclared",
         }
+    }
+}
+
+impl Reason {
+    /// Time ended the grant (its expiry or its review deadline): such removals pass the
+    /// deletion brake and keep firing when only expiries may run.
+    pub fn is_time_up(self) -> bool {
+        matches!(self, Reason::Expired | Reason::ReviewOverdue)
     }
 }
 

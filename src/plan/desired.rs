@@ -20,6 +20,9 @@ pub struct Source {
     pub expires: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `expires` is the grant's review deadline (Policy `overdueReview: revoke`).
+    #[serde(rename = "endsAtReview", skip_serializing_if = "std::ops::Not::not")]
+    pub ends_at_review: bool,
 }
 
 impl Source {
@@ -30,6 +33,17 @@ impl Source {
             starts: g.starts,
             expires: g.expires,
             reason: g.reason.clone(),
+            ends_at_review: g.ends_at_review,
+        }
+    }
+
+    /// Why the grant's access ends once it has passed: its review was overdue, or it
+    /// expired.
+    pub fn end_reason(&self) -> super::Reason {
+        if self.ends_at_review {
+            super::Reason::ReviewOverdue
+        } else {
+            super::Reason::Expired
         }
     }
 }

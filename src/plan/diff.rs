@@ -272,8 +272,8 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     Reason::Offboarded
                 } else if undeclared_person {
                     Reason::Undeclared
-                } else if expired.is_some() {
-                    Reason::Expired
+                } else if let Some(grant) = expired {
+                    grant.end_reason()
                 } else if prev_declares(&key) {
                     Reason::Declared
                 } else {
@@ -404,30 +404,13 @@ mod tests {
     use super::*;
     use crate::connectors::Account;
 
-    const REPO: &str = "\
-apiVersion: latchkey.dev/v1alpha1
-kind: System
-metadata: {name: portal}
-spec: {type: sql, environment: portal, prune: true, offboard: delete}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Role
-metadata: {name: viewer}
-spec: {entitlements: {portal: [viewer]}}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Client
-metadata: {name: acme}
-spec: {allowedRoles: [viewer]}
----
-apiVersion: latchkey.dev/v1alpha1
-kind: Member
-metadata: {name: erin}
-spec: {email: erin@acme.example, client: acme, grants: [{role: viewer}]}
-";
+    /// Erin holds viewer on the portal.
+    fn repo() -> String {
+        format!("{}    - role: viewer\n", crate::load::TEST_REPO)
+    }
 
     fn catalog() -> Catalog {
-        catalog_of(REPO)
+        catalog_of(&repo())
     }
 
     fn catalog_of(text: &str) -> Catalog {
@@ -819,7 +802,7 @@ spec: {email: kim@acme.example, client: acme, grants: [{role: auditor}]}
 
     /// An unmarked account for erin (viewer and editor) and one git does not declare.
     fn adoption_plan(adopt: bool) -> Plan {
-        let repo = REPO.replace("prune: true,", &format!("prune: true, adopt: {adopt},"));
+        let repo = repo().replace("prune: true,", &format!("prune: true, adopt: {adopt},"));
         let cat = catalog_of(&repo);
         let desired = Desired::at(&cat, "2026-11-21T00:00:00Z".parse().unwrap());
         let snapshot = Snapshot {

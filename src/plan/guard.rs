@@ -1,12 +1,13 @@
 //! Guards that hold a plan back until a person overrides them (docs/architecture.md).
 //!
 //! The deletion brake counts people losing access on one system for reasons a person
-//! caused (declared, offboarded, undeclared). Expiries do not count: they were declared
-//! with their time, and holding them would keep access open past its deadline.
+//! caused (declared, offboarded, undeclared). Expiries do not count, nor review deadlines
+//! under `overdueReview: revoke`: they were declared with their time, and holding them
+//! would keep access open past its deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::change::{Guard, Hold, Plan, Reason};
+use super::change::{Guard, Hold, Plan};
 use crate::load::Catalog;
 
 /// Applies the deletion brake and the empty-client guard. With `allow_mass_revoke`,
@@ -22,7 +23,7 @@ pub fn guard(
     for c in plan
         .changes
         .iter()
-        .filter(|c| c.is_removal() && c.reason != Reason::Expired)
+        .filter(|c| c.is_removal() && !c.reason.is_time_up())
     {
         losing
             .entry(c.system.as_str())
@@ -70,5 +71,67 @@ pub fn guard(
     plan.holds = holds;
     if !plan.holds.is_empty() {
         plan.override_reason = allow_mass_revoke.map(str::to_string);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::Op;
+    use crate::plan::{Change, Reason, SystemStatus};
+
+    /// Six people losing access on a system of six accounts, for `reason`.
+    fn plan(reason: Reason) -> Plan {
+        let changes = (0..6)
+            .map(|i| Change {
+                system: "portal".into(),
+                client: Some("acme".into()),
+                op: Op::RemoveEntitlement {
+                    identity: format!("p{i}@acme.example"),
+                    entitlement: "acme:viewer".into(),
+                },
+                reason,
+                grant: None,
+                retry: None,
+            })
+            .collect();
+        Plan {
+            revision: "main@sha1:00".into(),
+            now: "2026-11-20T12:00:00Z".parse().unwrap(),
+            changes,
+            drift: Vec::new(),
+            out_of_scope: Vec::new(),
+            systems: vec![SystemStatus {
+                system: "portal".into(),
+                completeness: None,
+                managed_accounts: 6,
+                error: None,
+                warnings: Vec::new(),
+            }],
+            holds: Vec::new(),
+            refusals: Vec::new(),
+            override_reason: None,
+            next_change: None,
+        }
+    }
+
+    #[test]
+    fn time_up_removals_pass_the_deletion_brake_others_are_held() {
+        let cat = crate::load::load_text(
+            "latchkey.yaml",
+            &format!("{}    - role: viewer\n", crate::load::TEST_REPO),
+            "2026-11-20T12:00:00Z".parse().unwrap(),
+        )
+        .catalog;
+        for (reason, held) in [
+            (Reason::Declared, true),
+            (Reason::Offboarded, true),
+            (Reason::Expired, false),
+            (Reason::ReviewOverdue, false),
+        ] {
+            let mut p = plan(reason);
+            guard(&mut p, &cat, None, None);
+            assert_eq!(p.is_held(), held, "{reason:?}: {:?}", p.holds);
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! When was a grant merged? `for: 14d` counts from the committer time of the first
 //! commit (walking first parents back from the revision) that carries the grant
-//! unchanged. Only grants with `for:` ask, so the walk is lazy and bounded.
+//! unchanged, and so does a grant's first review. "Unchanged" compares the grant's
+//! terms ([`Grant::terms`]): recording a review does not make it a new grant. Only grants
+//! with `for:` or a review to compute ask, so the walk is lazy and bounded.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,7 +25,7 @@ pub struct MergeTimes<'a> {
     subpath: String,
     /// Blob id → the (identity, grant) pairs its Member documents hold.
     blobs: RefCell<HashMap<Oid, Vec<(String, Grant)>>>,
-    answers: RefCell<HashMap<(String, Grant), Option<Timestamp>>>,
+    answers: RefCell<HashMap<(String, Grant), Option<Introduced>>>,
     /// Blobs already parsed by a load, by blob id: looked in rather than read again.
     parsed: HashMap<Oid, Arc<ParsedFile>>,
 }
@@ -50,34 +52,49 @@ impl<'a> MergeTimes<'a> {
 
     /// The committer time of the commit that introduced `grant` for `identity`.
     pub fn merged_at(&self, identity: &str, grant: &Grant) -> Option<Timestamp> {
-        let key = (identity.to_string(), grant.clone());
+        self.introduced(identity, grant).map(|i| i.time)
+    }
+
+    /// The commit that introduced `grant`'s terms for `identity`: the oldest of the
+    /// unbroken run of first-parent commits, back from the revision, that carry them.
+    pub fn introduced(&self, identity: &str, grant: &Grant) -> Option<Introduced> {
+        let key = (identity.to_string(), grant.terms());
         if let Some(a) = self.answers.borrow().get(&key) {
-            return *a;
+            return a.clone();
         }
-        let answer = self.walk(identity, grant);
-        self.answers.borrow_mut().insert(key, answer);
+        let answer = self.walk(identity, &key.1);
+        self.answers.borrow_mut().insert(key, answer.clone());
         answer
     }
 
-    fn walk(&self, identity: &str, grant: &Grant) -> Option<Timestamp> {
+    fn walk(&self, identity: &str, terms: &Grant) -> Option<Introduced> {
         let git = self.repo.git();
         let mut commit = git.find_commit(self.rev.oid).ok()?;
         let mut introduced = None;
         for _ in 0..MAX_COMMITS {
-            if !self.holds(&commit, identity, grant) {
+            if !self.holds(&commit, identity, terms) {
                 break;
             }
-            introduced = Some(commit.committer().when().seconds());
+            introduced = Some((
+                commit.id(),
+                commit.committer().when().seconds(),
+                commit.author().email().unwrap_or("unknown").to_string(),
+            ));
             match commit.parent(0) {
                 Ok(p) => commit = p,
                 Err(_) => break,
             }
         }
-        introduced.and_then(|s| Timestamp::from_second(s).ok())
+        let (commit, secs, author) = introduced?;
+        Some(Introduced {
+            commit,
+            time: Timestamp::from_second(secs).ok()?,
+            author,
+        })
     }
 
     /// Does `commit` declare the grant for the identity?
-    fn holds(&self, commit: &git2::Commit<'_>, identity: &str, grant: &Grant) -> bool {
+    fn holds(&self, commit: &git2::Commit<'_>, identity: &str, terms: &Grant) -> bool {
         let Ok(rev) = self.repo.revision(commit.id(), None) else {
             return false;
         };
@@ -91,7 +108,7 @@ impl<'a> MergeTimes<'a> {
             if !blobs.contains_key(blob)
                 && let Some(file) = self.parsed.get(blob)
             {
-                return declares(file, identity, grant);
+                return declares(file, identity, terms);
             }
             let grants = blobs.entry(*blob).or_insert_with(|| {
                 self.repo
@@ -99,16 +116,27 @@ impl<'a> MergeTimes<'a> {
                     .map(|text| member_grants(path, &text))
                     .unwrap_or_default()
             });
-            grants.iter().any(|(id, g)| id == identity && g == grant)
+            grants.iter().any(|(id, g)| id == identity && g == terms)
         })
     }
 }
 
-/// Does a Member document of `file` hold `grant` for `identity`?
-fn declares(file: &ParsedFile, identity: &str, grant: &Grant) -> bool {
+/// The commit that introduced a grant, as [`MergeTimes::introduced`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Introduced {
+    pub commit: Oid,
+    /// Its committer time: when the grant was merged.
+    pub time: Timestamp,
+    /// Its author's email: who granted it.
+    pub author: String,
+}
+
+/// Does a Member document of `file` hold grant terms `terms` for `identity`?
+fn declares(file: &ParsedFile, identity: &str, terms: &Grant) -> bool {
     file.docs.iter().any(|(_, d)| match d {
         AnyDoc::Member(m) => {
-            m.spec.grants.contains(grant) && crate::model::identity(&m.spec.email) == identity
+            m.spec.grants.iter().any(|g| g.terms() == *terms)
+                && crate::model::identity(&m.spec.email) == identity
         }
         _ => false,
     })
@@ -127,7 +155,10 @@ fn member_grants(path: &str, text: &str) -> Vec<(String, Grant)> {
         })
         .flat_map(|m| {
             let id = crate::model::identity(&m.spec.email);
-            m.spec.grants.into_iter().map(move |g| (id.clone(), g))
+            m.spec
+                .grants
+                .into_iter()
+                .map(move |g| (id.clone(), g.terms()))
         })
         .collect()
 }

@@ -146,6 +146,30 @@ impl Env {
             .unwrap()
     }
 
+    /// examples/agency's documents committed by `author`, each (path, text) through
+    /// `edit` first, with its systems seeded as its demo seeds them.
+    pub fn agency_example(author: &str, edit: impl Fn(&str, String) -> String) -> Env {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agency");
+        let env = Env::new();
+        let files: Vec<(String, String)> = read_tree(&example)
+            .into_iter()
+            .filter(|(p, _)| p.ends_with(".yaml"))
+            .map(|(p, c)| {
+                let c = edit(&p, c);
+                (p, c)
+            })
+            .collect();
+        let edits: Vec<(&str, Option<&str>)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), Some(c.as_str())))
+            .collect();
+        env.commit_as(author, &edits, "the example");
+        let seed = std::fs::read_to_string(example.join("seed.sql")).unwrap();
+        env.sqlite("portal.sqlite", &seed);
+        env.sqlite("staging.sqlite", "");
+        env
+    }
+
     /// Checks HEAD out into the working tree and the index, as `git clone` leaves them
     /// (commits are made from objects alone and leave both as they were).
     pub fn checkout(&self) {

@@ -71,7 +71,8 @@ fn demo_script_runs_green() {
         .output()
         .unwrap();
     let history = String::from_utf8_lossy(&history.stdout);
-    let records: Vec<serde_json::Value> = serde_json::from_str(&history).unwrap();
+    let history: serde_json::Value = serde_json::from_str(&history).unwrap();
+    let records = history["records"].as_array().unwrap();
     let brief: Vec<String> = records
         .iter()
         .map(|r| {

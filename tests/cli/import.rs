@@ -231,7 +231,8 @@ fn adopt_marks_records_and_replans_to_zero() {
     // The ledger: an `adopted` record, then what was found on the account as observed.
     let history = env.run(&["history", "peter@initech.example", REPO, "--format", "json"]);
     assert_eq!(history.code, 0, "{}", history.stderr);
-    let records: Vec<serde_json::Value> = serde_json::from_str(&history.stdout).unwrap();
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let records = history["records"].as_array().unwrap();
     let brief: Vec<String> = records
         .iter()
         .map(|r| {

@@ -9,6 +9,7 @@
 mod common;
 mod ldap_batch;
 mod ldap_case;
+mod offboarding;
 mod peers;
 mod postgres_batch;
 mod postgres_crash;
