@@ -657,3 +657,53 @@ async fn a_notifier_in_a_held_revision_is_not_in_force() {
     assert!(!got.is_empty());
     assert!(got.iter().all(|g| g.json()["event"] == "hold"), "{got:?}");
 }
+
+#[tokio::test]
+async fn a_review_falling_due_is_told_to_the_admins_once() {
+    let (receiver, addr) = Receiver::start(0).await;
+    let ws = Workspace::new();
+    let t0: Timestamp = "2025-03-01T10:00:00Z".parse().unwrap();
+    let reviewed = t0 - SignedDuration::from_hours(24 * 29);
+    let repo = base(&ws).replace(
+        "  admins: [ann@acme.example]\n",
+        "  admins: [ann@acme.example]\n  reviewEvery: 30d\n",
+    );
+    let grant =
+        format!("    - role: viewer\n      reviewed: {{at: \"{reviewed}\", by: ann@acme.example}}");
+    ws.commit(
+        &[
+            ("latchkey.yaml", &repo),
+            (
+                "notify.yaml",
+                &notifier(&ws, addr, "  events: [review-due]\n"),
+            ),
+            ("clients/acme/members.yaml", &member("erin", &grant)),
+        ],
+        t0.as_second(),
+        "erin, reviewed 29 days ago",
+    );
+    let mut c = quick(controller(&ws), 3);
+    let tick = c.tick(Trigger::Merge, t0).await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+    assert!(c.drain_notifications(Duration::from_secs(10)).await);
+    let got = receiver.delivered();
+    assert_eq!(got.len(), 1, "{got:?}");
+    verify(&got[0]);
+    let e = got[0].json();
+    assert_eq!(e["event"], "review-due");
+    assert_eq!(e["identity"], "erin@acme.example");
+    assert_eq!(e["role"], "viewer");
+    let due = reviewed + SignedDuration::from_hours(24 * 30);
+    assert_eq!(e["expires"], due.to_string().as_str(), "the due instant");
+    assert_eq!(e["recipients"][0], "ann@acme.example");
+
+    // Overdue a day later, after a restart: the same review, not told again.
+    drop(c);
+    let mut c = quick(controller(&ws), 3);
+    let tick = c
+        .tick(Trigger::Drift, t0 + SignedDuration::from_hours(48))
+        .await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+    assert!(c.drain_notifications(Duration::from_secs(10)).await);
+    assert_eq!(receiver.delivered().len(), 1, "one event per due instant");
+}

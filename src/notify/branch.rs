@@ -70,7 +70,14 @@ impl BranchNotifications {
         if catalog.notifiers.is_empty() {
             return;
         }
-        let events = super::events_of_run(&records, &catalog, read_all, now, n.expiring_within());
+        let events = super::events_of_run(
+            &records,
+            &catalog,
+            read_all,
+            now,
+            n.expiring_within(),
+            n.review_within(),
+        );
         n.offer(&events, now);
     }
 

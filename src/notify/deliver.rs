@@ -193,6 +193,16 @@ impl Notifications {
 
     /// The widest `expiringWithin` of the Notifiers in force that want `grant-expiring`.
     pub fn expiring_within(&self) -> Option<SignedDuration> {
+        self.window_for(EventKind::GrantExpiring)
+    }
+
+    /// How far ahead due reviews are looked for: the widest `expiringWithin` of the
+    /// notifiers that want `review-due`; None when none does.
+    pub fn review_within(&self) -> Option<SignedDuration> {
+        self.window_for(EventKind::ReviewDue)
+    }
+
+    fn window_for(&self, kind: EventKind) -> Option<SignedDuration> {
         let notifiers = self
             .shared
             .notifiers
@@ -200,7 +210,7 @@ impl Notifications {
             .unwrap_or_else(|p| p.into_inner());
         notifiers
             .values()
-            .filter(|n| wants(n, EventKind::GrantExpiring))
+            .filter(|n| wants(n, kind))
             .map(window)
             .max()
     }

@@ -24,20 +24,21 @@ use crate::audit::Record;
 use crate::load::Catalog;
 
 /// Every event of one reconcile: the records it committed, and the grants of `catalog`
-/// (the revision in force) expiring within `expiring_within` of `now`.
-///
-/// Review-due events are not derived here: the reviews produce them
-/// ([`event::review_due`]) and the caller adds them to what it offers.
+/// (the revision in force) expiring within `expiring_within` of `now` or whose review
+/// falls due within `review_within` (None: no notifier wants that kind).
 pub fn events_of_run(
     records: &[Record],
     catalog: &Catalog,
     complete: bool,
     now: Timestamp,
     expiring_within: Option<SignedDuration>,
+    review_within: Option<SignedDuration>,
 ) -> Vec<Event> {
     let mut events = event::from_records(records, catalog, complete);
     if let Some(within) = expiring_within {
         events.extend(event::expiring(catalog, now, within));
+    }
+    if let Some(within) = review_within {
         events.extend(event::reviews_due(catalog, now, within));
     }
     events
