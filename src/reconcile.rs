@@ -183,6 +183,8 @@ pub struct Reconciler {
     anchor_memo: Option<AtBase<Result<(), audit::anchor::Anchor>>>,
     pending_memo: Option<AtBase<Arc<plan::Pending>>>,
     access_memo: Option<AtBase<Arc<audit::replay::AccessState>>>,
+    /// The ledger's tail as this reconciler's last audit commit left it.
+    tail_memo: Option<AtBase<Arc<audit::LedgerTail>>>,
     /// The controller's ledger verification, resumed where the last intact one ended
     /// (set by [`Reconciler::with_ledger_verification`]); off for a one-shot apply.
     ledger_verifier: Option<audit::verify::Incremental>,
@@ -242,6 +244,7 @@ impl Reconciler {
             anchor_memo: None,
             pending_memo: None,
             access_memo: None,
+            tail_memo: None,
             ledger_verifier: None,
             committed: None,
         }
@@ -1044,9 +1047,40 @@ impl Reconciler {
             broken: self.ledger_broken.clone(),
         };
         let repo = &self.repo;
+        let known = self
+            .tail_memo
+            .as_ref()
+            .filter(|m| m.root == root)
+            .map(|m| (m.base, m.value.as_ref()));
+        let mut left = None;
         let oid = repo.commit_audit_with(branch, || {
-            audit::build_commit(repo, branch, root, audit.clone())
+            Ok(
+                match audit::build_commit_on(repo, branch, root, audit.clone(), known)? {
+                    Some((commit, tail)) => {
+                        left = Some(tail);
+                        Some(commit)
+                    }
+                    None => None,
+                },
+            )
         })?;
+        // The ledger as this commit leaves it is what the next commit (and the next
+        // plan's access) builds on while the branch stays here.
+        match (oid, left) {
+            (Some(oid), Some(tail)) => {
+                self.access_memo = Some(AtBase {
+                    base: oid,
+                    root: root.to_string(),
+                    value: Arc::new(tail.access().clone()),
+                });
+                self.tail_memo = Some(AtBase {
+                    base: oid,
+                    root: root.to_string(),
+                    value: Arc::new(tail),
+                });
+            }
+            _ => self.tail_memo = None,
+        }
         if let Some(oid) = oid {
             audit::anchor::set(&self.repo, branch, oid)?;
         }

@@ -11,7 +11,9 @@ use jiff::Timestamp;
 use latchkey::audit::replay::{self, Checkpoint};
 use latchkey::audit::store::LedgerSource;
 use latchkey::audit::verify::{BreakKind, verify};
-use latchkey::audit::{Event, Record, RunAudit, State, Trigger, build_commit};
+use latchkey::audit::{
+    Event, LedgerTail, Record, RunAudit, State, Trigger, build_commit, build_commit_on,
+};
 use latchkey::source::{Location, SourceRepo};
 
 fn t(s: &str) -> Timestamp {
@@ -75,6 +77,12 @@ fn rev(n: u8) -> String {
 }
 
 fn scripted() -> Scripted {
+    scripted_with(false).0
+}
+
+/// The scripted history; with `carry`, each commit builds on the tail the previous one
+/// left (as a controller does), and the last tail is returned.
+fn scripted_with(carry: bool) -> (Scripted, Option<LedgerTail>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("access");
     let git = Repository::init(&dir).unwrap();
@@ -202,11 +210,12 @@ fn scripted() -> Scripted {
             ],
         ),
     ];
+    let mut left: Option<(git2::Oid, LedgerTail)> = None;
     for (i, (now, changes)) in runs.into_iter().enumerate() {
         let run = format!("run-{}", i + 1);
         let revision = rev(i as u8 + 1);
         let records = changes.iter().map(|c| c.record(&run, &revision)).collect();
-        let commit = build_commit(
+        let (commit, tail) = build_commit_on(
             &repo,
             &branch,
             "audit/",
@@ -221,12 +230,40 @@ fn scripted() -> Scripted {
                 run: run.clone(),
                 broken: None,
             },
+            left.as_ref()
+                .filter(|_| carry)
+                .map(|(oid, tail)| (*oid, tail)),
         )
         .unwrap()
         .unwrap();
-        repo.commit_audit(&branch, &commit).unwrap();
+        let oid = repo.commit_audit(&branch, &commit).unwrap().unwrap();
+        left = Some((oid, tail));
     }
-    Scripted { _tmp: tmp, dir }
+    (Scripted { _tmp: tmp, dir }, left.map(|(_, tail)| tail))
+}
+
+/// A controller's audit commit builds on the tail its previous commit left instead of
+/// reading and replaying the month again (issue 21: the expiry path proportional to the
+/// change): across month boundaries, checkpoints and indexes, the ledger it writes is
+/// byte for byte the one read afresh gives, and so is the access it carries.
+#[test]
+fn commits_on_a_carried_tail_write_what_a_fresh_read_writes() {
+    let (fresh, _) = scripted_with(false);
+    let (carried, tail) = scripted_with(true);
+    let audit_tree = |s: &Scripted| {
+        let git = Repository::open(&s.dir).unwrap();
+        let tree = git.head().unwrap().peel_to_tree().unwrap();
+        tree.get_path(Path::new("audit")).unwrap().id()
+    };
+    assert_eq!(audit_tree(&fresh), audit_tree(&carried));
+    let repo = carried.repo();
+    let src = LedgerSource::Git {
+        rev: repo.resolve("HEAD").unwrap(),
+        repo: &repo,
+        root: "audit/".into(),
+    };
+    let (replayed, _) = replay::state_at_end(&src).unwrap();
+    assert_eq!(tail.unwrap().access(), &replayed);
 }
 
 impl Scripted {

@@ -271,6 +271,94 @@ fn read_tail(repo: &SourceRepo, branch: &str, root: &str) -> Result<Tail, Source
     Ok(tail)
 }
 
+/// The ledger at the commit the audit goes on: the newest record's hash, the last two
+/// month files with their records, and the effective access after the newest record.
+/// Each audit commit builds on one; a controller keeps the one its own commit left
+/// ([`build_commit_on`]), so its next commit (the next expiry's) neither reads nor
+/// replays the month again.
+#[derive(Clone, Debug)]
+pub struct LedgerTail {
+    hash: String,
+    /// Month file path → current content.
+    files: BTreeMap<String, String>,
+    /// Month file path → its records (for "recently revoked").
+    recent: BTreeMap<String, Vec<Record>>,
+    access: replay::AccessState,
+}
+
+impl LedgerTail {
+    /// Effective access after the newest record.
+    pub fn access(&self) -> &replay::AccessState {
+        &self.access
+    }
+
+    /// Keeps the last two month files, as [`read_ledger_tail`] reads them.
+    fn keep_last_two(&mut self) {
+        while self.files.len() > 2 {
+            self.files.pop_first();
+        }
+        while self.recent.len() > 2 {
+            self.recent.pop_first();
+        }
+    }
+}
+
+/// Reads the [`LedgerTail`] at `branch`'s audit base, parsing each line once: the last
+/// month's records replay onto the access before it (a line that does not parse there is
+/// an error, as for any replay); the month before is read for its records only.
+fn read_ledger_tail(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+) -> Result<LedgerTail, SourceError> {
+    let base = repo.audit_base(branch)?;
+    let src = store::LedgerSource::Git {
+        repo,
+        rev: repo.revision(base, Some(branch.to_string()))?,
+        root: root.to_string(),
+    };
+    let months = src.months().map_err(ledger_error)?;
+    let mut tail = LedgerTail {
+        hash: GENESIS.to_string(),
+        files: BTreeMap::new(),
+        recent: BTreeMap::new(),
+        access: replay::AccessState::default(),
+    };
+    let Some(last) = months.last() else {
+        return Ok(tail);
+    };
+    tail.access = replay::state_before(&src, &months, last).map_err(ledger_error)?;
+    for month in &months[months.len().saturating_sub(2)..] {
+        let text = src.read(month).map_err(ledger_error)?.unwrap_or_default();
+        let mut records = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Record>(line) {
+                Ok(r) => {
+                    tail.hash = r.hash.clone();
+                    if month == last {
+                        tail.access.apply(&r);
+                    }
+                    records.push(r);
+                }
+                Err(source) if month == last => {
+                    return Err(ledger_error(store::LedgerError::Parse {
+                        file: src.display_path(month),
+                        line: i + 1,
+                        source,
+                    }));
+                }
+                Err(_) => {}
+            }
+        }
+        tail.recent.insert(format!("{root}{month}"), records);
+        tail.files.insert(format!("{root}{month}"), text);
+    }
+    Ok(tail)
+}
+
 /// The clients whose report a run's records can change: the client a record names, and
 /// every client the person holds a grant for or belongs to.
 fn touched_clients(cat: &Catalog, records: &[Record]) -> std::collections::BTreeSet<String> {
@@ -332,22 +420,34 @@ pub fn build_commit(
     repo: &SourceRepo,
     branch: &str,
     root: &str,
-    mut run: RunAudit<'_>,
+    run: RunAudit<'_>,
 ) -> Result<Option<AuditCommit>, SourceError> {
+    Ok(build_commit_on(repo, branch, root, run, None)?.map(|(commit, _)| commit))
+}
+
+/// [`build_commit`] on `known`, the tail at commit `known.0`, when that is still the
+/// audit base (else the tail is read); also returns the tail the commit leaves, for the
+/// next one.
+pub fn build_commit_on(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+    mut run: RunAudit<'_>,
+    known: Option<(git2::Oid, &LedgerTail)>,
+) -> Result<Option<(AuditCommit, LedgerTail)>, SourceError> {
     if run.records.is_empty() && run.state.is_none() {
         // Reports alone change with the clock: a no-op reads nothing and writes nothing.
         return Ok(None);
     }
-    let tail = read_tail(repo, branch, root)?;
     let base = repo.audit_base(branch)?;
-    let src = store::LedgerSource::Git {
-        repo,
-        rev: repo.revision(base, Some(branch.to_string()))?,
-        root: root.to_string(),
+    let tail = match known {
+        Some((at, tail)) if at == base => tail.clone(),
+        _ => read_ledger_tail(repo, branch, root)?,
     };
     // Effective access after the last committed record: the next checkpoint and the
     // reports' "since" and "granted by" come from it.
-    let (mut access, _) = replay::state_at_end(&src).map_err(ledger_error)?;
+    let mut access = tail.access.clone();
+    let mut next_recent = tail.recent.clone();
     let mut prev = tail.hash.clone();
     let mut files = tail.files.clone();
     let mut last_path = tail.files.keys().next_back().cloned();
@@ -382,10 +482,18 @@ pub fn build_commit(
         prev = r.hash.clone();
         access.apply(r);
         last_path = Some(path.clone());
+        next_recent.entry(path.clone()).or_default().push(r.clone());
         let content = files.entry(path).or_default();
         content.push_str(&r.to_line());
         content.push('\n');
     }
+    let mut next = LedgerTail {
+        hash: prev.clone(),
+        files: files.clone(),
+        recent: next_recent,
+        access: access.clone(),
+    };
+    next.keep_last_two();
     let mut out: Vec<(String, String)> = files
         .into_iter()
         .filter(|(p, c)| tail.files.get(p) != Some(c))
@@ -409,7 +517,8 @@ pub fn build_commit(
             .unwrap_or(run.now);
         let mut recent: Vec<Record> = tail
             .recent
-            .into_iter()
+            .into_values()
+            .flatten()
             .filter(|r| r.time >= cutoff)
             .collect();
         recent.extend(run.records.iter().cloned());
@@ -441,8 +550,11 @@ pub fn build_commit(
         let one_line = problem.replace('\n', " ");
         message.push_str(&format!("{}: {one_line}\n", anchor::BROKEN_TRAILER));
     }
-    Ok(Some(AuditCommit {
-        files: out,
-        message,
-    }))
+    Ok(Some((
+        AuditCommit {
+            files: out,
+            message,
+        },
+        next,
+    )))
 }
