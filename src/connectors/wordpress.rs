@@ -418,6 +418,115 @@ fn out_of_scope(identity: &str) -> ConnectorError {
     ))
 }
 
+/// How many times a read is started again after the users shifted under it.
+const READ_ATTEMPTS: usize = 3;
+
+/// One pass over the users.
+enum Paged {
+    Read(Snapshot),
+    /// A user was deleted during the pass (the overlap did not match): what was read.
+    Shifted(Snapshot),
+}
+
+impl WordPress {
+    /// One pass over `/users` (see [`Connector::read`]).
+    async fn read_pages(&self) -> Result<Paged, ConnectorError> {
+        // The overlap needs two users a page; a page of one would never advance.
+        let per_page = self.per_page.max(2);
+        let mut snapshot = Snapshot::default();
+        let mut offset = 0u64;
+        let mut last_id = None;
+        let mut pages = 0u64;
+        loop {
+            pages += 1;
+            let answer = self
+                .call(
+                    Method::GET,
+                    "/users",
+                    &[
+                        ("context", "edit".into()),
+                        ("per_page", per_page.to_string()),
+                        ("offset", offset.to_string()),
+                        ("orderby", "id".into()),
+                        ("order", "asc".into()),
+                    ],
+                    None,
+                )
+                .await;
+            let (headers, body) = match answer {
+                Ok(a) => a,
+                Err(f) if pages == 1 => return Err(f.into()),
+                Err(f) => {
+                    // What was read is kept for drift reports; nothing is pruned.
+                    snapshot.completeness = Completeness::Partial(format!(
+                        "page {pages} of users failed: {}",
+                        f.error.message
+                    ));
+                    return Ok(Paged::Read(snapshot));
+                }
+            };
+            let total_pages = headers
+                .get("x-wp-totalpages")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ConnectorError::permanent(
+                        "GET /users: the answer has no X-WP-TotalPages header; is connection.url a WordPress site?",
+                    )
+                })?;
+            let users = parse_users(body)?;
+            let full = users.len() as u64 >= per_page;
+            let next_last = users.last().map(|u| u.id);
+            let mut users = users.into_iter();
+            if let Some(prev) = last_id {
+                match users.next() {
+                    Some(u) if u.id == prev => {}
+                    _ => return Ok(Paged::Shifted(snapshot)),
+                }
+            }
+            for u in users {
+                add_user(&mut snapshot, u);
+            }
+            if !full {
+                return Ok(Paged::Read(snapshot));
+            }
+            if pages >= self.max_pages {
+                snapshot.completeness = Completeness::Partial(format!(
+                    "stopped after {pages} pages of users (the site announces {total_pages}; raise connection.maxPages)"
+                ));
+                return Ok(Paged::Read(snapshot));
+            }
+            last_id = next_last;
+            offset += per_page - 1;
+        }
+    }
+}
+
+/// Adds a user read from `/users` to the snapshot.
+fn add_user(snapshot: &mut Snapshot, u: WpUser) {
+    let identity = u.identity();
+    if identity.is_empty() {
+        return;
+    }
+    let managed = u.managed();
+    let account = Account {
+        identity: identity.clone(),
+        display_name: (!u.name.is_empty()).then(|| u.name.clone()),
+        active: !managed || !has_line(&u.description, DISABLED_LINE),
+        entitlements: u.roles.into_iter().collect(),
+        valid_until: None,
+    };
+    if managed {
+        // Two users with one email (a site's own duplicates) count once.
+        if snapshot.managed.iter().any(|a| a.identity == identity) {
+            return;
+        }
+        snapshot.managed.push(account);
+    } else {
+        snapshot.unmanaged.insert(identity, account);
+    }
+}
+
 fn parse_users(v: Value) -> Result<Vec<WpUser>, ConnectorError> {
     serde_json::from_value(v)
         .map_err(|e| ConnectorError::permanent(format!("unexpected users answer: {e}")))
@@ -456,84 +565,25 @@ impl Connector for WordPress {
         }
     }
 
+    /// Users in id order, page by page, each page starting with the last user of the one
+    /// before: a user deleted meanwhile from a page already read would shift the rest
+    /// back by one and one user would be skipped in silence; the overlap shows the shift
+    /// (ids only grow, so users added meanwhile come at the end), and the read starts
+    /// again. After [`READ_ATTEMPTS`] shifted reads the snapshot is Partial: nothing is
+    /// pruned from a read the site changed under.
     async fn read(&self) -> Result<Snapshot, ConnectorError> {
-        let mut snapshot = Snapshot::default();
-        let mut page = 1u64;
-        loop {
-            let answer = self
-                .call(
-                    Method::GET,
-                    "/users",
-                    &[
-                        ("context", "edit".into()),
-                        ("per_page", self.per_page.to_string()),
-                        ("page", page.to_string()),
-                        ("orderby", "id".into()),
-                        ("order", "asc".into()),
-                    ],
-                    None,
-                )
-                .await;
-            let (headers, body) = match answer {
-                Ok(a) => a,
-                Err(f) if page == 1 => return Err(f.into()),
-                Err(f) => {
-                    // What was read is kept for drift reports; nothing is pruned.
-                    snapshot.completeness = Completeness::Partial(format!(
-                        "page {page} of users failed: {}",
-                        f.error.message
-                    ));
-                    return Ok(snapshot);
-                }
-            };
-            let total_pages = headers
-                .get("x-wp-totalpages")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ConnectorError::permanent(
-                        "GET /users: the answer has no X-WP-TotalPages header; is connection.url a WordPress site?",
-                    )
-                })?;
-            for u in parse_users(body)? {
-                let identity = u.identity();
-                if identity.is_empty() {
-                    continue;
-                }
-                if u.managed() {
-                    // A user added during the read can shift another onto two pages.
-                    if snapshot.managed.iter().any(|a| a.identity == identity) {
-                        continue;
-                    }
-                    snapshot.managed.push(Account {
-                        identity,
-                        display_name: (!u.name.is_empty()).then(|| u.name.clone()),
-                        active: !has_line(&u.description, DISABLED_LINE),
-                        entitlements: u.roles.into_iter().collect(),
-                        valid_until: None,
-                    });
-                } else {
-                    let account = Account {
-                        identity: identity.clone(),
-                        display_name: (!u.name.is_empty()).then(|| u.name.clone()),
-                        active: true,
-                        entitlements: u.roles.into_iter().collect(),
-                        valid_until: None,
-                    };
-                    snapshot.unmanaged.insert(identity, account);
-                }
+        let mut shifted = None;
+        for _ in 0..READ_ATTEMPTS {
+            match self.read_pages().await? {
+                Paged::Read(snapshot) => return Ok(snapshot),
+                Paged::Shifted(snapshot) => shifted = Some(snapshot),
             }
-            if page >= total_pages {
-                return Ok(snapshot);
-            }
-            if page >= self.max_pages {
-                snapshot.completeness = Completeness::Partial(format!(
-                    "stopped after {page} pages of users (the site announces {total_pages}; raise connection.maxPages)"
-                ));
-                return Ok(snapshot);
-            }
-            page += 1;
         }
+        let mut snapshot = shifted.unwrap_or_default();
+        snapshot.completeness = Completeness::Partial(format!(
+            "the site's users changed while they were read ({READ_ATTEMPTS} times): a user on an earlier page was deleted meanwhile"
+        ));
+        Ok(snapshot)
     }
 
     async fn apply(&self, op: &Op) -> Result<(), ConnectorError> {
@@ -629,28 +679,74 @@ mod tests {
     /// failing mid-read, endless paging, 429). The connector's behaviour against a real
     /// WordPress is tested in tests/wordpress.rs.
     async fn faulty_site() -> String {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
         use axum::http::{StatusCode as S, Uri};
         use axum::response::IntoResponse;
-        let app = axum::Router::new().fallback(|uri: Uri| async move {
-            let mode = uri.path().trim_matches('/').to_string();
-            let query = format!("&{}&", uri.query().unwrap_or(""));
-            let user = json!([{"id": 7, "email": "A@x.example", "name": "A",
-                "description": "bio\nlatchkey:managed", "roles": ["editor"]}]);
-            match mode.as_str() {
-                "busy" => (
-                    S::TOO_MANY_REQUESTS,
-                    "{\"code\":\"rate\",\"message\":\"slow down\"}",
-                )
-                    .into_response(),
-                "midway" if query.contains("&page=1&") => {
-                    ([("x-wp-totalpages", "3")], axum::Json(user)).into_response()
+        // Requests `shifting` has answered: its first pass sees a deletion.
+        let served = Arc::new(AtomicUsize::new(0));
+        let app = axum::Router::new().fallback(move |uri: Uri| {
+            let served = served.clone();
+            async move {
+                let mode = uri.path().trim_matches('/').to_string();
+                let param = |name: &str| {
+                    uri.query()
+                        .unwrap_or("")
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                let (offset, per_page) = (param("offset"), param("per_page"));
+                // Users with ids `from`.. (one page), all latchkey's.
+                let page = |from: u64, n: u64| {
+                    let users: Vec<Value> = (from..from + n)
+                        .map(|id| {
+                            json!({"id": id, "email": format!("U{id}@x.example"), "name": "U",
+                                "description": "bio\nlatchkey:managed", "roles": ["editor"]})
+                        })
+                        .collect();
+                    Value::Array(users)
+                };
+                match mode.as_str() {
+                    "busy" => (
+                        S::TOO_MANY_REQUESTS,
+                        "{\"code\":\"rate\",\"message\":\"slow down\"}",
+                    )
+                        .into_response(),
+                    "midway" if offset == 0 => {
+                        ([("x-wp-totalpages", "3")], axum::Json(page(1, per_page))).into_response()
+                    }
+                    "midway" => (
+                        S::SERVICE_UNAVAILABLE,
+                        "{\"code\":\"busy\",\"message\":\"<b>Try</b> later\"}",
+                    )
+                        .into_response(),
+                    // Five users, ids 1-5; user 1 is deleted after the first page of the
+                    // first pass, so that pass's second page starts one user late.
+                    "shifting" => {
+                        let n = served.fetch_add(1, Ordering::SeqCst);
+                        let ids: Vec<u64> = if n == 0 {
+                            (1..=5).collect()
+                        } else {
+                            (2..=5).collect()
+                        };
+                        let chunk: Vec<Value> = ids
+                            .iter()
+                            .skip(offset as usize)
+                            .take(per_page as usize)
+                            .map(|id| page(*id, 1)[0].clone())
+                            .collect();
+                        ([("x-wp-totalpages", "3")], axum::Json(Value::Array(chunk)))
+                            .into_response()
+                    }
+                    _ => (
+                        [("x-wp-totalpages", "1000000")],
+                        axum::Json(page(offset + 1, per_page)),
+                    )
+                        .into_response(),
                 }
-                "midway" => (
-                    S::SERVICE_UNAVAILABLE,
-                    "{\"code\":\"busy\",\"message\":\"<b>Try</b> later\"}",
-                )
-                    .into_response(),
-                _ => ([("x-wp-totalpages", "1000000")], axum::Json(user)).into_response(),
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -679,7 +775,7 @@ mod tests {
     #[tokio::test]
     async fn a_page_failing_midway_is_partial_endless_paging_stops_and_429_is_transient() {
         let site = faulty_site().await;
-        let snap = connector(format!("{site}/midway"), json!({}))
+        let snap = connector(format!("{site}/midway"), json!({"perPage": 2}))
             .read()
             .await
             .unwrap();
@@ -689,17 +785,20 @@ mod tests {
                 "page 2 of users failed: GET /users: HTTP 503 busy: Try later".into()
             )
         );
-        assert_eq!(snap.managed.len(), 1);
-        assert_eq!(snap.managed[0].identity, "a@x.example");
+        assert_eq!(snap.managed.len(), 2, "what was read is kept");
+        assert_eq!(snap.managed[0].identity, "u1@x.example");
 
-        let snap = connector(format!("{site}/endless"), json!({"maxPages": 4}))
-            .read()
-            .await
-            .unwrap();
+        let snap = connector(
+            format!("{site}/endless"),
+            json!({"perPage": 2, "maxPages": 4}),
+        )
+        .read()
+        .await
+        .unwrap();
         assert_eq!(
             snap.managed.len(),
-            1,
-            "the same user on every page counts once"
+            5,
+            "pages overlap by one user, counted once: 1-2, 2-3, 3-4, 4-5"
         );
         assert_eq!(
             snap.completeness,
@@ -714,6 +813,30 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.class, super::super::ErrorClass::Transient);
         assert_eq!(e.message, "GET /users: HTTP 429 rate: slow down");
+    }
+
+    /// Regression: a user deleted during a paged read (by another admin, or another test
+    /// on a shared site) shifted the rest back by one, and the next page skipped a user
+    /// in a read called Complete.
+    #[tokio::test]
+    async fn a_user_deleted_during_the_read_starts_it_again_and_skips_nobody() {
+        let site = faulty_site().await;
+        let snap = connector(format!("{site}/shifting"), json!({"perPage": 2}))
+            .read()
+            .await
+            .unwrap();
+        assert_eq!(snap.completeness, Completeness::Complete);
+        let ids: Vec<&str> = snap.managed.iter().map(|a| a.identity.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "u2@x.example",
+                "u3@x.example",
+                "u4@x.example",
+                "u5@x.example"
+            ],
+            "read again after the deletion: every remaining user, none skipped"
+        );
     }
 
     #[test]
