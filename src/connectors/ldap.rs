@@ -546,15 +546,7 @@ impl Connector for LdapConnector {
         }))
         .await;
         let _ = ldap.unbind().await;
-        let mut out: Vec<Option<Result<(), ConnectorError>>> = vec![None; ops.len()];
-        for (i, result) in done.into_iter().flatten() {
-            out[i] = Some(result);
-        }
-        out.into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Err(ConnectorError::permanent("no result for the change")))
-            })
-            .collect()
+        super::in_plan_order(ops.len(), done.into_iter().flatten())
     }
 }
 

@@ -234,6 +234,23 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// A batch's results in plan order, from `(index, result)` pairs that came back per
+/// identity chain; an index without one fails (never counted as applied).
+pub(crate) fn in_plan_order(
+    len: usize,
+    done: impl IntoIterator<Item = (usize, Result<(), ConnectorError>)>,
+) -> Vec<Result<(), ConnectorError>> {
+    let mut out: Vec<Option<Result<(), ConnectorError>>> = vec![None; len];
+    for (i, result) in done {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(result);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(ConnectorError::permanent("no result for the change"))))
+        .collect()
+}
+
 /// A system latchkey manages.
 #[async_trait]
 pub trait Connector: Send + Sync {
