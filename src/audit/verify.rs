@@ -8,11 +8,14 @@ use std::fmt;
 use std::ops::Bound;
 
 use git2::Oid;
+use jiff::Timestamp;
 use serde::Serialize;
 
 use super::index;
-use super::ledger::{FORMAT_VERSION, GENESIS, HashBuffers, Record, fast_hash, hash_of_owned};
-use super::replay::{AccessState, Checkpoint, month_label};
+use super::ledger::{
+    FORMAT_VERSION, GENESIS, HashBuffers, PlainRecord, Record, fast_hash, hash_of_owned,
+};
+use super::replay::{AccessState, Applied, Checkpoint, counts, month_label};
 use super::state::State;
 use super::store::{LedgerError, LedgerSource, checkpoint_path};
 
@@ -307,17 +310,33 @@ fn verify_chain(
                 indexes: out.indexes,
             });
         }
-        let text = src.read(month)?.unwrap_or_default();
+        let blob;
+        let owned;
+        let text: &str = match month_blob(src, ids.as_ref(), month)? {
+            // Read in place from the object (no copy); a month that is not UTF-8 is
+            // read the ordinary way, which reports it.
+            Some(b) if std::str::from_utf8(b.content()).is_ok() => {
+                blob = b;
+                std::str::from_utf8(blob.content()).unwrap_or_default()
+            }
+            _ => {
+                owned = src.read(month)?.unwrap_or_default();
+                &owned
+            }
+        };
         let mut index = closed.then(index::Builder::default);
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
-            // The fast path accepts a line only when it is exactly what latchkey writes
-            // for the record it parses to, and that record links and hashes; anything
-            // else is decided by the `Value` path below, as before.
+            // The fast path accepts a line only when it is a plain record (see
+            // `PlainRecord`) that links and hashes; anything else is decided by the
+            // `Value` path below, as before.
             let fast = fast_hash(line, &mut buf)
-                .filter(|(r, h)| r.v == FORMAT_VERSION && r.prev == out.head && *h == r.hash);
-            let (expected, record) = match fast {
-                Some((r, h)) => {
+                .filter(|(r, h)| {
+                    r.v == FORMAT_VERSION && r.prev == out.head && *h == r.hash.as_bytes()
+                })
+                .and_then(|(r, _)| Some((applied(&r, line)?, r)));
+            let (record, plain) = match fast {
+                Some((change, r)) => {
                     if n == 1
                         && let Some(b) = pending.take().map_or_else(
                             || {
@@ -335,7 +354,9 @@ fn verify_chain(
                         out.broken = Some(b);
                         return Ok((out, None));
                     }
-                    (h, Some(r))
+                    out.head.clear();
+                    out.head.push_str(r.hash);
+                    (None, Some((r, change)))
                 }
                 None => {
                     let at = At {
@@ -345,7 +366,10 @@ fn verify_chain(
                         prev_month: prev_month.as_deref(),
                     };
                     match slow_line(src, &at, line, &state, &mut out.checkpoints, &mut pending)? {
-                        Ok(ok) => ok,
+                        Ok((expected, record)) => {
+                            out.head = expected;
+                            (record, None)
+                        }
                         Err(b) => {
                             out.broken = Some(b);
                             return Ok((out, None));
@@ -353,20 +377,24 @@ fn verify_chain(
                     }
                 }
             };
-            if anchor == Some(expected.as_str()) {
+            if anchor == Some(out.head.as_str()) {
                 *seen_anchor = true;
             }
-            out.head = expected;
             out.records += 1;
             if let Some(ix) = &mut index {
-                match &record {
-                    Some(r) => ix.add(r.identity.as_deref(), line),
-                    None => ix.add(index::identity_of(line).as_deref(), line),
+                match (&plain, &record) {
+                    (Some((r, _)), _) => ix.add(r.identity, line),
+                    (None, Some(r)) => ix.add(r.identity.as_deref(), line),
+                    (None, None) => ix.add(index::identity_of(line).as_deref(), line),
                 }
             }
-            match record {
-                Some(r) => state.apply(&r),
-                None => state.records += 1,
+            match (plain, record) {
+                (Some((_, Some(change))), _) => {
+                    state.records += 1;
+                    state.apply_change(&change);
+                }
+                (_, Some(r)) => state.apply(&r),
+                _ => state.records += 1,
             }
         }
         if let Some(b) = pending.take() {
@@ -377,7 +405,7 @@ fn verify_chain(
         if let Some(ix) = index {
             // Reported once the next month's first link holds, so a removed tail is
             // reported as the broken link it is, not as an index that no longer matches.
-            pending = check_index(src, ids.as_ref(), month, &text, ix, &mut out.indexes)?;
+            pending = check_index(src, ids.as_ref(), month, text, ix, &mut out.indexes)?;
         }
         prev_month = Some(month.clone());
     }
@@ -402,6 +430,52 @@ fn verify_chain(
         return Ok((out, None));
     }
     Ok((out, next))
+}
+
+/// A month file's blob from a git source, by the id its tree gives (`None` from a
+/// directory source or when the tree has no such entry).
+fn month_blob<'r>(
+    src: &LedgerSource<'r>,
+    ids: Option<&BTreeMap<String, Oid>>,
+    month: &str,
+) -> Result<Option<git2::Blob<'r>>, LedgerError> {
+    let (LedgerSource::Git { repo, .. }, Some(id)) = (src, ids.and_then(|ids| ids.get(month)))
+    else {
+        return Ok(None);
+    };
+    Ok(repo.git().find_blob(*id).ok())
+}
+
+/// What replaying a plain line does: `Some(None)` when it changes nothing (counted only),
+/// `Some(Some(change))` for an applied change, and `None` when the line must take the
+/// `Value` path (its times do not parse, which that path reports). A line replays
+/// exactly as there: only when [`may_change_access`] finds it and the record counts.
+fn applied<'a>(r: &PlainRecord<'a>, line: &str) -> Option<Option<Applied<'a>>> {
+    if !super::replay::may_change_access(line) {
+        return Some(None);
+    }
+    // The `Value` path parses the whole typed record here, so both times must parse.
+    let time: Timestamp = r.time.parse().ok()?;
+    let expires: Option<Timestamp> = match r.expires {
+        Some(e) => Some(e.parse().ok()?),
+        None => None,
+    };
+    let (true, Some(identity), Some(system)) = (counts(r.event, r.result), r.identity, r.system)
+    else {
+        return Some(None);
+    };
+    Some(Some(Applied {
+        change: r.change,
+        identity,
+        system,
+        entitlement: r.entitlement.unwrap_or_default(),
+        client: r.client,
+        role: r.role,
+        time,
+        expires,
+        revision: r.revision,
+        run: r.run,
+    }))
 }
 
 /// Where a line is: month file, 1-based line, the hash of the record before it.
@@ -613,12 +687,12 @@ fn check_checkpoint(
             detail,
         })
     };
-    let expected = state.checkpoint(month, head);
     // What latchkey writes for this replay, byte for byte, needs no parse (the parse
     // below accepts the same content written another way, as before).
-    if text == expected.to_json() {
+    if text == state.checkpoint_json(month, head) {
         return Ok(None);
     }
+    let expected = state.checkpoint(month, head);
     let c: Checkpoint = match serde_json::from_str(&text) {
         Ok(c) => c,
         Err(e) => return Ok(broken(format!("not a ledger checkpoint ({e})"))),
@@ -724,7 +798,7 @@ mod tests {
         let mut buf = HashBuffers::default();
         for line in &l {
             let (r, h) = fast_hash(line, &mut buf).expect("fast path");
-            assert_eq!(h, r.hash);
+            assert_eq!(&h[..], r.hash.as_bytes());
         }
         let v = verify_lines(&l);
         assert_eq!(kind(&v), None);
@@ -771,27 +845,40 @@ mod tests {
     }
 
     #[test]
-    fn odd_bytes_with_the_same_canonical_form_are_decided_by_the_value_path() {
+    fn odd_bytes_hash_as_the_value_path_hashes_them_or_take_it() {
         let mut buf = HashBuffers::default();
-        // Keys reordered, whitespace added, a duplicate key with the same value, the
-        // version as 1.0: none is what latchkey writes, so the fast path declines each;
-        // the Value path hashes the canonical form, as before.
-        let odd: [fn(&str) -> String; 4] = [
+        let value_hash = |l: &str| hash_of_owned(serde_json::from_str(l).unwrap());
+        // Keys reordered and whitespace added: still plain, and the fast path gives the
+        // hash the Value path gives.
+        let same: [fn(&str) -> String; 2] = [
             |l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
                 serde_json::to_string(&v).unwrap()
             },
             |l| l.replace(",\"", ", \""),
+        ];
+        // A duplicate key with the same value, the version as 1.0, an escape that
+        // decodes to the same text, an explicit null, an unknown field: not plain, so the
+        // fast path declines each and the Value path decides.
+        let declined: [fn(&str) -> String; 5] = [
             |l| l.replacen("\"prev\"", "\"system\":\"portal\",\"prev\"", 1),
             |l| l.replacen("\"v\":1", "\"v\":1.0", 1),
+            |l| l.replacen("portal", "p\\u006frtal", 1),
+            |l| l.replacen("{", "{\"role\":null,", 1),
+            |l| l.replacen("{", "{\"extra\":\"x\",", 1),
         ];
-        let outcomes: Vec<_> = odd
+        for edit in same {
+            let odd = edit(&lines()[1]);
+            let (_, h) = fast_hash(&odd, &mut buf).expect("plain");
+            assert_eq!(std::str::from_utf8(&h).unwrap(), value_hash(&odd));
+        }
+        for edit in declined {
+            assert!(fast_hash(&edit(&lines()[1]), &mut buf).is_none());
+        }
+        let outcomes: Vec<_> = same
             .iter()
-            .map(|edit| {
-                let l = lines();
-                assert!(fast_hash(&edit(&l[1]), &mut buf).is_none());
-                kind(&with_line_2(edit))
-            })
+            .chain(&declined[..3])
+            .map(|edit| kind(&with_line_2(edit)))
             .collect();
         assert_eq!(
             outcomes,
@@ -801,14 +888,18 @@ mod tests {
                 // The canonical form holds, but an access-changing line with a duplicate
                 // field is not a record latchkey can replay (as before).
                 Some((Some(2), BreakKind::Unparseable)),
-                Some((Some(2), BreakKind::UnknownVersion))
+                Some((Some(2), BreakKind::UnknownVersion)),
+                // The escape decodes to the same value: the Value path accepts it.
+                None,
             ]
         );
-        // The slow path also replays access: the reordered line still grants.
-        let mut l = lines();
-        l[1] = odd[0](&l[1]);
-        let v = verify_lines(&l);
-        assert_eq!((kind(&v), v.records), (None, 3));
+        // Both paths replay access: the reordered and the escaped line still grant.
+        for edit in [same[0], declined[2]] {
+            let mut l = lines();
+            l[1] = edit(&l[1]);
+            let v = verify_lines(&l);
+            assert_eq!((kind(&v), v.records), (None, 3));
+        }
     }
 
     #[test]
@@ -824,7 +915,7 @@ mod tests {
                 "time" | "expires" => serde_json::json!("2026-03-01T10:00:00Z"),
                 "event" => serde_json::json!("change"),
                 "trigger" => serde_json::json!("merge"),
-                other => serde_json::json!(format!("{other} \"quoted\" é")),
+                other => serde_json::json!(format!("{other} é/✓")),
             };
             obj.insert(name.clone(), value);
         }
@@ -832,8 +923,15 @@ mod tests {
         r.seal(GENESIS);
         let line = r.to_line();
         let (parsed, hash) = fast_hash(&line, &mut HashBuffers::default()).expect("fast path");
-        assert_eq!(parsed, r);
-        assert_eq!(hash, r.hash);
+        assert_eq!(std::str::from_utf8(&hash).unwrap(), r.hash);
+        assert_eq!(parsed.applied_by, r.applied_by.as_deref());
         assert!(crate::audit::ledger::seal_holds(&r));
+        // A string with an escape is not plain: the Value path seals it.
+        r.note = Some("a \"quoted\" note".into());
+        r.seal(GENESIS);
+        assert!(fast_hash(&r.to_line(), &mut HashBuffers::default()).is_none());
+        assert!(crate::audit::ledger::seal_holds(&r));
+        r.note = Some("edited".into());
+        assert!(!crate::audit::ledger::seal_holds(&r));
     }
 }
