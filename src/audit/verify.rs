@@ -3,9 +3,11 @@
 //! `state.yaml`'s `ledgerHead` is the last record (so a truncated tail is noticed too),
 //! and checks each closed month's history index against its month file.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
+use std::sync::mpsc::SyncSender;
 
 use git2::Oid;
 use jiff::Timestamp;
@@ -261,14 +263,89 @@ fn resumed_start(
     })
 }
 
+/// Blob comparisons handed to a second thread while the walk goes on: each text must
+/// be the content of the blob id its tree names (a checkpoint as the replay gives it, an
+/// index bucket as its month gives it). Hashing them is a large part of a verification,
+/// and it needs nothing but the bytes.
+struct Later {
+    tx: SyncSender<Vec<(String, Oid)>>,
+    /// A batch could not be handed over (the thread stopped at a difference).
+    failed: Cell<bool>,
+}
+
+impl Later {
+    fn same(&self, batch: Vec<(String, Oid)>) {
+        if self.tx.send(batch).is_err() {
+            self.failed.set(true);
+        }
+    }
+}
+
+/// What a walk knows of the objects: the tree's ids (git sources) and where deferred
+/// comparisons go (none: compare in place).
+#[derive(Clone, Copy)]
+struct Objects<'a> {
+    ids: Option<&'a BTreeMap<String, Oid>>,
+    later: Option<&'a Later>,
+}
+
+/// Walks the ledger of a git source with its blob comparisons on a second thread
+/// ([`Later`]). That walk only decides "intact": when it finds a break, or any deferred
+/// comparison differs, the ledger is walked again in order with every comparison in
+/// place, so the break reported is exactly the first one, as before.
 fn verify_chain(
     src: &LedgerSource<'_>,
     anchor: Option<&str>,
     seen_anchor: &mut bool,
     resume: Option<&Resume>,
 ) -> Result<(Verification, Option<Resume>), LedgerError> {
+    let seen_before = *seen_anchor;
+    if matches!(src, LedgerSource::Git { .. }) {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(String, Oid)>>(4);
+        let later = Later {
+            tx,
+            failed: Cell::new(false),
+        };
+        let deferred = std::thread::scope(|s| {
+            let worker = std::thread::Builder::new()
+                .name("verify-blobs".into())
+                .spawn_scoped(s, move || {
+                    rx.iter().all(|batch| {
+                        batch
+                            .iter()
+                            .all(|(text, id)| index::blob_id(text.as_bytes()) == *id)
+                    })
+                })
+                .ok()?;
+            let walked = walk(src, anchor, seen_anchor, resume, Some(&later));
+            let failed = later.failed.get();
+            drop(later);
+            let same = worker.join().unwrap_or(false);
+            Some((walked, same && !failed))
+        });
+        if let Some((Ok(walked), true)) = deferred
+            && walked.0.broken.is_none()
+        {
+            return Ok(walked);
+        }
+        *seen_anchor = seen_before;
+    }
+    walk(src, anchor, seen_anchor, resume, None)
+}
+
+fn walk(
+    src: &LedgerSource<'_>,
+    anchor: Option<&str>,
+    seen_anchor: &mut bool,
+    resume: Option<&Resume>,
+    later: Option<&Later>,
+) -> Result<(Verification, Option<Resume>), LedgerError> {
     let months = src.months()?;
     let ids = src.ledger_ids()?;
+    let objs = Objects {
+        ids: ids.as_ref(),
+        later,
+    };
     let start = resumed_start(src, ids.as_ref(), &months, resume).unwrap_or(Start {
         skip: 0,
         head: GENESIS.to_string(),
@@ -342,6 +419,7 @@ fn verify_chain(
                             || {
                                 check_checkpoint(
                                     src,
+                                    objs,
                                     month,
                                     &out.head,
                                     &state,
@@ -365,7 +443,15 @@ fn verify_chain(
                         head: &out.head,
                         prev_month: prev_month.as_deref(),
                     };
-                    match slow_line(src, &at, line, &state, &mut out.checkpoints, &mut pending)? {
+                    match slow_line(
+                        src,
+                        objs,
+                        &at,
+                        line,
+                        &state,
+                        &mut out.checkpoints,
+                        &mut pending,
+                    )? {
                         Ok((expected, record)) => {
                             out.head = expected;
                             (record, None)
@@ -405,7 +491,7 @@ fn verify_chain(
         if let Some(ix) = index {
             // Reported once the next month's first link holds, so a removed tail is
             // reported as the broken link it is, not as an index that no longer matches.
-            pending = check_index(src, ids.as_ref(), month, text, ix, &mut out.indexes)?;
+            pending = check_index(src, objs, month, text, ix, &mut out.indexes)?;
         }
         prev_month = Some(month.clone());
     }
@@ -493,6 +579,7 @@ type Line = Result<(String, Option<Record>), Broken>;
 
 fn slow_line(
     src: &LedgerSource<'_>,
+    objs: Objects<'_>,
     at: &At<'_>,
     line: &str,
     state: &AccessState,
@@ -550,7 +637,7 @@ fn slow_line(
         if let Some(b) = pending_index.take() {
             return Ok(Err(b));
         }
-        if let Some(b) = check_checkpoint(src, at.month, head, state, checkpoints)? {
+        if let Some(b) = check_checkpoint(src, objs, at.month, head, state, checkpoints)? {
             return Ok(Err(b));
         }
     }
@@ -584,7 +671,7 @@ fn slow_line(
 /// before indexes; `history` scans it).
 fn check_index(
     src: &LedgerSource<'_>,
-    ids: Option<&BTreeMap<String, Oid>>,
+    objs: Objects<'_>,
     month: &str,
     text: &str,
     built: index::Builder,
@@ -606,7 +693,8 @@ fn check_index(
             detail,
         })
     };
-    let month_id = ids
+    let month_id = objs
+        .ids
         .and_then(|ids| ids.get(month).copied())
         .unwrap_or_else(|| index::blob_id(text.as_bytes()));
     let expected = built.finish(month, month_id);
@@ -634,6 +722,7 @@ fn check_index(
         .into_iter()
         .map(|(p, text)| (p.rsplit('/').next().unwrap_or(&p).to_string(), text))
         .collect();
+    let mut deferred = Vec::new();
     for (name, id) in &stored {
         let path = format!("{dir}/{name}");
         let Some(text) = want.remove(name) else {
@@ -642,9 +731,13 @@ fn check_index(
                 "is not part of the index the month file gives: it was added".into(),
             ));
         };
-        let same = match id {
-            Some(id) => *id == index::blob_id(text.as_bytes()),
-            None => src.read(&path)?.as_deref() == Some(text.as_str()),
+        let same = match (id, objs.later) {
+            (Some(id), Some(_)) => {
+                deferred.push((text, *id));
+                true
+            }
+            (Some(id), None) => *id == index::blob_id(text.as_bytes()),
+            (None, _) => src.read(&path)?.as_deref() == Some(text.as_str()),
         };
         if !same {
             return Ok(broken(
@@ -663,18 +756,28 @@ fn check_index(
             "is missing from the index: it was deleted".into(),
         ));
     }
+    if let Some(later) = objs.later {
+        later.same(deferred);
+    }
     Ok(None)
 }
 
 /// Checks a month's checkpoint, if it has one, against the chain and the replay so far.
 fn check_checkpoint(
     src: &LedgerSource<'_>,
+    objs: Objects<'_>,
     month: &str,
     head: &str,
     state: &AccessState,
     count: &mut usize,
 ) -> Result<Option<Broken>, LedgerError> {
     let path = checkpoint_path(month);
+    if let (Some(later), Some(id)) = (objs.later, objs.ids.and_then(|ids| ids.get(&path))) {
+        // Checked by blob id on the other thread: what latchkey writes for this replay.
+        *count += 1;
+        later.same(vec![(state.checkpoint_json(month, head), *id)]);
+        return Ok(None);
+    }
     let Some(text) = src.read(&path)? else {
         return Ok(None);
     };
