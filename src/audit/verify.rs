@@ -537,7 +537,8 @@ fn month_blob<'r>(
 /// `Value` path (its times do not parse, which that path reports). A line replays
 /// exactly as there: only when [`may_change_access`] finds it and the record counts.
 fn applied<'a>(r: &PlainRecord<'a>, line: &str) -> Option<Option<Applied<'a>>> {
-    if !super::replay::may_change_access(line) {
+    let counted = counts(r.event, r.result);
+    if !(counted && result_written_plainly(r, line) || super::replay::may_change_access(line)) {
         return Some(None);
     }
     // The `Value` path parses the whole typed record here, so both times must parse.
@@ -562,6 +563,21 @@ fn applied<'a>(r: &PlainRecord<'a>, line: &str) -> Option<Option<Applied<'a>>> {
         revision: r.revision,
         run: r.run,
     }))
+}
+
+/// True when `line` holds `"result":"applied"` at the plain record's `result`: then
+/// [`may_change_access`](super::replay::may_change_access) finds it, without a search
+/// through the whole line (the value is borrowed from the line, so where it starts is
+/// known).
+fn result_written_plainly(r: &PlainRecord<'_>, line: &str) -> bool {
+    const KEY: &str = "\"result\":\"";
+    let Some(value) = r.result.filter(|v| *v == "applied") else {
+        return false;
+    };
+    let at = (value.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+    at <= line.len()
+        && line.as_bytes()[..at].ends_with(KEY.as_bytes())
+        && line.as_bytes()[at..].starts_with(b"applied\"")
 }
 
 /// Where a line is: month file, 1-based line, the hash of the record before it.
