@@ -14,7 +14,7 @@
 //! `audit verify` rebuilds each index from its month and reports any difference;
 //! `history` uses an index only when its manifest names the month file as it is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use git2::{ObjectType, Oid};
 use serde::{Deserialize, Serialize};
@@ -39,8 +39,13 @@ pub fn bucket_dir(month: &str) -> String {
 /// The bucket name (`00`…`ff`) of an identity, compared case-insensitively as
 /// `history` compares it.
 pub fn bucket_of(identity: &str) -> String {
-    let digest = Sha256::digest(identity.to_lowercase().as_bytes());
-    hex::encode(&digest[..1])
+    hex::encode([bucket_number(identity)])
+}
+
+/// The bucket of an identity as a number: the first byte of the SHA-256 of its
+/// lower-cased form.
+fn bucket_number(identity: &str) -> u8 {
+    Sha256::digest(identity.to_lowercase().as_bytes())[0]
 }
 
 /// The git blob id of `content`: what a month file's tree entry names, so `history` can
@@ -80,10 +85,22 @@ impl Manifest {
 }
 
 /// A month's index as it is built, line by line.
-#[derive(Default)]
 pub struct Builder {
-    buckets: BTreeMap<String, (u64, String)>,
+    /// Lines and their count per bucket number.
+    buckets: Vec<(u64, String)>,
+    /// The bucket of each identity seen (a month names the same people many times).
+    known: HashMap<String, u8>,
     records: u64,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            buckets: vec![(0, String::new()); BUCKETS as usize],
+            known: HashMap::new(),
+            records: 0,
+        }
+    }
 }
 
 impl Builder {
@@ -93,7 +110,15 @@ impl Builder {
         let Some(identity) = identity else {
             return;
         };
-        let (count, text) = self.buckets.entry(bucket_of(identity)).or_default();
+        let bucket = match self.known.get(identity) {
+            Some(b) => *b,
+            None => {
+                let b = bucket_number(identity);
+                self.known.insert(identity.to_string(), b);
+                b
+            }
+        };
+        let (count, text) = &mut self.buckets[usize::from(bucket)];
         *count += 1;
         text.push_str(line);
         text.push('\n');
@@ -102,25 +127,28 @@ impl Builder {
     /// The manifest and bucket files of `month` (paths relative to the audit root), the
     /// manifest first. `ledger` is the month file's blob id.
     pub fn finish(self, month: &str, ledger: Oid) -> Index {
+        // Bucket names in number order are in name order too (two hex digits).
+        let used: Vec<(String, u64, String)> = self
+            .buckets
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (n, _))| *n > 0)
+            .map(|(b, (n, text))| (hex::encode([b as u8]), n, text))
+            .collect();
         let manifest = Manifest {
             v: FORMAT_VERSION,
             month: month_label(month),
             ledger: ledger.to_string(),
             records: self.records,
             buckets: BUCKETS,
-            counts: self
-                .buckets
-                .iter()
-                .map(|(b, (n, _))| (b.clone(), *n))
-                .collect(),
+            counts: used.iter().map(|(b, n, _)| (b.clone(), *n)).collect(),
         };
         let dir = bucket_dir(month);
         Index {
             manifest: (manifest_path(month), manifest.to_json()),
-            buckets: self
-                .buckets
+            buckets: used
                 .into_iter()
-                .map(|(b, (_, text))| (format!("{dir}/{b}.jsonl"), text))
+                .map(|(b, _, text)| (format!("{dir}/{b}.jsonl"), text))
                 .collect(),
         }
     }

@@ -191,91 +191,176 @@ pub fn hash_of_owned(mut v: serde_json::Value) -> String {
     hex::encode(h.finalize())
 }
 
-/// The canonical JSON of a record without `hash`, written straight from the typed record
-/// with its keys in sorted order: the same bytes [`hash_of_owned`] gets from a
-/// `serde_json::Value` (whose map sorts keys), without building one. `audit verify` uses
-/// it only for a line that is byte for byte what [`Record::to_line`] writes for the
-/// record it parses to (see [`fast_hash`]); every other line takes the `Value` path.
-struct Canonical<'a>(&'a Record);
+/// A ledger line parsed without copying: every string field borrowed from the line.
+///
+/// It parses only a *plain* line: every field a known one at most once (no unknown or
+/// duplicate key), no explicit `null`, no string with an escape (serde_json borrows a
+/// string only when it has none), `v` an integer. For such a line each string's bytes
+/// between its quotes are exactly what serde_json writes for its value, so the
+/// canonical form ([`hash_of_owned`]: keys sorted, no whitespace, no `hash`) follows
+/// from the fields without building a `serde_json::Value`. Any other line fails to
+/// parse here and is decided by the `Value` path.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlainRecord<'a> {
+    pub v: u32,
+    pub time: &'a str,
+    pub event: Event,
+    pub run: &'a str,
+    pub revision: &'a str,
+    pub trigger: Trigger,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub system: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub client: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub identity: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub change: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub entitlement: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub role: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub expires: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub reason: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub result: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub error: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub note: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub author: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub signer: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub applied_by: Option<&'a str>,
+    pub prev: &'a str,
+    pub hash: &'a str,
+}
 
-impl Serialize for Canonical<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let r = self.0;
-        let mut m = s.serialize_map(None)?;
-        // Keys in byte order, as serde_json's `BTreeMap` sorts them; `None`s are absent,
-        // as `skip_serializing_if` leaves them out of the line.
-        macro_rules! some {
-            ($key:literal, $field:expr) => {
-                if let Some(v) = &$field {
-                    m.serialize_entry($key, v)?;
-                }
-            };
-        }
-        some!("appliedBy", r.applied_by);
-        some!("author", r.author);
-        some!("change", r.change);
-        some!("client", r.client);
-        some!("entitlement", r.entitlement);
-        some!("error", r.error);
-        m.serialize_entry("event", &r.event)?;
-        some!("expires", r.expires);
-        some!("identity", r.identity);
-        some!("note", r.note);
-        m.serialize_entry("prev", &r.prev)?;
-        some!("reason", r.reason);
-        some!("result", r.result);
-        m.serialize_entry("revision", &r.revision)?;
-        some!("role", r.role);
-        m.serialize_entry("run", &r.run)?;
-        some!("signer", r.signer);
-        some!("system", r.system);
-        m.serialize_entry("time", &r.time)?;
-        m.serialize_entry("trigger", &r.trigger)?;
-        m.serialize_entry("v", &r.v)?;
-        m.end()
+/// A field that is present is a borrowed string: an explicit `null` (which the `Value`
+/// path keeps in the canonical form) fails the plain parse instead of reading as absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Error> {
+    <&'de str>::deserialize(d).map(Some)
+}
+
+impl<'a> PlainRecord<'a> {
+    /// Parses a plain line (see the type); `None` for any other.
+    pub fn parse(line: &'a str) -> Option<PlainRecord<'a>> {
+        serde_json::from_str(line).ok()
+    }
+
+    /// Appends the canonical JSON without `hash` to `out`: the bytes [`hash_of_owned`]
+    /// gets from a `serde_json::Value` of the line (whose map sorts keys), written from
+    /// the borrowed fields (plain strings need no escaping).
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        let mut first = true;
+        let mut entry = |key: &str, value: Option<&str>, quoted: bool| {
+            let Some(value) = value else { return };
+            out.push(if first { b'{' } else { b',' });
+            first = false;
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            if quoted {
+                out.push(b'"');
+            }
+            out.extend_from_slice(value.as_bytes());
+            if quoted {
+                out.push(b'"');
+            }
+        };
+        let v = self.v.to_string();
+        // Keys in byte order, as serde_json's `BTreeMap` sorts them; absent fields are
+        // left out, as `skip_serializing_if` leaves them out of the line.
+        entry("appliedBy", self.applied_by, true);
+        entry("author", self.author, true);
+        entry("change", self.change, true);
+        entry("client", self.client, true);
+        entry("entitlement", self.entitlement, true);
+        entry("error", self.error, true);
+        entry("event", Some(self.event.as_str()), true);
+        entry("expires", self.expires, true);
+        entry("identity", self.identity, true);
+        entry("note", self.note, true);
+        entry("prev", Some(self.prev), true);
+        entry("reason", self.reason, true);
+        entry("result", self.result, true);
+        entry("revision", Some(self.revision), true);
+        entry("role", self.role, true);
+        entry("run", Some(self.run), true);
+        entry("signer", self.signer, true);
+        entry("system", self.system, true);
+        entry("time", Some(self.time), true);
+        entry("trigger", Some(self.trigger.as_str()), true);
+        entry("v", Some(&v), false);
+        out.push(b'}');
     }
 }
 
-/// Reusable buffers for [`fast_hash`], so a walk over a million lines allocates them once.
+impl Event {
+    /// The name serde writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Change => "change",
+            Event::Hold => "hold",
+            Event::Override => "override",
+            Event::Refusal => "refusal",
+            Event::InvalidRevision => "invalid-revision",
+            Event::Adopted => "adopted",
+            Event::Observed => "observed",
+        }
+    }
+}
+
+impl Trigger {
+    /// The name serde writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Merge => "merge",
+            Trigger::Expiry => "expiry",
+            Trigger::Drift => "drift",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// A reusable buffer for [`fast_hash`], so a walk over a million lines allocates once.
 #[derive(Default)]
 pub struct HashBuffers {
-    line: Vec<u8>,
     canonical: Vec<u8>,
 }
 
-/// The record a ledger line holds and the hash its content gives, when the line is
-/// exactly what latchkey writes for that record (field order, no whitespace, no unknown
-/// field, no explicit `null`, no duplicate key, numbers and times as serde writes them).
-/// Then the canonical form follows from the typed record, which is much cheaper than a
-/// `serde_json::Value`. `None` for any other line: the caller takes the `Value` path
+/// A SHA-256 as lower-case hex, on the stack.
+pub type HexHash = [u8; 64];
+
+/// The plain record a ledger line holds and the hash its content gives (see
+/// [`PlainRecord`]). `None` for any other line: the caller takes the `Value` path
 /// ([`hash_of_owned`]), which decides what such a line means, so this never accepts
-/// anything that path would not.
-pub fn fast_hash(line: &str, buf: &mut HashBuffers) -> Option<(Record, String)> {
-    let record: Record = serde_json::from_str(line).ok()?;
-    buf.line.clear();
-    serde_json::to_writer(&mut buf.line, &record).ok()?;
-    if buf.line != line.as_bytes() {
-        return None;
-    }
-    let hash = canonical_hash(&record, &mut buf.canonical)?;
-    Some((record, hash))
+/// anything that path would not, and gives the same hash for what it accepts.
+pub fn fast_hash<'a>(line: &'a str, buf: &mut HashBuffers) -> Option<(PlainRecord<'a>, HexHash)> {
+    let record = PlainRecord::parse(line)?;
+    buf.canonical.clear();
+    record.write_canonical(&mut buf.canonical);
+    let mut h = Sha256::new();
+    h.update(record.prev.as_bytes());
+    h.update(b"\n");
+    h.update(&buf.canonical);
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(h.finalize(), &mut hex).ok()?;
+    Some((record, hex))
 }
 
 /// True when `record` hashes to the `hash` it carries (its own content, not its link).
 pub fn seal_holds(record: &Record) -> bool {
-    canonical_hash(record, &mut Vec::new()).is_some_and(|h| h == record.hash)
-}
-
-/// SHA-256 of `prev` + "\n" + [`Canonical`], written through `buf`.
-fn canonical_hash(record: &Record, buf: &mut Vec<u8>) -> Option<String> {
-    buf.clear();
-    serde_json::to_writer(&mut *buf, &Canonical(record)).ok()?;
-    let mut h = Sha256::new();
-    h.update(record.prev.as_bytes());
-    h.update(b"\n");
-    h.update(&*buf);
-    Some(hex::encode(h.finalize()))
+    let line = record.to_line();
+    match fast_hash(&line, &mut HashBuffers::default()) {
+        Some((_, h)) => h == record.hash.as_bytes(),
+        None => hash_of(&serde_json::to_value(record).unwrap_or_default()) == record.hash,
+    }
 }
 
 /// `audit/ledger/2026/11.jsonl` for a record's time.

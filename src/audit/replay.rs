@@ -5,7 +5,9 @@
 //! `disable-account` and `delete-account` remove all of that identity's entitlements on
 //! that system. Failed and skipped changes, holds and refusals change nothing.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use jiff::Timestamp;
 use schemars::JsonSchema;
@@ -41,59 +43,162 @@ pub struct Access {
 /// Effective access at an instant, keyed by (identity, system, entitlement).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccessState {
-    map: BTreeMap<(String, String, String), Access>,
+    map: BTreeMap<Key, Access>,
     /// Ledger records replayed to get here (all events, not only changes).
     pub records: u64,
+}
+
+/// (identity, system, entitlement), ordered as that tuple. A record looks its entry up
+/// by borrowed names ([`Names`]), so replay builds no key for an entry it finds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(String, String, String);
+
+/// A key's three names, borrowed: what [`Key`] and a `(&str, &str, &str)` share, so the
+/// map can be searched with either (the std `Borrow` pattern for composite keys).
+trait Names {
+    fn names(&self) -> (&str, &str, &str);
+}
+
+impl Names for Key {
+    fn names(&self) -> (&str, &str, &str) {
+        (&self.0, &self.1, &self.2)
+    }
+}
+
+impl Names for (&str, &str, &str) {
+    fn names(&self) -> (&str, &str, &str) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn Names + 'a> for Key {
+    fn borrow(&self) -> &(dyn Names + 'a) {
+        self
+    }
+}
+
+// The same order as `Key`'s derived one (field by field), as `Borrow` requires.
+impl PartialEq for dyn Names + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.names() == other.names()
+    }
+}
+
+impl Eq for dyn Names + '_ {}
+
+impl PartialOrd for dyn Names + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn Names + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.names().cmp(&other.names())
+    }
+}
+
+/// One applied change (or observed baseline) as replay reads it, borrowed from the record.
+pub struct Applied<'a> {
+    /// `grant`, `revoke`, `disable-account`, ...
+    pub change: Option<&'a str>,
+    pub identity: &'a str,
+    pub system: &'a str,
+    /// Empty for systems without entitlements.
+    pub entitlement: &'a str,
+    pub client: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub time: Timestamp,
+    pub expires: Option<Timestamp>,
+    pub revision: &'a str,
+    pub run: &'a str,
+}
+
+/// True when a record of `event` with `result` may change access: an applied change, or
+/// access found in place when latchkey first read the account (the baseline).
+pub fn counts(event: super::Event, result: Option<&str>) -> bool {
+    match event {
+        super::Event::Change => result == Some("applied"),
+        super::Event::Observed => true,
+        _ => false,
+    }
+}
+
+/// Sets `to` to `from`, reusing its allocation.
+fn set(to: &mut String, from: &str) {
+    to.clear();
+    to.push_str(from);
 }
 
 impl AccessState {
     /// Applies one record (anything but an applied change is ignored).
     pub fn apply(&mut self, r: &Record) {
         self.records += 1;
-        let counts = match r.event {
-            super::Event::Change => r.result.as_deref() == Some("applied"),
-            // Access found in place when latchkey first read the account (the baseline).
-            super::Event::Observed => true,
-            _ => false,
-        };
-        if !counts {
+        if !counts(r.event, r.result.as_deref()) {
             return;
         }
         let (Some(identity), Some(system)) = (&r.identity, &r.system) else {
             return;
         };
-        let ent = r.entitlement.clone().unwrap_or_default();
-        match r.change.as_deref() {
-            Some("grant") => {
-                let key = (identity.clone(), system.clone(), ent.clone());
-                let since = self.map.get(&key).map(|a| a.since).unwrap_or(r.time);
-                self.map.insert(
-                    key,
-                    Access {
-                        identity: identity.clone(),
-                        system: system.clone(),
-                        entitlement: ent,
-                        client: r.client.clone(),
-                        role: r.role.clone(),
-                        since,
-                        expires: r.expires,
-                        revision: r.revision.clone(),
-                        run: r.run.clone(),
-                    },
-                );
-            }
+        self.apply_change(&Applied {
+            change: r.change.as_deref(),
+            identity,
+            system,
+            entitlement: r.entitlement.as_deref().unwrap_or_default(),
+            client: r.client.as_deref(),
+            role: r.role.as_deref(),
+            time: r.time,
+            expires: r.expires,
+            revision: &r.revision,
+            run: &r.run,
+        });
+    }
+
+    /// Applies one change that [`counts`] (the caller counted its record).
+    pub fn apply_change(&mut self, c: &Applied<'_>) {
+        let names = (c.identity, c.system, c.entitlement);
+        match c.change {
+            Some("grant") => match self.map.get_mut(&names as &dyn Names) {
+                Some(a) => {
+                    // Held since the first grant; the rest is the newest grant's.
+                    a.client = c.client.map(str::to_string);
+                    a.role = c.role.map(str::to_string);
+                    a.expires = c.expires;
+                    set(&mut a.revision, c.revision);
+                    set(&mut a.run, c.run);
+                }
+                None => {
+                    let key = Key(
+                        c.identity.to_string(),
+                        c.system.to_string(),
+                        c.entitlement.to_string(),
+                    );
+                    let access = Access {
+                        identity: key.0.clone(),
+                        system: key.1.clone(),
+                        entitlement: key.2.clone(),
+                        client: c.client.map(str::to_string),
+                        role: c.role.map(str::to_string),
+                        since: c.time,
+                        expires: c.expires,
+                        revision: c.revision.to_string(),
+                        run: c.run.to_string(),
+                    };
+                    self.map.insert(key, access);
+                }
+            },
             Some("revoke") => {
-                self.map.remove(&(identity.clone(), system.clone(), ent));
+                self.map.remove(&names as &dyn Names);
             }
             Some("disable-account" | "delete-account") => {
                 // Keys sort by identity, then system: that person's entitlements on the
                 // system are one range (a `retain` would walk the whole map per offboarding).
-                let from = (identity.clone(), system.clone(), String::new());
-                let gone: Vec<_> = self
+                let from = (c.identity, c.system, "");
+                let gone: Vec<Key> = self
                     .map
-                    .range(from..)
+                    .range::<dyn Names, _>((Bound::Included(&from as &dyn Names), Bound::Unbounded))
                     .map(|(k, _)| k)
-                    .take_while(|(i, s, _)| i == identity && s == system)
+                    .take_while(|k| k.0 == c.identity && k.1 == c.system)
                     .cloned()
                     .collect();
                 for k in gone {
@@ -106,11 +211,8 @@ impl AccessState {
 
     /// True when `identity` holds `entitlement` on `system`.
     pub fn holds(&self, identity: &str, system: &str, entitlement: &str) -> bool {
-        self.map.contains_key(&(
-            identity.to_string(),
-            system.to_string(),
-            entitlement.to_string(),
-        ))
+        self.map
+            .contains_key(&(identity, system, entitlement) as &dyn Names)
     }
 
     /// Every entitlement held, sorted by identity, system, entitlement.
@@ -133,7 +235,7 @@ impl AccessState {
                 .into_iter()
                 .map(|a| {
                     (
-                        (a.identity.clone(), a.system.clone(), a.entitlement.clone()),
+                        Key(a.identity.clone(), a.system.clone(), a.entitlement.clone()),
                         a,
                     )
                 })
@@ -151,6 +253,35 @@ impl AccessState {
             records: self.records,
             access: self.map.values().cloned().collect(),
         }
+    }
+
+    /// `self.checkpoint(month, after).to_json()`, written from the state without copying it.
+    pub fn checkpoint_json(&self, month: &str, after: &str) -> String {
+        /// [`Checkpoint`] with its access borrowed: the same fields, the same JSON.
+        #[derive(Serialize)]
+        struct View<'a> {
+            v: u32,
+            month: String,
+            after: &'a str,
+            records: u64,
+            access: Entries<'a>,
+        }
+        struct Entries<'a>(&'a AccessState);
+        impl Serialize for Entries<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.entries())
+            }
+        }
+        let view = View {
+            v: super::ledger::FORMAT_VERSION,
+            month: month_label(month),
+            after,
+            records: self.records,
+            access: Entries(self),
+        };
+        let mut s = serde_json::to_string_pretty(&view).unwrap_or_default();
+        s.push('\n');
+        s
     }
 }
 
@@ -524,5 +655,35 @@ mod tests {
         s.apply(&applied("delete-account", "a@x.example", "s2", ""));
         assert!(!s.holds("a@x.example", "s2", "e1"));
         assert!(s.holds("a@x.example", "s10", "e1"));
+    }
+
+    #[test]
+    fn the_checkpoint_written_from_the_state_is_the_checkpoints_json() {
+        let mut s = AccessState::default();
+        assert_eq!(
+            s.checkpoint_json("ledger/2026/03.jsonl", GENESIS),
+            s.checkpoint("ledger/2026/03.jsonl", GENESIS).to_json()
+        );
+        s.apply(&applied("grant", "a@x.example", "s1", "e1"));
+        s.apply(&applied("grant", "b@x.example", "s1", ""));
+        assert_eq!(
+            s.checkpoint_json("ledger/2026/03.jsonl", "ab"),
+            s.checkpoint("ledger/2026/03.jsonl", "ab").to_json()
+        );
+    }
+
+    #[test]
+    fn access_granted_and_revoked_again_leaves_the_state_it_found() {
+        let mut s = AccessState::default();
+        s.apply(&applied("grant", "a@x.example", "s1", "e1"));
+        let before = s.clone();
+        s.apply(&applied("grant", "a@x.example", "s2", "e1"));
+        s.apply(&applied("grant", "b@x.example", "s1", "e1"));
+        s.apply(&applied("revoke", "a@x.example", "s2", "e1"));
+        s.apply(&applied("disable-account", "b@x.example", "s1", ""));
+        s.records = before.records;
+        assert_eq!((s.len(), &s), (1, &before));
+        s.apply(&applied("revoke", "a@x.example", "s1", "e1"));
+        assert!(s.is_empty());
     }
 }

@@ -3,16 +3,21 @@
 //! `state.yaml`'s `ledgerHead` is the last record (so a truncated tail is noticed too),
 //! and checks each closed month's history index against its month file.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
+use std::sync::mpsc::SyncSender;
 
 use git2::Oid;
+use jiff::Timestamp;
 use serde::Serialize;
 
 use super::index;
-use super::ledger::{FORMAT_VERSION, GENESIS, HashBuffers, Record, fast_hash, hash_of_owned};
-use super::replay::{AccessState, Checkpoint, month_label};
+use super::ledger::{
+    FORMAT_VERSION, GENESIS, HashBuffers, PlainRecord, Record, fast_hash, hash_of_owned,
+};
+use super::replay::{AccessState, Applied, Checkpoint, counts, month_label};
 use super::state::State;
 use super::store::{LedgerError, LedgerSource, checkpoint_path};
 
@@ -258,14 +263,89 @@ fn resumed_start(
     })
 }
 
+/// Blob comparisons handed to a second thread while the walk goes on: each text must
+/// be the content of the blob id its tree names (a checkpoint as the replay gives it, an
+/// index bucket as its month gives it). Hashing them is a large part of a verification,
+/// and it needs nothing but the bytes.
+struct Later {
+    tx: SyncSender<Vec<(String, Oid)>>,
+    /// A batch could not be handed over (the thread stopped at a difference).
+    failed: Cell<bool>,
+}
+
+impl Later {
+    fn same(&self, batch: Vec<(String, Oid)>) {
+        if self.tx.send(batch).is_err() {
+            self.failed.set(true);
+        }
+    }
+}
+
+/// What a walk knows of the objects: the tree's ids (git sources) and where deferred
+/// comparisons go (none: compare in place).
+#[derive(Clone, Copy)]
+struct Objects<'a> {
+    ids: Option<&'a BTreeMap<String, Oid>>,
+    later: Option<&'a Later>,
+}
+
+/// Walks the ledger of a git source with its blob comparisons on a second thread
+/// ([`Later`]). That walk only decides "intact": when it finds a break, or any deferred
+/// comparison differs, the ledger is walked again in order with every comparison in
+/// place, so the break reported is exactly the first one, as before.
 fn verify_chain(
     src: &LedgerSource<'_>,
     anchor: Option<&str>,
     seen_anchor: &mut bool,
     resume: Option<&Resume>,
 ) -> Result<(Verification, Option<Resume>), LedgerError> {
+    let seen_before = *seen_anchor;
+    if matches!(src, LedgerSource::Git { .. }) {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(String, Oid)>>(4);
+        let later = Later {
+            tx,
+            failed: Cell::new(false),
+        };
+        let deferred = std::thread::scope(|s| {
+            let worker = std::thread::Builder::new()
+                .name("verify-blobs".into())
+                .spawn_scoped(s, move || {
+                    rx.iter().all(|batch| {
+                        batch
+                            .iter()
+                            .all(|(text, id)| index::blob_id(text.as_bytes()) == *id)
+                    })
+                })
+                .ok()?;
+            let walked = walk(src, anchor, seen_anchor, resume, Some(&later));
+            let failed = later.failed.get();
+            drop(later);
+            let same = worker.join().unwrap_or(false);
+            Some((walked, same && !failed))
+        });
+        if let Some((Ok(walked), true)) = deferred
+            && walked.0.broken.is_none()
+        {
+            return Ok(walked);
+        }
+        *seen_anchor = seen_before;
+    }
+    walk(src, anchor, seen_anchor, resume, None)
+}
+
+fn walk(
+    src: &LedgerSource<'_>,
+    anchor: Option<&str>,
+    seen_anchor: &mut bool,
+    resume: Option<&Resume>,
+    later: Option<&Later>,
+) -> Result<(Verification, Option<Resume>), LedgerError> {
     let months = src.months()?;
     let ids = src.ledger_ids()?;
+    let objs = Objects {
+        ids: ids.as_ref(),
+        later,
+    };
     let start = resumed_start(src, ids.as_ref(), &months, resume).unwrap_or(Start {
         skip: 0,
         head: GENESIS.to_string(),
@@ -307,22 +387,39 @@ fn verify_chain(
                 indexes: out.indexes,
             });
         }
-        let text = src.read(month)?.unwrap_or_default();
+        let blob;
+        let owned;
+        let text: &str = match month_blob(src, ids.as_ref(), month)? {
+            // Read in place from the object (no copy); a month that is not UTF-8 is
+            // read the ordinary way, which reports it.
+            Some(b) if std::str::from_utf8(b.content()).is_ok() => {
+                blob = b;
+                std::str::from_utf8(blob.content()).unwrap_or_default()
+            }
+            _ => {
+                owned = src.read(month)?.unwrap_or_default();
+                &owned
+            }
+        };
         let mut index = closed.then(index::Builder::default);
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
-            // The fast path accepts a line only when it is exactly what latchkey writes
-            // for the record it parses to, and that record links and hashes; anything
-            // else is decided by the `Value` path below, as before.
+            // The fast path accepts a line only when it is a plain record (see
+            // `PlainRecord`) that links and hashes; anything else is decided by the
+            // `Value` path below, as before.
             let fast = fast_hash(line, &mut buf)
-                .filter(|(r, h)| r.v == FORMAT_VERSION && r.prev == out.head && *h == r.hash);
-            let (expected, record) = match fast {
-                Some((r, h)) => {
+                .filter(|(r, h)| {
+                    r.v == FORMAT_VERSION && r.prev == out.head && *h == r.hash.as_bytes()
+                })
+                .and_then(|(r, _)| Some((applied(&r, line)?, r)));
+            let (record, plain) = match fast {
+                Some((change, r)) => {
                     if n == 1
                         && let Some(b) = pending.take().map_or_else(
                             || {
                                 check_checkpoint(
                                     src,
+                                    objs,
                                     month,
                                     &out.head,
                                     &state,
@@ -335,7 +432,9 @@ fn verify_chain(
                         out.broken = Some(b);
                         return Ok((out, None));
                     }
-                    (h, Some(r))
+                    out.head.clear();
+                    out.head.push_str(r.hash);
+                    (None, Some((r, change)))
                 }
                 None => {
                     let at = At {
@@ -344,8 +443,19 @@ fn verify_chain(
                         head: &out.head,
                         prev_month: prev_month.as_deref(),
                     };
-                    match slow_line(src, &at, line, &state, &mut out.checkpoints, &mut pending)? {
-                        Ok(ok) => ok,
+                    match slow_line(
+                        src,
+                        objs,
+                        &at,
+                        line,
+                        &state,
+                        &mut out.checkpoints,
+                        &mut pending,
+                    )? {
+                        Ok((expected, record)) => {
+                            out.head = expected;
+                            (record, None)
+                        }
                         Err(b) => {
                             out.broken = Some(b);
                             return Ok((out, None));
@@ -353,20 +463,24 @@ fn verify_chain(
                     }
                 }
             };
-            if anchor == Some(expected.as_str()) {
+            if anchor == Some(out.head.as_str()) {
                 *seen_anchor = true;
             }
-            out.head = expected;
             out.records += 1;
             if let Some(ix) = &mut index {
-                match &record {
-                    Some(r) => ix.add(r.identity.as_deref(), line),
-                    None => ix.add(index::identity_of(line).as_deref(), line),
+                match (&plain, &record) {
+                    (Some((r, _)), _) => ix.add(r.identity, line),
+                    (None, Some(r)) => ix.add(r.identity.as_deref(), line),
+                    (None, None) => ix.add(index::identity_of(line).as_deref(), line),
                 }
             }
-            match record {
-                Some(r) => state.apply(&r),
-                None => state.records += 1,
+            match (plain, record) {
+                (Some((_, Some(change))), _) => {
+                    state.records += 1;
+                    state.apply_change(&change);
+                }
+                (_, Some(r)) => state.apply(&r),
+                _ => state.records += 1,
             }
         }
         if let Some(b) = pending.take() {
@@ -377,7 +491,7 @@ fn verify_chain(
         if let Some(ix) = index {
             // Reported once the next month's first link holds, so a removed tail is
             // reported as the broken link it is, not as an index that no longer matches.
-            pending = check_index(src, ids.as_ref(), month, &text, ix, &mut out.indexes)?;
+            pending = check_index(src, objs, month, text, ix, &mut out.indexes)?;
         }
         prev_month = Some(month.clone());
     }
@@ -404,6 +518,68 @@ fn verify_chain(
     Ok((out, next))
 }
 
+/// A month file's blob from a git source, by the id its tree gives (`None` from a
+/// directory source or when the tree has no such entry).
+fn month_blob<'r>(
+    src: &LedgerSource<'r>,
+    ids: Option<&BTreeMap<String, Oid>>,
+    month: &str,
+) -> Result<Option<git2::Blob<'r>>, LedgerError> {
+    let (LedgerSource::Git { repo, .. }, Some(id)) = (src, ids.and_then(|ids| ids.get(month)))
+    else {
+        return Ok(None);
+    };
+    Ok(repo.git().find_blob(*id).ok())
+}
+
+/// What replaying a plain line does: `Some(None)` when it changes nothing (counted only),
+/// `Some(Some(change))` for an applied change, and `None` when the line must take the
+/// `Value` path (its times do not parse, which that path reports). A line replays
+/// exactly as there: only when [`may_change_access`] finds it and the record counts.
+fn applied<'a>(r: &PlainRecord<'a>, line: &str) -> Option<Option<Applied<'a>>> {
+    let counted = counts(r.event, r.result);
+    if !(counted && result_written_plainly(r, line) || super::replay::may_change_access(line)) {
+        return Some(None);
+    }
+    // The `Value` path parses the whole typed record here, so both times must parse.
+    let time: Timestamp = r.time.parse().ok()?;
+    let expires: Option<Timestamp> = match r.expires {
+        Some(e) => Some(e.parse().ok()?),
+        None => None,
+    };
+    let (true, Some(identity), Some(system)) = (counts(r.event, r.result), r.identity, r.system)
+    else {
+        return Some(None);
+    };
+    Some(Some(Applied {
+        change: r.change,
+        identity,
+        system,
+        entitlement: r.entitlement.unwrap_or_default(),
+        client: r.client,
+        role: r.role,
+        time,
+        expires,
+        revision: r.revision,
+        run: r.run,
+    }))
+}
+
+/// True when `line` holds `"result":"applied"` at the plain record's `result`: then
+/// [`may_change_access`](super::replay::may_change_access) finds it, without a search
+/// through the whole line (the value is borrowed from the line, so where it starts is
+/// known).
+fn result_written_plainly(r: &PlainRecord<'_>, line: &str) -> bool {
+    const KEY: &str = "\"result\":\"";
+    let Some(value) = r.result.filter(|v| *v == "applied") else {
+        return false;
+    };
+    let at = (value.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+    at <= line.len()
+        && line.as_bytes()[..at].ends_with(KEY.as_bytes())
+        && line.as_bytes()[at..].starts_with(b"applied\"")
+}
+
 /// Where a line is: month file, 1-based line, the hash of the record before it.
 struct At<'a> {
     month: &'a str,
@@ -419,6 +595,7 @@ type Line = Result<(String, Option<Record>), Broken>;
 
 fn slow_line(
     src: &LedgerSource<'_>,
+    objs: Objects<'_>,
     at: &At<'_>,
     line: &str,
     state: &AccessState,
@@ -476,7 +653,7 @@ fn slow_line(
         if let Some(b) = pending_index.take() {
             return Ok(Err(b));
         }
-        if let Some(b) = check_checkpoint(src, at.month, head, state, checkpoints)? {
+        if let Some(b) = check_checkpoint(src, objs, at.month, head, state, checkpoints)? {
             return Ok(Err(b));
         }
     }
@@ -510,7 +687,7 @@ fn slow_line(
 /// before indexes; `history` scans it).
 fn check_index(
     src: &LedgerSource<'_>,
-    ids: Option<&BTreeMap<String, Oid>>,
+    objs: Objects<'_>,
     month: &str,
     text: &str,
     built: index::Builder,
@@ -532,7 +709,8 @@ fn check_index(
             detail,
         })
     };
-    let month_id = ids
+    let month_id = objs
+        .ids
         .and_then(|ids| ids.get(month).copied())
         .unwrap_or_else(|| index::blob_id(text.as_bytes()));
     let expected = built.finish(month, month_id);
@@ -560,6 +738,7 @@ fn check_index(
         .into_iter()
         .map(|(p, text)| (p.rsplit('/').next().unwrap_or(&p).to_string(), text))
         .collect();
+    let mut deferred = Vec::new();
     for (name, id) in &stored {
         let path = format!("{dir}/{name}");
         let Some(text) = want.remove(name) else {
@@ -568,9 +747,13 @@ fn check_index(
                 "is not part of the index the month file gives: it was added".into(),
             ));
         };
-        let same = match id {
-            Some(id) => *id == index::blob_id(text.as_bytes()),
-            None => src.read(&path)?.as_deref() == Some(text.as_str()),
+        let same = match (id, objs.later) {
+            (Some(id), Some(_)) => {
+                deferred.push((text, *id));
+                true
+            }
+            (Some(id), None) => *id == index::blob_id(text.as_bytes()),
+            (None, _) => src.read(&path)?.as_deref() == Some(text.as_str()),
         };
         if !same {
             return Ok(broken(
@@ -589,18 +772,28 @@ fn check_index(
             "is missing from the index: it was deleted".into(),
         ));
     }
+    if let Some(later) = objs.later {
+        later.same(deferred);
+    }
     Ok(None)
 }
 
 /// Checks a month's checkpoint, if it has one, against the chain and the replay so far.
 fn check_checkpoint(
     src: &LedgerSource<'_>,
+    objs: Objects<'_>,
     month: &str,
     head: &str,
     state: &AccessState,
     count: &mut usize,
 ) -> Result<Option<Broken>, LedgerError> {
     let path = checkpoint_path(month);
+    if let (Some(later), Some(id)) = (objs.later, objs.ids.and_then(|ids| ids.get(&path))) {
+        // Checked by blob id on the other thread: what latchkey writes for this replay.
+        *count += 1;
+        later.same(vec![(state.checkpoint_json(month, head), *id)]);
+        return Ok(None);
+    }
     let Some(text) = src.read(&path)? else {
         return Ok(None);
     };
@@ -613,12 +806,12 @@ fn check_checkpoint(
             detail,
         })
     };
-    let expected = state.checkpoint(month, head);
     // What latchkey writes for this replay, byte for byte, needs no parse (the parse
     // below accepts the same content written another way, as before).
-    if text == expected.to_json() {
+    if text == state.checkpoint_json(month, head) {
         return Ok(None);
     }
+    let expected = state.checkpoint(month, head);
     let c: Checkpoint = match serde_json::from_str(&text) {
         Ok(c) => c,
         Err(e) => return Ok(broken(format!("not a ledger checkpoint ({e})"))),
@@ -724,7 +917,7 @@ mod tests {
         let mut buf = HashBuffers::default();
         for line in &l {
             let (r, h) = fast_hash(line, &mut buf).expect("fast path");
-            assert_eq!(h, r.hash);
+            assert_eq!(&h[..], r.hash.as_bytes());
         }
         let v = verify_lines(&l);
         assert_eq!(kind(&v), None);
@@ -771,27 +964,40 @@ mod tests {
     }
 
     #[test]
-    fn odd_bytes_with_the_same_canonical_form_are_decided_by_the_value_path() {
+    fn odd_bytes_hash_as_the_value_path_hashes_them_or_take_it() {
         let mut buf = HashBuffers::default();
-        // Keys reordered, whitespace added, a duplicate key with the same value, the
-        // version as 1.0: none is what latchkey writes, so the fast path declines each;
-        // the Value path hashes the canonical form, as before.
-        let odd: [fn(&str) -> String; 4] = [
+        let value_hash = |l: &str| hash_of_owned(serde_json::from_str(l).unwrap());
+        // Keys reordered and whitespace added: still plain, and the fast path gives the
+        // hash the Value path gives.
+        let same: [fn(&str) -> String; 2] = [
             |l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
                 serde_json::to_string(&v).unwrap()
             },
             |l| l.replace(",\"", ", \""),
+        ];
+        // A duplicate key with the same value, the version as 1.0, an escape that
+        // decodes to the same text, an explicit null, an unknown field: not plain, so the
+        // fast path declines each and the Value path decides.
+        let declined: [fn(&str) -> String; 5] = [
             |l| l.replacen("\"prev\"", "\"system\":\"portal\",\"prev\"", 1),
             |l| l.replacen("\"v\":1", "\"v\":1.0", 1),
+            |l| l.replacen("portal", "p\\u006frtal", 1),
+            |l| l.replacen("{", "{\"role\":null,", 1),
+            |l| l.replacen("{", "{\"extra\":\"x\",", 1),
         ];
-        let outcomes: Vec<_> = odd
+        for edit in same {
+            let odd = edit(&lines()[1]);
+            let (_, h) = fast_hash(&odd, &mut buf).expect("plain");
+            assert_eq!(std::str::from_utf8(&h).unwrap(), value_hash(&odd));
+        }
+        for edit in declined {
+            assert!(fast_hash(&edit(&lines()[1]), &mut buf).is_none());
+        }
+        let outcomes: Vec<_> = same
             .iter()
-            .map(|edit| {
-                let l = lines();
-                assert!(fast_hash(&edit(&l[1]), &mut buf).is_none());
-                kind(&with_line_2(edit))
-            })
+            .chain(&declined[..3])
+            .map(|edit| kind(&with_line_2(edit)))
             .collect();
         assert_eq!(
             outcomes,
@@ -801,14 +1007,18 @@ mod tests {
                 // The canonical form holds, but an access-changing line with a duplicate
                 // field is not a record latchkey can replay (as before).
                 Some((Some(2), BreakKind::Unparseable)),
-                Some((Some(2), BreakKind::UnknownVersion))
+                Some((Some(2), BreakKind::UnknownVersion)),
+                // The escape decodes to the same value: the Value path accepts it.
+                None,
             ]
         );
-        // The slow path also replays access: the reordered line still grants.
-        let mut l = lines();
-        l[1] = odd[0](&l[1]);
-        let v = verify_lines(&l);
-        assert_eq!((kind(&v), v.records), (None, 3));
+        // Both paths replay access: the reordered and the escaped line still grant.
+        for edit in [same[0], declined[2]] {
+            let mut l = lines();
+            l[1] = edit(&l[1]);
+            let v = verify_lines(&l);
+            assert_eq!((kind(&v), v.records), (None, 3));
+        }
     }
 
     #[test]
@@ -824,7 +1034,7 @@ mod tests {
                 "time" | "expires" => serde_json::json!("2026-03-01T10:00:00Z"),
                 "event" => serde_json::json!("change"),
                 "trigger" => serde_json::json!("merge"),
-                other => serde_json::json!(format!("{other} \"quoted\" é")),
+                other => serde_json::json!(format!("{other} é/✓")),
             };
             obj.insert(name.clone(), value);
         }
@@ -832,8 +1042,15 @@ mod tests {
         r.seal(GENESIS);
         let line = r.to_line();
         let (parsed, hash) = fast_hash(&line, &mut HashBuffers::default()).expect("fast path");
-        assert_eq!(parsed, r);
-        assert_eq!(hash, r.hash);
+        assert_eq!(std::str::from_utf8(&hash).unwrap(), r.hash);
+        assert_eq!(parsed.applied_by, r.applied_by.as_deref());
         assert!(crate::audit::ledger::seal_holds(&r));
+        // A string with an escape is not plain: the Value path seals it.
+        r.note = Some("a \"quoted\" note".into());
+        r.seal(GENESIS);
+        assert!(fast_hash(&r.to_line(), &mut HashBuffers::default()).is_none());
+        assert!(crate::audit::ledger::seal_holds(&r));
+        r.note = Some("edited".into());
+        assert!(!crate::audit::ledger::seal_holds(&r));
     }
 }
