@@ -1,5 +1,6 @@
 //! Benchmark (not a test): apply changes to a real scim2-server with the scim connector's
-//! bounded concurrency versus one at a time, in two configurations:
+//! bounded concurrency versus one at a time, and in SCIM Bulk requests (the server
+//! advertises Bulk; the apply engine's batches), in two configurations:
 //!
 //! - **loopback**: the connector talks to the server directly on 127.0.0.1. The server
 //!   (one Python process) is the bottleneck there, so this shows the server's ceiling.
@@ -211,11 +212,15 @@ impl Run {
 }
 
 /// Applies every create, then every grant, `concurrency` at a time, on a fresh tenant;
-/// then reads back and checks that everything is there.
+/// then reads back and checks that everything is there. With `bulk`, as the apply engine
+/// does after a read: batches of the connector's `batch_size` through `apply_batch` (SCIM
+/// Bulk requests, RFC 7644 §3.7), `concurrency` batches at a time.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     base: &str,
     token: &str,
     concurrency: usize,
+    bulk: bool,
     people: usize,
     grants: usize,
     line: Option<&DelayLine>,
@@ -239,15 +244,30 @@ async fn run(
         })
         .collect();
     let limit = c.capabilities().max_concurrency;
+    if bulk {
+        // The read every apply starts with is where the connector learns of Bulk.
+        c.read().await.expect("read");
+        assert!(c.batch_size() > 1, "the server advertises Bulk");
+    }
     let connections_before = line.map(DelayLine::connections);
     let cpu_before = cpu_seconds(server_pid);
     let start = Instant::now();
     let mut changes = 0;
     for phase in [creates, adds] {
-        let results: Vec<_> = futures::stream::iter(phase.iter().map(|op| c.apply(op)))
-            .buffer_unordered(limit)
-            .collect()
-            .await;
+        let results: Vec<_> = if bulk {
+            futures::stream::iter(phase.chunks(c.batch_size()).map(|ops| c.apply_batch(ops)))
+                .buffer_unordered(limit)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        } else {
+            futures::stream::iter(phase.iter().map(|op| c.apply(op)))
+                .buffer_unordered(limit)
+                .collect()
+                .await
+        };
         for r in results {
             r.expect("change applied");
             changes += 1;
@@ -274,7 +294,7 @@ async fn run(
     }
 }
 
-fn describe(concurrency: usize, r: &Run) -> String {
+fn describe(how: &str, r: &Run) -> String {
     let requests = r.requests.map_or(String::new(), |n| {
         format!(
             ", {n} HTTP requests ({:.2} per change)",
@@ -288,7 +308,7 @@ fn describe(concurrency: usize, r: &Run) -> String {
         )
     });
     format!(
-        "  concurrency {concurrency:>2}: {} changes in {:.2} s = {:.1} changes/s{requests}{cpu}",
+        "  {how}: {} changes in {:.2} s = {:.1} changes/s{requests}{cpu}",
         r.changes,
         r.elapsed.as_secs_f64(),
         r.rate()
@@ -380,16 +400,34 @@ async fn main() {
         lines.push(title);
         println!("{}", lines.last().unwrap());
         let mut rates = Vec::new();
-        for n in [1, concurrency] {
-            let base = format!("http://127.0.0.1:{port_used}/{name}-c{n}/v2");
-            let r = run(&base, &token, n, people, args.grants, via, server.0.id()).await;
+        for (n, bulk) in [(1, false), (concurrency, false), (concurrency, true)] {
+            let tenant = if bulk { "bulk" } else { "c" };
+            let base = format!("http://127.0.0.1:{port_used}/{name}-{tenant}{n}/v2");
+            let r = run(
+                &base,
+                &token,
+                n,
+                bulk,
+                people,
+                args.grants,
+                via,
+                server.0.id(),
+            )
+            .await;
             rates.push(r.rate());
-            lines.push(describe(n, &r));
+            let how = if bulk {
+                format!("Bulk, {n:>2} batches at once")
+            } else {
+                format!("concurrency {n:>2}         ")
+            };
+            lines.push(describe(&how, &r));
             println!("{}", lines.last().unwrap());
         }
         lines.push(format!(
-            "  ratio: {:.2}x sequential (load average now: {})",
+            "  ratio: concurrency {concurrency} {:.2}x sequential; Bulk {:.2}x sequential, {:.2}x concurrency {concurrency} (load average now: {})",
             rates[1] / rates[0],
+            rates[2] / rates[0],
+            rates[2] / rates[1],
             load()
         ));
         println!("{}", lines.last().unwrap());
