@@ -137,8 +137,12 @@ pub fn set(repo: &SourceRepo, branch: &str, commit: Oid) -> Result<(), SourceErr
 
 /// True when the anchored head is the genesis (nothing anchored yet), a record of
 /// `recent` or the tail itself.
-pub fn holds(anchor: &Anchor, tail: &str, recent: &[super::Record]) -> bool {
-    anchor.head == GENESIS || anchor.head == tail || recent.iter().any(|r| r.hash == anchor.head)
+pub fn holds<'a>(
+    anchor: &Anchor,
+    tail: &str,
+    mut recent: impl Iterator<Item = &'a super::Record>,
+) -> bool {
+    anchor.head == GENESIS || anchor.head == tail || recent.any(|r| r.hash == anchor.head)
 }
 
 #[cfg(test)]

@@ -108,8 +108,8 @@ pub fn ledger_has_run(
     root: &str,
     run: &str,
 ) -> Result<bool, SourceError> {
-    let tail = read_tail(repo, branch, root)?;
-    Ok(tail.recent.iter().any(|r| r.run == run))
+    let tail = read_ledger_tail(repo, branch, root, false)?;
+    Ok(tail.records().any(|r| r.run == run))
 }
 
 /// Whether the ledger on `branch` still holds the anchored last record (see
@@ -124,9 +124,9 @@ pub fn check_anchor(
     let Some(a) = anchor::find(repo, &rev, root) else {
         return Ok(Ok(()));
     };
-    let tail = read_tail(repo, branch, root)?;
+    let tail = read_ledger_tail(repo, branch, root, false)?;
     Ok(
-        if a.problem().is_none() && anchor::holds(&a, &tail.hash, &tail.recent) {
+        if a.problem().is_none() && anchor::holds(&a, &tail.hash, tail.records()) {
             Ok(())
         } else {
             Err(a)
@@ -198,10 +198,9 @@ pub fn last_refusal_is(
     root: &str,
     note: &str,
 ) -> Result<bool, SourceError> {
-    let tail = read_tail(repo, branch, root)?;
+    let tail = read_ledger_tail(repo, branch, root, false)?;
     Ok(tail
-        .recent
-        .iter()
+        .records()
         .rev()
         .find(|r| r.event == Event::Refusal)
         .is_some_and(|r| r.note.as_deref() == Some(note)))
@@ -222,55 +221,6 @@ pub fn access_at_end(
     Ok(replay::state_at_end(&src).map_err(ledger_error)?.0)
 }
 
-/// Where the ledger's newest record is, at the commit the audit goes on.
-struct Tail {
-    hash: String,
-    /// Month file path → current content.
-    files: BTreeMap<String, String>,
-    /// Records of the last two month files (for "recently revoked").
-    recent: Vec<Record>,
-}
-
-fn read_tail(repo: &SourceRepo, branch: &str, root: &str) -> Result<Tail, SourceError> {
-    let git = repo.git();
-    let base = repo.audit_base(branch)?;
-    let rev = repo.revision(base, Some(branch.to_string()))?;
-    let tree = git.find_commit(base)?.tree()?;
-    let mut months: Vec<String> = Vec::new();
-    if let Ok(entry) = tree.get_path(std::path::Path::new(&format!("{root}ledger"))) {
-        let ledger = git.find_tree(entry.id())?;
-        for year in ledger.iter() {
-            let (Ok(y), Ok(t)) = (year.name(), git.find_tree(year.id())) else {
-                continue;
-            };
-            for month in t.iter() {
-                if let Ok(m) = month.name()
-                    && m.ends_with(".jsonl")
-                {
-                    months.push(format!("{root}ledger/{y}/{m}"));
-                }
-            }
-        }
-    }
-    months.sort();
-    let mut tail = Tail {
-        hash: GENESIS.to_string(),
-        files: BTreeMap::new(),
-        recent: Vec::new(),
-    };
-    for path in months.iter().rev().take(2).rev() {
-        let text = repo.file_at(&rev, path)?.unwrap_or_default();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            if let Ok(r) = serde_json::from_str::<Record>(line) {
-                tail.hash = r.hash.clone();
-                tail.recent.push(r);
-            }
-        }
-        tail.files.insert(path.clone(), text);
-    }
-    Ok(tail)
-}
-
 /// The ledger at the commit the audit goes on: the newest record's hash, the last two
 /// month files with their records, and the effective access after the newest record.
 /// Each audit commit builds on one; a controller keeps the one its own commit left
@@ -287,9 +237,14 @@ pub struct LedgerTail {
 }
 
 impl LedgerTail {
-    /// Effective access after the newest record.
+    /// Effective access after the newest record (read with `access`).
     pub fn access(&self) -> &replay::AccessState {
         &self.access
+    }
+
+    /// The records of the last two month files, oldest first.
+    fn records(&self) -> impl DoubleEndedIterator<Item = &Record> {
+        self.recent.values().flatten()
     }
 
     /// Keeps the last two month files, as [`read_ledger_tail`] reads them.
@@ -303,13 +258,16 @@ impl LedgerTail {
     }
 }
 
-/// Reads the [`LedgerTail`] at `branch`'s audit base, parsing each line once: the last
-/// month's records replay onto the access before it (a line that does not parse there is
-/// an error, as for any replay); the month before is read for its records only.
+/// Reads the [`LedgerTail`] at `branch`'s audit base, parsing each line once. With
+/// `access`, the last month's records replay onto the access before it (a line that does
+/// not parse there is an error, as for any replay); otherwise, and for the month before,
+/// the records are read only, and a line that does not parse is passed over (the
+/// ledger's verification reports it).
 fn read_ledger_tail(
     repo: &SourceRepo,
     branch: &str,
     root: &str,
+    access: bool,
 ) -> Result<LedgerTail, SourceError> {
     let base = repo.audit_base(branch)?;
     let src = store::LedgerSource::Git {
@@ -327,8 +285,11 @@ fn read_ledger_tail(
     let Some(last) = months.last() else {
         return Ok(tail);
     };
-    tail.access = replay::state_before(&src, &months, last).map_err(ledger_error)?;
+    if access {
+        tail.access = replay::state_before(&src, &months, last).map_err(ledger_error)?;
+    }
     for month in &months[months.len().saturating_sub(2)..] {
+        let replayed = access && month == last;
         let text = src.read(month).map_err(ledger_error)?.unwrap_or_default();
         let mut records = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -338,12 +299,12 @@ fn read_ledger_tail(
             match serde_json::from_str::<Record>(line) {
                 Ok(r) => {
                     tail.hash = r.hash.clone();
-                    if month == last {
+                    if replayed {
                         tail.access.apply(&r);
                     }
                     records.push(r);
                 }
-                Err(source) if month == last => {
+                Err(source) if replayed => {
                     return Err(ledger_error(store::LedgerError::Parse {
                         file: src.display_path(month),
                         line: i + 1,
@@ -440,17 +401,34 @@ pub fn build_commit_on(
         return Ok(None);
     }
     let base = repo.audit_base(branch)?;
+    // The tail this commit builds on becomes the one it leaves: appended to in place.
     let tail = match known {
         Some((at, tail)) if at == base => tail.clone(),
-        _ => read_ledger_tail(repo, branch, root)?,
+        _ => read_ledger_tail(repo, branch, root, true)?,
     };
-    // Effective access after the last committed record: the next checkpoint and the
-    // reports' "since" and "granted by" come from it.
-    let mut access = tail.access.clone();
-    let mut next_recent = tail.recent.clone();
-    let mut prev = tail.hash.clone();
-    let mut files = tail.files.clone();
-    let mut last_path = tail.files.keys().next_back().cloned();
+    let cutoff = run
+        .now
+        .checked_sub(SignedDuration::from_hours(24 * 30))
+        .unwrap_or(run.now);
+    // "Recently revoked" in the reports: the records before this run's, within 30 days.
+    let earlier: Vec<Record> = match run.catalog {
+        Some(_) => tail
+            .records()
+            .filter(|r| r.time >= cutoff)
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let LedgerTail {
+        hash: mut prev,
+        mut files,
+        mut recent,
+        // Effective access after the last committed record: the next checkpoint and
+        // the reports' "since" and "granted by" come from it.
+        mut access,
+    } = tail;
+    let mut appended = std::collections::BTreeSet::new();
+    let mut last_path = files.keys().next_back().cloned();
     let mut checkpoints = Vec::new();
     for r in &mut run.records {
         r.seal(&prev);
@@ -482,21 +460,15 @@ pub fn build_commit_on(
         prev = r.hash.clone();
         access.apply(r);
         last_path = Some(path.clone());
-        next_recent.entry(path.clone()).or_default().push(r.clone());
-        let content = files.entry(path).or_default();
+        recent.entry(path.clone()).or_default().push(r.clone());
+        let content = files.entry(path.clone()).or_default();
         content.push_str(&r.to_line());
         content.push('\n');
+        appended.insert(path);
     }
-    let mut next = LedgerTail {
-        hash: prev.clone(),
-        files: files.clone(),
-        recent: next_recent,
-        access: access.clone(),
-    };
-    next.keep_last_two();
-    let mut out: Vec<(String, String)> = files
-        .into_iter()
-        .filter(|(p, c)| tail.files.get(p) != Some(c))
+    let mut out: Vec<(String, String)> = appended
+        .iter()
+        .filter_map(|p| Some((p.clone(), files.get(p)?.clone())))
         .collect();
     out.extend(checkpoints);
     // Records that change no state (holds, refusals, invalid revisions) still move the
@@ -511,16 +483,7 @@ pub fn build_commit_on(
         out.push((format!("{root}state.yaml"), state.to_yaml()));
     }
     if let Some(cat) = run.catalog {
-        let cutoff = run
-            .now
-            .checked_sub(SignedDuration::from_hours(24 * 30))
-            .unwrap_or(run.now);
-        let mut recent: Vec<Record> = tail
-            .recent
-            .into_values()
-            .flatten()
-            .filter(|r| r.time >= cutoff)
-            .collect();
+        let mut recent = earlier;
         recent.extend(run.records.iter().cloned());
         let touched = touched_clients(cat, &run.records);
         let scope = if run.all_reports {
@@ -550,6 +513,13 @@ pub fn build_commit_on(
         let one_line = problem.replace('\n', " ");
         message.push_str(&format!("{}: {one_line}\n", anchor::BROKEN_TRAILER));
     }
+    let mut next = LedgerTail {
+        hash: prev,
+        files,
+        recent,
+        access,
+    };
+    next.keep_last_two();
     Ok(Some((
         AuditCommit {
             files: out,
