@@ -18,5 +18,6 @@ pub mod notify;
 pub mod plan;
 pub mod recertify;
 pub mod reconcile;
+pub mod serve;
 pub mod source;
 pub mod trust;

@@ -14,6 +14,7 @@ mod plan;
 mod review;
 mod run;
 mod schema;
+mod serve;
 mod validate;
 
 use std::path::PathBuf;
@@ -97,6 +98,7 @@ pub enum Command {
     Who(audit::WhoArgs),
     History(audit::HistoryArgs),
     Review(review::ReviewArgs),
+    Serve(serve::ServeArgs),
     Completions(completions::CompletionsArgs),
     Man(man::ManArgs),
     Import(import::ImportArgs),
@@ -323,6 +325,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Who(a) => audit::run_who(a),
         Command::History(a) => audit::run_history(a),
         Command::Review(a) => review::run(a),
+        Command::Serve(a) => serve::run(a).await,
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => man::run(a),
         Command::Import(a) => import::run(a).await,

@@ -186,7 +186,7 @@ fn summary_json(tick: &Tick, next: Option<jiff::Timestamp>) -> serde_json::Value
     v
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -35,4 +35,9 @@ pub struct ClientSpec {
     /// People who may change `clients/<client>/**` (see trust).
     #[serde(default)]
     pub admins: Vec<String>,
+    /// `latchkey serve` commits this client's admins' changes directly on the branch
+    /// (after the same checks) instead of opening a pull request for the agency to
+    /// review. Off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct_commits: bool,
 }

@@ -5,6 +5,7 @@ mod change;
 mod desired;
 mod diff;
 mod guard;
+pub mod proposed;
 pub mod render;
 pub mod review;
 

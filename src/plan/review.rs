@@ -478,7 +478,8 @@ fn when(w: &Window, now: Timestamp) -> String {
 }
 
 impl Delta {
-    fn verb(&self) -> &'static str {
+    /// `gains`, `loses` or `changes`.
+    pub fn verb(&self) -> &'static str {
         match self.kind {
             DeltaKind::Gains { .. } => "gains",
             DeltaKind::Loses { .. } => "loses",
@@ -486,7 +487,8 @@ impl Delta {
         }
     }
 
-    fn when(&self, now: Timestamp) -> String {
+    /// The window, relative to `now`: "until 2026-12-20T00:00:00Z (in 18d)".
+    pub fn when(&self, now: Timestamp) -> String {
         match &self.kind {
             DeltaKind::Gains { window } => when(window, now),
             DeltaKind::Loses { window } => format!("had: {}", when(window, now)),
@@ -498,7 +500,7 @@ impl Delta {
 
     /// "granted via finance: UAT of the checkout", "removed (was via viewer)"; the
     /// reasons are the grants' own.
-    fn why(&self) -> String {
+    pub fn why(&self) -> String {
         let roles = self.roles.join(", ");
         let mut s = match self.kind {
             DeltaKind::Loses { .. } => format!("{} (was via {roles})", self.cause.as_str()),
@@ -515,7 +517,8 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn tally((g, l, c): (usize, usize, usize)) -> String {
+/// "1 gain, 0 losses, 0 changed windows".
+pub fn tally((g, l, c): (usize, usize, usize)) -> String {
     format!(
         "{}, {}, {}",
         plural(g, "gain", "gains"),

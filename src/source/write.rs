@@ -351,6 +351,80 @@ impl SourceRepo {
 }
 
 impl SourceRepo {
+    /// Writes `files` (paths relative to the repository root, full new content) on top
+    /// of `parent` as one commit by `author`, committed (and signed, see
+    /// [`SourceRepo::create_commit`]) as latchkey, so the history shows who asked and
+    /// which tool wrote it. Moves no ref.
+    pub fn commit_files(
+        &self,
+        parent: Oid,
+        files: &[(String, String)],
+        author: &Signature<'_>,
+        message: &str,
+    ) -> Result<Oid, git2::Error> {
+        let parent = self.repo.find_commit(parent)?;
+        let mut update = TreeUpdateBuilder::new();
+        for (path, content) in files {
+            let blob = self.repo.blob(content.as_bytes())?;
+            update.upsert(path.as_str(), blob, FileMode::Blob);
+        }
+        let tree = update.create_updated(&self.repo, &parent.tree()?)?;
+        let tree = self.repo.find_tree(tree)?;
+        self.create_commit(author, &signature()?, message, &tree, &[&parent])
+    }
+
+    /// Makes `commit` the remote's `branch`, only as a fast-forward of `expected` (the
+    /// tip the change was reviewed on): a branch that moved since is left as it is and
+    /// reported, never overwritten. With `create`, `branch` must be new. A local
+    /// repository (no mirror) has its own branch moved instead.
+    pub fn publish(
+        &self,
+        commit: Oid,
+        branch: &str,
+        expected: Option<Oid>,
+    ) -> Result<(), SourceError> {
+        let refname = Self::branch_ref(branch);
+        if !self.mirrored {
+            let log = "latchkey serve";
+            let moved = match expected {
+                Some(cur) => self
+                    .repo
+                    .reference_matching(&refname, commit, true, cur, log),
+                None => self.repo.reference(&refname, commit, false, log),
+            };
+            return moved.map(|_| ()).map_err(|source| SourceError::Commit {
+                branch: branch.to_string(),
+                source,
+            });
+        }
+        // libgit2 pushes refs, not bare commit ids: stage it under a private ref.
+        let staged = format!("refs/latchkey/serve/{commit}");
+        self.repo
+            .reference(&staged, commit, true, "latchkey serve")?;
+        let pushed = self.push_spec(&format!("{staged}:{refname}"));
+        let _ = self
+            .repo
+            .find_reference(&staged)
+            .and_then(|mut r| r.delete());
+        pushed.map_err(|message| SourceError::Push {
+            branch: branch.to_string(),
+            url: self.location.to_string(),
+            message,
+        })?;
+        self.repo.reference(
+            &format!("{REMOTE_REFS}/{branch}"),
+            commit,
+            true,
+            "pushed by latchkey serve",
+        )?;
+        Ok(())
+    }
+
+    /// True when the repository is a mirror of a remote (fetched and pushed).
+    pub fn is_mirror(&self) -> bool {
+        self.mirrored
+    }
+
     /// Writes a commit object (no ref moves), signed with the SSH key in
     /// `LATCHKEY_SIGNING_KEY` when that is set, so a reader can tell latchkey's commits
     /// from human ones (`git log --show-signature` with `gpg.format=ssh`). Fails closed:
