@@ -248,7 +248,8 @@ async function confirmResult() {
 }
 
 async function forged(withToken, attackerBase) {
-  const resp = await navigate(() => page.goto(`${attackerBase}/${withToken ? 'with-token' : 'no-token'}`));
+  // Only until the attacker's page commits: it posts its form as soon as it has loaded.
+  const resp = await navigate(() => page.goto(`${attackerBase}/${withToken ? 'with-token' : 'no-token'}`, { waitUntil: 'commit' }));
   // The forgery only tests the csrf token if the browser sent the session along, i.e. the
   // cookies the signed-in client page was loaded with (127.0.0.1 on another port is same-site).
   const sent = await cookieNames(resp.request());
