@@ -50,7 +50,10 @@ fn browser_available() -> bool {
             missing.join(", ")
         );
     }
-    eprintln!("skipped: {} missing (scripts/peers/install-browser.sh)", missing.join(", "));
+    eprintln!(
+        "skipped: {} missing (scripts/peers/install-browser.sh)",
+        missing.join(", ")
+    );
     false
 }
 
@@ -89,7 +92,9 @@ fn example(edit: &dyn Fn(&str, String) -> String) -> Vec<(String, String)> {
     let mut out = Vec::new();
     walk(&base, &base, &mut out);
     out.sort();
-    out.into_iter().map(|(p, t)| (p.clone(), edit(&p, t))).collect()
+    out.into_iter()
+        .map(|(p, t)| (p.clone(), edit(&p, t)))
+        .collect()
 }
 
 /// Everything one test runs against.
@@ -123,7 +128,10 @@ impl Page {
 
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
         cmd.arg("serve")
-            .arg(format!("file://{}", dir.path().join("remote.git").display()))
+            .arg(format!(
+                "file://{}",
+                dir.path().join("remote.git").display()
+            ))
             .args(["--listen", &format!("127.0.0.1:{page_port}")])
             .args(["--public-url", &base])
             .args(["--oidc-issuer", &format!("http://127.0.0.1:{idp_port}")])
@@ -247,7 +255,10 @@ impl Page {
         let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .current_dir(self.dir.path())
             .arg("apply")
-            .arg(format!("file://{}", self.dir.path().join("remote.git").display()))
+            .arg(format!(
+                "file://{}",
+                self.dir.path().join("remote.git").display()
+            ))
             .args(["--rev", "main"])
             .env("LATCHKEY_CACHE_DIR", self.dir.path().join("apply-cache"))
             .output()
@@ -303,8 +314,15 @@ fn seed(path: &Path, files: &[(String, String)]) -> Repository {
             &git2::Time::new(when, 0),
         )
         .unwrap();
-        repo.commit(Some("refs/heads/main"), &sig, &sig, "the example", &tree, &[])
-            .unwrap();
+        repo.commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            "the example",
+            &tree,
+            &[],
+        )
+        .unwrap();
     }
     repo
 }
@@ -365,19 +383,46 @@ impl Steps {
         self.steps
             .iter()
             .find(|s| s["step"] == name)
-            .unwrap_or_else(|| panic!("no step {name} in {:#?}\nserve log:\n{}", self.steps, self.log))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no step {name} in {:#?}\nserve log:\n{}",
+                    self.steps, self.log
+                )
+            })
     }
 
     /// The step, which must have passed.
     fn ok(&self, name: &str) -> &serde_json::Value {
         let s = self.get(name);
-        assert_eq!(s["ok"], true, "step {name} failed: {s:#}\nserve log:\n{}", self.log);
+        assert_eq!(
+            s["ok"], true,
+            "step {name} failed: {s:#}\nserve log:\n{}",
+            self.log
+        );
         s
     }
 
     fn detail(&self, name: &str) -> String {
         self.ok(name)["detail"].as_str().unwrap_or("").to_string()
     }
+}
+
+/// The body of a plain GET (the page's own /metrics).
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(out)
 }
 
 /// A date `days` from today (UTC), as the page's date field takes it.
@@ -388,7 +433,10 @@ fn in_days(days: i64) -> String {
 
 fn direct_for_acme(path: &str, text: String) -> String {
     if path == "clients/acme/client.yaml" {
-        return text.replace("  admins: [dana@acme.example]\n", "  admins: [dana@acme.example]\n  directCommits: true\n");
+        return text.replace(
+            "  admins: [dana@acme.example]\n",
+            "  admins: [dana@acme.example]\n  directCommits: true\n",
+        );
     }
     text
 }
@@ -418,10 +466,15 @@ fn a_client_admin_invites_and_offboards_in_the_browser_and_apply_makes_it_so() {
     steps.ok("sign-in");
     let people = steps.detail("client-page");
     assert!(people.contains("erin@acme.example"), "{people}");
-    assert!(!people.contains("hank@globex.example"), "another client's people: {people}");
+    assert!(
+        !people.contains("hank@globex.example"),
+        "another client's people: {people}"
+    );
     let review = steps.detail("invite-review");
     assert!(
-        review.contains("zoe@acme.example") && review.contains("gains") && review.contains("acme:finance"),
+        review.contains("zoe@acme.example")
+            && review.contains("gains")
+            && review.contains("acme:finance"),
         "the review shows the effective access: {review}"
     );
     let invited: Oid = steps.detail("invite-confirm").parse().unwrap();
@@ -433,24 +486,46 @@ fn a_client_admin_invites_and_offboards_in_the_browser_and_apply_makes_it_so() {
     assert_eq!(c.author().email(), Ok("dana@acme.example"));
     assert_eq!(c.committer().name(), Ok("latchkey"));
     assert_eq!(page.changed(invited), ["clients/acme/members.yaml"]);
-    assert_eq!(page.signed_by(invited, "clients/acme/**"), Ok(Some("latchkey-page".into())));
+    assert_eq!(
+        page.signed_by(invited, "clients/acme/**"),
+        Ok(Some("latchkey-page".into()))
+    );
     assert!(
         page.signed_by(invited, "clients/globex/**").is_err(),
         "the verifier checks the paths, so this test can fail"
     );
     let members = page.file_at(invited, "clients/acme/members.yaml");
     assert!(members.contains("email: zoe@acme.example"), "{members}");
-    assert!(members.contains(&format!("expires: {ends}T00:00:00Z")), "{members}");
-    assert!(members.contains("New hire, finance onboarding"), "{members}");
+    assert!(
+        members.contains(&format!("expires: {ends}T00:00:00Z")),
+        "{members}"
+    );
+    assert!(
+        members.contains("New hire, finance onboarding"),
+        "{members}"
+    );
     // The rest of the file is as the agency wrote it, comments and all.
     let was = page.file_at(before, "clients/acme/members.yaml");
-    assert!(members.starts_with(&was), "the invite only appends:\n{members}");
+    assert!(
+        members.starts_with(&was),
+        "the invite only appends:\n{members}"
+    );
 
     // The removal: Frank is offboarded, in a commit on top of the invite.
     assert_eq!(page.main_tip(), removed);
-    assert_eq!(page.remote.find_commit(removed).unwrap().parent_id(0).unwrap(), invited);
+    assert_eq!(
+        page.remote
+            .find_commit(removed)
+            .unwrap()
+            .parent_id(0)
+            .unwrap(),
+        invited
+    );
     let after = page.file_at(removed, "clients/acme/members.yaml");
-    let frank = after.split("---\n").find(|d| d.contains("frank@acme.example")).unwrap();
+    let frank = after
+        .split("---\n")
+        .find(|d| d.contains("frank@acme.example"))
+        .unwrap();
     assert!(frank.contains("offboarded: true"), "{frank}");
 
     // Refused, each with nothing written.
@@ -458,16 +533,43 @@ fn a_client_admin_invites_and_offboards_in_the_browser_and_apply_makes_it_so() {
     assert_eq!(outside["ok"], true, "{outside:#}");
     assert_eq!(outside["status"], 422);
     assert!(
-        outside["detail"].as_str().unwrap().contains("agency-admin"),
+        outside["detail"]
+            .as_str()
+            .unwrap()
+            .contains("agency-developer")
+            && outside["detail"].as_str().unwrap().contains("allowedRoles"),
         "{outside:#}"
     );
-    for step in ["other-client", "forged-post", "forged-post-no-token"] {
+    for step in [
+        "other-client",
+        "forged-post",
+        "forged-post-no-token",
+        "post-wrong-token",
+        "post-no-origin-no-token",
+    ] {
         let s = steps.get(step);
         assert_eq!(s["ok"], true, "{step}: {s:#}\n{}", steps.log);
         assert_eq!(s["status"], 403, "{step}: {s:#}");
     }
-    assert_eq!(page.main_tip(), removed, "a refused action committed nothing");
-    assert!(!steps.log.contains(CLIENT_SECRET), "the secret is never logged");
+    assert_eq!(
+        page.main_tip(),
+        removed,
+        "a refused action committed nothing"
+    );
+    steps.ok("sign-out");
+    let metrics = http_get(&format!("{}/metrics", page.base));
+    for line in [
+        r#"latchkey_serve_actions_total{action="invite",result="proposed"} 1"#,
+        r#"latchkey_serve_actions_total{action="confirm",result="committed"} 2"#,
+        r#"latchkey_serve_actions_total{action="invite",result="refused"} 1"#,
+        r#"latchkey_serve_sign_ins_total{result="ok"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    assert!(
+        !steps.log.contains(CLIENT_SECRET),
+        "the secret is never logged"
+    );
 
     // What landed is applied like any other commit.
     let (stdout, stderr) = page.apply();
@@ -477,12 +579,19 @@ fn a_client_admin_invites_and_offboards_in_the_browser_and_apply_makes_it_so() {
         Some((true, vec!["acme:finance".into(), "acme:viewer".into()])),
         "{stdout}\n{stderr}"
     );
-    assert_eq!(page.portal("frank@acme.example").map(|f| f.0), Some(false), "{stdout}\n{stderr}");
+    assert_eq!(
+        page.portal("frank@acme.example").map(|f| f.0),
+        Some(false),
+        "{stdout}\n{stderr}"
+    );
 }
 
 /// A GitHub REST receiver: records `POST /repos/{owner}/{repo}/pulls` and answers 201
 /// with the `html_url` GitHub would.
-async fn github() -> (SocketAddr, Arc<Mutex<Vec<(String, String, serde_json::Value)>>>) {
+async fn github() -> (
+    SocketAddr,
+    Arc<Mutex<Vec<(String, String, serde_json::Value)>>>,
+) {
     use axum::routing::post;
     let got: Arc<Mutex<Vec<(String, String, serde_json::Value)>>> = Arc::default();
     let seen = got.clone();
@@ -499,7 +608,9 @@ async fn github() -> (SocketAddr, Arc<Mutex<Vec<(String, String, serde_json::Val
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_string();
-                    seen.lock().unwrap().push((format!("{owner}/{repo}"), auth, body));
+                    seen.lock()
+                        .unwrap()
+                        .push((format!("{owner}/{repo}"), auth, body));
                     (
                         axum::http::StatusCode::CREATED,
                         axum::Json(serde_json::json!({
@@ -552,7 +663,10 @@ async fn without_direct_commits_a_change_is_a_signed_branch_and_a_pull_request()
     let branch = format!("refs/heads/latchkey/globex/{}", &commit.to_string()[..12]);
     assert_eq!(page.remote.refname_to_id(&branch).unwrap(), commit);
     assert_eq!(page.changed(commit), ["clients/globex/members.yaml"]);
-    assert_eq!(page.signed_by(commit, "clients/globex/**"), Ok(Some("latchkey-page".into())));
+    assert_eq!(
+        page.signed_by(commit, "clients/globex/**"),
+        Ok(Some("latchkey-page".into()))
+    );
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{got:#?}");
     let (project, auth, body) = &got[0];
@@ -560,7 +674,13 @@ async fn without_direct_commits_a_change_is_a_signed_branch_and_a_pull_request()
     assert_eq!(auth, "Bearer ghs-forge-token");
     assert_eq!(body["base"], "main");
     assert_eq!(body["head"], branch.trim_start_matches("refs/heads/"));
-    assert_eq!(body["title"], "globex: invite ivy@globex.example as client-viewer");
+    assert_eq!(
+        body["title"],
+        "globex: invite ivy@globex.example as client-viewer"
+    );
     let text = body["body"].as_str().unwrap();
-    assert!(text.contains("ivy@globex.example"), "the review is the description: {text}");
+    assert!(
+        text.contains("ivy@globex.example"),
+        "the review is the description: {text}"
+    );
 }

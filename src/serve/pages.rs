@@ -24,7 +24,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .
 th{font-size:.8rem;text-transform:uppercase;letter-spacing:.04em;color:#5b6470}
 .muted{color:#5b6470;font-size:.9rem}.tag{display:inline-block;background:#e8eef6;border-radius:3px;padding:0 .35rem;margin:0 .2rem .2rem 0;font-size:.85rem}
 .gains{color:#11672f}.loses{color:#a3171a}.changes{color:#8a5a00}
-form.inline{display:inline}label{display:block;font-size:.85rem;color:#3b434d;margin:.4rem 0 .15rem}
+form.change,form.expiry{display:flex;gap:.3rem;align-items:center;margin:0 0 .3rem}form.inline{display:inline}label{display:block;font-size:.85rem;color:#3b434d;margin:.4rem 0 .15rem}
 input,select{font:inherit;padding:.3rem .4rem;border:1px solid #b9c1ca;border-radius:4px}
 button{font:inherit;padding:.35rem .8rem;border-radius:4px;border:1px solid #1f5fbf;background:#1f6fdf;color:#fff;cursor:pointer}
 button.quiet{background:#fff;color:#1f5fbf}button.danger{background:#fff;color:#a3171a;border-color:#a3171a}

@@ -280,6 +280,9 @@ impl Workspace {
         )?;
         let mut reasons: Vec<String> = boundary.violations.iter().map(|v| v.to_string()).collect();
         reasons.extend(review.head_errors.iter().cloned());
+        // A boundary and validation may both name one mistake: say it once.
+        let mut seen = std::collections::HashSet::new();
+        reasons.retain(|r| seen.insert(r.clone()));
         if !reasons.is_empty() {
             return Err(Refusal::Invalid(reasons));
         }

@@ -5,11 +5,13 @@
 //   node tests/browser/scenario.mjs --base http://127.0.0.1:PORT --login dana@acme.example \
 //        [--screenshots DIR] [--invite-email E] [--invite-role R] [--invite-expires YYYY-MM-DD] \
 //        [--remove-email E] [--client acme] [--other-client globex] [--timeout MS]
+//        [--only step,step,...]
 //
 // Prints one JSON object per line on stdout, one per step, in this order:
 //   {"step": "...", "ok": true|false, "status": <HTTP status or null>, "detail": "..."}
 // signed-out, sign-in, client-page, invite-review, invite-confirm, remove-review, remove-confirm,
-// role-outside, other-client, forged-post, forged-post-no-token, sign-out.
+// role-outside, other-client, forged-post, forged-post-no-token, post-wrong-token,
+// post-no-origin-no-token, sign-out.
 // A step that fails does not stop the run; exit 0 when it ran to the end, whatever the steps
 // said (the Rust test asserts on them), non-zero only when the scenario itself crashed.
 // Statuses are those of the navigation's own response (after redirects), never guessed.
@@ -43,6 +45,8 @@ function parseArgs(argv) {
     inviteRole: 'member',
     inviteExpires: `${new Date().getUTCFullYear() + 1}-06-30`,
     timeout: 15000,
+    // A role that exists but is not in the client's allowedRoles.
+    outsideRole: 'agency-developer',
   };
   const names = {
     '--base': 'base',
@@ -55,6 +59,8 @@ function parseArgs(argv) {
     '--client': 'client',
     '--other-client': 'otherClient',
     '--timeout': 'timeout',
+    '--only': 'only',
+    '--outside-role': 'outsideRole',
   };
   for (let i = 0; i < argv.length; i += 1) {
     const key = names[argv[i]];
@@ -67,6 +73,7 @@ function parseArgs(argv) {
   if (!out.login) throw new Error('--login is required');
   out.base = out.base.replace(/\/+$/, '');
   out.timeout = Number(out.timeout);
+  out.only = out.only ? out.only.split(',') : null;
   return out;
 }
 
@@ -198,6 +205,8 @@ async function where() {
 const results = new Map();
 
 async function step(name, fn) {
+  // --only a,b,c: the other steps are neither run nor printed.
+  if (args.only && !args.only.includes(name)) return;
   try {
     const { ok, status, detail } = await fn();
     emit(name, ok, status, detail);
@@ -379,7 +388,7 @@ async function run() {
 
     await step('role-outside', async () => {
       await page.goto(`${args.base}${clientPath}`);
-      const form = await fillInvite('newperson2@acme.example', 'agency-admin', { addRole: true });
+      const form = await fillInvite(`newperson2@${args.client}.example`, args.outsideRole, { addRole: true });
       const resp = await navigate(() => form.locator('button[type=submit]').first().click());
       const refused = await visible('section#refused');
       await screenshot('refused.png');
@@ -408,6 +417,19 @@ async function run() {
     });
 
     await step('forged-post-no-token', () => forged(false, attackerBase));
+
+    // The same session posting from our own origin (or with no Origin header, as some
+    // proxies strip it) but without the session's token: only the token can refuse it.
+    const tokenless = (headers, csrf) => async () => {
+      const form = { email: 'sneaky@acme.example', display_name: 'Sneaky', role: args.inviteRole, reason: 'forged' };
+      if (csrf !== undefined) form.csrf = csrf;
+      const resp = await context.request.post(`${args.base}${clientPath}/invite`, { form, headers, maxRedirects: 0 });
+      const body = await resp.text();
+      const ok = resp.status() === 403 && body.includes('id="forbidden"') && !body.includes('id="review"');
+      return { ok, status: resp.status(), detail: oneLine(body).slice(0, 300) };
+    };
+    await step('post-wrong-token', tokenless({ Origin: baseOrigin }, 'f'.repeat(64)));
+    await step('post-no-origin-no-token', tokenless({}, undefined));
 
     await step('sign-out', async () => {
       await page.goto(`${args.base}/`);
