@@ -39,6 +39,7 @@ pub struct Tip {
 }
 
 /// A reviewed commit, not yet on any branch.
+#[derive(Debug)]
 pub struct Proposed {
     pub commit: Oid,
     pub base: Oid,
@@ -376,14 +377,22 @@ impl Workspace {
     /// commits, else on a new `latchkey/<client>/<commit>` branch for a pull request.
     /// Returns `Ok(None)` when the branch moved since the review: the change must be
     /// reviewed again on the new tip, never pushed over it.
+    /// `email` must still administer the client at the tip (the agency may have
+    /// removed them since the review).
     pub fn publish(
         &mut self,
         client: &str,
+        email: &str,
         commit: Oid,
         base: Oid,
         now: Timestamp,
     ) -> Result<Option<Published>, Refusal> {
         let tip = self.tip(now, Duration::ZERO)?;
+        if !admin_of(&tip.loaded.catalog, client, email) {
+            return Err(Refusal::Forbidden(format!(
+                "{email} is no longer an admin of {client}"
+            )));
+        }
         if tip.rev.oid != base {
             return Ok(None);
         }
@@ -456,4 +465,295 @@ fn members_file(cat: &Catalog, client: &str) -> String {
         .max_by_key(|(f, n)| (*n, std::cmp::Reverse(*f)))
         .map(|(f, _)| f.to_string())
         .unwrap_or_else(|| format!("clients/{client}/members.yaml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::source::Location;
+
+    /// A bare remote holding examples/agency, and a page's workspace mirroring it.
+    fn remote() -> (tempfile::TempDir, git2::Repository, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.bare(true).initial_head("main");
+        let repo = git2::Repository::init_opts(dir.path().join("remote.git"), &opts).unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agency");
+        let mut files = Vec::new();
+        for sub in [
+            "",
+            "team",
+            "roles",
+            "clients/acme",
+            "clients/globex",
+            "clients/initech",
+        ] {
+            for e in std::fs::read_dir(example.join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "yaml") {
+                    let rel = p
+                        .strip_prefix(&example)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    files.push((rel, std::fs::read_to_string(&p).unwrap()));
+                }
+            }
+        }
+        commit_on(&repo, None, &files, "the example");
+        let ws = Workspace::new(
+            SourceRepo::open(
+                &Location::parse(&format!(
+                    "file://{}",
+                    dir.path().join("remote.git").display()
+                )),
+                &dir.path().join("cache"),
+            )
+            .unwrap(),
+            "main".into(),
+            String::new(),
+        );
+        (dir, repo, ws)
+    }
+
+    /// Commits `files` on the remote's main (as the agency would push).
+    fn commit_on(
+        repo: &git2::Repository,
+        parent: Option<Oid>,
+        files: &[(String, String)],
+        msg: &str,
+    ) -> Oid {
+        let base = match parent {
+            Some(p) => repo.find_commit(p).unwrap().tree().unwrap(),
+            None => repo
+                .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+                .unwrap(),
+        };
+        let mut up = git2::build::TreeUpdateBuilder::new();
+        for (p, t) in files {
+            up.upsert(
+                p.as_str(),
+                repo.blob(t.as_bytes()).unwrap(),
+                git2::FileMode::Blob,
+            );
+        }
+        let tree = repo
+            .find_tree(up.create_updated(repo, &base).unwrap())
+            .unwrap();
+        let sig = git2::Signature::now("Alex", "alex@northwind.example").unwrap();
+        let parents: Vec<git2::Commit> = parent
+            .map(|p| repo.find_commit(p).unwrap())
+            .into_iter()
+            .collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(Some("refs/heads/main"), &sig, &sig, msg, &tree, &refs)
+            .unwrap()
+    }
+
+    fn dana() -> Identity {
+        Identity {
+            email: "dana@acme.example".into(),
+            name: "Dana".into(),
+        }
+    }
+
+    fn invite(email: &str, role: &str) -> Action {
+        Action::Invite {
+            email: email.into(),
+            display_name: None,
+            role: role.into(),
+            expires: Some(Timestamp::now() + jiff::SignedDuration::from_hours(48)),
+            reason: Some("onboarding".into()),
+        }
+    }
+
+    fn main_of(repo: &git2::Repository) -> Oid {
+        repo.refname_to_id("refs/heads/main").unwrap()
+    }
+
+    #[test]
+    fn a_branch_that_moved_since_the_review_is_never_pushed_over() {
+        let (_dir, repo, mut ws) = remote();
+        let now = Timestamp::now();
+        let p = ws
+            .propose(
+                "acme",
+                &invite("zoe@acme.example", "client-viewer"),
+                &dana(),
+                now,
+            )
+            .unwrap();
+        // The agency pushes between Dana's review and her confirmation.
+        let theirs = commit_on(
+            &repo,
+            Some(main_of(&repo)),
+            &[("team/notes.yaml".into(), "# a note\n".into())],
+            "agency change",
+        );
+        let published = ws
+            .publish("acme", "dana@acme.example", p.commit, p.base, now)
+            .unwrap();
+        assert!(published.is_none(), "a moved branch asks for a new review");
+        assert_eq!(main_of(&repo), theirs, "the agency's commit stays");
+        assert!(
+            repo.find_commit(p.commit).is_err(),
+            "the proposal never reached the remote"
+        );
+        // Reviewed again on the new tip, it lands on top of the agency's commit (as a
+        // branch: acme has no directCommits).
+        let again = ws
+            .propose(
+                "acme",
+                &invite("zoe@acme.example", "client-viewer"),
+                &dana(),
+                now,
+            )
+            .unwrap();
+        assert_eq!(again.base, theirs);
+        let published = ws
+            .publish("acme", "dana@acme.example", again.commit, again.base, now)
+            .unwrap()
+            .unwrap();
+        assert!(!published.direct);
+        let branch = repo
+            .refname_to_id(&format!("refs/heads/{}", published.branch))
+            .unwrap();
+        assert_eq!(branch, again.commit);
+        assert_eq!(main_of(&repo), theirs, "main is left for the reviewers");
+    }
+
+    #[test]
+    fn only_the_clients_admins_and_the_agencys_may_propose() {
+        let (_dir, _repo, mut ws) = remote();
+        let now = Timestamp::now();
+        let hank = Identity {
+            email: "hank@globex.example".into(),
+            name: "Hank".into(),
+        };
+        let r = ws.propose(
+            "acme",
+            &invite("zoe@acme.example", "client-viewer"),
+            &hank,
+            now,
+        );
+        assert!(matches!(r, Err(Refusal::Forbidden(_))), "{r:?}");
+        let r = ws.propose(
+            "nosuch",
+            &invite("zoe@acme.example", "client-viewer"),
+            &dana(),
+            now,
+        );
+        assert!(matches!(r, Err(Refusal::Forbidden(_))), "{r:?}");
+        // The agency client's admins manage every client.
+        let tip = ws.tip(now, Duration::ZERO).unwrap();
+        let agency = tip.loaded.catalog.agency().unwrap().to_string();
+        let admin = tip.loaded.catalog.clients[&agency].spec.admins[0].clone();
+        drop(tip);
+        let who = Identity {
+            email: admin.to_uppercase(),
+            name: "Agency".into(),
+        };
+        assert!(
+            ws.propose(
+                "acme",
+                &invite("zoe@acme.example", "client-viewer"),
+                &who,
+                now
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_admin_removed_after_the_review_cannot_confirm() {
+        let (_dir, repo, mut ws) = remote();
+        let now = Timestamp::now();
+        let p = ws
+            .propose(
+                "acme",
+                &invite("zoe@acme.example", "client-viewer"),
+                &dana(),
+                now,
+            )
+            .unwrap();
+        let client = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agency/clients/acme/client.yaml"),
+        )
+        .unwrap()
+        .replace("admins: [dana@acme.example]", "admins: [erin@acme.example]");
+        let theirs = commit_on(
+            &repo,
+            Some(main_of(&repo)),
+            &[("clients/acme/client.yaml".into(), client)],
+            "dana is no longer acme's admin",
+        );
+        let r = ws.publish("acme", "dana@acme.example", p.commit, p.base, now);
+        assert!(
+            matches!(r, Err(Refusal::Forbidden(_))),
+            "{:?}",
+            r.map(|_| ())
+        );
+        assert_eq!(main_of(&repo), theirs);
+        assert_eq!(repo.references().unwrap().count(), 1, "nothing was pushed");
+    }
+
+    #[test]
+    fn another_clients_people_and_roles_are_refused_with_the_reason() {
+        let (_dir, repo, mut ws) = remote();
+        let now = Timestamp::now();
+        let before = main_of(&repo);
+        let reasons = |r: Result<Proposed, Refusal>| match r {
+            Err(Refusal::Invalid(v)) => v.join("\n"),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("accepted"),
+        };
+        let why = reasons(ws.propose(
+            "acme",
+            &Action::Remove {
+                email: "hank@globex.example".into(),
+                reason: None,
+            },
+            &dana(),
+            now,
+        ));
+        assert!(why.contains("not on this client's team"), "{why}");
+        let why = reasons(ws.propose(
+            "acme",
+            &invite("HANK@globex.example", "client-viewer"),
+            &dana(),
+            now,
+        ));
+        assert!(why.contains("declared for the client globex"), "{why}");
+        let why = reasons(ws.propose(
+            "acme",
+            &invite("zoe@acme.example", "agency-developer"),
+            &dana(),
+            now,
+        ));
+        assert!(why.contains("agency-developer"), "{why}");
+        // Longer than acme's maxGrantDuration (30d).
+        let long = Action::Invite {
+            email: "zoe@acme.example".into(),
+            display_name: None,
+            role: "client-staging-admin".into(),
+            expires: Some(now + jiff::SignedDuration::from_hours(24 * 40)),
+            reason: None,
+        };
+        let why = reasons(ws.propose("acme", &long, &dana(), now));
+        assert!(why.contains("30d"), "{why}");
+        // A staging role needs an end (requireExpiry).
+        let open = Action::Invite {
+            email: "zoe@acme.example".into(),
+            display_name: None,
+            role: "client-staging-admin".into(),
+            expires: None,
+            reason: None,
+        };
+        let why = reasons(ws.propose("acme", &open, &dana(), now));
+        assert!(why.to_lowercase().contains("expir"), "{why}");
+        assert_eq!(main_of(&repo), before);
+        assert_eq!(repo.references().unwrap().count(), 1, "nothing was pushed");
+    }
 }
