@@ -1029,7 +1029,7 @@ fn audit_commits_are_signed_with_the_configured_ssh_key() {
         "{line}"
     );
     assert!(
-        line.contains("cannot sign the audit commit with LATCHKEY_SIGNING_KEY="),
+        line.contains("cannot sign the commit with LATCHKEY_SIGNING_KEY="),
         "{line}"
     );
 }

@@ -139,6 +139,8 @@ impl Page {
             .args(["--log", "info"])
             .env("LATCHKEY_OIDC_CLIENT_SECRET", CLIENT_SECRET)
             .env("LATCHKEY_SIGNING_KEY", &key)
+            // As in the container image: no ssh-keygen to sign with.
+            .env("PATH", "/nonexistent")
             .env("LATCHKEY_CACHE_DIR", dir.path().join("cache"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap());

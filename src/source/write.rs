@@ -452,18 +452,28 @@ impl SourceRepo {
     }
 }
 
-/// Signs `data` as git does for `gpg.format=ssh`: `ssh-keygen -Y sign -n git -f KEY`
-/// (the key file may be a private key, or a public key whose private half is in the
-/// ssh-agent). Returns the armored signature.
+/// Signs `data` as git does for `gpg.format=ssh` (`ssh-keygen -Y sign -n git -f KEY`).
+/// An unencrypted private key file is signed with in process, so the container image
+/// (which has no ssh-keygen) can sign; any other key file (a public key whose private
+/// half is in the ssh-agent, an encrypted key, an algorithm not built in) goes through
+/// ssh-keygen. Returns the armored signature.
 fn ssh_sign(key: &std::path::Path, data: &[u8]) -> Result<String, git2::Error> {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let fail = |what: String| {
         git2::Error::from_str(&format!(
-            "cannot sign the audit commit with LATCHKEY_SIGNING_KEY={}: {what}",
+            "cannot sign the commit with LATCHKEY_SIGNING_KEY={}: {what}",
             key.display()
         ))
     };
+    if let Ok(private) = ssh_key::PrivateKey::read_openssh_file(key)
+        && !private.is_encrypted()
+        && let Ok(sig) = private.sign("git", ssh_key::HashAlg::Sha512, data)
+    {
+        return sig
+            .to_pem(ssh_key::LineEnding::LF)
+            .map_err(|e| fail(e.to_string()));
+    }
     let mut child = Command::new("ssh-keygen")
         .args(["-Y", "sign", "-n", "git", "-f"])
         .arg(key)
