@@ -270,3 +270,98 @@ fn stripping_keeps_structure() {
     let s = strip_actions(t);
     assert_eq!(s, "kind: X\nmetadata:\n  name: x\n  labels:\n");
 }
+
+#[test]
+fn the_self_service_page_is_a_hardened_deployment_of_its_own() {
+    let docs = documents();
+    let serve = docs
+        .iter()
+        .find(|(_, d)| {
+            d["kind"] == "Deployment"
+                && d["spec"]["template"]["spec"]["containers"][0]["args"][0] == "serve"
+        })
+        .map(|(_, d)| d)
+        .expect("a Deployment running `latchkey serve`");
+    let pod = &serve["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "the page needs no Kubernetes API token"
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/healthz");
+    // The client secret comes from a Secret, never from a value in the chart.
+    let secret = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "LATCHKEY_OIDC_CLIENT_SECRET")
+        .expect("LATCHKEY_OIDC_CLIENT_SECRET");
+    assert!(
+        secret["valueFrom"]["secretKeyRef"].is_mapping(),
+        "{secret:?}"
+    );
+    assert_eq!(values()["serve"]["enabled"], false, "off unless asked for");
+
+    // Each Service selects only its own pods: the helpers differ in their component,
+    // and each template uses its own (selector labels come from `include`, which the
+    // stripped documents do not show).
+    let text: std::collections::BTreeMap<String, String> = templates().into_iter().collect();
+    let helpers = &text["_helpers.tpl"];
+    for (helper, component) in [
+        ("latchkey.selectorLabels", "operator"),
+        ("latchkey.serveSelectorLabels", "serve"),
+    ] {
+        let body = helpers
+            .split(&format!("define \"{helper}\""))
+            .nth(1)
+            .and_then(|b| b.split("{{- end -}}").next())
+            .unwrap_or_else(|| panic!("no {helper} in _helpers.tpl"));
+        assert!(
+            body.contains(&format!("app.kubernetes.io/component: {component}")),
+            "{helper}: {body}"
+        );
+    }
+    for (file, own, other) in [
+        (
+            "deployment.yaml",
+            "latchkey.selectorLabels",
+            "latchkey.serveSelectorLabels",
+        ),
+        (
+            "service.yaml",
+            "latchkey.selectorLabels",
+            "latchkey.serveSelectorLabels",
+        ),
+        (
+            "servicemonitor.yaml",
+            "latchkey.selectorLabels",
+            "latchkey.serveSelectorLabels",
+        ),
+        (
+            "serve-deployment.yaml",
+            "latchkey.serveSelectorLabels",
+            "latchkey.selectorLabels",
+        ),
+        (
+            "serve-service.yaml",
+            "latchkey.serveSelectorLabels",
+            "latchkey.selectorLabels",
+        ),
+    ] {
+        let t = &text[file];
+        assert!(
+            t.contains(&format!("include \"{own}\"")),
+            "{file} uses {own}"
+        );
+        assert!(
+            !t.contains(&format!("include \"{other}\"")),
+            "{file} must not use {other}"
+        );
+    }
+    // The operator's Service (and its ServiceMonitor) find the operator's Service by
+    // its component label.
+    assert!(text["service.yaml"].contains("app.kubernetes.io/component: operator"));
+}

@@ -20,8 +20,16 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
-{{/* Selector labels. */}}
+{{/* Selector labels of the operator's pods. */}}
 {{- define "latchkey.selectorLabels" -}}
 app.kubernetes.io/name: latchkey
 app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* Selector labels of the self-service page's pods (serve.enabled). */}}
+{{- define "latchkey.serveSelectorLabels" -}}
+app.kubernetes.io/name: latchkey
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: serve
 {{- end -}}
