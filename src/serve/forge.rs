@@ -116,3 +116,142 @@ impl Forge {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{HeaderMap, StatusCode};
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<(String, HeaderMap, serde_json::Value)>>>;
+
+    /// A receiver on loopback answering every POST with `status` and `answer`.
+    async fn receiver(status: StatusCode, answer: serde_json::Value) -> (String, Seen) {
+        let seen: Seen = Arc::default();
+        let s = seen.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
+                let s = s.clone();
+                let answer = answer.clone();
+                async move {
+                    let json = serde_json::from_slice(&body).unwrap_or_default();
+                    s.lock().unwrap().push((uri.to_string(), headers, json));
+                    (status, axum::Json(answer))
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), seen)
+    }
+
+    fn forge(kind: ForgeKind, api: &str) -> Forge {
+        Forge {
+            kind,
+            api: api.to_string(),
+            project: "agency/access".into(),
+            token: Some(Secret::new("tok-3n-never-shown")),
+        }
+    }
+
+    const REQ: Request<'static> = Request {
+        head: "latchkey/acme/0123456789ab",
+        base: "main",
+        title: "acme: invite zoe@acme.example as client-viewer",
+        body: "the review",
+    };
+
+    #[tokio::test]
+    async fn github_and_gitlab_get_the_request_their_apis_document() {
+        let http = reqwest::Client::new();
+        let (api, seen) = receiver(
+            StatusCode::CREATED,
+            serde_json::json!({"html_url": "https://github.example/agency/access/pull/9"}),
+        )
+        .await;
+        let url = forge(ForgeKind::Github, &api)
+            .open(&http, &REQ)
+            .await
+            .unwrap();
+        assert_eq!(
+            url.as_deref(),
+            Some("https://github.example/agency/access/pull/9")
+        );
+        let (path, headers, body) = seen.lock().unwrap()[0].clone();
+        assert_eq!(path, "/repos/agency/access/pulls");
+        assert_eq!(headers["authorization"], "Bearer tok-3n-never-shown");
+        assert_eq!(headers["x-github-api-version"], "2022-11-28");
+        assert_eq!(body["head"], REQ.head);
+        assert_eq!(body["base"], "main");
+        assert_eq!(body["title"], REQ.title);
+
+        let (api, seen) = receiver(
+            StatusCode::CREATED,
+            serde_json::json!({"web_url": "https://gitlab.example/agency/access/-/merge_requests/4"}),
+        )
+        .await;
+        let url = forge(ForgeKind::Gitlab, &api)
+            .open(&http, &REQ)
+            .await
+            .unwrap();
+        assert_eq!(
+            url.as_deref(),
+            Some("https://gitlab.example/agency/access/-/merge_requests/4")
+        );
+        let (path, headers, body) = seen.lock().unwrap()[0].clone();
+        assert_eq!(path, "/projects/agency%2Faccess/merge_requests");
+        assert_eq!(headers["private-token"], "tok-3n-never-shown");
+        assert!(headers.get("authorization").is_none());
+        assert_eq!(body["source_branch"], REQ.head);
+        assert_eq!(body["target_branch"], "main");
+        assert_eq!(body["description"], "the review");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_or_an_odd_answer_is_an_error_that_shows_no_token() {
+        let http = reqwest::Client::new();
+        let (api, _) = receiver(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({"message": "A pull request already exists"}),
+        )
+        .await;
+        let e = forge(ForgeKind::Github, &api)
+            .open(&http, &REQ)
+            .await
+            .unwrap_err();
+        let shown = format!("{e} {e:?}");
+        assert!(
+            shown.contains("422") && shown.contains("already exists"),
+            "{shown}"
+        );
+        assert!(!shown.contains("tok-3n"), "{shown}");
+        let (api, _) = receiver(StatusCode::CREATED, serde_json::json!({"id": 1})).await;
+        let e = forge(ForgeKind::Gitlab, &api)
+            .open(&http, &REQ)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ForgeError::Answer {
+                    field: "web_url",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = forge(ForgeKind::Github, "http://127.0.0.1:9")
+            .open(&http, &REQ)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ForgeError::Unreachable { .. }), "{e:?}");
+        // Without a forge, nothing is sent and nothing fails.
+        assert_eq!(
+            forge(ForgeKind::None, "").open(&http, &REQ).await.unwrap(),
+            None
+        );
+    }
+}
