@@ -81,7 +81,10 @@ impl Action {
                 role,
                 expires: Some(t),
                 ..
-            } => format!("{client}: {email}'s {role} ends {t}"),
+            } => format!(
+                "{client}: {email}'s {role} ends {}",
+                crate::plan::render::instant(*t)
+            ),
             Action::SetExpiry {
                 email,
                 role,
@@ -192,7 +195,7 @@ pub fn edit_existing(text: &str, found: &Found<'_>, action: &Action) -> Result<S
                     file,
                 });
             }
-            g.expires = expires.map(|t| t.to_string());
+            g.expires = expires.map(crate::plan::render::instant);
             if let Some(r) = reason {
                 g.reason = Some(r.clone());
             }
@@ -250,7 +253,7 @@ pub fn add_person(new: &NewPerson<'_>, client: &str, action: &Action) -> Result<
         grants: vec![Grant {
             role: role.clone(),
             client: None,
-            expires: expires.map(|t| t.to_string()),
+            expires: expires.map(crate::plan::render::instant),
             valid_for: None,
             starts: None,
             reason: reason.clone(),

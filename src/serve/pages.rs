@@ -26,7 +26,7 @@ th{font-size:.8rem;text-transform:uppercase;letter-spacing:.04em;color:#5b6470}
 .gains{color:#11672f}.loses{color:#a3171a}.changes{color:#8a5a00}
 form.change,form.expiry{display:flex;gap:.3rem;align-items:center;margin:0 0 .3rem}form.inline{display:inline}label{display:block;font-size:.85rem;color:#3b434d;margin:.4rem 0 .15rem}
 input,select{font:inherit;padding:.3rem .4rem;border:1px solid #b9c1ca;border-radius:4px}
-button{font:inherit;padding:.35rem .8rem;border-radius:4px;border:1px solid #1f5fbf;background:#1f6fdf;color:#fff;cursor:pointer}
+button{white-space:nowrap;font:inherit;padding:.35rem .8rem;border-radius:4px;border:1px solid #1f5fbf;background:#1f6fdf;color:#fff;cursor:pointer}
 button.quiet{background:#fff;color:#1f5fbf}button.danger{background:#fff;color:#a3171a;border-color:#a3171a}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(13rem,1fr));gap:.2rem 1rem;align-items:end}
 pre{background:#f3f5f7;padding:.6rem;border-radius:4px;overflow:auto;font-size:.85rem}

@@ -667,6 +667,61 @@ mod tests {
     }
 
     #[test]
+    fn a_role_change_and_a_new_end_are_reviewed_as_the_access_they_change() {
+        let (_dir, _repo, mut ws) = remote();
+        let now = Timestamp::now();
+        let p = ws
+            .propose(
+                "acme",
+                &Action::ChangeRole {
+                    email: "erin@acme.example".into(),
+                    from: "client-finance".into(),
+                    to: "client-viewer".into(),
+                    reason: Some("moved to reporting".into()),
+                },
+                &dana(),
+                now,
+            )
+            .unwrap();
+        let rows: Vec<String> = p
+            .review
+            .deltas
+            .iter()
+            .map(|d| format!("{} {} {}", d.identity, d.verb(), d.entitlement))
+            .collect();
+        assert!(
+            rows.contains(&"erin@acme.example loses acme:finance".to_string()),
+            "{rows:?}"
+        );
+        assert!(p.diff.contains("-    - role: client-finance"), "{}", p.diff);
+        let end = now + jiff::SignedDuration::from_hours(24 * 3);
+        let p = ws
+            .propose(
+                "acme",
+                &Action::SetExpiry {
+                    email: "erin@acme.example".into(),
+                    role: "client-finance".into(),
+                    expires: Some(end),
+                    reason: None,
+                },
+                &dana(),
+                now,
+            )
+            .unwrap();
+        assert!(
+            p.review.deltas.iter().all(|d| d.verb() == "changes"),
+            "{:?}",
+            p.review.deltas
+        );
+        assert!(
+            p.diff
+                .contains(&format!("expires: {}", crate::plan::render::instant(end))),
+            "{}",
+            p.diff
+        );
+    }
+
+    #[test]
     fn an_admin_removed_after_the_review_cannot_confirm() {
         let (_dir, repo, mut ws) = remote();
         let now = Timestamp::now();
