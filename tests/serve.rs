@@ -261,7 +261,7 @@ impl Page {
                 "file://{}",
                 self.dir.path().join("remote.git").display()
             ))
-            .args(["--rev", "main"])
+            .args(["--rev", "main", "--push"])
             .env("LATCHKEY_CACHE_DIR", self.dir.path().join("apply-cache"))
             .output()
             .unwrap();
@@ -585,6 +585,36 @@ fn a_client_admin_invites_and_offboards_in_the_browser_and_apply_makes_it_so() {
         page.portal("frank@acme.example").map(|f| f.0),
         Some(false),
         "{stdout}\n{stderr}"
+    );
+
+    // The apply pushed its audit commit: the page shows the ledger's answers, for this
+    // client only.
+    let steps = page.scenario(
+        "dana@acme.example",
+        &[
+            "--only",
+            "sign-in,access,history",
+            "--history-email",
+            "zoe@acme.example",
+        ],
+    );
+    let access = steps.detail("access");
+    assert!(
+        access.contains("zoe@acme.example") && access.contains("acme:finance"),
+        "{access}"
+    );
+    assert!(
+        !access.contains("frank@acme.example"),
+        "offboarded: {access}"
+    );
+    assert!(
+        !access.contains("globex"),
+        "another client's access: {access}"
+    );
+    let history = steps.detail("history");
+    assert!(
+        history.contains("grant") && history.contains("acme:finance"),
+        "{history}"
     );
 }
 

@@ -266,7 +266,15 @@ async fn logout(
 }
 
 /// A client page's frame: the session, and the tip when `email` may see `client`.
-async fn with_client<F>(app: &Arc<App>, jar: &CookieJar, client: String, f: F) -> Response
+/// `fresh` fetches first (the ledger's answers must not lag the branch); otherwise a
+/// fetch a few seconds old is good enough to show the team.
+async fn with_client<F>(
+    app: &Arc<App>,
+    jar: &CookieJar,
+    client: String,
+    fresh: bool,
+    f: F,
+) -> Response
 where
     F: FnOnce(&mut Workspace, &work::Tip, &Session) -> Response + Send + 'static,
 {
@@ -274,7 +282,13 @@ where
         return see_other("/");
     };
     blocking(app, move |w| {
-        let tip = match w.tip_to_show(Timestamp::now()) {
+        let now = Timestamp::now();
+        let tip = if fresh {
+            w.tip(now, std::time::Duration::ZERO)
+        } else {
+            w.tip_to_show(now)
+        };
+        let tip = match tip {
             Ok(t) => t,
             Err(e) => {
                 return page(
@@ -300,7 +314,7 @@ async fn client_page(
     Path(client): Path<String>,
 ) -> Response {
     let name = client.clone();
-    with_client(&app, &jar, client, move |w, tip, s| {
+    with_client(&app, &jar, client, false, move |w, tip, s| {
         let c = &tip.loaded.catalog.clients[&name];
         let view = pages::ClientPage {
             name: &name,
@@ -330,7 +344,7 @@ async fn access(
         Some(Err(e)) => return page(StatusCode::BAD_REQUEST, pages::failed(None, &e)),
     };
     let name = client.clone();
-    with_client(&app, &jar, client, move |w, tip, s| {
+    with_client(&app, &jar, client, true, move |w, tip, s| {
         match w.access_at(tip, &name, at) {
             Ok(rows) => page(
                 StatusCode::OK,
@@ -351,7 +365,7 @@ async fn history(
     Path((client, email)): Path<(String, String)>,
 ) -> Response {
     let name = client.clone();
-    with_client(&app, &jar, client, move |w, tip, s| {
+    with_client(&app, &jar, client, true, move |w, tip, s| {
         match w.history(tip, &name, &email) {
             Ok(rows) => page(
                 StatusCode::OK,

@@ -10,7 +10,7 @@
 // Prints one JSON object per line on stdout, one per step, in this order:
 //   {"step": "...", "ok": true|false, "status": <HTTP status or null>, "detail": "..."}
 // signed-out, sign-in, client-page, invite-review, invite-confirm, remove-review, remove-confirm,
-// role-outside, other-client, forged-post, forged-post-no-token, post-wrong-token,
+// role-outside, access, history, other-client, forged-post, forged-post-no-token, post-wrong-token,
 // post-no-origin-no-token, sign-out.
 // A step that fails does not stop the run; exit 0 when it ran to the end, whatever the steps
 // said (the Rust test asserts on them), non-zero only when the scenario itself crashed.
@@ -56,6 +56,7 @@ function parseArgs(argv) {
     '--invite-role': 'inviteRole',
     '--invite-expires': 'inviteExpires',
     '--remove-email': 'removeEmail',
+    '--history-email': 'historyEmail',
     '--client': 'client',
     '--other-client': 'otherClient',
     '--timeout': 'timeout',
@@ -398,6 +399,21 @@ async function run() {
         detail: refused ? await text('section#refused') : await where(),
       };
     });
+
+    // From the ledger: who had access to the client now, and one person's history.
+    await step('access', async () => {
+      const resp = await page.goto(`${args.base}${clientPath}/access?at=now`);
+      const ok = resp.status() === 200 && (await page.locator('section#access').count()) > 0;
+      await screenshot('access.png');
+      return { ok, status: resp.status(), detail: ok ? await text('section#access') : await where() };
+    });
+    if (args.historyEmail) {
+      await step('history', async () => {
+        const resp = await page.goto(`${args.base}${clientPath}/people/${encodeURIComponent(args.historyEmail)}/history`);
+        const ok = resp.status() === 200 && (await page.locator('section#history').count()) > 0;
+        return { ok, status: resp.status(), detail: ok ? await text('section#history') : await where() };
+      });
+    }
 
     await step('other-client', async () => {
       const resp = await page.goto(`${args.base}/clients/${args.otherClient}`);
