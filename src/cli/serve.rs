@@ -27,12 +27,12 @@ use crate::source::{Location, SourceRepo};
 /// OIDC client needs the redirect URI <public-url>/callback. Serves /healthz and /metrics.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
-  LATCHKEY_OIDC_CLIENT_SECRET=... LATCHKEY_FORGE_TOKEN=... \\
-  latchkey serve https://github.com/agency/access.git --public-url https://access.agency.example \\
-      --listen 0.0.0.0:8080 --oidc-issuer https://login.agency.example --oidc-client-id latchkey \\
-      --forge github --forge-project agency/access
   latchkey serve file:///srv/access.git --public-url http://127.0.0.1:8080 \\
-      --oidc-issuer http://127.0.0.1:9000 --oidc-client-id latchkey")]
+      --oidc-issuer http://127.0.0.1:9000 --oidc-client-id latchkey
+  LATCHKEY_OIDC_CLIENT_SECRET=... LATCHKEY_FORGE_TOKEN=... latchkey serve \\
+      https://github.com/agency/access.git --public-url https://access.agency.example \\
+      --listen 0.0.0.0:8080 --oidc-issuer https://login.agency.example \\
+      --oidc-client-id latchkey --forge github --forge-project agency/access")]
 pub struct ServeArgs {
     /// The access repository's URL (file://, https://, ssh://, git://).
     pub repo: String,
