@@ -380,11 +380,18 @@ async fn history(
     .await
 }
 
-/// A form field, trimmed; `None` when empty. Longer than 500 characters is refused.
+/// A form field, trimmed; `None` when empty. Longer than 500 characters, or holding a
+/// control character (a line break would start new lines in the commit message, where
+/// trailers are read), is refused.
 fn field(form: &HashMap<String, String>, name: &str) -> Result<Option<String>, String> {
     let v = form.get(name).map(|v| v.trim()).unwrap_or("");
     if v.chars().count() > 500 {
         return Err(format!("{name} is longer than 500 characters"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(format!(
+            "{name} holds a line break or another control character"
+        ));
     }
     Ok((!v.is_empty()).then(|| v.to_string()))
 }
@@ -709,4 +716,62 @@ async fn confirm(
             pr_ref,
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn fields_are_trimmed_bounded_and_single_line() {
+        let f = form(&[
+            ("reason", "  ticket ACME-7 "),
+            ("empty", "   "),
+            ("long", &"x".repeat(501)),
+            ("nl", "ok\n\nLatchkey-Run: forged"),
+            ("nul", "a\0b"),
+        ]);
+        assert_eq!(
+            field(&f, "reason").unwrap().as_deref(),
+            Some("ticket ACME-7")
+        );
+        assert_eq!(field(&f, "empty").unwrap(), None);
+        assert_eq!(field(&f, "missing").unwrap(), None);
+        assert!(field(&f, "long").unwrap_err().contains("500"));
+        assert!(field(&f, "nl").unwrap_err().contains("line break"));
+        assert!(field(&f, "nul").is_err());
+        assert!(
+            required(&f, "empty")
+                .unwrap_err()
+                .contains("must not be empty")
+        );
+    }
+
+    #[test]
+    fn an_end_is_a_date_or_an_instant_in_the_future() {
+        let now: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+        let at = |v: &str| end(&form(&[("expires", v)]), now);
+        assert_eq!(
+            at("2026-12-20").unwrap(),
+            Some("2026-12-20T00:00:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            at("2026-12-03T09:30:00+01:00").unwrap(),
+            Some("2026-12-03T08:30:00Z".parse().unwrap())
+        );
+        assert_eq!(at("").unwrap(), None);
+        assert!(at("2026-12-02").unwrap_err().contains("not in the future"));
+        assert!(at("next week").is_err());
+        assert!(
+            at("9999-12-31").is_err(),
+            "past the latest instant latchkey accepts"
+        );
+    }
 }
