@@ -7,7 +7,7 @@
 //! type any address into an account at most IdPs.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -172,7 +172,12 @@ impl Provider {
             .send()
             .await
             .map_err(|e| unreachable(&self.meta.token_endpoint, &e))?;
-        let answer: TokenAnswer = read_json(resp, "token endpoint").await?;
+        // A token endpoint may repeat the credentials it was sent (as given, or as the
+        // Basic header) in its error, and the refusal is shown on the sign-in page and
+        // logged: the secret is blotted out of what is kept of the answer.
+        let secret = self.cfg.client_secret.expose();
+        let basic = STANDARD.encode(format!("{}:{secret}", self.cfg.client_id));
+        let answer: TokenAnswer = read_json(resp, "token endpoint", &[&basic, secret]).await?;
         let id_token = answer.id_token.ok_or_else(|| OidcError::Malformed {
             what: "token endpoint",
             message: "no id_token in the answer".into(),
@@ -202,8 +207,9 @@ impl Provider {
     /// set is read again once when the key is unknown: the issuer rotated), then its
     /// issuer, audience and expiry.
     async fn verify(&self, token: &str) -> Result<Claims, OidcError> {
-        let bad = |e: jsonwebtoken::errors::Error| OidcError::Token(e.to_string());
-        let header = jsonwebtoken::decode_header(token).map_err(bad)?;
+        // `alg: none` fails here: jsonwebtoken knows no such algorithm.
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| OidcError::Token(format!("its header cannot be read ({e})")))?;
         // Asymmetric algorithms only: `none` and HMAC with a public key are the classic
         // forgeries.
         const ALLOWED: [Algorithm; 6] = [
@@ -235,7 +241,7 @@ impl Provider {
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 60;
         Ok(jsonwebtoken::decode::<Claims>(token, &key, &v)
-            .map_err(bad)?
+            .map_err(refusal)?
             .claims)
     }
 
@@ -249,6 +255,21 @@ impl Provider {
         };
         DecodingKey::from_jwk(jwk).ok()
     }
+}
+
+/// Why jsonwebtoken refused a token, in words for the sign-in page (its own Display
+/// is the bare variant name, e.g. `InvalidAudience`).
+fn refusal(e: jsonwebtoken::errors::Error) -> OidcError {
+    use jsonwebtoken::errors::ErrorKind;
+    OidcError::Token(match e.kind() {
+        ErrorKind::InvalidSignature => "its signature is not by the issuer's key".into(),
+        ErrorKind::InvalidAlgorithm => "its algorithm does not fit the issuer's key".into(),
+        ErrorKind::InvalidIssuer => "it was issued by another issuer".into(),
+        ErrorKind::InvalidAudience => "it was issued to another client".into(),
+        ErrorKind::ExpiredSignature => "it has expired".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("it has no `{claim}` claim"),
+        _ => e.to_string(),
+    })
 }
 
 fn unreachable(url: &str, e: &reqwest::Error) -> OidcError {
@@ -268,24 +289,41 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         .send()
         .await
         .map_err(|e| unreachable(url, &e))?;
-    read_json(resp, what).await
+    read_json(resp, what, &[]).await
 }
 
+/// Reads a JSON answer; an error quotes the answer with each of `hide` replaced by
+/// `***` (before it is shortened, so no part of one is left at the cut).
 async fn read_json<T: serde::de::DeserializeOwned>(
     resp: reqwest::Response,
     what: &'static str,
+    hide: &[&str],
 ) -> Result<T, OidcError> {
+    let blot = |mut text: String| {
+        for h in hide.iter().filter(|h| !h.is_empty()) {
+            text = text.replace(h, "***");
+        }
+        text
+    };
     let status = resp.status();
     let body = resp.bytes().await.unwrap_or_default();
     if !status.is_success() {
         return Err(OidcError::Status {
             what,
             status: status.as_u16(),
-            body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+            body: blot(String::from_utf8_lossy(&body).into_owned())
+                .chars()
+                .take(300)
+                .collect(),
         });
     }
+    // serde_json's message can quote a string of the answer.
     serde_json::from_slice(&body).map_err(|e| OidcError::Malformed {
         what,
-        message: e.to_string(),
+        message: blot(e.to_string()),
     })
 }
+
+#[cfg(test)]
+#[path = "oidc_tests.rs"]
+mod tests;
