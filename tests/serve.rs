@@ -682,10 +682,17 @@ async fn without_direct_commits_a_change_is_a_signed_branch_and_a_pull_request()
                 "--invite-expires",
                 &ends,
                 "--only",
-                "sign-in,invite-review,invite-confirm",
+                "sign-in,invite-review,invite-confirm,pending",
             ],
         );
         let commit: Oid = steps.detail("invite-confirm").parse().unwrap();
+        // The client page lists the change as waiting for review.
+        let pending = steps.detail("pending");
+        assert!(
+            pending.contains("globex: invite ivy@globex.example as client-viewer")
+                && pending.contains("hank@globex.example"),
+            "{pending}"
+        );
         (page, before, commit)
     })
     .await

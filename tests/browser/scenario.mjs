@@ -10,7 +10,7 @@
 // Prints one JSON object per line on stdout, one per step, in this order:
 //   {"step": "...", "ok": true|false, "status": <HTTP status or null>, "detail": "..."}
 // signed-out, sign-in, client-page, invite-review, invite-confirm, remove-review, remove-confirm,
-// role-outside, access, history, other-client, forged-post, forged-post-no-token, post-wrong-token,
+// role-outside, pending, access, history, other-client, forged-post, forged-post-no-token, post-wrong-token,
 // post-no-origin-no-token, sign-out.
 // A step that fails does not stop the run; exit 0 when it ran to the end, whatever the steps
 // said (the Rust test asserts on them), non-zero only when the scenario itself crashed.
@@ -398,6 +398,13 @@ async function run() {
         status: resp.status(),
         detail: refused ? await text('section#refused') : await where(),
       };
+    });
+
+    // Changes pushed as branches for review, as the client page lists them.
+    await step('pending', async () => {
+      const resp = await page.goto(`${args.base}${clientPath}`);
+      const ok = resp.status() === 200 && (await page.locator('section#pending').count()) > 0;
+      return { ok, status: resp.status(), detail: ok ? await text('section#pending') : await where() };
     });
 
     // From the ledger: who had access to the client now, and one person's history.
