@@ -5,6 +5,8 @@
 //! a load can reuse the result for an unchanged document while those inputs hold: this is
 //! what makes a re-plan after a one-file change cost the changed file, not the repository.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 
 use super::catalog::{Catalog, names, unknown_client, valid_name};
@@ -18,7 +20,8 @@ use crate::model::{
 #[derive(Clone, Debug)]
 pub struct Member {
     pub name: String,
-    pub spec: MemberSpec,
+    /// The document's spec, shared with the parse cache.
+    pub spec: Arc<MemberSpec>,
     pub at: DocLoc,
     /// The grants that resolved (known role and client, a valid time window), in the
     /// order of `spec.grants`.
@@ -143,13 +146,13 @@ pub fn check_member(
     cat: &Catalog,
     grace: GrantDuration,
     identity: &str,
-    doc: (&str, &MemberSpec, &DocLoc),
+    doc: (&str, &Arc<MemberSpec>, &DocLoc),
     ctx: &Context<'_>,
 ) -> Checked {
     let (name, spec, at) = doc;
     let mut pending = Vec::new();
     let mut deps = TimeDeps::default();
-    let mut grants = Vec::new();
+    let mut grants = Vec::with_capacity(spec.grants.len());
     let (file, doc) = (&*at.file, at.doc);
     if !valid_name(name) {
         pending.push(invalid_name(name, at));
@@ -524,7 +527,7 @@ pub fn check_member(
     Checked {
         member: Member {
             name: name.to_string(),
-            spec: spec.clone(),
+            spec: Arc::clone(spec),
             at: at.clone(),
             grants,
             live_clients,

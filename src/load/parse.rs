@@ -18,15 +18,18 @@ pub struct DocLoc {
     pub doc: usize,
 }
 
-/// A parsed document of any kind.
+/// A parsed document of any kind. Members are by far the most numerous (tens of
+/// thousands, kept in the parse cache), so every other kind is boxed: the enum is then
+/// the size of a Member, not of the largest spec.
 #[derive(Clone, Debug)]
 pub enum AnyDoc {
-    System(Envelope<SystemSpec>),
-    Role(Envelope<RoleSpec>),
-    Client(Envelope<ClientSpec>),
-    Member(Envelope<MemberSpec>),
-    Policy(Envelope<PolicySpec>),
-    Notifier(Envelope<NotifierSpec>),
+    System(Box<Envelope<SystemSpec>>),
+    Role(Box<Envelope<RoleSpec>>),
+    Client(Box<Envelope<ClientSpec>>),
+    /// The spec is shared with the checked [`crate::load::Member`] (not copied).
+    Member(Envelope<Arc<MemberSpec>>),
+    Policy(Box<Envelope<PolicySpec>>),
+    Notifier(Box<Envelope<NotifierSpec>>),
 }
 
 /// The documents of one file and what was wrong with the rest.
@@ -134,12 +137,12 @@ fn parse_doc(
         }
     };
     match kind {
-        Kind::System => typed(file, doc, value, pending).map(AnyDoc::System),
-        Kind::Role => typed(file, doc, value, pending).map(AnyDoc::Role),
-        Kind::Client => typed(file, doc, value, pending).map(AnyDoc::Client),
+        Kind::System => typed(file, doc, value, pending).map(|e| AnyDoc::System(Box::new(e))),
+        Kind::Role => typed(file, doc, value, pending).map(|e| AnyDoc::Role(Box::new(e))),
+        Kind::Client => typed(file, doc, value, pending).map(|e| AnyDoc::Client(Box::new(e))),
         Kind::Member => typed(file, doc, value, pending).map(AnyDoc::Member),
-        Kind::Policy => typed(file, doc, value, pending).map(AnyDoc::Policy),
-        Kind::Notifier => typed(file, doc, value, pending).map(AnyDoc::Notifier),
+        Kind::Policy => typed(file, doc, value, pending).map(|e| AnyDoc::Policy(Box::new(e))),
+        Kind::Notifier => typed(file, doc, value, pending).map(|e| AnyDoc::Notifier(Box::new(e))),
     }
 }
 

@@ -155,10 +155,8 @@ fn member_grants(path: &str, text: &str) -> Vec<(String, Grant)> {
         })
         .flat_map(|m| {
             let id = crate::model::identity(&m.spec.email);
-            m.spec
-                .grants
-                .into_iter()
-                .map(move |g| (id.clone(), g.terms()))
+            let grants: Vec<Grant> = m.spec.grants.iter().map(Grant::terms).collect();
+            grants.into_iter().map(move |g| (id.clone(), g))
         })
         .collect()
 }
