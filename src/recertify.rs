@@ -103,10 +103,10 @@ pub fn due_within(
     for m in cat.members.values() {
         for g in &m.grants {
             let Some(due) = g.review_due else { continue };
-            if due > horizon || only.is_some_and(|c| c != g.client) {
+            if due > horizon || only.is_some_and(|c| *c != *g.client) {
                 continue;
             }
-            let Some(client) = cat.clients.get(&g.client) else {
+            let Some(client) = cat.clients.get(&*g.client) else {
                 continue;
             };
             let grant = &m.spec.grants[g.index];
@@ -122,10 +122,10 @@ pub fn due_within(
                 })
                 .grants
                 .push(DueGrant {
-                    identity: g.identity.clone(),
+                    identity: g.identity.to_string(),
                     member: m.name.clone(),
                     file: m.at.file.to_string(),
-                    role: g.role.clone(),
+                    role: g.role.to_string(),
                     index: g.index,
                     due,
                     review_every: every.unwrap_or_default(),

@@ -883,8 +883,8 @@ impl Reconciler {
                     r.identity = Some(account.identity.clone());
                     r.change = Some("grant".into());
                     r.entitlement = Some(e.clone());
-                    r.client = source.map(|s| s.client.clone());
-                    r.role = source.map(|s| s.role.clone());
+                    r.client = source.map(|s| s.client.to_string());
+                    r.role = source.map(|s| s.role.to_string());
                     r.note = Some("found in place when latchkey first read this account".into());
                     out.push(r);
                 }

@@ -55,7 +55,7 @@ pub fn change_record(
     r.identity = Some(c.op.identity().to_string());
     r.change = Some(c.verb().replace(' ', "-"));
     r.entitlement = c.entitlement().map(str::to_string);
-    r.role = c.grant.as_ref().map(|g| g.role.clone());
+    r.role = c.grant.as_ref().map(|g| g.role.to_string());
     // A native expiry change records the instant it wrote.
     r.expires = match c.expiry() {
         Some(until) => until,
@@ -328,7 +328,7 @@ fn touched_clients(cat: &Catalog, records: &[Record]) -> std::collections::BTree
         out.extend(r.client.clone());
         if let Some(m) = r.identity.as_deref().and_then(|i| cat.members.get(i)) {
             out.insert(m.spec.client.clone());
-            out.extend(m.grants.iter().map(|g| g.client.clone()));
+            out.extend(m.grants.iter().map(|g| g.client.to_string()));
         }
     }
     out

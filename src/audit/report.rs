@@ -46,7 +46,7 @@ pub fn client_reports(
         .grants()
         .filter(|g| wanted(&g.client) && g.active_at(now))
     {
-        grants.entry(g.client.as_str()).or_default().push(g);
+        grants.entry(&*g.client).or_default().push(g);
     }
     let mut held: HashMap<(String, &str), Vec<&Access>> = HashMap::new();
     let mut held_by: HashMap<String, Vec<&Access>> = HashMap::new();
@@ -103,13 +103,13 @@ pub fn client_reports(
         let mut rows: Vec<[String; 7]> = Vec::new();
         let mut expiring = Vec::new();
         for g in grants.get(client.as_str()).into_iter().flatten() {
-            let Some(role) = cat.roles.get(&g.role) else {
+            let Some(role) = cat.roles.get(&*g.role) else {
                 continue;
             };
-            let member = cat.members.get(&g.identity);
+            let member = cat.members.get(&*g.identity);
             let who = member
                 .and_then(|m| m.spec.display_name.clone())
-                .unwrap_or_else(|| g.identity.clone());
+                .unwrap_or_else(|| g.identity.to_string());
             let staff = member
                 .map(|m| {
                     if &m.spec.client == client {
@@ -143,7 +143,7 @@ pub fn client_reports(
                 rows.push([
                     format!("{who} <{}>", g.identity),
                     staff.to_string(),
-                    g.role.clone(),
+                    g.role.to_string(),
                     format!("{} ({})", system.name, ents.join(", ")),
                     since,
                     until,

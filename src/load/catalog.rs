@@ -57,6 +57,9 @@ pub struct Catalog {
     /// Identifies the Policy, Systems, Roles and Clients above: equal ids, equal
     /// documents (a checked member is only valid against the ones it was checked with).
     pub globals_id: u64,
+    /// The Role and Client names, each allocated once: every resolved grant (and every
+    /// source of desired state made from it) shares them.
+    pub names: Arc<BTreeMap<String, Arc<str>>>,
 }
 
 impl Catalog {
@@ -125,7 +128,22 @@ impl Catalog {
                 AnyDoc::Member(_) => {}
             }
         }
+        cat.names = Arc::new(
+            cat.roles
+                .keys()
+                .chain(cat.clients.keys())
+                .map(|n| (n.clone(), Arc::from(n.as_str())))
+                .collect(),
+        );
         cat
+    }
+
+    /// `name` as a shared string: the catalogue's own for a Role or Client name.
+    pub fn name(&self, name: &str) -> Arc<str> {
+        self.names
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(name))
     }
 
     /// Every resolved grant, in member (identity) then grant order.

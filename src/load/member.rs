@@ -33,15 +33,17 @@ pub struct Member {
 /// A grant with its client and time window resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedGrant {
-    /// The member's lowercase email.
-    pub identity: String,
-    pub role: String,
-    pub client: String,
+    /// The member's lowercase email, shared by the member's grants.
+    pub identity: Arc<str>,
+    /// Shared with the plan's sources ([`crate::plan::desired`]), which are made for
+    /// every entitlement a grant yields: a clone is a count, not a copy.
+    pub role: Arc<str>,
+    pub client: Arc<str>,
     pub starts: Option<Timestamp>,
     /// When the grant ends: its `expires` or `for:`, or under Policy `overdueReview:
     /// revoke` its review's due instant when that comes first.
     pub expires: Option<Timestamp>,
-    pub reason: Option<String>,
+    pub reason: Option<Arc<str>>,
     /// When the grant's next review falls due (its client has a `reviewEvery`).
     pub review_due: Option<Timestamp>,
     /// `expires` is the review's due instant (Policy `overdueReview: revoke`): ending
@@ -153,6 +155,7 @@ pub fn check_member(
     let mut pending = Vec::new();
     let mut deps = TimeDeps::default();
     let mut grants = Vec::with_capacity(spec.grants.len());
+    let shared_identity: Arc<str> = Arc::from(identity);
     let (file, doc) = (&*at.file, at.doc);
     if !valid_name(name) {
         pending.push(invalid_name(name, at));
@@ -503,12 +506,12 @@ pub fn check_member(
         }
         if role.is_some() && cat.clients.contains_key(&client) && !bad_time {
             grants.push(ResolvedGrant {
-                identity: identity.to_string(),
-                role: grant.role.clone(),
-                client,
+                identity: shared_identity.clone(),
+                role: cat.name(&grant.role),
+                client: cat.name(&client),
                 starts,
                 expires,
-                reason: grant.reason.clone(),
+                reason: grant.reason.as_deref().map(Arc::from),
                 review_due: due.map(|d| d.at),
                 ends_at_review,
                 offboarded: spec.offboarded,
@@ -520,7 +523,7 @@ pub fn check_member(
     let mut live_clients: Vec<String> = grants
         .iter()
         .filter(|g| !g.offboarded)
-        .map(|g| g.client.clone())
+        .map(|g| g.client.to_string())
         .collect();
     live_clients.sort_unstable();
     live_clients.dedup();

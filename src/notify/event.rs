@@ -320,9 +320,9 @@ pub fn expiring(catalog: &Catalog, now: Timestamp, within: SignedDuration) -> Ve
                 now,
                 &[&g.identity, &g.client, &g.role, &at],
             );
-            e.identity = Some(g.identity.clone());
-            e.client = Some(g.client.clone());
-            e.role = Some(g.role.clone());
+            e.identity = Some(g.identity.to_string());
+            e.client = Some(g.client.to_string());
+            e.role = Some(g.role.to_string());
             e.expires = Some(expires);
             e.message = format!(
                 "{}'s grant of {} for {} expires at {at}",

@@ -12,14 +12,14 @@ use crate::load::{Catalog, Member, ResolvedGrant};
 /// A grant that yields an entitlement (for plans, reports and the audit).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Source {
-    pub role: String,
-    pub client: String,
+    pub role: Arc<str>,
+    pub client: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub starts: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Arc<str>>,
     /// `expires` is the grant's review deadline (Policy `overdueReview: revoke`).
     #[serde(rename = "endsAtReview", skip_serializing_if = "std::ops::Not::not")]
     pub ends_at_review: bool,
@@ -348,7 +348,7 @@ impl MemberPart {
                     part.since = Some(part.since.map_or(instant, |s| s.max(instant)));
                 }
             }
-            let Some(role) = cat.roles.get(&g.role) else {
+            let Some(role) = cat.roles.get(&*g.role) else {
                 continue;
             };
             if g.offboarded {
@@ -367,7 +367,7 @@ impl MemberPart {
                             });
                         acct.entitlements.add(ent, Source::of(g));
                     } else {
-                        let key = (system.name.clone(), g.identity.clone(), ent);
+                        let key = (system.name.clone(), g.identity.to_string(), ent);
                         if g.expires.is_some_and(|e| e <= now) {
                             part.expired.push((key, Source::of(g)));
                         } else {

@@ -107,9 +107,9 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             &snapshot.managed,
             adopting.iter().filter_map(|id| snapshot.unmanaged.get(*id)),
         );
-        let client_of = |identity: &str, grant_client: Option<&String>| {
+        let client_of = |identity: &str, grant_client: Option<&std::sync::Arc<str>>| {
             grant_client
-                .cloned()
+                .map(|c| c.to_string())
                 .or_else(|| system.spec.client.clone())
                 .or_else(|| input.desired.client_of(identity).cloned())
                 // Someone removed from git: their client as the last applied revision knew it.

@@ -456,7 +456,7 @@ pub fn markdown(plan: &Plan) -> String {
                 "~" => "⏳",
                 _ => "➕",
             };
-            let role = c.grant.as_ref().map(|g| g.role.as_str()).unwrap_or("");
+            let role = c.grant.as_ref().map(|g| &*g.role).unwrap_or("");
             let until = c
                 .expiry()
                 .unwrap_or_else(|| c.grant.as_ref().and_then(|g| g.expires))

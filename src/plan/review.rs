@@ -283,7 +283,7 @@ impl Access<'_> {
     }
 
     fn roles(&self) -> Vec<String> {
-        let set: BTreeSet<&str> = self.sources.iter().map(|s| s.role.as_str()).collect();
+        let set: BTreeSet<&str> = self.sources.iter().map(|s| &*s.role).collect();
         set.into_iter().map(str::to_string).collect()
     }
 
@@ -299,7 +299,7 @@ impl Access<'_> {
     fn client(&self) -> String {
         self.sources
             .first()
-            .map(|s| s.client.clone())
+            .map(|s| s.client.to_string())
             .unwrap_or_default()
     }
 }
@@ -310,7 +310,7 @@ fn grant_keys<'a>(
     cat: &'a Catalog,
     only: Option<&Changed<'_>>,
 ) -> BTreeSet<(&'a str, &'a str, &'a str)> {
-    let key = |g: &'a ResolvedGrant| (g.identity.as_str(), g.role.as_str(), g.client.as_str());
+    let key = |g: &'a ResolvedGrant| (&*g.identity, &*g.role, &*g.client);
     match only {
         None => cat.grants().filter(|g| !g.offboarded).map(key).collect(),
         Some(ids) => ids
@@ -337,8 +337,8 @@ fn from_merge<'a>(i: &'a Inputs<'a>, identity: &'a str) -> impl Fn(&Source) -> O
             .iter()
             .find(|(id, g)| {
                 id == identity
-                    && g.role == s.role
-                    && g.client.as_deref().or(client) == Some(s.client.as_str())
+                    && *g.role == *s.role
+                    && g.client.as_deref().or(client) == Some(&*s.client)
             })
             .and_then(|(_, g)| g.valid_for.clone())
     }
@@ -367,9 +367,11 @@ pub fn review(i: &Inputs<'_>) -> Review {
                     Cause::SystemAdded
                 } else if i.base.desired.expired.contains_key(key) {
                     Cause::Renewed
-                } else if a.sources.iter().any(|s| {
-                    base_grants.contains(&(identity.as_str(), s.role.as_str(), s.client.as_str()))
-                }) {
+                } else if a
+                    .sources
+                    .iter()
+                    .any(|s| base_grants.contains(&(identity.as_str(), &*s.role, &*s.client)))
+                {
                     Cause::RoleWidened
                 } else {
                     Cause::Granted
@@ -425,9 +427,9 @@ pub fn review(i: &Inputs<'_>) -> Review {
             Some(_) if !i.head.catalog.systems.contains_key(system) => Cause::SystemRemoved,
             Some(_) if i.head.desired.expired.contains_key(key) => Cause::ExpiresEarlier,
             Some(_)
-                if b.sources.iter().any(|s| {
-                    head_grants.contains(&(identity.as_str(), s.role.as_str(), s.client.as_str()))
-                }) =>
+                if b.sources
+                    .iter()
+                    .any(|s| head_grants.contains(&(identity.as_str(), &*s.role, &*s.client))) =>
             {
                 Cause::RoleNarrowed
             }

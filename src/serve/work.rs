@@ -126,12 +126,12 @@ impl Workspace {
                 grants: m
                     .grants
                     .iter()
-                    .filter(|g| g.client == client)
+                    .filter(|g| *g.client == *client)
                     .map(|g| GrantRow {
-                        role: g.role.clone(),
+                        role: g.role.to_string(),
                         starts: g.starts,
                         expires: g.expires,
-                        reason: g.reason.clone(),
+                        reason: g.reason.as_deref().map(str::to_string),
                         review_due: g.review_due,
                         windowed: m
                             .spec
