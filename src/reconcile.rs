@@ -183,8 +183,10 @@ pub struct Reconciler {
     anchor_memo: Option<AtBase<Result<(), audit::anchor::Anchor>>>,
     pending_memo: Option<AtBase<Arc<plan::Pending>>>,
     access_memo: Option<AtBase<Arc<audit::replay::AccessState>>>,
-    /// The ledger's tail as this reconciler's last audit commit left it.
-    tail_memo: Option<AtBase<Arc<audit::LedgerTail>>>,
+    /// The ledger's tail as this reconciler's last audit commit left it: while the
+    /// branch stays at that commit, the next plan's anchor check, pending failures and
+    /// access, and the next commit, come from it instead of the month files.
+    tail_memo: Option<AtBase<audit::LedgerTail>>,
     /// The controller's ledger verification, resumed where the last intact one ended
     /// (set by [`Reconciler::with_ledger_verification`]); off for a one-shot apply.
     ledger_verifier: Option<audit::verify::Incremental>,
@@ -220,6 +222,17 @@ fn at_base<T: Clone>(
         value: value.clone(),
     });
     Ok(value)
+}
+
+/// The tail in `memo` when it is the ledger at `base` under `root`.
+fn tail_at<'a>(
+    memo: &'a Option<AtBase<audit::LedgerTail>>,
+    base: git2::Oid,
+    root: &str,
+) -> Option<&'a audit::LedgerTail> {
+    memo.as_ref()
+        .filter(|m| m.base == base && m.root == root)
+        .map(|m| &m.value)
 }
 
 /// The last applied revision: its catalogue and its desired state at some `now`.
@@ -299,6 +312,41 @@ impl Reconciler {
         Ok(v.broken.map(|b| (b, commit)))
     }
 
+    /// Tells the ledger verification which month blobs audit commit `oid` wrote by
+    /// appending to its parent's (so the next verification walks only the appended
+    /// lines). Nothing is noted when a blob cannot be found: that month is walked.
+    fn note_appended(&mut self, oid: git2::Oid, tail: &audit::LedgerTail) {
+        let Some(verifier) = self.ledger_verifier.as_mut() else {
+            return;
+        };
+        let git = self.repo.git();
+        let Ok(commit) = git.find_commit(oid) else {
+            return;
+        };
+        let (Ok(tree), Ok(parent)) = (commit.tree(), commit.parent(0).and_then(|p| p.tree()))
+        else {
+            return;
+        };
+        let Ok(odb) = git.odb() else {
+            return;
+        };
+        let size = |id| odb.read_header(id).map(|(size, _)| size).ok();
+        for (path, lines) in tail.appended() {
+            let path = std::path::Path::new(path);
+            let (Ok(from), Ok(to)) = (parent.get_path(path), tree.get_path(path)) else {
+                continue;
+            };
+            // The blob written is the parent's and the lines, byte for byte: a tail
+            // read at another commit than the parent (the branch moved between the
+            // two reads) would not add up, and is not noted.
+            if let (Some(f), Some(t)) = (size(from.id()), size(to.id()))
+                && f + lines.len() == t
+            {
+                verifier.appended(from.id(), to.id(), lines);
+            }
+        }
+    }
+
     /// Takes the writer lock of the branch `opts` applies to (none for a dry run, which
     /// writes nothing). Held from before the plan to after the audit commit, so a second
     /// writer plans against what the first one applied and records nothing twice.
@@ -329,8 +377,9 @@ impl Reconciler {
     ) -> Result<Result<(), audit::anchor::Anchor>, SourceError> {
         let base = self.repo.audit_base(branch)?;
         let repo = &self.repo;
+        let known = tail_at(&self.tail_memo, base, root);
         at_base(&mut self.anchor_memo, base, root, || {
-            audit::check_anchor(repo, branch, root)
+            audit::check_anchor_on(repo, branch, root, known)
         })
     }
 
@@ -342,8 +391,10 @@ impl Reconciler {
     ) -> Result<Arc<plan::Pending>, SourceError> {
         let base = self.repo.audit_base(branch)?;
         let repo = &self.repo;
-        at_base(&mut self.pending_memo, base, root, || {
-            audit::pending_failures(repo, branch, root).map(Arc::new)
+        let known = tail_at(&self.tail_memo, base, root);
+        at_base(&mut self.pending_memo, base, root, || match known {
+            Some(tail) => Ok(Arc::new(tail.pending().clone())),
+            None => audit::pending_failures(repo, branch, root).map(Arc::new),
         })
     }
 
@@ -354,6 +405,9 @@ impl Reconciler {
         root: &str,
     ) -> Result<Arc<audit::replay::AccessState>, SourceError> {
         let base = self.repo.audit_base(branch)?;
+        if let Some(tail) = tail_at(&self.tail_memo, base, root) {
+            return Ok(tail.shared_access());
+        }
         let repo = &self.repo;
         at_base(&mut self.access_memo, base, root, || {
             audit::access_at_end(repo, branch, root).map(Arc::new)
@@ -1047,15 +1101,17 @@ impl Reconciler {
             broken: self.ledger_broken.clone(),
         };
         let repo = &self.repo;
-        let known = self
+        // The tail is appended to in place (not copied); a commit that does not land
+        // leaves none, and the next one reads the ledger.
+        let mut known = self
             .tail_memo
-            .as_ref()
+            .take()
             .filter(|m| m.root == root)
-            .map(|m| (m.base, m.value.as_ref()));
+            .map(|m| (m.base, m.value));
         let mut left = None;
         let oid = repo.commit_audit_with(branch, || {
             Ok(
-                match audit::build_commit_on(repo, branch, root, audit.clone(), known)? {
+                match audit::build_commit_onto(repo, branch, root, audit.clone(), known.take())? {
                     Some((commit, tail)) => {
                         left = Some(tail);
                         Some(commit)
@@ -1065,18 +1121,16 @@ impl Reconciler {
             )
         })?;
         // The ledger as this commit leaves it is what the next commit (and the next
-        // plan's access) builds on while the branch stays here.
+        // plan's anchor check, pending failures and access) builds on while the branch
+        // stays here.
         match (oid, left) {
             (Some(oid), Some(tail)) => {
-                self.access_memo = Some(AtBase {
-                    base: oid,
-                    root: root.to_string(),
-                    value: Arc::new(tail.access().clone()),
-                });
+                self.note_appended(oid, &tail);
+                self.access_memo = None;
                 self.tail_memo = Some(AtBase {
                     base: oid,
                     root: root.to_string(),
-                    value: Arc::new(tail),
+                    value: tail,
                 });
             }
             _ => self.tail_memo = None,

@@ -855,6 +855,7 @@ fn client_report_lists_since_until_and_granting_commit() {
         recent.push(r);
     }
     use latchkey::audit::report::{Scope, client_reports};
+    let recent: Vec<&Record> = recent.iter().collect();
     let reports = client_reports(&loaded.catalog, now, &rev(2), &recent, &access, Scope::All);
     insta::assert_snapshot!("acme_report", reports["acme"]);
     // Scoped to one client (an apply whose records concern only it): that page alone,
