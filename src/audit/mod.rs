@@ -229,9 +229,7 @@ fn fold_pending(pending: &mut crate::plan::Pending, r: &Record) {
 
 /// The pending failures of `records` (oldest first): none without a failure among
 /// them, which costs a look at each result only.
-fn pending_of<'a>(
-    records: impl Iterator<Item = &'a Record> + Clone,
-) -> crate::plan::Pending {
+fn pending_of<'a>(records: impl Iterator<Item = &'a Record> + Clone) -> crate::plan::Pending {
     let mut pending = crate::plan::Pending::new();
     if records.clone().any(is_failure) {
         for r in records {

@@ -79,6 +79,9 @@ pub struct Verification {
     /// The first break, if any (verification stops there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken: Option<Broken>,
+    /// Lines this verification walked (the rest were verified before and resumed after).
+    #[serde(skip)]
+    pub walked: u64,
 }
 
 fn short(h: &str) -> &str {
@@ -459,6 +462,7 @@ fn walk(
         indexes: start.indexes,
         head: start.head,
         broken: None,
+        walked: 0,
     };
     let mut state = start.state;
     let mut prev_month: Option<String> = start.before;
@@ -480,10 +484,7 @@ fn walk(
         if !closed && let (Some(ids), LedgerSource::Git { root, .. }) = (&ids, src) {
             let prefix = month.trim_end_matches(".jsonl");
             let (head, month_state) = match &resumed {
-                Some(_) => (
-                    std::mem::take(&mut out.head),
-                    std::mem::take(&mut state),
-                ),
+                Some(_) => (std::mem::take(&mut out.head), std::mem::take(&mut state)),
                 None => (out.head.clone(), state.clone()),
             };
             next = Some(Resume {
@@ -519,8 +520,8 @@ fn walk(
                 &owned
             }
             None => match month_blob(src, ids.as_ref(), month)? {
-            // Read in place from the object (no copy); a month that is not UTF-8 is
-            // read the ordinary way, which reports it.
+                // Read in place from the object (no copy); a month that is not UTF-8 is
+                // read the ordinary way, which reports it.
                 Some(b) if std::str::from_utf8(b.content()).is_ok() => {
                     skipped_lines = 0;
                     blob = b;
@@ -538,6 +539,7 @@ fn walk(
         for (i, line) in text.lines().enumerate() {
             let n = skipped_lines + i + 1;
             lines = n;
+            out.walked += 1;
             // The fast path accepts a line only when it is a plain record (see
             // `PlainRecord`) that links and hashes; anything else is decided by the
             // `Value` path below, as before.
@@ -637,7 +639,8 @@ fn walk(
     if let (Some(r), Some(lines), Some(blob)) = (
         next.as_mut(),
         open_end,
-        ids.as_ref().and_then(|ids| months.last().and_then(|m| ids.get(m))),
+        ids.as_ref()
+            .and_then(|ids| months.last().and_then(|m| ids.get(m))),
     ) {
         r.open = Some(Progress {
             blob: *blob,
