@@ -190,6 +190,9 @@ pub struct Reconciler {
     /// The controller's ledger verification, resumed where the last intact one ended
     /// (set by [`Reconciler::with_ledger_verification`]); off for a one-shot apply.
     ledger_verifier: Option<audit::verify::Incremental>,
+    /// The content revision last found (see [`Reconciler::content_revision`]): the
+    /// commit asked about, the audit root, and its content revision.
+    content_memo: Option<(git2::Oid, String, Revision)>,
     /// The records committed since the last [`Reconciler::take_committed`], when kept
     /// (the controllers derive notifications from them).
     committed: Option<Vec<Record>>,
@@ -259,6 +262,7 @@ impl Reconciler {
             access_memo: None,
             tail_memo: None,
             ledger_verifier: None,
+            content_memo: None,
             committed: None,
         }
     }
@@ -570,9 +574,12 @@ impl Reconciler {
         };
         // A revision's catalogue does not depend on `now` (only its warnings do), so it
         // is kept as long as the commit is the same; its desired state while it holds.
+        // Nor does it depend on audit/: the applied commit moving past latchkey's own
+        // audit commits (each apply records the head it planned, an audit commit after
+        // an expiry) keeps the catalogue, so an expiry does not load the repository again.
         let catalog = match self.previous.take() {
-            Some(p) if p.oid == oid && p.subpath == subpath => {
-                if p.desired.holds_at(now) {
+            Some(p) if p.subpath == subpath && self.same_documents(p.oid, oid, subpath) => {
+                if p.oid == oid && p.desired.holds_at(now) {
                     self.previous = Some(p.clone());
                     return Ok(Some(p));
                 }
@@ -594,6 +601,30 @@ impl Reconciler {
         });
         self.previous = Some(previous.clone());
         Ok(Some(previous))
+    }
+
+    /// The commit whose content `rev` holds (SourceRepo::content_revision), walking
+    /// down to the commit asked about last time at most.
+    fn content_revision(&mut self, rev: &Revision, root: &str) -> Result<Revision, SourceError> {
+        let known = self
+            .content_memo
+            .as_ref()
+            .filter(|(_, r, _)| r == root)
+            .map(|(at, _, content)| (*at, content));
+        let content = self.repo.content_revision_after(rev, root, known)?;
+        self.content_memo = Some((rev.oid, root.to_string(), content.clone()));
+        Ok(content)
+    }
+
+    /// True when commits `a` and `b` hold the same documents (they differ at most under
+    /// the audit root of `subpath`).
+    fn same_documents(&self, a: git2::Oid, b: git2::Oid, subpath: &str) -> bool {
+        let root = audit::audit_root(subpath);
+        a == b
+            || self
+                .repo
+                .changed_paths(a, b)
+                .is_ok_and(|paths| paths.iter().all(|p| p.starts_with(&root)))
     }
 
     /// True when `rev` differs from the last applied commit only under `audit/`.
@@ -646,7 +677,7 @@ impl Reconciler {
         let run = run_id(opts.now, &rev);
         // Records name the commit whose content is applied and its author, never an
         // audit commit of latchkey's on top of it.
-        let cause = self.repo.content_revision(&rev, &root)?;
+        let cause = self.content_revision(&rev, &root)?;
         let author = cause.author.clone();
         let mut records: Vec<Record> = Vec::new();
         let mut broken = None;
@@ -1001,7 +1032,7 @@ impl Reconciler {
         // The invalid content, not an audit commit of ours that landed on top of it; and
         // once: state.yaml remembers the invalid revision last recorded, across restarts,
         // and this reconciler remembers it where there is no state.yaml yet.
-        let rev = &self.repo.content_revision(rev, &root)?;
+        let rev = &self.content_revision(rev, &root)?;
         if self.reported_invalid == Some(rev.oid) {
             return Ok(None);
         }
