@@ -1088,6 +1088,37 @@ fn client_report_lists_since_until_and_granting_commit() {
     assert_eq!(scoped.keys().collect::<Vec<_>>(), ["acme"]);
     assert_eq!(scoped["acme"], reports["acme"]);
     assert!(reports.len() > 1, "the fixture has more than one client");
+    // A scoped report indexes only the people its client's page lists (issue 21): with
+    // an offboarding on record, every client's scoped page is still its full one.
+    let off = Ch {
+        reason: "offboarded",
+        ..ch(
+            "2026-12-06T08:00:00Z",
+            "dana@acme.example",
+            "portal",
+            "disable-account",
+        )
+    }
+    .record("run-3", &rev(3));
+    let mut with_off = recent.clone();
+    with_off.push(&off);
+    let mut after = access.clone();
+    after.apply(&off);
+    let all = client_reports(&loaded.catalog, now, &rev(3), &with_off, &after, Scope::All);
+    let offboarded = all["acme"].split("## Offboarded").nth(1).unwrap_or("");
+    assert!(offboarded.contains("dana@acme.example"), "{}", all["acme"]);
+    for client in all.keys() {
+        let only = std::collections::BTreeSet::from([client.clone()]);
+        let scoped = client_reports(
+            &loaded.catalog,
+            now,
+            &rev(3),
+            &with_off,
+            &after,
+            Scope::Only(&only),
+        );
+        assert_eq!(scoped[client], all[client], "{client}");
+    }
 }
 
 /// Run by `audit_commits_are_signed_with_the_configured_ssh_key` in a child process (so
