@@ -266,6 +266,21 @@ fn commits_on_a_carried_tail_write_what_a_fresh_read_writes() {
     assert_eq!(tail.unwrap().access(), &replayed);
 }
 
+/// A run of `records` at `now` as the tests' audit commits write it.
+fn run_audit(now: &str, run: &str, revision: String, records: Vec<Record>) -> RunAudit<'static> {
+    RunAudit {
+        catalog: None,
+        all_reports: false,
+        revision,
+        now: t(now),
+        records,
+        state: Some(State::default()),
+        summary: run.replace('-', " "),
+        run: run.to_string(),
+        broken: None,
+    }
+}
+
 /// Pending failures and the anchor check come from the tail a controller carries
 /// (issue 21: an expiry does not scan the month for them): after each commit on a
 /// carried tail they are what a fresh read of the ledger gives, through a failure, its
@@ -295,21 +310,13 @@ fn pending_failures_and_the_anchor_on_a_carried_tail_are_what_a_fresh_read_gives
     let mut seen = Vec::new();
     for (i, (now, change)) in runs.into_iter().enumerate() {
         let run = format!("run-{}", 10 + i);
+        let revision = rev(10 + i as u8);
+        let records = vec![change.record(&run, &revision)];
         let (commit, tail) = build_commit_on(
             &repo,
             &branch,
             "audit/",
-            RunAudit {
-                catalog: None,
-                all_reports: false,
-                revision: rev(10 + i as u8),
-                now: t(now),
-                records: vec![change.record(&run, &rev(10 + i as u8))],
-                state: Some(State::default()),
-                summary: run.clone(),
-                run: run.clone(),
-                broken: None,
-            },
+            run_audit(now, &run, revision, records),
             Some((left.0, &left.1)),
         )
         .unwrap()
@@ -328,6 +335,11 @@ fn pending_failures_and_the_anchor_on_a_carried_tail_are_what_a_fresh_read_gives
     }
     // The failure is pending, its retry clears it, a new one is pending again.
     assert_eq!(seen, [1, 0, 1]);
+}
+
+/// Carol's staging account disabled at `at`, as run 9.
+fn carol_off(at: &str) -> Record {
+    ch(at, "carol@acme.example", "staging", "disable-account").record("run-9", &rev(9))
 }
 
 /// What a controller's commit tells its verifier: for each month blob it wrote, the
@@ -368,22 +380,11 @@ fn verification_resumes_after_the_last_verified_line_and_still_catches_an_edit_b
     let mut left = (repo.resolve("HEAD").unwrap().oid, tail.unwrap());
     let append = |left: &(git2::Oid, LedgerTail), at: &str| {
         let repo = s.repo();
-        let change = ch(at, "carol@acme.example", "staging", "disable-account");
         let (commit, tail) = build_commit_on(
             &repo,
             &branch,
             "audit/",
-            RunAudit {
-                catalog: None,
-                all_reports: false,
-                revision: rev(9),
-                now: t(at),
-                records: vec![change.record("run-9", &rev(9))],
-                state: Some(State::default()),
-                summary: "run 9".into(),
-                run: "run-9".into(),
-                broken: None,
-            },
+            run_audit(at, "run-9", rev(9), vec![carol_off(at)]),
             Some((left.0, &left.1)),
         )
         .unwrap()
@@ -431,39 +432,15 @@ fn verification_resumes_after_the_last_verified_line_and_still_catches_an_edit_b
     // A verified record edited in the newest month, then the controller's own append on
     // top of the edit (noted): the edit is not the blob the verifier verified, so the
     // month is walked and the edit is reported at its line.
-    s.forge("audit/ledger/2026/04.jsonl", |lines| {
-        Some(
-            lines
-                .iter()
-                .map(|l| l.replace("acme:viewer", "acme:admin"))
-                .collect(),
-        )
-    });
+    s.forge_april_admin();
     let repo = s.repo();
     let at = repo.resolve("HEAD").unwrap().oid;
-    let fresh = latchkey::audit::build_commit_on(
+    let at23 = "2026-04-23T08:00:00Z";
+    let fresh = build_commit_on(
         &repo,
         &branch,
         "audit/",
-        RunAudit {
-            catalog: None,
-            all_reports: false,
-            revision: rev(9),
-            now: t("2026-04-23T08:00:00Z"),
-            records: vec![
-                ch(
-                    "2026-04-23T08:00:01Z",
-                    "carol@acme.example",
-                    "staging",
-                    "disable-account",
-                )
-                .record("run-9", &rev(9)),
-            ],
-            state: Some(State::default()),
-            summary: "run 9".into(),
-            run: "run-9".into(),
-            broken: None,
-        },
+        run_audit(at23, "run-9", rev(9), vec![carol_off(at23)]),
         None,
     )
     .unwrap()
@@ -1360,6 +1337,18 @@ impl Scripted {
             .unwrap();
     }
 
+    /// Forges April's viewer grant into an admin grant (see [`Scripted::forge`]).
+    fn forge_april_admin(&self) {
+        self.forge("audit/ledger/2026/04.jsonl", |lines| {
+            Some(
+                lines
+                    .iter()
+                    .map(|l| l.replace("acme:viewer", "acme:admin"))
+                    .collect(),
+            )
+        });
+    }
+
     fn history(&self, who: &str) -> replay::History {
         let repo = self.repo();
         replay::history_traced(&self.git_src(&repo), who).unwrap()
@@ -1577,14 +1566,7 @@ fn incremental_verification_resumes_at_the_newest_month_and_still_finds_every_br
     );
 
     // A break after the resume point is found by the resumed pass itself.
-    s.forge("audit/ledger/2026/04.jsonl", |lines| {
-        Some(
-            lines
-                .iter()
-                .map(|l| l.replace("acme:viewer", "acme:admin"))
-                .collect(),
-        )
-    });
+    s.forge_april_admin();
     let repo = s.repo();
     let (v, _) = verify_from(&s.git_src(&repo), None, Some(&resume)).unwrap();
     let b = v.broken.expect("break after the resume point not found");
