@@ -190,6 +190,8 @@ pub struct Reconciler {
     /// The controller's ledger verification, resumed where the last intact one ended
     /// (set by [`Reconciler::with_ledger_verification`]); off for a one-shot apply.
     ledger_verifier: Option<audit::verify::Incremental>,
+    /// Ledger lines the last verification walked (see [`Reconciler::ledger_lines_walked`]).
+    walked: Option<u64>,
     /// The content revision last found (see [`Reconciler::content_revision`]): the
     /// commit asked about, the audit root, and its content revision.
     content_memo: Option<(git2::Oid, String, Revision)>,
@@ -263,6 +265,7 @@ impl Reconciler {
             tail_memo: None,
             ledger_verifier: None,
             content_memo: None,
+            walked: None,
             committed: None,
         }
     }
@@ -313,7 +316,15 @@ impl Reconciler {
         let verifier = self.ledger_verifier.as_mut().expect("checked above");
         // The anchor is the Ledger check's own (check_anchor); this is the chain.
         let v = verifier.verify(&src, None).map_err(audit::ledger_error)?;
+        self.walked = Some(v.walked);
         Ok(v.broken.map(|b| (b, commit)))
+    }
+
+    /// How many ledger lines the verification that gave the last result walked (the
+    /// rest it resumed after): a controller's verification after its own audit commit
+    /// walks that commit's lines only. `None` before any, or without verification.
+    pub fn ledger_lines_walked(&self) -> Option<u64> {
+        self.walked
     }
 
     /// Tells the ledger verification which month blobs audit commit `oid` wrote by
