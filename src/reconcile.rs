@@ -183,11 +183,18 @@ pub struct Reconciler {
     anchor_memo: Option<AtBase<Result<(), audit::anchor::Anchor>>>,
     pending_memo: Option<AtBase<Arc<plan::Pending>>>,
     access_memo: Option<AtBase<Arc<audit::replay::AccessState>>>,
-    /// The ledger's tail as this reconciler's last audit commit left it.
-    tail_memo: Option<AtBase<Arc<audit::LedgerTail>>>,
+    /// The ledger's tail as this reconciler's last audit commit left it: while the
+    /// branch stays at that commit, the next plan's anchor check, pending failures and
+    /// access, and the next commit, come from it instead of the month files.
+    tail_memo: Option<AtBase<audit::LedgerTail>>,
     /// The controller's ledger verification, resumed where the last intact one ended
     /// (set by [`Reconciler::with_ledger_verification`]); off for a one-shot apply.
     ledger_verifier: Option<audit::verify::Incremental>,
+    /// Ledger lines the last verification walked (see [`Reconciler::ledger_lines_walked`]).
+    walked: Option<u64>,
+    /// The content revision last found (see [`Reconciler::content_revision`]): the
+    /// commit asked about, the audit root, and its content revision.
+    content_memo: Option<(git2::Oid, String, Revision)>,
     /// The records committed since the last [`Reconciler::take_committed`], when kept
     /// (the controllers derive notifications from them).
     committed: Option<Vec<Record>>,
@@ -222,6 +229,17 @@ fn at_base<T: Clone>(
     Ok(value)
 }
 
+/// The tail in `memo` when it is the ledger at `base` under `root`.
+fn tail_at<'a>(
+    memo: &'a Option<AtBase<audit::LedgerTail>>,
+    base: git2::Oid,
+    root: &str,
+) -> Option<&'a audit::LedgerTail> {
+    memo.as_ref()
+        .filter(|m| m.base == base && m.root == root)
+        .map(|m| &m.value)
+}
+
 /// The last applied revision: its catalogue and its desired state at some `now`.
 struct Previous {
     oid: git2::Oid,
@@ -246,6 +264,8 @@ impl Reconciler {
             access_memo: None,
             tail_memo: None,
             ledger_verifier: None,
+            content_memo: None,
+            walked: None,
             committed: None,
         }
     }
@@ -296,7 +316,50 @@ impl Reconciler {
         let verifier = self.ledger_verifier.as_mut().expect("checked above");
         // The anchor is the Ledger check's own (check_anchor); this is the chain.
         let v = verifier.verify(&src, None).map_err(audit::ledger_error)?;
+        self.walked = Some(v.walked);
         Ok(v.broken.map(|b| (b, commit)))
+    }
+
+    /// How many ledger lines the verification that gave the last result walked (the
+    /// rest it resumed after): a controller's verification after its own audit commit
+    /// walks that commit's lines only. `None` before any, or without verification.
+    pub fn ledger_lines_walked(&self) -> Option<u64> {
+        self.walked
+    }
+
+    /// Tells the ledger verification which month blobs audit commit `oid` wrote by
+    /// appending to its parent's (so the next verification walks only the appended
+    /// lines). Nothing is noted when a blob cannot be found: that month is walked.
+    fn note_appended(&mut self, oid: git2::Oid, tail: &audit::LedgerTail) {
+        let Some(verifier) = self.ledger_verifier.as_mut() else {
+            return;
+        };
+        let git = self.repo.git();
+        let Ok(commit) = git.find_commit(oid) else {
+            return;
+        };
+        let (Ok(tree), Ok(parent)) = (commit.tree(), commit.parent(0).and_then(|p| p.tree()))
+        else {
+            return;
+        };
+        let Ok(odb) = git.odb() else {
+            return;
+        };
+        let size = |id| odb.read_header(id).map(|(size, _)| size).ok();
+        for (path, lines) in tail.appended() {
+            let path = std::path::Path::new(path);
+            let (Ok(from), Ok(to)) = (parent.get_path(path), tree.get_path(path)) else {
+                continue;
+            };
+            // The blob written is the parent's and the lines, byte for byte: a tail
+            // read at another commit than the parent (the branch moved between the
+            // two reads) would not add up, and is not noted.
+            if let (Some(f), Some(t)) = (size(from.id()), size(to.id()))
+                && f + lines.len() == t
+            {
+                verifier.appended(from.id(), to.id(), lines);
+            }
+        }
     }
 
     /// Takes the writer lock of the branch `opts` applies to (none for a dry run, which
@@ -329,8 +392,9 @@ impl Reconciler {
     ) -> Result<Result<(), audit::anchor::Anchor>, SourceError> {
         let base = self.repo.audit_base(branch)?;
         let repo = &self.repo;
+        let known = tail_at(&self.tail_memo, base, root);
         at_base(&mut self.anchor_memo, base, root, || {
-            audit::check_anchor(repo, branch, root)
+            audit::check_anchor_on(repo, branch, root, known)
         })
     }
 
@@ -342,8 +406,10 @@ impl Reconciler {
     ) -> Result<Arc<plan::Pending>, SourceError> {
         let base = self.repo.audit_base(branch)?;
         let repo = &self.repo;
-        at_base(&mut self.pending_memo, base, root, || {
-            audit::pending_failures(repo, branch, root).map(Arc::new)
+        let known = tail_at(&self.tail_memo, base, root);
+        at_base(&mut self.pending_memo, base, root, || match known {
+            Some(tail) => Ok(Arc::new(tail.pending().clone())),
+            None => audit::pending_failures(repo, branch, root).map(Arc::new),
         })
     }
 
@@ -354,6 +420,9 @@ impl Reconciler {
         root: &str,
     ) -> Result<Arc<audit::replay::AccessState>, SourceError> {
         let base = self.repo.audit_base(branch)?;
+        if let Some(tail) = tail_at(&self.tail_memo, base, root) {
+            return Ok(tail.shared_access());
+        }
         let repo = &self.repo;
         at_base(&mut self.access_memo, base, root, || {
             audit::access_at_end(repo, branch, root).map(Arc::new)
@@ -516,9 +585,12 @@ impl Reconciler {
         };
         // A revision's catalogue does not depend on `now` (only its warnings do), so it
         // is kept as long as the commit is the same; its desired state while it holds.
+        // Nor does it depend on audit/: the applied commit moving past latchkey's own
+        // audit commits (each apply records the head it planned, an audit commit after
+        // an expiry) keeps the catalogue, so an expiry does not load the repository again.
         let catalog = match self.previous.take() {
-            Some(p) if p.oid == oid && p.subpath == subpath => {
-                if p.desired.holds_at(now) {
+            Some(p) if p.subpath == subpath && self.same_documents(p.oid, oid, subpath) => {
+                if p.oid == oid && p.desired.holds_at(now) {
                     self.previous = Some(p.clone());
                     return Ok(Some(p));
                 }
@@ -540,6 +612,30 @@ impl Reconciler {
         });
         self.previous = Some(previous.clone());
         Ok(Some(previous))
+    }
+
+    /// The commit whose content `rev` holds (SourceRepo::content_revision), walking
+    /// down to the commit asked about last time at most.
+    fn content_revision(&mut self, rev: &Revision, root: &str) -> Result<Revision, SourceError> {
+        let known = self
+            .content_memo
+            .as_ref()
+            .filter(|(_, r, _)| r == root)
+            .map(|(at, _, content)| (*at, content));
+        let content = self.repo.content_revision_after(rev, root, known)?;
+        self.content_memo = Some((rev.oid, root.to_string(), content.clone()));
+        Ok(content)
+    }
+
+    /// True when commits `a` and `b` hold the same documents (they differ at most under
+    /// the audit root of `subpath`).
+    fn same_documents(&self, a: git2::Oid, b: git2::Oid, subpath: &str) -> bool {
+        let root = audit::audit_root(subpath);
+        a == b
+            || self
+                .repo
+                .changed_paths(a, b)
+                .is_ok_and(|paths| paths.iter().all(|p| p.starts_with(&root)))
     }
 
     /// True when `rev` differs from the last applied commit only under `audit/`.
@@ -592,7 +688,7 @@ impl Reconciler {
         let run = run_id(opts.now, &rev);
         // Records name the commit whose content is applied and its author, never an
         // audit commit of latchkey's on top of it.
-        let cause = self.repo.content_revision(&rev, &root)?;
+        let cause = self.content_revision(&rev, &root)?;
         let author = cause.author.clone();
         let mut records: Vec<Record> = Vec::new();
         let mut broken = None;
@@ -947,7 +1043,7 @@ impl Reconciler {
         // The invalid content, not an audit commit of ours that landed on top of it; and
         // once: state.yaml remembers the invalid revision last recorded, across restarts,
         // and this reconciler remembers it where there is no state.yaml yet.
-        let rev = &self.repo.content_revision(rev, &root)?;
+        let rev = &self.content_revision(rev, &root)?;
         if self.reported_invalid == Some(rev.oid) {
             return Ok(None);
         }
@@ -1047,15 +1143,17 @@ impl Reconciler {
             broken: self.ledger_broken.clone(),
         };
         let repo = &self.repo;
-        let known = self
+        // The tail is appended to in place (not copied); a commit that does not land
+        // leaves none, and the next one reads the ledger.
+        let mut known = self
             .tail_memo
-            .as_ref()
+            .take()
             .filter(|m| m.root == root)
-            .map(|m| (m.base, m.value.as_ref()));
+            .map(|m| (m.base, m.value));
         let mut left = None;
         let oid = repo.commit_audit_with(branch, || {
             Ok(
-                match audit::build_commit_on(repo, branch, root, audit.clone(), known)? {
+                match audit::build_commit_onto(repo, branch, root, audit.clone(), known.take())? {
                     Some((commit, tail)) => {
                         left = Some(tail);
                         Some(commit)
@@ -1065,18 +1163,16 @@ impl Reconciler {
             )
         })?;
         // The ledger as this commit leaves it is what the next commit (and the next
-        // plan's access) builds on while the branch stays here.
+        // plan's anchor check, pending failures and access) builds on while the branch
+        // stays here.
         match (oid, left) {
             (Some(oid), Some(tail)) => {
-                self.access_memo = Some(AtBase {
-                    base: oid,
-                    root: root.to_string(),
-                    value: Arc::new(tail.access().clone()),
-                });
+                self.note_appended(oid, &tail);
+                self.access_memo = None;
                 self.tail_memo = Some(AtBase {
                     base: oid,
                     root: root.to_string(),
-                    value: Arc::new(tail),
+                    value: tail,
                 });
             }
             _ => self.tail_memo = None,

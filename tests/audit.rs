@@ -266,6 +266,199 @@ fn commits_on_a_carried_tail_write_what_a_fresh_read_writes() {
     assert_eq!(tail.unwrap().access(), &replayed);
 }
 
+/// A run of `records` at `now` as the tests' audit commits write it.
+fn run_audit(now: &str, run: &str, revision: String, records: Vec<Record>) -> RunAudit<'static> {
+    RunAudit {
+        catalog: None,
+        all_reports: false,
+        revision,
+        now: t(now),
+        records,
+        state: Some(State::default()),
+        summary: run.replace('-', " "),
+        run: run.to_string(),
+        broken: None,
+    }
+}
+
+/// Pending failures and the anchor check come from the tail a controller carries
+/// (issue 21: an expiry does not scan the month for them): after each commit on a
+/// carried tail they are what a fresh read of the ledger gives, through a failure, its
+/// retry and a month whose failure leaves the two-month window.
+#[test]
+fn pending_failures_and_the_anchor_on_a_carried_tail_are_what_a_fresh_read_gives() {
+    let (s, tail) = scripted_with(true);
+    let repo = s.repo();
+    let branch = repo.resolve("HEAD").unwrap().branch.unwrap();
+    let mut left = (repo.resolve("HEAD").unwrap().oid, tail.unwrap());
+    let failed = |at| Ch {
+        result: "failed",
+        ent: Some("globex:finance"),
+        role: Some("client-finance"),
+        client: "globex",
+        ..ch(at, "eve@globex.example", "portal", "grant")
+    };
+    let retried = |at| Ch {
+        result: "applied",
+        ..failed(at)
+    };
+    let runs: [(&str, Ch); 3] = [
+        ("2026-04-20T08:00:00Z", failed("2026-04-20T08:00:01Z")),
+        ("2026-05-02T08:00:00Z", retried("2026-05-02T08:00:01Z")),
+        ("2026-06-02T08:00:00Z", failed("2026-06-02T08:00:01Z")),
+    ];
+    let mut seen = Vec::new();
+    for (i, (now, change)) in runs.into_iter().enumerate() {
+        let run = format!("run-{}", 10 + i);
+        let revision = rev(10 + i as u8);
+        let records = vec![change.record(&run, &revision)];
+        let (commit, tail) = build_commit_on(
+            &repo,
+            &branch,
+            "audit/",
+            run_audit(now, &run, revision, records),
+            Some((left.0, &left.1)),
+        )
+        .unwrap()
+        .unwrap();
+        let oid = repo.commit_audit(&branch, &commit).unwrap().unwrap();
+        latchkey::audit::anchor::set(&repo, &branch, oid).unwrap();
+        let fresh = latchkey::audit::pending_failures(&repo, &branch, "audit/").unwrap();
+        assert_eq!(tail.pending(), &fresh, "after {run}");
+        seen.push(fresh.len());
+        let carried =
+            latchkey::audit::check_anchor_on(&repo, &branch, "audit/", Some(&tail)).unwrap();
+        let read = latchkey::audit::check_anchor(&repo, &branch, "audit/").unwrap();
+        assert_eq!(carried, read, "after {run}");
+        assert_eq!(carried, Ok(()));
+        left = (oid, tail);
+    }
+    // The failure is pending, its retry clears it, a new one is pending again.
+    assert_eq!(seen, [1, 0, 1]);
+}
+
+/// Carol's staging account disabled at `at`, as run 9.
+fn carol_off(at: &str) -> Record {
+    ch(at, "carol@acme.example", "staging", "disable-account").record("run-9", &rev(9))
+}
+
+/// What a controller's commit tells its verifier: for each month blob it wrote, the
+/// blob it appended to and the lines it appended.
+fn note_appended(
+    inc: &mut latchkey::audit::verify::Incremental,
+    s: &Scripted,
+    oid: git2::Oid,
+    tail: &LedgerTail,
+) {
+    let git = Repository::open(&s.dir).unwrap();
+    let commit = git.find_commit(oid).unwrap();
+    let (tree, parent) = (
+        commit.tree().unwrap(),
+        commit.parent(0).unwrap().tree().unwrap(),
+    );
+    for (path, lines) in tail.appended() {
+        let path = Path::new(path);
+        if let (Ok(from), Ok(to)) = (parent.get_path(path), tree.get_path(path)) {
+            inc.appended(from.id(), to.id(), lines);
+        }
+    }
+}
+
+/// A controller's verification resumes after the last line it verified when the newest
+/// month only grew by the lines its own commits appended (issue 21), and walks the month
+/// from its first line on any other change: an edited record that was already verified
+/// is still caught, also when the controller appended on top of the edit.
+#[test]
+fn verification_resumes_after_the_last_verified_line_and_still_catches_an_edit_before_it() {
+    use latchkey::audit::verify::Incremental;
+    let (s, tail) = scripted_with(true);
+    let repo = s.repo();
+    let branch = repo.resolve("HEAD").unwrap().branch.unwrap();
+    let mut inc = Incremental::default();
+    let first = inc.verify(&s.git_src(&repo), None).unwrap();
+    assert!(first.broken.is_none(), "{:?}", first.broken);
+    let mut left = (repo.resolve("HEAD").unwrap().oid, tail.unwrap());
+    let append = |left: &(git2::Oid, LedgerTail), at: &str| {
+        let repo = s.repo();
+        let (commit, tail) = build_commit_on(
+            &repo,
+            &branch,
+            "audit/",
+            run_audit(at, "run-9", rev(9), vec![carol_off(at)]),
+            Some((left.0, &left.1)),
+        )
+        .unwrap()
+        .unwrap();
+        (repo.commit_audit(&branch, &commit).unwrap().unwrap(), tail)
+    };
+
+    // Two of the controller's own appends, noted: only their two lines are walked, and
+    // the totals are a verification from genesis's.
+    for at in ["2026-04-20T08:00:00Z", "2026-04-21T08:00:00Z"] {
+        left = append(&left, at);
+        note_appended(&mut inc, &s, left.0, &left.1);
+    }
+    let resumed = inc.verify(&s.git_src(&repo), None).unwrap();
+    let full = verify(&s.git_src(&repo)).unwrap();
+    assert!(resumed.broken.is_none(), "{:?}", resumed.broken);
+    assert_eq!(resumed.walked, 2);
+    assert_eq!(
+        (
+            resumed.records,
+            resumed.checkpoints,
+            resumed.indexes,
+            &resumed.head
+        ),
+        (full.records, full.checkpoints, full.indexes, &full.head)
+    );
+
+    // An append the verifier was not told of (another writer's): the whole month is
+    // walked again, and verifies.
+    s.append_run(
+        "2026-04-22T08:00:00Z",
+        &[ch(
+            "2026-04-22T08:00:01Z",
+            "carol@acme.example",
+            "staging",
+            "disable-account",
+        )],
+    );
+    let repo = s.repo();
+    let april = std::fs::read_to_string(s.dir.join("audit/ledger/2026/04.jsonl")).unwrap();
+    let again = inc.verify(&s.git_src(&repo), None).unwrap();
+    assert!(again.broken.is_none(), "{:?}", again.broken);
+    assert_eq!(again.walked, april.lines().count() as u64);
+
+    // A verified record edited in the newest month, then the controller's own append on
+    // top of the edit (noted): the edit is not the blob the verifier verified, so the
+    // month is walked and the edit is reported at its line.
+    s.forge_april_admin();
+    let repo = s.repo();
+    let at = repo.resolve("HEAD").unwrap().oid;
+    let at23 = "2026-04-23T08:00:00Z";
+    let fresh = build_commit_on(
+        &repo,
+        &branch,
+        "audit/",
+        run_audit(at23, "run-9", rev(9), vec![carol_off(at23)]),
+        None,
+    )
+    .unwrap()
+    .unwrap();
+    let oid = repo.commit_audit(&branch, &fresh.0).unwrap().unwrap();
+    assert_ne!(oid, at);
+    note_appended(&mut inc, &s, oid, &fresh.1);
+    let b = inc
+        .verify(&s.git_src(&repo), None)
+        .unwrap()
+        .broken
+        .expect("an edited verified record was not caught");
+    assert_eq!(
+        (b.file.as_str(), b.line, b.kind),
+        ("audit/ledger/2026/04.jsonl", Some(2), BreakKind::Edited)
+    );
+}
+
 impl Scripted {
     fn repo(&self) -> SourceRepo {
         SourceRepo::open(&Location::Path(self.dir.clone()), &self.dir).unwrap()
@@ -855,6 +1048,7 @@ fn client_report_lists_since_until_and_granting_commit() {
         recent.push(r);
     }
     use latchkey::audit::report::{Scope, client_reports};
+    let recent: Vec<&Record> = recent.iter().collect();
     let reports = client_reports(&loaded.catalog, now, &rev(2), &recent, &access, Scope::All);
     insta::assert_snapshot!("acme_report", reports["acme"]);
     // Scoped to one client (an apply whose records concern only it): that page alone,
@@ -871,6 +1065,37 @@ fn client_report_lists_since_until_and_granting_commit() {
     assert_eq!(scoped.keys().collect::<Vec<_>>(), ["acme"]);
     assert_eq!(scoped["acme"], reports["acme"]);
     assert!(reports.len() > 1, "the fixture has more than one client");
+    // A scoped report indexes only the people its client's page lists (issue 21): with
+    // an offboarding on record, every client's scoped page is still its full one.
+    let off = Ch {
+        reason: "offboarded",
+        ..ch(
+            "2026-12-06T08:00:00Z",
+            "dana@acme.example",
+            "portal",
+            "disable-account",
+        )
+    }
+    .record("run-3", &rev(3));
+    let mut with_off = recent.clone();
+    with_off.push(&off);
+    let mut after = access.clone();
+    after.apply(&off);
+    let all = client_reports(&loaded.catalog, now, &rev(3), &with_off, &after, Scope::All);
+    let offboarded = all["acme"].split("## Offboarded").nth(1).unwrap_or("");
+    assert!(offboarded.contains("dana@acme.example"), "{}", all["acme"]);
+    for client in all.keys() {
+        let only = std::collections::BTreeSet::from([client.clone()]);
+        let scoped = client_reports(
+            &loaded.catalog,
+            now,
+            &rev(3),
+            &with_off,
+            &after,
+            Scope::Only(&only),
+        );
+        assert_eq!(scoped[client], all[client], "{client}");
+    }
 }
 
 /// Run by `audit_commits_are_signed_with_the_configured_ssh_key` in a child process (so
@@ -1112,6 +1337,18 @@ impl Scripted {
             .unwrap();
     }
 
+    /// Forges April's viewer grant into an admin grant (see [`Scripted::forge`]).
+    fn forge_april_admin(&self) {
+        self.forge("audit/ledger/2026/04.jsonl", |lines| {
+            Some(
+                lines
+                    .iter()
+                    .map(|l| l.replace("acme:viewer", "acme:admin"))
+                    .collect(),
+            )
+        });
+    }
+
     fn history(&self, who: &str) -> replay::History {
         let repo = self.repo();
         replay::history_traced(&self.git_src(&repo), who).unwrap()
@@ -1329,14 +1566,7 @@ fn incremental_verification_resumes_at_the_newest_month_and_still_finds_every_br
     );
 
     // A break after the resume point is found by the resumed pass itself.
-    s.forge("audit/ledger/2026/04.jsonl", |lines| {
-        Some(
-            lines
-                .iter()
-                .map(|l| l.replace("acme:viewer", "acme:admin"))
-                .collect(),
-        )
-    });
+    s.forge_april_admin();
     let repo = s.repo();
     let (v, _) = verify_from(&s.git_src(&repo), None, Some(&resume)).unwrap();
     let b = v.broken.expect("break after the resume point not found");

@@ -368,6 +368,84 @@ async fn a_revision_that_is_not_utf8_is_invalid_and_the_last_applied_one_still_e
     );
 }
 
+/// Issue 21: after the controller's own audit commit, its next verification walks only
+/// the lines that commit appended (it resumes after the last line it verified), not the
+/// month; the totals are a verification from genesis's.
+#[tokio::test]
+async fn after_its_own_commit_the_controller_verifies_only_the_lines_it_appended() {
+    use latchkey::audit::Trigger;
+    use latchkey::controller::run::Tick;
+    let ws = Workspace::new();
+    let t0: Timestamp = "2025-03-01T10:00:00Z".parse().unwrap();
+    let first: Timestamp = "2025-03-01T11:00:00Z".parse().unwrap();
+    let second: Timestamp = "2025-03-01T12:00:00Z".parse().unwrap();
+    let grants = format!(
+        "    - role: viewer\n      expires: {second}\n    - role: staging-admin\n      expires: {first}"
+    );
+    ws.commit(
+        &[
+            ("latchkey.yaml", &base_in(&ws)),
+            ("clients/acme/members.yaml", &member("erin", &grants)),
+        ],
+        t0.as_second(),
+        "erin",
+    );
+    let mut c = controller(&ws);
+    let tick = c.tick(Trigger::Merge, t0).await;
+    assert!(matches!(tick, Tick::Applied { failed: 0, .. }), "{tick:?}");
+    let after_first_apply = ws.ledger().len() as u64;
+    // The first expiry's verification walks the month (nothing was verified before it
+    // but an empty ledger).
+    let tick = c.tick(Trigger::Expiry, first).await;
+    assert!(
+        matches!(
+            tick,
+            Tick::Applied {
+                changes: 1..,
+                failed: 0,
+                ..
+            }
+        ),
+        "{tick:?}"
+    );
+    assert_eq!(
+        c.reconciler().ledger_lines_walked(),
+        Some(after_first_apply)
+    );
+    let after_expiry = ws.ledger().len() as u64;
+    assert!(after_expiry > after_first_apply);
+    // The second walks only what the first expiry's commit appended.
+    let tick = c.tick(Trigger::Expiry, second).await;
+    assert!(
+        matches!(
+            tick,
+            Tick::Applied {
+                changes: 1..,
+                failed: 0,
+                ..
+            }
+        ),
+        "{tick:?}"
+    );
+    assert_eq!(
+        c.reconciler().ledger_lines_walked(),
+        Some(after_expiry - after_first_apply)
+    );
+    let repo = latchkey::source::SourceRepo::open(
+        &latchkey::source::Location::Path(ws.repo_path()),
+        &ws.repo_path(),
+    )
+    .unwrap();
+    let full = latchkey::audit::verify::verify(&latchkey::audit::store::LedgerSource::Git {
+        rev: repo.resolve("main").unwrap(),
+        repo: &repo,
+        root: "audit/".into(),
+    })
+    .unwrap();
+    assert!(full.broken.is_none(), "{:?}", full.broken);
+    assert_eq!(full.records, ws.ledger().len() as u64);
+}
+
 /// Issue 21, item 4: the controller verifies the whole ledger before it applies (from
 /// genesis once, then from where the last intact verification ended). A record edited in
 /// a commit made to look like one of latchkey's (its trailer forged, only audit/

@@ -119,12 +119,31 @@ pub fn check_anchor(
     branch: &str,
     root: &str,
 ) -> Result<Result<(), anchor::Anchor>, SourceError> {
+    check_anchor_on(repo, branch, root, None)
+}
+
+/// [`check_anchor`] with `known`, the tail at `branch`'s audit base when the caller
+/// holds it (a controller's own last commit): the anchor is still found from the
+/// commits, but the ledger's last two months are not read again.
+pub fn check_anchor_on(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+    known: Option<&LedgerTail>,
+) -> Result<Result<(), anchor::Anchor>, SourceError> {
     let base = repo.audit_base(branch)?;
     let rev = repo.revision(base, Some(branch.to_string()))?;
     let Some(a) = anchor::find(repo, &rev, root) else {
         return Ok(Ok(()));
     };
-    let tail = read_ledger_tail(repo, branch, root, false)?;
+    let read;
+    let tail = match known {
+        Some(t) => t,
+        None => {
+            read = read_ledger_tail(repo, branch, root, false)?;
+            &read
+        }
+    };
     Ok(
         if a.problem().is_none() && anchor::holds(&a, &tail.hash, tail.records()) {
             Ok(())
@@ -137,7 +156,8 @@ pub fn check_anchor(
 /// Changes whose newest record in the last two month files on `branch` is a failure
 /// (failed, skipped, interrupted): planned again with their reason until they succeed.
 /// Lines are filtered by substring before any is parsed, so a ledger without failures
-/// costs a scan, not a parse.
+/// costs a scan, not a parse. A controller carries them in its [`LedgerTail`] instead
+/// ([`LedgerTail::pending`]), so an expiry does not scan the month again.
 pub fn pending_failures(
     repo: &SourceRepo,
     branch: &str,
@@ -168,27 +188,55 @@ pub fn pending_failures(
         return Ok(pending);
     }
     for line in texts.iter().flat_map(|t| t.lines()) {
-        let applied = line.contains("\"result\":\"applied\"");
-        if !applied && !failed(line) {
+        if !line.contains("\"result\":\"applied\"") && !failed(line) {
             continue;
         }
-        let Ok(r) = serde_json::from_str::<Record>(line) else {
-            continue;
-        };
-        let (Some(system), Some(op)) = (r.system.clone(), journal::op_of(&r)) else {
-            continue;
-        };
-        if applied {
-            pending.remove(&(system, op));
-            continue;
+        if let Ok(r) = serde_json::from_str::<Record>(line) {
+            fold_pending(&mut pending, &r);
         }
-        let Some(reason) = r.reason.as_deref().and_then(crate::plan::Reason::parse) else {
-            continue;
-        };
-        let error = r.error.clone().unwrap_or_else(|| "failed".into());
-        pending.insert((system, op), crate::plan::PendingFailure { reason, error });
     }
     Ok(pending)
+}
+
+/// True when a record is a change that did not happen (failed, skipped, interrupted).
+fn is_failure(r: &Record) -> bool {
+    matches!(
+        r.result.as_deref(),
+        Some("failed" | "skipped" | "interrupted")
+    )
+}
+
+/// Folds one record into `pending`: the newest record of a change decides whether it
+/// is still pending (a failure) or not (applied). Records in ledger order.
+fn fold_pending(pending: &mut crate::plan::Pending, r: &Record) {
+    let applied = r.result.as_deref() == Some("applied");
+    if !applied && !is_failure(r) {
+        return;
+    }
+    let (Some(system), Some(op)) = (r.system.clone(), journal::op_of(r)) else {
+        return;
+    };
+    if applied {
+        pending.remove(&(system, op));
+        return;
+    }
+    let Some(reason) = r.reason.as_deref().and_then(crate::plan::Reason::parse) else {
+        return;
+    };
+    let error = r.error.clone().unwrap_or_else(|| "failed".into());
+    pending.insert((system, op), crate::plan::PendingFailure { reason, error });
+}
+
+/// The pending failures of `records` (oldest first): none without a failure among
+/// them, which costs a look at each result only.
+fn pending_of<'a>(records: impl Iterator<Item = &'a Record> + Clone) -> crate::plan::Pending {
+    let mut pending = crate::plan::Pending::new();
+    if records.clone().any(is_failure) {
+        for r in records {
+            fold_pending(&mut pending, r);
+        }
+    }
+    pending
 }
 
 /// True when the newest refusal on `branch` carries `note` (record a refusal once).
@@ -233,7 +281,15 @@ pub struct LedgerTail {
     files: BTreeMap<String, String>,
     /// Month file path → its records (for "recently revoked").
     recent: BTreeMap<String, Vec<Record>>,
-    access: replay::AccessState,
+    /// Shared with the controller's plans (which read it), copied only when a commit
+    /// appends while a plan still holds it.
+    access: std::sync::Arc<replay::AccessState>,
+    /// The pending failures of the last two months ([`pending_failures`]), kept with
+    /// the records they come from.
+    pending: crate::plan::Pending,
+    /// Month file path → its length before the commit that left this tail: what that
+    /// commit appended is the rest ([`LedgerTail::appended`]).
+    grown: BTreeMap<String, usize>,
 }
 
 impl LedgerTail {
@@ -242,18 +298,50 @@ impl LedgerTail {
         &self.access
     }
 
+    /// [`LedgerTail::access`], shared.
+    pub fn shared_access(&self) -> std::sync::Arc<replay::AccessState> {
+        self.access.clone()
+    }
+
+    /// The hash of the newest record.
+    pub fn head(&self) -> &str {
+        &self.hash
+    }
+
+    /// The pending failures of the last two month files, as [`pending_failures`] gives
+    /// them at the commit this tail is at.
+    pub fn pending(&self) -> &crate::plan::Pending {
+        &self.pending
+    }
+
+    /// What the commit that left this tail appended to each month file (path under the
+    /// repository root → the appended lines): that file's blob is the blob before the
+    /// commit followed by these bytes. Empty for a tail read from git.
+    pub fn appended(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.grown.iter().filter_map(|(path, from)| {
+            let text = self.files.get(path)?;
+            Some((path.as_str(), text.get(*from..)?))
+        })
+    }
+
     /// The records of the last two month files, oldest first.
-    fn records(&self) -> impl DoubleEndedIterator<Item = &Record> {
+    fn records(&self) -> impl DoubleEndedIterator<Item = &Record> + Clone {
         self.recent.values().flatten()
     }
 
-    /// Keeps the last two month files, as [`read_ledger_tail`] reads them.
+    /// Keeps the last two month files, as [`read_ledger_tail`] reads them (and the
+    /// pending failures of what is left, when a month is dropped).
     fn keep_last_two(&mut self) {
         while self.files.len() > 2 {
             self.files.pop_first();
         }
+        let mut dropped = false;
         while self.recent.len() > 2 {
             self.recent.pop_first();
+            dropped = true;
+        }
+        if dropped {
+            self.pending = pending_of(self.records());
         }
     }
 }
@@ -280,13 +368,17 @@ fn read_ledger_tail(
         hash: GENESIS.to_string(),
         files: BTreeMap::new(),
         recent: BTreeMap::new(),
-        access: replay::AccessState::default(),
+        access: Default::default(),
+        pending: crate::plan::Pending::new(),
+        grown: BTreeMap::new(),
     };
     let Some(last) = months.last() else {
         return Ok(tail);
     };
     if access {
-        tail.access = replay::state_before(&src, &months, last).map_err(ledger_error)?;
+        tail.access = replay::state_before(&src, &months, last)
+            .map_err(ledger_error)?
+            .into();
     }
     for month in &months[months.len().saturating_sub(2)..] {
         let replayed = access && month == last;
@@ -300,7 +392,7 @@ fn read_ledger_tail(
                 Ok(r) => {
                     tail.hash = r.hash.clone();
                     if replayed {
-                        tail.access.apply(&r);
+                        std::sync::Arc::make_mut(&mut tail.access).apply(&r);
                     }
                     records.push(r);
                 }
@@ -317,6 +409,7 @@ fn read_ledger_tail(
         tail.recent.insert(format!("{root}{month}"), records);
         tail.files.insert(format!("{root}{month}"), text);
     }
+    tail.pending = pending_of(tail.records());
     Ok(tail)
 }
 
@@ -393,8 +486,24 @@ pub fn build_commit_on(
     repo: &SourceRepo,
     branch: &str,
     root: &str,
-    mut run: RunAudit<'_>,
+    run: RunAudit<'_>,
     known: Option<(git2::Oid, &LedgerTail)>,
+) -> Result<Option<(AuditCommit, LedgerTail)>, SourceError> {
+    let base = repo.audit_base(branch)?;
+    let owned = known
+        .filter(|(at, _)| *at == base)
+        .map(|(at, tail)| (at, tail.clone()));
+    build_commit_onto(repo, branch, root, run, owned)
+}
+
+/// [`build_commit_on`] taking the known tail by value: it is appended to in place, so
+/// a controller's commit copies neither the month nor its records.
+pub fn build_commit_onto(
+    repo: &SourceRepo,
+    branch: &str,
+    root: &str,
+    mut run: RunAudit<'_>,
+    known: Option<(git2::Oid, LedgerTail)>,
 ) -> Result<Option<(AuditCommit, LedgerTail)>, SourceError> {
     if run.records.is_empty() && run.state.is_none() {
         // Reports alone change with the clock: a no-op reads nothing and writes nothing.
@@ -403,22 +512,16 @@ pub fn build_commit_on(
     let base = repo.audit_base(branch)?;
     // The tail this commit builds on becomes the one it leaves: appended to in place.
     let tail = match known {
-        Some((at, tail)) if at == base => tail.clone(),
+        Some((at, tail)) if at == base => tail,
         _ => read_ledger_tail(repo, branch, root, true)?,
     };
     let cutoff = run
         .now
         .checked_sub(SignedDuration::from_hours(24 * 30))
         .unwrap_or(run.now);
-    // "Recently revoked" in the reports: the records before this run's, within 30 days.
-    let earlier: Vec<Record> = match run.catalog {
-        Some(_) => tail
-            .records()
-            .filter(|r| r.time >= cutoff)
-            .cloned()
-            .collect(),
-        None => Vec::new(),
-    };
+    // The records before this run's: "recently revoked" in the reports is those within
+    // 30 days, and this run's.
+    let before = tail.records().count();
     let LedgerTail {
         hash: mut prev,
         mut files,
@@ -426,7 +529,10 @@ pub fn build_commit_on(
         // Effective access after the last committed record: the next checkpoint and
         // the reports' "since" and "granted by" come from it.
         mut access,
+        mut pending,
+        grown: _,
     } = tail;
+    let mut grown = BTreeMap::new();
     let mut appended = std::collections::BTreeSet::new();
     let mut last_path = files.keys().next_back().cloned();
     let mut checkpoints = Vec::new();
@@ -458,9 +564,13 @@ pub fn build_commit_on(
             }
         }
         prev = r.hash.clone();
-        access.apply(r);
+        std::sync::Arc::make_mut(&mut access).apply(r);
+        fold_pending(&mut pending, r);
         last_path = Some(path.clone());
         recent.entry(path.clone()).or_default().push(r.clone());
+        grown
+            .entry(path.clone())
+            .or_insert_with(|| files.get(&path).map_or(0, String::len));
         let content = files.entry(path.clone()).or_default();
         content.push_str(&r.to_line());
         content.push('\n');
@@ -483,8 +593,13 @@ pub fn build_commit_on(
         out.push((format!("{root}state.yaml"), state.to_yaml()));
     }
     if let Some(cat) = run.catalog {
-        let mut recent = earlier;
-        recent.extend(run.records.iter().cloned());
+        let recent: Vec<&Record> = recent
+            .values()
+            .flatten()
+            .enumerate()
+            .filter(|(i, r)| *i >= before || r.time >= cutoff)
+            .map(|(_, r)| r)
+            .collect();
         let touched = touched_clients(cat, &run.records);
         let scope = if run.all_reports {
             report::Scope::All
@@ -518,6 +633,8 @@ pub fn build_commit_on(
         files,
         recent,
         access,
+        pending,
+        grown,
     };
     next.keep_last_two();
     Ok(Some((

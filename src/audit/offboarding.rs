@@ -135,14 +135,14 @@ fn gives_access(change: &str) -> bool {
 /// The offboarding record of the person whose ledger records are `records` (oldest
 /// first, as `history` returns them), with `held` the access the ledger still shows for
 /// them at its end. `None` when the person was never offboarded, or came back since.
-pub fn offboarding<'a>(
+pub fn offboarding<'a, 'r>(
     identity: &str,
-    records: &[Record],
+    records: impl IntoIterator<Item = &'r Record>,
     held: impl IntoIterator<Item = &'a Access>,
 ) -> Option<Offboarding> {
     let mut began: Option<Timestamp> = None;
     let mut systems: BTreeMap<String, Reading> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.event == Event::Change) {
+    for r in records.into_iter().filter(|r| r.event == Event::Change) {
         let (Some(system), Some(change)) = (r.system.as_deref(), r.change.as_deref()) else {
             continue;
         };

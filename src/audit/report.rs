@@ -5,7 +5,8 @@
 //! ledger access and recent records are each indexed once (by client, and by identity
 //! and system), never scanned per client or per grant.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
 
 use jiff::{SignedDuration, Timestamp};
@@ -28,11 +29,15 @@ pub enum Scope<'a> {
 /// Renders the reports of the clients in `scope`. `recent` are ledger records of the last
 /// 30 days (revocations are listed from them); `access` is the ledger's effective access,
 /// which says since when someone holds an entitlement and which commit granted it.
+///
+/// Only what the clients in scope need is indexed: the access and records of the people
+/// their reports list, so an expiry's report costs that client's rows plus one look at
+/// each entry, not an index of everyone.
 pub fn client_reports(
     cat: &Catalog,
     now: Timestamp,
     revision: &str,
-    recent: &[Record],
+    recent: &[&Record],
     access: &AccessState,
     scope: Scope<'_>,
 ) -> BTreeMap<String, String> {
@@ -48,14 +53,61 @@ pub fn client_reports(
     {
         grants.entry(&*g.client).or_default().push(g);
     }
+    // People offboarded from a client: those the catalogue marks `offboarded`, and
+    // those with a recent offboarding record for it (a Member removed from git).
+    let mut offboarded: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    for r in recent {
+        if r.reason.as_deref() == Some("offboarded")
+            && let (Some(c), Some(identity)) = (r.client.as_deref(), r.identity.as_deref())
+            && wanted(c)
+        {
+            offboarded
+                .entry(c)
+                .or_default()
+                .insert(crate::model::identity(identity));
+        }
+    }
+    for m in cat
+        .members
+        .values()
+        .filter(|m| m.spec.offboarded && wanted(&m.spec.client))
+    {
+        offboarded
+            .entry(m.spec.client.as_str())
+            .or_default()
+            .insert(crate::model::identity(&m.spec.email));
+    }
+    let ended: HashSet<&str> = offboarded.values().flatten().map(String::as_str).collect();
+    // Whose rows the reports in scope list (everyone's for all).
+    let listed: Option<HashSet<String>> = match scope {
+        Scope::All => None,
+        Scope::Only(_) => Some(
+            grants
+                .values()
+                .flatten()
+                .map(|g| g.identity.to_ascii_lowercase())
+                .collect(),
+        ),
+    };
     let mut held: HashMap<(String, &str), Vec<&Access>> = HashMap::new();
     let mut held_by: HashMap<String, Vec<&Access>> = HashMap::new();
     for a in access.entries() {
+        // Copied only when it has upper case: most entries are passed over.
+        let lower = match a.identity.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => Cow::Owned(a.identity.to_ascii_lowercase()),
+            false => Cow::Borrowed(a.identity.as_str()),
+        };
+        if let Some(rows) = &listed
+            && !rows.contains(lower.as_ref())
+            && (ended.is_empty() || !ended.contains(identity_key(&a.identity, &lower).as_str()))
+        {
+            continue;
+        }
         held_by
-            .entry(crate::model::identity(&a.identity))
+            .entry(identity_key(&a.identity, &lower))
             .or_default()
             .push(a);
-        held.entry((a.identity.to_ascii_lowercase(), a.system.as_str()))
+        held.entry((lower.into_owned(), a.system.as_str()))
             .or_default()
             .push(a);
     }
@@ -67,31 +119,22 @@ pub fn client_reports(
                 Some("revoke" | "disable-account" | "delete-account")
             )
     }) {
-        if let Some(c) = r.client.as_deref() {
+        if let Some(c) = r.client.as_deref().filter(|c| wanted(c)) {
             revoked_by_client.entry(c).or_default().push(r);
         }
     }
-    // People offboarded from a client: those the catalogue marks `offboarded`, and
-    // those with a recent offboarding record for it (a Member removed from git).
-    let mut by_identity: HashMap<String, Vec<Record>> = HashMap::new();
-    let mut offboarded: HashMap<&str, BTreeSet<String>> = HashMap::new();
-    for r in recent {
-        let Some(identity) = r.identity.as_deref() else {
-            continue;
-        };
-        let identity = crate::model::identity(identity);
-        if r.reason.as_deref() == Some("offboarded")
-            && let Some(c) = r.client.as_deref()
-        {
-            offboarded.entry(c).or_default().insert(identity.clone());
+    // The records of the offboarded people (only theirs are looked up).
+    let mut by_identity: HashMap<String, Vec<&Record>> = HashMap::new();
+    if !ended.is_empty() {
+        for r in recent {
+            let Some(identity) = r.identity.as_deref() else {
+                continue;
+            };
+            let identity = identity_key(identity, &identity.to_ascii_lowercase());
+            if ended.contains(identity.as_str()) {
+                by_identity.entry(identity).or_default().push(r);
+            }
         }
-        by_identity.entry(identity).or_default().push(r.clone());
-    }
-    for m in cat.members.values().filter(|m| m.spec.offboarded) {
-        offboarded
-            .entry(m.spec.client.as_str())
-            .or_default()
-            .insert(crate::model::identity(&m.spec.email));
     }
     let mut out = BTreeMap::new();
     for (client, item) in cat.clients.iter().filter(|(c, _)| wanted(c)) {
@@ -222,7 +265,7 @@ pub fn client_reports(
             .into_iter()
             .flatten()
             .filter_map(|identity| {
-                let records = by_identity.get(identity).map(Vec::as_slice).unwrap_or(&[]);
+                let records = by_identity.get(identity).into_iter().flatten().copied();
                 let held = held_by.get(identity).into_iter().flatten().copied();
                 offboarding(identity, records, held)
             })
@@ -243,6 +286,16 @@ pub fn client_reports(
         out.insert(client.clone(), md);
     }
     out
+}
+
+/// [`crate::model::identity`] of `raw`, given its ASCII lower case: the same string,
+/// without the Unicode normalisation when `raw` is ASCII (where it changes nothing).
+fn identity_key(raw: &str, lower: &str) -> String {
+    if raw.is_ascii() {
+        lower.trim().to_string()
+    } else {
+        crate::model::identity(raw)
+    }
 }
 
 /// `main@sha1:0123456789ab…` → `main@0123456789ab`: enough to find the commit.

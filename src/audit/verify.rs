@@ -4,7 +4,7 @@
 //! and checks each closed month's history index against its month file.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::mpsc::SyncSender;
@@ -79,6 +79,9 @@ pub struct Verification {
     /// The first break, if any (verification stops there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken: Option<Broken>,
+    /// Lines this verification walked (the rest were verified before and resumed after).
+    #[serde(skip)]
+    pub walked: u64,
 }
 
 fn short(h: &str) -> &str {
@@ -119,7 +122,36 @@ pub struct Resume {
     records: u64,
     checkpoints: usize,
     indexes: usize,
+    /// How far into `from` the verification got (all of it then).
+    open: Option<Progress>,
 }
+
+/// Where an intact verification ended inside the newest month file: after every line
+/// of its blob then. A later one resumes after that line only when the month's blob now
+/// is that blob followed by lines this process appended ([`Incremental::appended`]),
+/// which it knows without reading the month; any other blob (an edit, another writer's
+/// append) is walked from the month's first line, as before.
+#[derive(Clone, Debug)]
+struct Progress {
+    /// The month file's blob that was verified.
+    blob: Oid,
+    /// Its lines (the next one is line `lines + 1`).
+    lines: usize,
+    head: String,
+    state: AccessState,
+    records: u64,
+    checkpoints: usize,
+    indexes: usize,
+}
+
+/// Month blobs this process wrote by appending lines to another: blob → (the blob it
+/// extends, the lines appended).
+type Grown = HashMap<Oid, (Oid, String)>;
+
+/// How many appends [`Incremental`] remembers between verifications (a controller
+/// verifies before each apply, so it needs one or two); past that it forgets them and
+/// walks the month from its start once.
+const GROWN_LIMIT: usize = 64;
 
 /// Where a walk starts: genesis, or a [`Resume`].
 struct Start {
@@ -130,6 +162,10 @@ struct Start {
     records: u64,
     checkpoints: usize,
     indexes: usize,
+    /// The resumed point inside the month at `skip`, with the lines appended since.
+    open: Option<(Progress, String)>,
+    /// The month-start fields of the resume this start came from (kept for the next).
+    closed: Option<BTreeMap<String, Oid>>,
 }
 
 /// The controller's verification: the first from genesis, each later one from where the
@@ -139,6 +175,7 @@ struct Start {
 pub struct Incremental {
     resume: Option<Resume>,
     last: Option<(Oid, String, Option<String>, Verification)>,
+    grown: Grown,
 }
 
 impl Incremental {
@@ -161,17 +198,35 @@ impl Incremental {
         {
             return Ok(v.clone());
         }
-        let (mut v, mut resume) = verify_from(src, anchor, self.resume.as_ref())?;
-        if v.broken.is_some() && self.resume.is_some() {
+        // The resume point is consumed (its replay continues in place rather than being
+        // copied); a walk that does not end intact leaves none, and the next starts
+        // from genesis, as a broken result always does.
+        let resumed = self.resume.take();
+        let had = resumed.is_some();
+        let (mut v, mut resume) = verify_owned(src, anchor, resumed, &self.grown)?;
+        if v.broken.is_some() && had {
             // Report exactly what a verification from genesis reports (the first break,
             // an anchor that lies before the resumed part).
-            (v, resume) = verify_from(src, anchor, None)?;
+            (v, resume) = verify_owned(src, anchor, None, &Grown::new())?;
         }
-        if let Some(r) = resume {
-            self.resume = Some(r);
-        }
+        self.resume = resume;
+        self.grown.clear();
         self.last = key.map(|(oid, root, head)| (oid, root, head, v.clone()));
         Ok(v)
+    }
+
+    /// Tells the verifier that this process wrote month blob `to` as blob `from`
+    /// followed by `lines` (whole lines, each ending in a newline): the next
+    /// verification of `to` then walks `lines` only, after what it verified of `from`.
+    /// Lines that do not end in a newline are not remembered (the month is walked).
+    pub fn appended(&mut self, from: Oid, to: Oid, lines: &str) {
+        if !lines.is_empty() && !lines.ends_with('\n') {
+            return;
+        }
+        if self.grown.len() >= GROWN_LIMIT {
+            self.grown.clear();
+        }
+        self.grown.insert(to, (from, lines.to_string()));
     }
 
     /// How many records the last intact verification replayed before the month it
@@ -188,12 +243,23 @@ pub fn verify_from(
     anchor: Option<&super::anchor::Anchor>,
     resume: Option<&Resume>,
 ) -> Result<(Verification, Option<Resume>), LedgerError> {
+    verify_owned(src, anchor, resume.cloned(), &Grown::new())
+}
+
+/// [`verify_from`] consuming the resume point, with the appends `grown` knows of.
+fn verify_owned(
+    src: &LedgerSource<'_>,
+    anchor: Option<&super::anchor::Anchor>,
+    resume: Option<Resume>,
+    grown: &Grown,
+) -> Result<(Verification, Option<Resume>), LedgerError> {
     let mut seen_anchor = anchor.is_none_or(|a| a.head == GENESIS);
     let (v, resume) = verify_chain(
         src,
         anchor.map(|a| a.head.as_str()),
         &mut seen_anchor,
         resume,
+        grown,
     )?;
     if v.broken.is_some() {
         return Ok((v, None));
@@ -233,12 +299,15 @@ pub fn verify_from(
     Ok((v, None))
 }
 
-/// The start a [`Resume`] gives on `src`, when nothing it covers changed.
+/// The start a [`Resume`] gives on `src`, when nothing it covers changed: after its
+/// [`Progress`] when the newest month only grew by lines `grown` knows of, else at the
+/// start of the month it names.
 fn resumed_start(
     src: &LedgerSource<'_>,
     ids: Option<&BTreeMap<String, Oid>>,
     months: &[String],
-    resume: Option<&Resume>,
+    resume: Option<Resume>,
+    grown: &Grown,
 ) -> Option<Start> {
     let (r, ids, LedgerSource::Git { root, .. }) = (resume?, ids?, src) else {
         return None;
@@ -252,15 +321,39 @@ fn resumed_start(
         return None;
     }
     let skip = months.iter().position(|m| *m == r.from)?;
+    let still_newest = skip + 1 == months.len();
+    let open = r
+        .open
+        .filter(|_| still_newest)
+        .and_then(|p| Some((appended_since(ids.get(&r.from)?, &p, grown)?, p)))
+        .map(|(lines, p)| (p, lines));
     Some(Start {
         skip,
-        head: r.head.clone(),
-        state: r.state.clone(),
-        before: r.before.clone(),
+        head: r.head,
+        state: r.state,
+        before: r.before,
         records: r.records,
         checkpoints: r.checkpoints,
         indexes: r.indexes,
+        open,
+        closed: Some(r.closed),
     })
+}
+
+/// The lines appended to the blob `p` verified to give blob `now`, oldest first, when
+/// `grown` links them (`now` itself, with none appended); `None` otherwise.
+fn appended_since(now: &Oid, p: &Progress, grown: &Grown) -> Option<String> {
+    let mut at = *now;
+    let mut parts = Vec::new();
+    while at != p.blob {
+        if parts.len() > grown.len() {
+            return None;
+        }
+        let (from, lines) = grown.get(&at)?;
+        parts.push(lines.as_str());
+        at = *from;
+    }
+    Some(parts.into_iter().rev().collect())
 }
 
 /// Blob comparisons handed to a second thread while the walk goes on: each text must
@@ -297,7 +390,8 @@ fn verify_chain(
     src: &LedgerSource<'_>,
     anchor: Option<&str>,
     seen_anchor: &mut bool,
-    resume: Option<&Resume>,
+    resume: Option<Resume>,
+    grown: &Grown,
 ) -> Result<(Verification, Option<Resume>), LedgerError> {
     let seen_before = *seen_anchor;
     if matches!(src, LedgerSource::Git { .. }) {
@@ -317,7 +411,7 @@ fn verify_chain(
                     })
                 })
                 .ok()?;
-            let walked = walk(src, anchor, seen_anchor, resume, Some(&later));
+            let walked = walk(src, anchor, seen_anchor, resume, grown, Some(&later));
             let failed = later.failed.get();
             drop(later);
             let same = worker.join().unwrap_or(false);
@@ -328,16 +422,20 @@ fn verify_chain(
         {
             return Ok(walked);
         }
+        // The resume point went into the first walk: the walk in order starts from
+        // genesis (it reports the first break, as a verification from genesis does).
         *seen_anchor = seen_before;
+        return walk(src, anchor, seen_anchor, None, grown, None);
     }
-    walk(src, anchor, seen_anchor, resume, None)
+    walk(src, anchor, seen_anchor, resume, grown, None)
 }
 
 fn walk(
     src: &LedgerSource<'_>,
     anchor: Option<&str>,
     seen_anchor: &mut bool,
-    resume: Option<&Resume>,
+    resume: Option<Resume>,
+    grown: &Grown,
     later: Option<&Later>,
 ) -> Result<(Verification, Option<Resume>), LedgerError> {
     let months = src.months()?;
@@ -346,7 +444,7 @@ fn walk(
         ids: ids.as_ref(),
         later,
     };
-    let start = resumed_start(src, ids.as_ref(), &months, resume).unwrap_or(Start {
+    let mut start = resumed_start(src, ids.as_ref(), &months, resume, grown).unwrap_or(Start {
         skip: 0,
         head: GENESIS.to_string(),
         state: AccessState::default(),
@@ -354,6 +452,8 @@ fn walk(
         records: 0,
         checkpoints: 0,
         indexes: 0,
+        open: None,
+        closed: None,
     });
     let mut out = Verification {
         records: start.records,
@@ -362,48 +462,84 @@ fn walk(
         indexes: start.indexes,
         head: start.head,
         broken: None,
+        walked: 0,
     };
     let mut state = start.state;
     let mut prev_month: Option<String> = start.before;
     let mut buf = HashBuffers::default();
     let mut next: Option<Resume> = None;
     let mut pending: Option<Broken> = None;
+    // Lines of the month resumed in that are already verified.
+    let mut skipped_lines;
+    // The lines of the newest month, when a later walk may resume after them.
+    let mut open_end: Option<usize> = None;
     for (mi, month) in months.iter().enumerate().skip(start.skip) {
         let closed = mi + 1 < months.len();
+        // Resumed inside this month: its start is the resume's, moved on as it is; the
+        // walk continues after the verified lines, with the lines appended since.
+        let resumed = match start.open.take() {
+            Some((p, lines)) if mi == start.skip && !closed => Some((p, lines)),
+            _ => None,
+        };
         if !closed && let (Some(ids), LedgerSource::Git { root, .. }) = (&ids, src) {
             let prefix = month.trim_end_matches(".jsonl");
+            let (head, month_state) = match &resumed {
+                Some(_) => (std::mem::take(&mut out.head), std::mem::take(&mut state)),
+                None => (out.head.clone(), state.clone()),
+            };
             next = Some(Resume {
                 root: root.clone(),
-                closed: ids
-                    .range::<str, _>((Bound::Unbounded, Bound::Excluded(prefix)))
-                    .map(|(k, v)| (k.clone(), *v))
-                    .collect(),
+                closed: match (resumed.is_some(), start.closed.take()) {
+                    (true, Some(c)) => c,
+                    _ => ids
+                        .range::<str, _>((Bound::Unbounded, Bound::Excluded(prefix)))
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect(),
+                },
                 from: month.clone(),
                 before: prev_month.clone(),
-                head: out.head.clone(),
-                state: state.clone(),
+                head,
+                state: month_state,
                 records: out.records,
                 checkpoints: out.checkpoints,
                 indexes: out.indexes,
+                open: None,
             });
         }
         let blob;
         let owned;
-        let text: &str = match month_blob(src, ids.as_ref(), month)? {
-            // Read in place from the object (no copy); a month that is not UTF-8 is
-            // read the ordinary way, which reports it.
-            Some(b) if std::str::from_utf8(b.content()).is_ok() => {
-                blob = b;
-                std::str::from_utf8(blob.content()).unwrap_or_default()
-            }
-            _ => {
-                owned = src.read(month)?.unwrap_or_default();
+        let text: &str = match resumed {
+            Some((p, lines)) => {
+                skipped_lines = p.lines;
+                out.head = p.head;
+                state = p.state;
+                out.records = p.records;
+                out.checkpoints = p.checkpoints;
+                out.indexes = p.indexes;
+                owned = lines;
                 &owned
             }
+            None => match month_blob(src, ids.as_ref(), month)? {
+                // Read in place from the object (no copy); a month that is not UTF-8 is
+                // read the ordinary way, which reports it.
+                Some(b) if std::str::from_utf8(b.content()).is_ok() => {
+                    skipped_lines = 0;
+                    blob = b;
+                    std::str::from_utf8(blob.content()).unwrap_or_default()
+                }
+                _ => {
+                    skipped_lines = 0;
+                    owned = src.read(month)?.unwrap_or_default();
+                    &owned
+                }
+            },
         };
         let mut index = closed.then(index::Builder::default);
+        let mut lines = skipped_lines;
         for (i, line) in text.lines().enumerate() {
-            let n = i + 1;
+            let n = skipped_lines + i + 1;
+            lines = n;
+            out.walked += 1;
             // The fast path accepts a line only when it is a plain record (see
             // `PlainRecord`) that links and hashes; anything else is decided by the
             // `Value` path below, as before.
@@ -493,7 +629,28 @@ fn walk(
             // reported as the broken link it is, not as an index that no longer matches.
             pending = check_index(src, objs, month, text, ix, &mut out.indexes)?;
         }
+        if !closed {
+            // Resumable after its last line only when that line is whole: appended
+            // lines then are lines of their own.
+            open_end = (text.is_empty() || text.ends_with('\n')).then_some(lines);
+        }
         prev_month = Some(month.clone());
+    }
+    if let (Some(r), Some(lines), Some(blob)) = (
+        next.as_mut(),
+        open_end,
+        ids.as_ref()
+            .and_then(|ids| months.last().and_then(|m| ids.get(m))),
+    ) {
+        r.open = Some(Progress {
+            blob: *blob,
+            lines,
+            head: out.head.clone(),
+            state: std::mem::take(&mut state),
+            records: out.records,
+            checkpoints: out.checkpoints,
+            indexes: out.indexes,
+        });
     }
     if let Some(text) = src.read("state.yaml")?
         && let Ok(s) = State::parse(&text)

@@ -116,6 +116,11 @@ impl Controller {
         }
     }
 
+    /// The pipeline the loop runs (for what it remembers between wakes).
+    pub fn reconciler(&self) -> &Reconciler {
+        &self.rec
+    }
+
     /// What the endpoints share with the loop (metrics, readiness).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared

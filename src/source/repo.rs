@@ -551,9 +551,29 @@ impl SourceRepo {
     /// commit down its first parents that changed something else. Ledger records name
     /// it, and its author, as what caused a change, never latchkey's own commit.
     pub fn content_revision(&self, rev: &Revision, root: &str) -> Result<Revision, SourceError> {
+        self.content_revision_after(rev, root, None)
+    }
+
+    /// [`SourceRepo::content_revision`], stopping at `known`: a commit (under the same
+    /// `root`) whose content revision is already known. A controller passes the last
+    /// one it asked about, so the walk down its own audit commits is one step per
+    /// commit since, not one per audit commit on the branch.
+    pub fn content_revision_after(
+        &self,
+        rev: &Revision,
+        root: &str,
+        known: Option<(Oid, &Revision)>,
+    ) -> Result<Revision, SourceError> {
         let mut commit = self.repo.find_commit(rev.oid)?;
         // Bounded: a branch of nothing but audit commits ends at its first commit.
         for _ in 0..10_000 {
+            if let Some((at, content)) = known
+                && commit.id() == at
+            {
+                let mut content = content.clone();
+                content.branch = rev.branch.clone();
+                return Ok(content);
+            }
             let Ok(parent) = commit.parent(0) else { break };
             let paths = diff_paths(&self.repo, Some(&parent.tree()?), &commit.tree()?)?;
             if paths.is_empty() || !paths.iter().all(|p| p.starts_with(root)) {
