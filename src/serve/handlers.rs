@@ -40,9 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/clients/{client}/access", get(access))
         .route("/clients/{client}/people/{email}/history", get(history))
         .route("/clients/{client}/invite", post(invite))
-        .route("/clients/{client}/people/{email}/role", post(change_role))
-        .route("/clients/{client}/people/{email}/expiry", post(set_expiry))
-        .route("/clients/{client}/people/{email}/remove", post(remove))
+        .route("/clients/{client}/people/{email}/{action}", post(person))
         .route("/proposals/{id}/confirm", post(confirm))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
@@ -434,72 +432,54 @@ async fn invite(
     .await
 }
 
-async fn change_role(
-    State(app): State<Arc<App>>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    Path((client, email)): Path<(String, String)>,
-    form: Form,
-) -> Response {
-    act(
-        app,
-        jar,
-        headers,
-        client,
-        form,
-        "change-role",
-        move |f, _| {
-            Ok(Action::ChangeRole {
-                email,
-                from: required(f, "from")?,
-                to: required(f, "to")?,
-                reason: field(f, "reason")?,
-            })
-        },
-    )
-    .await
-}
+/// Turns a form into the action it asks for, at the instant given.
+type BuildAction =
+    Box<dyn FnOnce(&HashMap<String, String>, Timestamp) -> Result<Action, String> + Send>;
 
-async fn set_expiry(
+/// `POST /clients/{client}/people/{email}/{action}`: `role` (change a grant's role),
+/// `expiry` (set, move or clear its end) or `remove` (offboard).
+async fn person(
     State(app): State<Arc<App>>,
     jar: CookieJar,
     headers: HeaderMap,
-    Path((client, email)): Path<(String, String)>,
+    Path((client, email, action)): Path<(String, String, String)>,
     form: Form,
 ) -> Response {
-    act(
-        app,
-        jar,
-        headers,
-        client,
-        form,
-        "set-expiry",
-        move |f, now| {
-            Ok(Action::SetExpiry {
-                email,
-                role: required(f, "role")?,
-                expires: end(f, now)?,
-                reason: field(f, "reason")?,
-            })
-        },
-    )
-    .await
-}
-
-async fn remove(
-    State(app): State<Arc<App>>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    Path((client, email)): Path<(String, String)>,
-    form: Form,
-) -> Response {
-    act(app, jar, headers, client, form, "remove", move |f, _| {
-        Ok(Action::Remove {
-            email,
-            reason: field(f, "reason")?,
-        })
-    })
-    .await
+    let (kind, build): (&'static str, BuildAction) = match action.as_str() {
+        "role" => (
+            "change-role",
+            Box::new(move |f, _| {
+                Ok(Action::ChangeRole {
+                    email,
+                    from: required(f, "from")?,
+                    to: required(f, "to")?,
+                    reason: field(f, "reason")?,
+                })
+            }),
+        ),
+        "expiry" => (
+            "set-expiry",
+            Box::new(move |f, now| {
+                Ok(Action::SetExpiry {
+                    email,
+                    role: required(f, "role")?,
+                    expires: end(f, now)?,
+                    reason: field(f, "reason")?,
+                })
+            }),
+        ),
+        "remove" => (
+            "remove",
+            Box::new(move |f, _| {
+                Ok(Action::Remove {
+                    email,
+                    reason: field(f, "reason")?,
+                })
+            }),
+        ),
+        _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
+    };
+    act(app, jar, headers, client, form, kind, build).await
 }
 
 /// The gates, then the proposal: the commit is made and reviewed, and the review shown
