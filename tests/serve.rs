@@ -462,6 +462,12 @@ fn a_client_admin_invites_and_offboards_in_the_browser_and_apply_makes_it_so() {
             &ends,
             "--remove-email",
             "frank@acme.example",
+            "--change-email",
+            "erin@acme.example",
+            "--change-role",
+            "client-finance",
+            "--change-to",
+            "client-viewer",
         ],
     );
     steps.ok("signed-out");
@@ -529,6 +535,21 @@ fn a_client_admin_invites_and_offboards_in_the_browser_and_apply_makes_it_so() {
         .find(|d| d.contains("frank@acme.example"))
         .unwrap();
     assert!(frank.contains("offboarded: true"), "{frank}");
+
+    // A role change and a new end are reviewed as the access they change (and not
+    // confirmed: the tip stays at the removal, checked below).
+    let change = steps.detail("change-role-review");
+    assert!(
+        change.contains("erin@acme.example")
+            && change.contains("loses")
+            && change.contains("acme:finance"),
+        "{change}"
+    );
+    let new_end = steps.detail("set-end-review");
+    assert!(
+        new_end.contains("erin@acme.example") && new_end.contains("changes"),
+        "{new_end}"
+    );
 
     // Refused, each with nothing written.
     let outside = steps.get("role-outside");

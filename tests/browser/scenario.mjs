@@ -10,7 +10,7 @@
 // Prints one JSON object per line on stdout, one per step, in this order:
 //   {"step": "...", "ok": true|false, "status": <HTTP status or null>, "detail": "..."}
 // signed-out, sign-in, client-page, invite-review, invite-confirm, remove-review, remove-confirm,
-// role-outside, pending, access, history, other-client, forged-post, forged-post-no-token, post-wrong-token,
+// change-role-review, set-end-review, role-outside, pending, access, history, other-client, forged-post, forged-post-no-token, post-wrong-token,
 // post-no-origin-no-token, sign-out.
 // A step that fails does not stop the run; exit 0 when it ran to the end, whatever the steps
 // said (the Rust test asserts on them), non-zero only when the scenario itself crashed.
@@ -57,6 +57,9 @@ function parseArgs(argv) {
     '--invite-expires': 'inviteExpires',
     '--remove-email': 'removeEmail',
     '--history-email': 'historyEmail',
+    '--change-email': 'changeEmail',
+    '--change-role': 'changeRole',
+    '--change-to': 'changeTo',
     '--client': 'client',
     '--other-client': 'otherClient',
     '--timeout': 'timeout',
@@ -385,6 +388,29 @@ async function run() {
     } else {
       emit('remove-review', false, null, 'skipped: no --remove-email');
       emit('remove-confirm', false, null, 'skipped: no --remove-email');
+    }
+
+    // A person's other two actions, reviewed but not confirmed (nothing is committed).
+    if (args.changeEmail) {
+      const grantForm = (cls) => page.locator(
+        `form.${cls}[data-email="${args.changeEmail}"][data-role="${args.changeRole}"]`,
+      );
+      await step('change-role-review', async () => {
+        await page.goto(`${args.base}${clientPath}`);
+        const form = grantForm('change');
+        if ((await form.count()) === 0) throw new Error(`no form.change for ${args.changeEmail} ${args.changeRole}`);
+        await form.locator('select[name=to]').selectOption(args.changeTo);
+        const resp = await navigate(() => form.locator('button[type=submit]').first().click());
+        return reviewResult(resp);
+      });
+      await step('set-end-review', async () => {
+        await page.goto(`${args.base}${clientPath}`);
+        const form = grantForm('expiry');
+        if ((await form.count()) === 0) throw new Error(`no form.expiry for ${args.changeEmail} ${args.changeRole}`);
+        await form.locator('input[name=expires]').fill(args.inviteExpires);
+        const resp = await navigate(() => form.locator('button[type=submit]').first().click());
+        return reviewResult(resp);
+      });
     }
 
     await step('role-outside', async () => {
