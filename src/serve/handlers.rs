@@ -29,6 +29,9 @@ use crate::trust::boundary;
 
 type Form = axum::extract::Form<HashMap<String, String>>;
 
+/// Reviews one person may have waiting for confirmation at once.
+const PROPOSALS_PER_PERSON: usize = 20;
+
 /// The routes, with the headers every answer carries.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -542,7 +545,7 @@ async fn propose_and_show(
     );
     {
         let mut all = app.proposals.lock().unwrap_or_else(|p| p.into_inner());
-        all.retain(|_, p| p.created.elapsed() < PROPOSAL_TTL);
+        make_room(&mut all, &s.who.email);
         all.insert(
             id.clone(),
             Proposal {
@@ -573,6 +576,23 @@ async fn propose_and_show(
         StatusCode::OK
     };
     page(status, pages::review_page(&s.who, &s.csrf, &view))
+}
+
+/// Drops expired reviews, and the oldest of `email`'s beyond [`PROPOSALS_PER_PERSON`]
+/// less one (room for the next): one session cannot grow the map without bound.
+fn make_room(all: &mut HashMap<String, Proposal>, email: &str) {
+    all.retain(|_, p| p.created.elapsed() < PROPOSAL_TTL);
+    let mut theirs: Vec<(Instant, String)> = all
+        .iter()
+        .filter(|(_, p)| p.email == email)
+        .map(|(id, p)| (p.created, id.clone()))
+        .collect();
+    if theirs.len() >= PROPOSALS_PER_PERSON {
+        theirs.sort();
+        for (_, id) in &theirs[..=theirs.len() - PROPOSALS_PER_PERSON] {
+            all.remove(id);
+        }
+    }
 }
 
 fn refusal(app: &App, s: &Session, client: &str, kind: &str, r: Refusal) -> Response {
@@ -732,6 +752,40 @@ mod tests {
                 .unwrap_err()
                 .contains("must not be empty")
         );
+    }
+
+    #[test]
+    fn a_person_keeps_a_bounded_number_of_reviews_open() {
+        let proposal = |email: &str, age: u64| Proposal {
+            email: email.into(),
+            client: "acme".into(),
+            action: Action::Remove {
+                email: "x@acme.example".into(),
+                reason: None,
+            },
+            commit: git2::Oid::ZERO_SHA1,
+            base: git2::Oid::ZERO_SHA1,
+            created: Instant::now() - std::time::Duration::from_secs(age),
+            subject: String::new(),
+            body: String::new(),
+        };
+        let mut all = HashMap::new();
+        for i in 0..PROPOSALS_PER_PERSON as u64 {
+            all.insert(format!("dana-{i}"), proposal("dana@acme.example", 100 + i));
+        }
+        all.insert("hank".into(), proposal("hank@globex.example", 600));
+        all.insert("stale".into(), proposal("dana@acme.example", 7200));
+        make_room(&mut all, "dana@acme.example");
+        assert!(!all.contains_key("stale"), "expired");
+        let max = PROPOSALS_PER_PERSON as u64 - 1;
+        assert!(!all.contains_key(&format!("dana-{max}")), "the oldest goes");
+        assert_eq!(
+            all.values()
+                .filter(|p| p.email == "dana@acme.example")
+                .count(),
+            PROPOSALS_PER_PERSON - 1
+        );
+        assert!(all.contains_key("hank"), "another person's stay");
     }
 
     #[test]

@@ -208,3 +208,37 @@ pub async fn run(
     serve(listener, handlers::router(app), Limits::default(), shutdown).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_url_is_https_or_loopback_http_and_an_origin() {
+        let ok = |u: &str| check_public_url(&url::Url::parse(u).unwrap());
+        for good in [
+            "https://access.agency.example",
+            "https://access.agency.example:8443/",
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(ok(good).is_ok(), "{good}");
+        }
+        for plain in ["http://access.agency.example", "http://10.0.0.5:8080"] {
+            assert!(
+                matches!(ok(plain), Err(ServeError::PlainHttp(_))),
+                "{plain}"
+            );
+        }
+        for not_origin in [
+            "https://agency.example/access",
+            "https://agency.example/?x=1",
+        ] {
+            assert!(
+                matches!(ok(not_origin), Err(ServeError::NotAnOrigin(_))),
+                "{not_origin}"
+            );
+        }
+    }
+}
