@@ -603,7 +603,7 @@ spec: {email: dana@acme.example, client: acme, grants: [{role: viewer}]}
                 identity: id.to_string(),
                 display_name: None,
                 active: true,
-                entitlements: ents.iter().map(|e| e.to_string()).collect::<BTreeSet<_>>(),
+                entitlements: ents.iter().map(|e| e.to_string()).collect(),
                 valid_until: None,
             })
             .collect();

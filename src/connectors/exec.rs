@@ -17,7 +17,6 @@
 //! is an error naming the System: a read that fails plans nothing there, so it can never
 //! prune.
 
-use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -106,7 +105,7 @@ impl From<ExecAccount> for Account {
             identity: super::identity(&a.identity),
             display_name: a.display_name,
             active: a.active,
-            entitlements: a.entitlements.into_iter().collect::<BTreeSet<_>>(),
+            entitlements: a.entitlements.into_iter().collect(),
             valid_until: None,
         }
     }
@@ -310,7 +309,7 @@ impl Connector for ExecConnector {
                             identity: super::identity(&who),
                             display_name: None,
                             active: true,
-                            entitlements: BTreeSet::new(),
+                            entitlements: super::EntitlementSet::new(),
                             valid_until: None,
                         },
                         UnmanagedAccount::Account(a) => Account::from(a),

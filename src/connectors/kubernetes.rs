@@ -231,7 +231,7 @@ impl Connector for KubernetesConnector {
                     identity,
                     display_name: None,
                     active: true,
-                    entitlements,
+                    entitlements: entitlements.into_iter().collect(),
                     valid_until: None,
                 })
                 .collect(),

@@ -25,7 +25,7 @@
 //! `allowCleartextBind: true`; then each session logs a warning and the plan shows it.
 //! Plain `ldap://` to loopback binds without TLS (the bytes stay on this machine).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -470,7 +470,7 @@ impl Connector for LdapConnector {
                 display_name: first("cn"),
                 // An unmarked entry has no lock in plain OpenLDAP: it is active.
                 active: active || !managed,
-                entitlements: BTreeSet::new(),
+                entitlements: super::EntitlementSet::new(),
                 valid_until: None,
             };
             accounts.insert(identity, (managed, account));

@@ -5,6 +5,7 @@
 //! to adopt); others are reported as out of scope, never changed.
 
 mod credentials;
+mod entitlement_set;
 pub mod exec;
 pub mod kubernetes;
 pub mod ldap;
@@ -19,9 +20,10 @@ pub mod tls;
 pub mod wordpress;
 
 pub use credentials::{Secret, SecretSource};
+pub use entitlement_set::EntitlementSet;
 pub use registry::{Registry, SystemContext};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -42,7 +44,7 @@ pub struct Account {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     pub active: bool,
-    pub entitlements: BTreeSet<String>,
+    pub entitlements: EntitlementSet,
     /// When the system itself stops the login (PostgreSQL `VALID UNTIL`); None when it
     /// never does or the connector has no native expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -32,7 +32,7 @@
 //! without a password; libpq's TLS parameters, see [`super::pg_session`]),
 //! `maxConcurrency` (4), `timeout` (10s). `credentials`: the password of the `url` user.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use tokio_postgres::Client;
@@ -270,7 +270,7 @@ impl Connector for PostgresConnector {
                 identity: super::identity(&name),
                 display_name: None,
                 active: r.get(1),
-                entitlements: BTreeSet::new(),
+                entitlements: super::EntitlementSet::new(),
                 valid_until: r.get::<_, Option<i64>>(3).map(from_micros),
             };
             accounts.insert(name, (marker.as_deref() == Some(MANAGED_MARKER), account));

@@ -808,7 +808,7 @@ impl Connector for ScimConnector {
                             .and_then(Value::as_str)
                             .map(str::to_string),
                         active: u.get("active").is_none_or(truthy),
-                        entitlements: BTreeSet::new(),
+                        entitlements: super::EntitlementSet::new(),
                         valid_until: None,
                     },
                 ),

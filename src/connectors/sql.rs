@@ -24,7 +24,7 @@
 //! {users, roles}`; `columns: {id, email, displayName, active, managedBy, userId, role}`.
 //! Only rows whose `managed_by` is `latchkey` are read as managed or ever changed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -388,7 +388,7 @@ impl Connector for SqliteConnector {
                         identity: super::identity(row.get_ref(1)?.as_str()?),
                         display_name: row.get(2)?,
                         active: row.get::<_, i64>(3)? != 0,
-                        entitlements: BTreeSet::new(),
+                        entitlements: super::EntitlementSet::new(),
                         valid_until: None,
                     },
                 ));
@@ -690,7 +690,7 @@ impl Connector for PgSqlConnector {
                         identity,
                         display_name: row.get(1),
                         active: row.get(2),
-                        entitlements: BTreeSet::new(),
+                        entitlements: super::EntitlementSet::new(),
                         valid_until: None,
                     },
                 ),

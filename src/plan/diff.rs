@@ -428,7 +428,7 @@ mod tests {
             identity: id.into(),
             display_name: None,
             active: true,
-            entitlements: ents.iter().map(|e| e.to_string()).collect::<BTreeSet<_>>(),
+            entitlements: ents.iter().map(|e| e.to_string()).collect(),
             valid_until: None,
         }
     }

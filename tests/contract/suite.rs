@@ -1,6 +1,5 @@
 //! The shared contract: every function runs against every peer's fixture.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -65,7 +64,7 @@ fn account<'a>(snap: &'a Snapshot, who: &str) -> Option<&'a Account> {
     snap.managed.iter().find(|a| a.identity == who)
 }
 
-fn ents(list: &[&str]) -> BTreeSet<String> {
+fn ents(list: &[&str]) -> latchkey::connectors::EntitlementSet {
     list.iter().map(|s| s.to_string()).collect()
 }
 
@@ -223,7 +222,7 @@ pub async fn read_after_write_many(f: &dyn Fixture) {
     for i in 0..6 {
         let who = format!("user{i}@client.example");
         apply(c, create(&who)).await;
-        let mut set = BTreeSet::new();
+        let mut set = latchkey::connectors::EntitlementSet::new();
         for r in 0..(i % 3) {
             let role = format!("role-{r}");
             apply(c, add(&who, &role)).await;
