@@ -60,11 +60,6 @@ impl EntitlementSet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// Gives back the room inserts reserved (a snapshot is kept for the whole run).
-    pub fn shrink_to_fit(&mut self) {
-        self.0.shrink_to_fit();
-    }
 }
 
 impl From<Vec<String>> for EntitlementSet {

@@ -87,7 +87,7 @@ impl Entitlements {
 
     /// In entitlement order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<Source>)> {
-        self.0.iter().map(|(e, s)| (e, s))
+        self.into_iter()
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &String> {
@@ -96,14 +96,6 @@ impl Entitlements {
 
     pub fn values(&self) -> impl Iterator<Item = &Vec<Source>> {
         self.0.iter().map(|(_, s)| s)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// Gives back the room a growing account reserved.
@@ -120,16 +112,6 @@ impl<'a> IntoIterator for &'a Entitlements {
     >;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(e, s)| (e, s))
-    }
-}
-
-impl FromIterator<(String, Source)> for Entitlements {
-    fn from_iter<I: IntoIterator<Item = (String, Source)>>(iter: I) -> Self {
-        let mut out = Entitlements::default();
-        for (e, s) in iter {
-            out.add(e, s);
-        }
-        out
     }
 }
 

@@ -129,6 +129,21 @@ fn forbidden(who: Option<(&Identity, &str)>, why: &str) -> Response {
     page(StatusCode::FORBIDDEN, pages::forbidden(who, why))
 }
 
+/// 503 for a signed-in person: what failed on the way (git, the ledger); nothing changed.
+fn unavailable(s: &Session, what: &str) -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::failed(Some((&s.who, &s.csrf)), what),
+    )
+}
+
+/// Adds a `Set-Cookie` for `name` (an empty value with `max_age` 0 clears it).
+fn set_cookie(res: &mut Response, name: &str, value: &str, max_age: std::time::Duration) {
+    if let Ok(v) = HeaderValue::from_str(&session::cookie(name, value, max_age)) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
 fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
@@ -145,10 +160,7 @@ async fn home(State(app): State<Arc<App>>, jar: CookieJar) -> Response {
     .await;
     match clients {
         Ok(c) => page(StatusCode::OK, pages::home(&s.who, &s.csrf, &c)),
-        Err(e) => page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            pages::failed(Some((&s.who, &s.csrf)), &crate::source::error_chain(&e)),
-        ),
+        Err(e) => unavailable(&s, &crate::source::error_chain(&e)),
     }
 }
 
@@ -172,10 +184,7 @@ async fn login(State(app): State<Arc<App>>) -> Response {
         .unwrap_or_else(|p| p.into_inner())
         .start_login(start, Instant::now());
     let mut res = see_other(&url);
-    if let Ok(v) = HeaderValue::from_str(&session::cookie(LOGIN_COOKIE, &state, session::LOGIN_TTL))
-    {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
+    set_cookie(&mut res, LOGIN_COOKIE, &state, session::LOGIN_TTL);
     res
 }
 
@@ -229,14 +238,8 @@ async fn callback(
         .unwrap_or_else(|p| p.into_inner())
         .open(who, Instant::now());
     let mut res = see_other("/");
-    for c in [
-        session::cookie(COOKIE, &id, session::SESSION_TTL),
-        session::cookie(LOGIN_COOKIE, "", std::time::Duration::ZERO),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            res.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
+    set_cookie(&mut res, COOKIE, &id, session::SESSION_TTL);
+    set_cookie(&mut res, LOGIN_COOKIE, "", std::time::Duration::ZERO);
     res
 }
 
@@ -260,9 +263,7 @@ async fn logout(
         .unwrap_or_else(|p| p.into_inner())
         .close(&id);
     let mut res = see_other("/");
-    if let Ok(v) = HeaderValue::from_str(&session::cookie(COOKIE, "", std::time::Duration::ZERO)) {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
+    set_cookie(&mut res, COOKIE, "", std::time::Duration::ZERO);
     res
 }
 
@@ -291,12 +292,7 @@ where
         };
         let tip = match tip {
             Ok(t) => t,
-            Err(e) => {
-                return page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    pages::failed(Some((&s.who, &s.csrf)), &crate::source::error_chain(&e)),
-                );
-            }
+            Err(e) => return unavailable(&s, &crate::source::error_chain(&e)),
         };
         if !work::admin_of(&tip.loaded.catalog, &client, &s.who.email) {
             return forbidden(
@@ -351,10 +347,7 @@ async fn access(
                 StatusCode::OK,
                 pages::access(&s.who, &s.csrf, &name, at, &rows),
             ),
-            Err(e) => page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::failed(Some((&s.who, &s.csrf)), &e),
-            ),
+            Err(e) => unavailable(s, &e),
         }
     })
     .await
@@ -372,10 +365,7 @@ async fn history(
                 StatusCode::OK,
                 pages::history(&s.who, &s.csrf, &name, &email, &rows),
             ),
-            Err(e) => page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::failed(Some((&s.who, &s.csrf)), &e),
-            ),
+            Err(e) => unavailable(s, &e),
         }
     })
     .await
@@ -612,7 +602,7 @@ fn refusal(app: &App, s: &Session, client: &str, kind: &str, r: Refusal) -> Resp
         Refusal::Failed(what) => {
             app.metrics.action(kind, "failed");
             tracing::warn!(client, error = %what, "an action failed");
-            page(StatusCode::SERVICE_UNAVAILABLE, pages::failed(me, &what))
+            unavailable(s, &what)
         }
     }
 }

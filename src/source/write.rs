@@ -122,12 +122,7 @@ impl SourceRepo {
             };
             let parent = self.repo.find_commit(parent_oid).map_err(err)?;
             let base_tree = parent.tree().map_err(err)?;
-            let mut update = TreeUpdateBuilder::new();
-            for (path, content) in &audit.files {
-                let blob = self.repo.blob(content.as_bytes()).map_err(err)?;
-                update.upsert(path.as_str(), blob, FileMode::Blob);
-            }
-            let tree_oid = update.create_updated(&self.repo, &base_tree).map_err(err)?;
+            let tree_oid = self.tree_with(&base_tree, &audit.files).map_err(err)?;
             if tree_oid == base_tree.id() {
                 return Ok(None);
             }
@@ -363,19 +358,28 @@ impl SourceRepo {
         message: &str,
     ) -> Result<Oid, git2::Error> {
         let parent = self.repo.find_commit(parent)?;
+        let tree = self.tree_with(&parent.tree()?, files)?;
+        let tree = self.repo.find_tree(tree)?;
+        self.create_commit(author, &signature()?, message, &tree, &[&parent])
+    }
+
+    /// `base` with each of `files` (path, full content) written over it.
+    fn tree_with(
+        &self,
+        base: &git2::Tree<'_>,
+        files: &[(String, String)],
+    ) -> Result<Oid, git2::Error> {
         let mut update = TreeUpdateBuilder::new();
         for (path, content) in files {
             let blob = self.repo.blob(content.as_bytes())?;
             update.upsert(path.as_str(), blob, FileMode::Blob);
         }
-        let tree = update.create_updated(&self.repo, &parent.tree()?)?;
-        let tree = self.repo.find_tree(tree)?;
-        self.create_commit(author, &signature()?, message, &tree, &[&parent])
+        update.create_updated(&self.repo, base)
     }
 
     /// Makes `commit` the remote's `branch`, only as a fast-forward of `expected` (the
     /// tip the change was reviewed on): a branch that moved since is left as it is and
-    /// reported, never overwritten. With `create`, `branch` must be new. A local
+    /// reported, never overwritten. Without `expected`, `branch` must be new. A local
     /// repository (no mirror) has its own branch moved instead.
     pub fn publish(
         &self,
@@ -418,11 +422,6 @@ impl SourceRepo {
             "pushed by latchkey serve",
         )?;
         Ok(())
-    }
-
-    /// True when the repository is a mirror of a remote (fetched and pushed).
-    pub fn is_mirror(&self) -> bool {
-        self.mirrored
     }
 
     /// Writes a commit object (no ref moves), signed with the SSH key in
