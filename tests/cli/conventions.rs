@@ -364,8 +364,12 @@ fn who_at_accepts_now_and_dates() {
 #[test]
 fn validate_json_and_format_json_are_one() {
     let env = Env::base();
-    let a = env.run(&["validate", REPO, "--rev", "main", "--json"]);
-    let b = env.run(&["validate", REPO, "--rev", "main", "--format", "json"]);
+    // At the corpus's own instant: from the wall clock, its grant that expired on
+    // 2026-11-25 is "expired more than 7d ago" (a warning) once December comes.
+    let a = env.run(&["validate", REPO, "--rev", "main", "--now", NOW, "--json"]);
+    let b = env.run(&[
+        "validate", REPO, "--rev", "main", "--now", NOW, "--format", "json",
+    ]);
     assert_eq!(a.code, 0, "{}", a.stderr);
     assert_eq!(a.stdout, b.stdout);
     assert_eq!(a.stdout, "[]\n");

@@ -322,7 +322,7 @@ spec:
   adopt: true
 ";
     env.commit(&[("latchkey.yaml", Some(repo))], "scim");
-    let out = env.run(&["validate", REPO, "--rev", "main"]);
+    let out = env.run(&["validate", REPO, "--rev", "main", "--now", NOW]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains(
