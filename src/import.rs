@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::connectors::{Account, Snapshot};
 use crate::load::{Catalog, entitlement};
-use crate::model::{API_VERSION, Envelope, Grant, MemberSpec, Metadata};
+use crate::model::{ApiVersion, Envelope, Grant, Kind, MemberSpec, Metadata};
 
 /// An entitlement on a system: (system, entitlement).
 type Held = (String, String);
@@ -367,9 +367,9 @@ fn propose(
             ));
         }
         grants.push(Grant {
-            role: c.role.clone(),
-            client: c.client.clone().filter(|g| *g != client),
-            expires,
+            role: c.role.as_str().into(),
+            client: c.client.as_deref().filter(|g| *g != client).map(Into::into),
+            expires: expires.map(Into::into),
             valid_for: None,
             starts: None,
             reason: None,
@@ -384,8 +384,8 @@ fn propose(
     Some(Proposed {
         file,
         document: Envelope {
-            api_version: API_VERSION.into(),
-            kind: "Member".into(),
+            api_version: ApiVersion,
+            kind: Kind::Member,
             metadata: Metadata {
                 name: String::new(),
                 ..Metadata::default()
@@ -635,7 +635,7 @@ spec: {email: dana@acme.example, client: acme, grants: [{role: viewer}]}
             .spec
             .grants
             .iter()
-            .map(|g| g.role.as_str())
+            .map(|g| &*g.role)
             .collect();
         assert_eq!(grants, ["reports"]);
         assert_eq!(problems(&i), [("erin@acme.example", Problem::Ambiguous)]);

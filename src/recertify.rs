@@ -131,7 +131,7 @@ pub fn due_within(
                     review_every: every.unwrap_or_default(),
                     overdue: due <= now,
                     ends_at_review: g.ends_at_review,
-                    reviewed: grant.reviewed.clone(),
+                    reviewed: grant.reviewed.as_deref().cloned(),
                     granted_by: from.as_ref().map(|i| i.author.clone()),
                     granted_at: from.as_ref().map(|i| i.time),
                     granted_in: from.map(|i| i.commit.to_string()),

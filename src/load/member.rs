@@ -27,7 +27,8 @@ pub struct Member {
     /// order of `spec.grants`.
     pub grants: Vec<ResolvedGrant>,
     /// The clients of those grants, sorted and without repeats; none when offboarded.
-    pub live_clients: Vec<String>,
+    /// The catalogue's shared names, exactly as many as there are.
+    pub live_clients: Box<[Arc<str>]>,
 }
 
 /// A grant with its client and time window resolved.
@@ -245,8 +246,8 @@ pub fn check_member(
     let is_agency = cat.agency() == Some(spec.client.as_str());
     for (i, grant) in spec.grants.iter().enumerate() {
         let g = |field: &str| path(&format!("spec.grants.{i}.{field}"));
-        let client = grant.client.clone().unwrap_or_else(|| spec.client.clone());
-        let role = cat.roles.get(&grant.role);
+        let client: &str = grant.client.as_deref().unwrap_or(&spec.client);
+        let role = cat.roles.get(&*grant.role);
         if role.is_none() {
             pending.push(
                 Pending::error(
@@ -258,8 +259,8 @@ pub fn check_member(
                 .help(format!("use one of {}", names(&cat.roles))),
             );
         }
-        if grant.client.is_some() && !cat.clients.contains_key(&client) {
-            pending.push(unknown_client(file, doc, g("client"), &client, cat));
+        if grant.client.is_some() && !cat.clients.contains_key(client) {
+            pending.push(unknown_client(file, doc, g("client"), client, cat));
         }
         if client != spec.client && !is_agency {
             let agency = cat.agency().map(|a| format!(" ({a})")).unwrap_or_default();
@@ -273,10 +274,10 @@ pub fn check_member(
                 .help(format!("only members of the agency client{agency} may hold grants for other clients; remove the grant's client")),
             );
         }
-        let client_spec = cat.clients.get(&client).map(|c| &c.spec);
+        let client_spec = cat.clients.get(client).map(|c| &c.spec);
         if client == spec.client
             && let (Some(c), Some(_)) = (client_spec, role)
-            && !c.allowed_roles.contains(&grant.role)
+            && !c.allowed_roles.iter().any(|r| **r == *grant.role)
         {
             pending.push(
                 Pending::error(
@@ -383,7 +384,7 @@ pub fn check_member(
         // Guardrails that depend on the systems the grant reaches.
         if let Some(role) = role {
             let envs: Vec<Environment> = cat
-                .reach(&role.spec, &client)
+                .reach(&role.spec, client)
                 .map(|(s, _)| s.spec.environment)
                 .collect();
             if let Some(c) = client_spec {
@@ -487,7 +488,7 @@ pub fn check_member(
         }
         // A grant that ends before its review falls due, or an offboarded person's,
         // needs no review.
-        let due = review_due(cat, identity, grant, &client, ctx, &mut deps)
+        let due = review_due(cat, identity, grant, client, ctx, &mut deps)
             .unwrap_or_else(|p| {
                 pending.push(p.into_pending(file, doc, i));
                 bad_time = true;
@@ -504,11 +505,11 @@ pub fn check_member(
         if ends_at_review {
             expires = due.map(|d| d.at);
         }
-        if role.is_some() && cat.clients.contains_key(&client) && !bad_time {
+        if role.is_some() && cat.clients.contains_key(client) && !bad_time {
             grants.push(ResolvedGrant {
                 identity: shared_identity.clone(),
                 role: cat.name(&grant.role),
-                client: cat.name(&client),
+                client: cat.name(client),
                 starts,
                 expires,
                 reason: grant.reason.as_deref().map(Arc::from),
@@ -520,13 +521,14 @@ pub fn check_member(
             });
         }
     }
-    let mut live_clients: Vec<String> = grants
+    let mut live_clients: Vec<Arc<str>> = grants
         .iter()
         .filter(|g| !g.offboarded)
-        .map(|g| g.client.to_string())
+        .map(|g| g.client.clone())
         .collect();
     live_clients.sort_unstable();
     live_clients.dedup();
+    let live_clients = live_clients.into_boxed_slice();
     Checked {
         member: Member {
             name: name.to_string(),
@@ -690,7 +692,7 @@ pub(super) const POSTGRES_MAX_NAME: usize = 63;
 fn reached_postgres<'a>(cat: &'a Catalog, spec: &MemberSpec) -> Option<&'a str> {
     spec.grants
         .iter()
-        .filter_map(|g| cat.roles.get(&g.role))
+        .filter_map(|g| cat.roles.get(&*g.role))
         .flat_map(|r| r.spec.entitlements.keys())
         .find(|sys| {
             cat.systems

@@ -520,6 +520,11 @@ fn assemble(
     let mut live_clients: FxHashSet<String> = FxHashSet::default();
     for (key, file) in &files {
         let memo = &mut cache.files.get_mut(*key).expect("parsed above").members;
+        // One slot per document up to the last member: reserved exactly, since growing
+        // by doubling left up to half of it empty for every file of the parse cache.
+        if let Some((last, _)) = file.docs.last() {
+            memo.reserve_exact((last.doc + 1).saturating_sub(memo.len()));
+        }
         for (at, doc) in &file.docs {
             let AnyDoc::Member(env) = doc else { continue };
             let name = env.metadata.name.as_str();
@@ -571,8 +576,8 @@ fn assemble(
             let checked = memoised.as_ref().expect("checked above");
             pending.extend(checked.pending.iter().cloned());
             for client in &checked.member.live_clients {
-                if !live_clients.contains(client.as_str()) {
-                    live_clients.insert(client.clone());
+                if !live_clients.contains(&**client) {
+                    live_clients.insert(client.to_string());
                 }
             }
             slot.insert(checked.member.clone());

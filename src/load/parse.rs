@@ -78,6 +78,8 @@ pub fn parse_file(file: &str, text: &str) -> ParsedFile {
             out.docs.push((loc, parsed));
         }
     }
+    // Kept in the parse cache for as long as the file is unchanged.
+    out.docs.shrink_to_fit();
     out
 }
 

@@ -107,6 +107,31 @@ impl std::fmt::Display for Kind {
     }
 }
 
+/// The `apiVersion` of a document: it has one value ([`API_VERSION`]), so a document
+/// holds no copy of it (tens of thousands of members sit in the parse cache).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApiVersion;
+
+impl Serialize for ApiVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(API_VERSION)
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        if s == API_VERSION {
+            Ok(ApiVersion)
+        } else {
+            Err(serde::de::Error::invalid_value(
+                serde::de::Unexpected::Str(&s),
+                &API_VERSION,
+            ))
+        }
+    }
+}
+
 /// The `metadata` of a document: only what latchkey reads.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -123,8 +148,8 @@ pub struct Metadata {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Envelope<S> {
-    pub api_version: String,
-    pub kind: String,
+    pub api_version: ApiVersion,
+    pub kind: Kind,
     pub metadata: Metadata,
     pub spec: S,
 }

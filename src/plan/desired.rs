@@ -9,31 +9,84 @@ use serde::Serialize;
 
 use crate::load::{Catalog, Member, ResolvedGrant};
 
-/// A grant that yields an entitlement (for plans, reports and the audit).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A grant that yields an entitlement (for plans, reports and the audit): the checked
+/// member and the grant's place among its resolved grants, so a plan holds two words
+/// per entitlement instead of a copy of the grant's terms (it reads them through
+/// `Deref`). Compared and serialised by those terms ([`Terms`]).
+#[derive(Clone)]
 pub struct Source {
-    pub role: Arc<str>,
-    pub client: Arc<str>,
+    member: Arc<Member>,
+    grant: u32,
+}
+
+/// What a [`Source`] is compared and serialised as: the grant's role, client and window.
+#[derive(PartialEq, Eq, Serialize)]
+struct Terms<'a> {
+    role: &'a str,
+    client: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub starts: Option<Timestamp>,
+    starts: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires: Option<Timestamp>,
+    expires: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<Arc<str>>,
+    reason: Option<&'a str>,
     /// `expires` is the grant's review deadline (Policy `overdueReview: revoke`).
     #[serde(rename = "endsAtReview", skip_serializing_if = "std::ops::Not::not")]
-    pub ends_at_review: bool,
+    ends_at_review: bool,
+}
+
+impl std::ops::Deref for Source {
+    type Target = ResolvedGrant;
+    fn deref(&self) -> &ResolvedGrant {
+        &self.member.grants[self.grant as usize]
+    }
+}
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Source) -> bool {
+        self.terms() == other.terms()
+    }
+}
+
+impl Eq for Source {}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.terms();
+        f.debug_struct("Source")
+            .field("role", &t.role)
+            .field("client", &t.client)
+            .field("starts", &t.starts)
+            .field("expires", &t.expires)
+            .field("reason", &t.reason)
+            .field("ends_at_review", &t.ends_at_review)
+            .finish()
+    }
+}
+
+impl Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.terms().serialize(s)
+    }
 }
 
 impl Source {
-    fn of(g: &ResolvedGrant) -> Source {
+    /// The member's grant at `index` of its resolved grants.
+    fn of(member: &Arc<Member>, index: usize) -> Source {
         Source {
-            role: g.role.clone(),
-            client: g.client.clone(),
-            starts: g.starts,
-            expires: g.expires,
-            reason: g.reason.clone(),
-            ends_at_review: g.ends_at_review,
+            member: member.clone(),
+            grant: u32::try_from(index).expect("a member has fewer than 2^32 grants"),
+        }
+    }
+
+    fn terms(&self) -> Terms<'_> {
+        Terms {
+            role: &self.role,
+            client: &self.client,
+            starts: self.starts,
+            expires: self.expires,
+            reason: self.reason.as_deref(),
+            ends_at_review: self.ends_at_review,
         }
     }
 
@@ -61,7 +114,10 @@ pub struct WantedAccount {
 /// whose first node reserves room for eleven: at 20,000 accounts that was 11 MB of a
 /// plan's peak.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Entitlements(Vec<(String, Vec<Source>)>);
+pub struct Entitlements(Vec<(String, Sources)>);
+
+/// The grants behind one entitlement: nearly always one, held inline.
+pub type Sources = smallvec::SmallVec<[Source; 1]>;
 
 impl Entitlements {
     fn find(&self, ent: &str) -> Result<usize, usize> {
@@ -72,8 +128,7 @@ impl Entitlements {
     pub fn add(&mut self, ent: String, source: Source) {
         match self.find(&ent) {
             Ok(i) => self.0[i].1.push(source),
-            // Most entitlements come from one grant: a Vec of exactly one.
-            Err(i) => self.0.insert(i, (ent, vec![source])),
+            Err(i) => self.0.insert(i, (ent, smallvec::smallvec![source])),
         }
     }
 
@@ -81,12 +136,12 @@ impl Entitlements {
         self.find(ent).is_ok()
     }
 
-    pub fn get(&self, ent: &str) -> Option<&Vec<Source>> {
-        self.find(ent).ok().map(|i| &self.0[i].1)
+    pub fn get(&self, ent: &str) -> Option<&[Source]> {
+        self.find(ent).ok().map(|i| &self.0[i].1[..])
     }
 
     /// In entitlement order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<Source>)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &[Source])> {
         self.into_iter()
     }
 
@@ -94,8 +149,8 @@ impl Entitlements {
         self.0.iter().map(|(e, _)| e)
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &Vec<Source>> {
-        self.0.iter().map(|(_, s)| s)
+    pub fn values(&self) -> impl Iterator<Item = &[Source]> {
+        self.0.iter().map(|(_, s)| &s[..])
     }
 
     /// Gives back the room a growing account reserved.
@@ -105,13 +160,13 @@ impl Entitlements {
 }
 
 impl<'a> IntoIterator for &'a Entitlements {
-    type Item = (&'a String, &'a Vec<Source>);
+    type Item = (&'a String, &'a [Source]);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, Vec<Source>)>,
-        fn(&'a (String, Vec<Source>)) -> (&'a String, &'a Vec<Source>),
+        std::slice::Iter<'a, (String, Sources)>,
+        fn(&'a (String, Sources)) -> (&'a String, &'a [Source]),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(e, s)| (e, s))
+        self.0.iter().map(|(e, s)| (e, &s[..]))
     }
 }
 
@@ -310,7 +365,7 @@ impl Desired {
 
 impl MemberPart {
     /// Evaluates one member's grants at `now`.
-    fn of(cat: &Catalog, m: &Member, now: Timestamp) -> MemberPart {
+    fn of(cat: &Catalog, m: &Arc<Member>, now: Timestamp) -> MemberPart {
         let mut accounts: BTreeMap<&str, WantedAccount> = BTreeMap::new();
         let mut part = MemberPart {
             accounts: Vec::new(),
@@ -319,7 +374,7 @@ impl MemberPart {
             next_change: None,
             since: None,
         };
-        for g in &m.grants {
+        for (gi, g) in m.grants.iter().enumerate() {
             for instant in [g.starts, g.expires].into_iter().flatten() {
                 if g.offboarded {
                     continue;
@@ -347,13 +402,13 @@ impl MemberPart {
                                 display_name: m.spec.display_name.clone(),
                                 entitlements: Entitlements::default(),
                             });
-                        acct.entitlements.add(ent, Source::of(g));
+                        acct.entitlements.add(ent, Source::of(m, gi));
                     } else {
                         let key = (system.name.clone(), g.identity.to_string(), ent);
                         if g.expires.is_some_and(|e| e <= now) {
-                            part.expired.push((key, Source::of(g)));
+                            part.expired.push((key, Source::of(m, gi)));
                         } else {
-                            part.pending.push((key, Source::of(g)));
+                            part.pending.push((key, Source::of(m, gi)));
                         }
                     }
                 }

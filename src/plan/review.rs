@@ -340,7 +340,7 @@ fn from_merge<'a>(i: &'a Inputs<'a>, identity: &'a str) -> impl Fn(&Source) -> O
                     && *g.role == *s.role
                     && g.client.as_deref().or(client) == Some(&*s.client)
             })
-            .and_then(|(_, g)| g.valid_for.clone())
+            .and_then(|(_, g)| g.valid_for.as_deref().map(String::from))
     }
 }
 

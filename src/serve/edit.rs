@@ -9,7 +9,7 @@
 
 use jiff::Timestamp;
 
-use crate::model::{API_VERSION, Envelope, Grant, MemberSpec, Metadata, identity};
+use crate::model::{ApiVersion, Envelope, Grant, Kind, MemberSpec, Metadata, identity};
 
 /// What an administrator asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,7 +165,7 @@ pub fn edit_existing(text: &str, found: &Found<'_>, action: &Action) -> Result<S
             if spec
                 .grants
                 .iter()
-                .any(|g| &g.role == to && g.client.is_none())
+                .any(|g| *g.role == **to && g.client.is_none())
             {
                 return Err(EditError::AlreadyHolds {
                     email,
@@ -173,11 +173,11 @@ pub fn edit_existing(text: &str, found: &Found<'_>, action: &Action) -> Result<S
                 });
             }
             let g = own_grant(&mut spec, &email, from)?;
-            g.role = to.clone();
+            g.role = to.as_str().into();
             // A new role is a new grant: its last review was of the old one.
             g.reviewed = None;
             if let Some(r) = reason {
-                g.reason = Some(r.clone());
+                g.reason = Some(r.as_str().into());
             }
         }
         Action::SetExpiry {
@@ -195,9 +195,9 @@ pub fn edit_existing(text: &str, found: &Found<'_>, action: &Action) -> Result<S
                     file,
                 });
             }
-            g.expires = expires.map(crate::plan::render::instant);
+            g.expires = expires.map(|t| crate::plan::render::instant(t).into());
             if let Some(r) = reason {
-                g.reason = Some(r.clone());
+                g.reason = Some(r.as_str().into());
             }
         }
         Action::Remove { .. } => spec.offboarded = true,
@@ -251,12 +251,12 @@ pub fn add_person(new: &NewPerson<'_>, client: &str, action: &Action) -> Result<
         client: client.to_string(),
         offboarded: false,
         grants: vec![Grant {
-            role: role.clone(),
+            role: role.as_str().into(),
             client: None,
-            expires: expires.map(crate::plan::render::instant),
+            expires: expires.map(|t| crate::plan::render::instant(t).into()),
             valid_for: None,
             starts: None,
-            reason: reason.clone(),
+            reason: reason.as_deref().map(Into::into),
             reviewed: None,
         }],
     };
@@ -322,7 +322,7 @@ fn own_grant<'a>(
 ) -> Result<&'a mut Grant, EditError> {
     spec.grants
         .iter_mut()
-        .find(|g| g.role == role && g.client.is_none())
+        .find(|g| *g.role == *role && g.client.is_none())
         .ok_or_else(|| EditError::NoSuchGrant {
             email: email.to_string(),
             role: role.to_string(),
@@ -332,8 +332,8 @@ fn own_grant<'a>(
 /// A Member document as YAML, ending in a newline.
 fn document(name: &str, spec: MemberSpec) -> String {
     let env = Envelope {
-        api_version: API_VERSION.to_string(),
-        kind: "Member".to_string(),
+        api_version: ApiVersion,
+        kind: Kind::Member,
         metadata: Metadata {
             name: name.to_string(),
             labels: Default::default(),
@@ -502,7 +502,7 @@ spec:
         )
         .unwrap();
         let (_, erin) = spec_of(&out, 1);
-        assert_eq!(erin.grants[0].role, "client-viewer");
+        assert_eq!(&*erin.grants[0].role, "client-viewer");
         assert_eq!(erin.grants[0].reason.as_deref(), Some("moved to reporting"));
         let held = edit(
             FILE,
