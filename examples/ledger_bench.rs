@@ -11,6 +11,10 @@
 //!   out as plain files (a byte scan of the whole ledger, from the page cache).
 //!
 //!     cargo run --release --example ledger_bench [RECORDS] | tee bench/results/ledger.txt
+//!
+//! To iterate on one phase: `LEDGER_BENCH_REPO=DIR` generates the ledger into `DIR` once
+//! and reuses it on later runs (same `RECORDS`), and `LEDGER_BENCH_ONLY=verify` times
+//! `audit verify` alone.
 
 use std::time::Instant;
 
@@ -87,15 +91,47 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let tmp = tempfile::tempdir().expect("temp dir");
-    let dir = tmp.path().join("access");
+    let kept = std::env::var_os("LEDGER_BENCH_REPO").map(std::path::PathBuf::from);
+    let only_verify = std::env::var("LEDGER_BENCH_ONLY").is_ok_and(|v| v == "verify");
+    let dir = kept.clone().unwrap_or_else(|| tmp.path().join("access"));
     println!("latchkey ledger benchmark");
     println!("machine: {}", machine());
     println!(
         "records: {n} over 24 months, {IDENTITIES} identities, {SYSTEMS} systems, {CLIENTS} clients"
     );
+    let git;
+    let first = match Repository::open(&dir) {
+        // A kept repository from an earlier run (it must have been generated with the
+        // same record count): its first audit commit is HEAD's parent.
+        Ok(r) if kept.is_some() => {
+            git = r;
+            println!("reusing the ledger in {}", dir.display());
+            let head = git.head().unwrap().peel_to_commit().unwrap();
+            head.parent_id(0).ok()
+        }
+        _ => {
+            git = Repository::init(&dir).expect("git init");
+            generate(&git, n)
+        }
+    };
+    let repo = SourceRepo::open(&Location::Path(dir.clone()), tmp.path()).expect("open");
+    let src = LedgerSource::Git {
+        rev: repo.resolve("HEAD").expect("HEAD"),
+        repo: &repo,
+        root: "audit/".into(),
+    };
+    let month_blobs = month_blobs(&git);
+    if !only_verify {
+        queries(&git, &src, tmp.path(), &month_blobs);
+    }
+    verify_phase(&git, &repo, &src, &month_blobs, first);
+}
 
+/// Writes the ledger of `n` records into `git` in two audit commits; returns the first
+/// (none when there are fewer than 1,001 records).
+fn generate(git: &Repository, n: u64) -> Option<git2::Oid> {
+    let dir = git.path();
     let t0 = Instant::now();
-    let git = Repository::init(&dir).expect("git init");
     let start: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
     let end: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
     let step = end.duration_since(start).as_nanos() / i128::from(n);
@@ -127,7 +163,7 @@ fn main() {
             };
             flush("audit/state.yaml", &state.to_yaml(), &mut update);
             let tree_oid = update
-                .create_updated(&git, &git.find_tree(empty).unwrap())
+                .create_updated(git, &git.find_tree(empty).unwrap())
                 .expect("tree");
             let tree = git.find_tree(tree_oid).unwrap();
             let message = format!("generated ledger\n\nLatchkey-Ledger-Head: {prev}\n");
@@ -233,28 +269,29 @@ fn main() {
         Some(c) => c.tree().unwrap(),
         None => git.find_tree(empty).unwrap(),
     };
-    let tree_oid = update.create_updated(&git, &base).expect("tree");
+    let tree_oid = update.create_updated(git, &base).expect("tree");
     let tree = git.find_tree(tree_oid).unwrap();
     let message = format!("appended ledger\n\nLatchkey-Ledger-Head: {prev}\n");
     let parents: Vec<&git2::Commit> = parent.iter().collect();
     git.commit(Some("HEAD"), &sig, &sig, &message, &tree, &parents)
         .expect("commit");
-    let ledger_bytes: u64 = walk_size(&dir.join(".git"));
+    let ledger_bytes: u64 = walk_size(dir);
     println!(
         "generated in {:.1} s: {} entitlements held at the end, git objects {:.0} MiB",
         t0.elapsed().as_secs_f64(),
         access.len(),
         ledger_bytes as f64 / 1048576.0
     );
-    drop(held);
-    drop(access);
+    first
+}
 
-    let repo = SourceRepo::open(&Location::Path(dir.clone()), tmp.path()).expect("open");
-    let src = LedgerSource::Git {
-        rev: repo.resolve("HEAD").expect("HEAD"),
-        repo: &repo,
-        root: "audit/".into(),
-    };
+/// `who --at` and `history`, each against its floor.
+fn queries(
+    git: &Repository,
+    src: &LedgerSource<'_>,
+    tmp: &std::path::Path,
+    month_blobs: &[(String, git2::Oid)],
+) {
     println!();
     println!("who --at (from git objects: month checkpoint + replay of at most one month)");
     for at in [
@@ -267,7 +304,7 @@ fn main() {
     ] {
         reset_peak();
         let t = Instant::now();
-        let s = replay::state_at(&src, at.parse().unwrap()).expect("who --at");
+        let s = replay::state_at(src, at.parse().unwrap()).expect("who --at");
         println!(
             "  at {at}: {:>6} entitlements in {:.3} s, peak RSS {:.0} MiB",
             s.len(),
@@ -276,9 +313,8 @@ fn main() {
         );
     }
     let person = "person4242@client2.example";
-    let plain = tmp.path().join("plain");
-    let month_blobs = month_blobs(&git);
-    for (path, oid) in &month_blobs {
+    let plain = tmp.join("plain");
+    for (path, oid) in month_blobs {
         let file = plain.join(path.trim_start_matches("audit/"));
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, git.find_blob(*oid).unwrap().content()).unwrap();
@@ -308,7 +344,7 @@ fn main() {
     );
     reset_peak();
     let t = Instant::now();
-    let h = replay::history_traced(&src, person).expect("history");
+    let h = replay::history_traced(src, person).expect("history");
     let hist_s = t.elapsed().as_secs_f64();
     println!(
         "  from git with the index: {} records in {hist_s:.3} s ({:.2}x the floor; {} months from their index, {} scanned), peak RSS {:.0} MiB",
@@ -330,11 +366,20 @@ fn main() {
         h.records, scanned.records,
         "history from the index and from a scan differ"
     );
+}
 
+/// `audit verify` and the controller's incremental verification against the floor.
+fn verify_phase(
+    git: &Repository,
+    repo: &SourceRepo,
+    src: &LedgerSource<'_>,
+    month_blobs: &[(String, git2::Oid)],
+    first: Option<git2::Oid>,
+) {
     println!();
     println!("audit verify");
     let t = Instant::now();
-    let (lines, bytes) = verify_floor(&git, &month_blobs);
+    let (lines, bytes) = verify_floor(git, month_blobs);
     let floor_s = t.elapsed().as_secs_f64();
     println!(
         "  floor: libgit2 read + serde_json Value parse + SHA-256 per line: {lines} lines, {:.0} MiB in {floor_s:.2} s",
@@ -342,7 +387,7 @@ fn main() {
     );
     reset_peak();
     let t = Instant::now();
-    let v = verify(&src).expect("verify");
+    let v = verify(src).expect("verify");
     let verify_s = t.elapsed().as_secs_f64();
     println!(
         "  audit verify: {} records, {} months, {} checkpoints, {} indexes, {} in {verify_s:.2} s ({:.2}x the floor), peak RSS {:.0} MiB",
@@ -366,7 +411,7 @@ fn main() {
         let mut inc = Incremental::default();
         let at = |oid| LedgerSource::Git {
             rev: repo.revision(oid, None).expect("revision"),
-            repo: &repo,
+            repo,
             root: "audit/".into(),
         };
         let t = Instant::now();
