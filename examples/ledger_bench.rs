@@ -14,7 +14,7 @@
 //!
 //! To iterate on one phase: `LEDGER_BENCH_REPO=DIR` generates the ledger into `DIR` once
 //! and reuses it on later runs (same `RECORDS`), and `LEDGER_BENCH_ONLY=verify` times
-//! `audit verify` alone.
+//! `audit verify` alone (with the CPU time of it and of the floor).
 
 use std::time::Instant;
 
@@ -55,6 +55,21 @@ fn peak_rss_mib() -> f64 {
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// CPU seconds this process used so far, user and system, every thread (100 ticks a
+/// second, as Linux reports them in `/proc/self/stat`).
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let ticks: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    ticks.iter().sum::<f64>() / 100.0
 }
 
 /// Resets VmHWM to the current RSS (Linux ≥ 4.0), so each phase reports its own peak.
@@ -124,7 +139,7 @@ fn main() {
     if !only_verify {
         queries(&git, &src, tmp.path(), &month_blobs);
     }
-    verify_phase(&git, &repo, &src, &month_blobs, first);
+    verify_phase(&git, &repo, &src, &month_blobs, first, only_verify);
 }
 
 /// Writes the ledger of `n` records into `git` in two audit commits; returns the first
@@ -375,20 +390,21 @@ fn verify_phase(
     src: &LedgerSource<'_>,
     month_blobs: &[(String, git2::Oid)],
     first: Option<git2::Oid>,
+    show_cpu: bool,
 ) {
     println!();
     println!("audit verify");
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_s());
     let (lines, bytes) = verify_floor(git, month_blobs);
-    let floor_s = t.elapsed().as_secs_f64();
+    let (floor_s, floor_cpu) = (t.elapsed().as_secs_f64(), cpu_s() - cpu);
     println!(
         "  floor: libgit2 read + serde_json Value parse + SHA-256 per line: {lines} lines, {:.0} MiB in {floor_s:.2} s",
         bytes as f64 / 1048576.0
     );
     reset_peak();
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_s());
     let v = verify(src).expect("verify");
-    let verify_s = t.elapsed().as_secs_f64();
+    let (verify_s, verify_cpu) = (t.elapsed().as_secs_f64(), cpu_s() - cpu);
     println!(
         "  audit verify: {} records, {} months, {} checkpoints, {} indexes, {} in {verify_s:.2} s ({:.2}x the floor), peak RSS {:.0} MiB",
         v.records,
@@ -403,6 +419,13 @@ fn verify_phase(
         verify_s / floor_s,
         peak_rss_mib()
     );
+    if show_cpu {
+        // Less sensitive to other load than the wall clock (both threads of verify count).
+        println!(
+            "  cpu time: floor {floor_cpu:.2} s, audit verify {verify_cpu:.2} s ({:.2}x)",
+            verify_cpu / floor_cpu
+        );
+    }
     if let Some(b) = v.broken {
         println!("  {b}");
         std::process::exit(1);
