@@ -5,9 +5,7 @@
 //! `disable-account` and `delete-account` remove all of that identity's entitlements on
 //! that system. Failed and skipped changes, holds and refusals change nothing.
 
-use std::borrow::Borrow;
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::collections::HashMap;
 
 use jiff::Timestamp;
 use schemars::JsonSchema;
@@ -41,61 +39,18 @@ pub struct Access {
 }
 
 /// Effective access at an instant, keyed by (identity, system, entitlement).
+///
+/// Held per identity, each identity's entries sorted by (system, entitlement): replay
+/// finds a record's entries with one hash lookup and a search of a few entries, where an
+/// ordered map of every entry compared long, shared-prefix names a dozen times per
+/// record. Sorted order is built only when the entries are listed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccessState {
-    map: BTreeMap<Key, Access>,
+    /// Never holds an empty list (so equal states compare equal).
+    by_identity: HashMap<String, Vec<Access>>,
+    len: usize,
     /// Ledger records replayed to get here (all events, not only changes).
     pub records: u64,
-}
-
-/// (identity, system, entitlement), ordered as that tuple. A record looks its entry up
-/// by borrowed names ([`Names`]), so replay builds no key for an entry it finds.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Key(String, String, String);
-
-/// A key's three names, borrowed: what [`Key`] and a `(&str, &str, &str)` share, so the
-/// map can be searched with either (the std `Borrow` pattern for composite keys).
-trait Names {
-    fn names(&self) -> (&str, &str, &str);
-}
-
-impl Names for Key {
-    fn names(&self) -> (&str, &str, &str) {
-        (&self.0, &self.1, &self.2)
-    }
-}
-
-impl Names for (&str, &str, &str) {
-    fn names(&self) -> (&str, &str, &str) {
-        *self
-    }
-}
-
-impl<'a> Borrow<dyn Names + 'a> for Key {
-    fn borrow(&self) -> &(dyn Names + 'a) {
-        self
-    }
-}
-
-// The same order as `Key`'s derived one (field by field), as `Borrow` requires.
-impl PartialEq for dyn Names + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.names() == other.names()
-    }
-}
-
-impl Eq for dyn Names + '_ {}
-
-impl PartialOrd for dyn Names + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for dyn Names + '_ {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.names().cmp(&other.names())
-    }
 }
 
 /// One applied change (or observed baseline) as replay reads it, borrowed from the record.
@@ -130,6 +85,21 @@ fn set(to: &mut String, from: &str) {
     to.push_str(from);
 }
 
+/// [`set`] for an optional field.
+fn set_opt(to: &mut Option<String>, from: Option<&str>) {
+    match (to.as_mut(), from) {
+        (Some(t), Some(f)) => set(t, f),
+        (_, f) => *to = f.map(str::to_string),
+    }
+}
+
+/// Where (system, entitlement) is in one identity's sorted entries (or would go).
+fn find(held: &[Access], system: &str, entitlement: &str) -> Result<usize, usize> {
+    held.binary_search_by(|a| {
+        (a.system.as_str(), a.entitlement.as_str()).cmp(&(system, entitlement))
+    })
+}
+
 impl AccessState {
     /// Applies one record (anything but an applied change is ignored).
     pub fn apply(&mut self, r: &Record) {
@@ -156,92 +126,107 @@ impl AccessState {
 
     /// Applies one change that [`counts`] (the caller counted its record).
     pub fn apply_change(&mut self, c: &Applied<'_>) {
-        let names = (c.identity, c.system, c.entitlement);
         match c.change {
-            Some("grant") => match self.map.get_mut(&names as &dyn Names) {
-                Some(a) => {
-                    // Held since the first grant; the rest is the newest grant's.
-                    a.client = c.client.map(str::to_string);
-                    a.role = c.role.map(str::to_string);
-                    a.expires = c.expires;
-                    set(&mut a.revision, c.revision);
-                    set(&mut a.run, c.run);
+            Some("grant") => {
+                let held = match self.by_identity.get_mut(c.identity) {
+                    Some(held) => held,
+                    None => self.by_identity.entry(c.identity.to_string()).or_default(),
+                };
+                match find(held, c.system, c.entitlement) {
+                    Ok(i) => {
+                        // Held since the first grant; the rest is the newest grant's.
+                        let a = &mut held[i];
+                        set_opt(&mut a.client, c.client);
+                        set_opt(&mut a.role, c.role);
+                        a.expires = c.expires;
+                        set(&mut a.revision, c.revision);
+                        set(&mut a.run, c.run);
+                    }
+                    Err(i) => {
+                        held.insert(
+                            i,
+                            Access {
+                                identity: c.identity.to_string(),
+                                system: c.system.to_string(),
+                                entitlement: c.entitlement.to_string(),
+                                client: c.client.map(str::to_string),
+                                role: c.role.map(str::to_string),
+                                since: c.time,
+                                expires: c.expires,
+                                revision: c.revision.to_string(),
+                                run: c.run.to_string(),
+                            },
+                        );
+                        self.len += 1;
+                    }
                 }
-                None => {
-                    let key = Key(
-                        c.identity.to_string(),
-                        c.system.to_string(),
-                        c.entitlement.to_string(),
-                    );
-                    let access = Access {
-                        identity: key.0.clone(),
-                        system: key.1.clone(),
-                        entitlement: key.2.clone(),
-                        client: c.client.map(str::to_string),
-                        role: c.role.map(str::to_string),
-                        since: c.time,
-                        expires: c.expires,
-                        revision: c.revision.to_string(),
-                        run: c.run.to_string(),
-                    };
-                    self.map.insert(key, access);
-                }
-            },
-            Some("revoke") => {
-                self.map.remove(&names as &dyn Names);
             }
+            Some("revoke") => self.remove(c.identity, |a| {
+                a.system == c.system && a.entitlement == c.entitlement
+            }),
             Some("disable-account" | "delete-account") => {
-                // Keys sort by identity, then system: that person's entitlements on the
-                // system are one range (a `retain` would walk the whole map per offboarding).
-                let from = (c.identity, c.system, "");
-                let gone: Vec<Key> = self
-                    .map
-                    .range::<dyn Names, _>((Bound::Included(&from as &dyn Names), Bound::Unbounded))
-                    .map(|(k, _)| k)
-                    .take_while(|k| k.0 == c.identity && k.1 == c.system)
-                    .cloned()
-                    .collect();
-                for k in gone {
-                    self.map.remove(&k);
-                }
+                self.remove(c.identity, |a| a.system == c.system);
             }
             _ => {}
         }
     }
 
+    /// Removes `identity`'s entries that `gone` picks.
+    fn remove(&mut self, identity: &str, gone: impl Fn(&Access) -> bool) {
+        let Some(held) = self.by_identity.get_mut(identity) else {
+            return;
+        };
+        let before = held.len();
+        held.retain(|a| !gone(a));
+        self.len -= before - held.len();
+        if held.is_empty() {
+            self.by_identity.remove(identity);
+        }
+    }
+
     /// True when `identity` holds `entitlement` on `system`.
     pub fn holds(&self, identity: &str, system: &str, entitlement: &str) -> bool {
-        self.map
-            .contains_key(&(identity, system, entitlement) as &dyn Names)
+        self.by_identity
+            .get(identity)
+            .is_some_and(|held| find(held, system, entitlement).is_ok())
     }
 
     /// Every entitlement held, sorted by identity, system, entitlement.
     pub fn entries(&self) -> impl Iterator<Item = &Access> {
-        self.map.values()
+        let mut ids: Vec<(&String, &Vec<Access>)> = self.by_identity.iter().collect();
+        ids.sort_unstable_by_key(|(identity, _)| *identity);
+        ids.into_iter().flat_map(|(_, held)| held.iter())
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     fn from_checkpoint(c: Checkpoint) -> AccessState {
-        AccessState {
-            map: c
-                .access
-                .into_iter()
-                .map(|a| {
-                    (
-                        Key(a.identity.clone(), a.system.clone(), a.entitlement.clone()),
-                        a,
-                    )
-                })
-                .collect(),
+        let mut state = AccessState {
             records: c.records,
+            ..AccessState::default()
+        };
+        for a in c.access {
+            let held = match state.by_identity.get_mut(&a.identity) {
+                Some(held) => held,
+                None => state.by_identity.entry(a.identity.clone()).or_default(),
+            };
+            // A checkpoint lists each entry once, in order; one that does not is read as
+            // the ordered map read it (the last of equal keys wins).
+            match find(held, &a.system, &a.entitlement) {
+                Ok(i) => held[i] = a,
+                Err(i) => {
+                    held.insert(i, a);
+                    state.len += 1;
+                }
+            }
         }
+        state
     }
 
     /// The checkpoint of this state at the start of `month`, after record `after`.
@@ -251,7 +236,7 @@ impl AccessState {
             month: month_label(month),
             after: after.to_string(),
             records: self.records,
-            access: self.map.values().cloned().collect(),
+            access: self.entries().cloned().collect(),
         }
     }
 
