@@ -241,32 +241,77 @@ impl AccessState {
     }
 
     /// `self.checkpoint(month, after).to_json()`, written from the state without copying it.
+    ///
+    /// Written here in serde_json's pretty layout, byte for byte (a checkpoint is checked
+    /// by blob id, so these bytes are the format; a test holds them to `to_json`): a
+    /// month's checkpoint is megabytes of names, and serde_json's escaper looks at each
+    /// byte of them, where a name that needs no escape is copied whole.
     pub fn checkpoint_json(&self, month: &str, after: &str) -> String {
-        /// [`Checkpoint`] with its access borrowed: the same fields, the same JSON.
-        #[derive(Serialize)]
-        struct View<'a> {
-            v: u32,
-            month: String,
-            after: &'a str,
-            records: u64,
-            access: Entries<'a>,
-        }
-        struct Entries<'a>(&'a AccessState);
-        impl Serialize for Entries<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.0.entries())
-            }
-        }
-        let view = View {
-            v: super::ledger::FORMAT_VERSION,
-            month: month_label(month),
-            after,
-            records: self.records,
-            access: Entries(self),
+        let mut out = Vec::with_capacity(256 + self.len * 320);
+        out.extend_from_slice(b"{\n  \"v\": ");
+        out.extend_from_slice(super::ledger::FORMAT_VERSION.to_string().as_bytes());
+        out.extend_from_slice(b",\n  \"month\": ");
+        json_str(&mut out, &month_label(month));
+        out.extend_from_slice(b",\n  \"after\": ");
+        json_str(&mut out, after);
+        out.extend_from_slice(b",\n  \"records\": ");
+        out.extend_from_slice(self.records.to_string().as_bytes());
+        out.extend_from_slice(b",\n  \"access\": [");
+        let key = |out: &mut Vec<u8>, name: &str| {
+            out.extend_from_slice(b",\n      \"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\": ");
         };
-        let mut s = serde_json::to_string_pretty(&view).unwrap_or_default();
-        s.push('\n');
-        s
+        let mut any = false;
+        for a in self.entries() {
+            out.extend_from_slice(if any { b",\n    {" } else { b"\n    {" });
+            any = true;
+            // The fields in `Access`'s order, absent options left out as serde leaves them.
+            out.extend_from_slice(b"\n      \"identity\": ");
+            json_str(&mut out, &a.identity);
+            for (name, value) in [
+                ("system", Some(&a.system)),
+                ("entitlement", Some(&a.entitlement)),
+                ("client", a.client.as_ref()),
+                ("role", a.role.as_ref()),
+            ] {
+                if let Some(v) = value {
+                    key(&mut out, name);
+                    json_str(&mut out, v);
+                }
+            }
+            for (name, value) in [("since", Some(&a.since)), ("expires", a.expires.as_ref())] {
+                if let Some(t) = value {
+                    key(&mut out, name);
+                    // Writing to a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut out, t);
+                }
+            }
+            key(&mut out, "revision");
+            json_str(&mut out, &a.revision);
+            key(&mut out, "run");
+            json_str(&mut out, &a.run);
+            out.extend_from_slice(b"\n    }");
+        }
+        out.extend_from_slice(if any { b"\n  ]\n}\n" } else { b"]\n}\n" });
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Appends `s` as a JSON string, as serde_json writes it: copied whole when it holds
+/// nothing serde_json escapes (control characters, `"` and `\`).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // A fold rather than `all`: no early exit, so the compiler checks many bytes at once.
+    let escaped = s
+        .bytes()
+        .fold(false, |e, b| e | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if escaped {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
     }
 }
 
@@ -654,6 +699,22 @@ mod tests {
         assert_eq!(
             s.checkpoint_json("ledger/2026/03.jsonl", "ab"),
             s.checkpoint("ledger/2026/03.jsonl", "ab").to_json()
+        );
+        // Every optional field, and names that serde_json escapes (or does not: DEL and
+        // non-ASCII are written as they are).
+        let mut odd = applied("grant", "c\"q\"@x.example", "s\\1", "e\n\t\u{1}\u{7f}é✓");
+        odd.client = Some("client-\u{1f}".into());
+        odd.role = Some("role é".into());
+        odd.expires = Some("2026-04-01T00:00:00.5Z".parse().unwrap());
+        odd.run = "run \"1\"".into();
+        s.apply(&odd);
+        let mut plain = applied("grant", "d@x.example", "s1", "e1");
+        plain.role = Some("viewer".into());
+        s.apply(&plain);
+        assert_eq!(s.len(), 4);
+        assert_eq!(
+            s.checkpoint_json("ledger/2026/03.jsonl", "a\"b"),
+            s.checkpoint("ledger/2026/03.jsonl", "a\"b").to_json()
         );
     }
 
