@@ -337,3 +337,35 @@ async fn last_applied_revision_is_reused_only_while_it_is_the_same() {
         "{gone}: {reasons:?} in {after}"
     );
 }
+
+/// A cold load reads and parses its files on every core (one repository handle per
+/// worker). A blob missing from the object store is a finding on its file, as on one
+/// core; the other files still parse; and once the object is back, the same reconciler
+/// reads it again (a missing object is not cached as the file's parse) and plans as a
+/// cold load does.
+#[tokio::test]
+async fn a_missing_blob_in_a_cold_load_is_a_finding_and_is_read_again_when_back() {
+    let (_dir, now, git) = small_repo();
+    let repo = git.path();
+    let path = synth::members_path(4);
+    let text = file_text(&git, &path);
+    let blob = git.blob(text.as_bytes()).expect("blob id");
+    let hex = blob.to_string();
+    let loose = repo.join("objects").join(&hex[..2]).join(&hex[2..]);
+    let saved = std::fs::read(&loose).expect("the generator writes loose objects");
+    std::fs::remove_file(&loose).expect("remove the object");
+
+    let mut warm = reconciler(repo);
+    let (plan, diags) = plan_of(&mut warm, now).await;
+    assert_eq!(plan, serde_json::Value::Null, "not planned: {diags:?}");
+    assert_eq!(diags.len(), 1, "only the missing file is reported: {diags:?}");
+    assert!(
+        diags[0].starts_with(&format!("{path}:1:1: error: cannot read this revision")),
+        "{diags:?}"
+    );
+
+    std::fs::write(&loose, saved).expect("put the object back");
+    let (plan, diags) = same_as_cold(&mut warm, repo, now).await;
+    assert_eq!(plan["changes"], serde_json::json!([]), "{diags:?}");
+    assert!(diags.is_empty(), "{diags:?}");
+}

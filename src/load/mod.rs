@@ -5,6 +5,7 @@ pub mod diagnostic;
 mod member;
 mod parse;
 mod position;
+mod workers;
 
 pub use catalog::{CONNECTORS, Catalog, Item, entitlement, expand};
 pub use diagnostic::{Diagnostic, Severity};
@@ -22,7 +23,7 @@ use member::TimeDeps;
 use position::PositionIndex;
 
 use crate::source::{
-    Documents, IGNORE_FILE, NotRead, Revision, SourceError, SourceFile, SourceRepo,
+    BlobReader, Documents, IGNORE_FILE, NotRead, Revision, SourceError, SourceFile, SourceRepo,
 };
 
 /// A repository of one sql System, one Role, Client acme and Member erin, whose
@@ -129,36 +130,69 @@ impl ParseCache {
         self.files.retain(|_, c| c.used >= oldest);
     }
 
-    /// Parses the blob at `key` (blob id, path) unless it is cached, reading the text
-    /// only then. A blob that cannot be read becomes a file whose only finding says so;
-    /// one that may read next time (a missing object, not bad bytes) is read again then.
-    fn parse(&mut self, key: &(Oid, String), text: impl FnOnce() -> Result<String, Unreadable>) {
+    /// Parses the files `keys` (blob id, path) that are not cached, on every core,
+    /// reading the text of those only. A blob that cannot be read becomes a file whose
+    /// only finding says so; one that may read next time (a missing object, not bad
+    /// bytes) is read again then.
+    fn parse_missing(&mut self, keys: &[(Oid, String)], texts: Texts<'_>) {
         let generation = self.generation;
-        if let Some(c) = self.files.get_mut(key)
-            && !c.reread
-        {
-            c.used = generation;
-            return;
+        let mut missing = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match self.files.get_mut(key) {
+                Some(c) if !c.reread => c.used = generation,
+                _ => missing.push(i),
+            }
         }
-        let (file, reread) = match text() {
-            Ok(text) => (parse_file(&key.1, &text), false),
-            Err(u) => (
-                ParsedFile {
-                    syntax: vec![u.diagnostic],
-                    ..ParsedFile::default()
-                },
-                !u.lasting,
+        let workers = workers::count(missing.len());
+        let parsed: Vec<(ParsedFile, bool)> = match texts {
+            Texts::Files(files) => workers::map(
+                &missing,
+                workers,
+                || (),
+                |(), &i| parse_text(&keys[i].1, Ok(&files[i].text)),
             ),
+            // A handful of files (a re-plan after an edit) reads through this handle.
+            Texts::Git { repo, rev } if workers == 1 => missing
+                .iter()
+                .map(|&i| {
+                    let (blob, path) = &keys[i];
+                    let text = repo.blob_text(*blob, path, rev);
+                    parse_text(path, text.as_deref().map_err(|e| unreadable(path, e)))
+                })
+                .collect(),
+            Texts::Git { repo, rev } => {
+                let dir = repo.reader_dir();
+                workers::map(
+                    &missing,
+                    workers,
+                    || BlobReader::open(dir),
+                    |reader, &i| {
+                        let (blob, path) = &keys[i];
+                        let text = match reader {
+                            Ok(r) => r.blob_text(*blob, path, rev),
+                            // Unreadable this time, not lasting: read again next time.
+                            Err(e) => Err(SourceError::Read {
+                                path: path.clone(),
+                                revision: rev.display(),
+                                source: git2::Error::from_str(&format!("{e} on a parse worker")),
+                            }),
+                        };
+                        parse_text(path, text.as_deref().map_err(|e| unreadable(path, e)))
+                    },
+                )
+            }
         };
-        self.files.insert(
-            key.clone(),
-            Cached {
-                file: Arc::new(file),
-                used: generation,
-                reread,
-                members: Vec::new(),
-            },
-        );
+        for (&i, (file, reread)) in missing.iter().zip(parsed) {
+            self.files.insert(
+                keys[i].clone(),
+                Cached {
+                    file: Arc::new(file),
+                    used: generation,
+                    reread,
+                    members: Vec::new(),
+                },
+            );
+        }
     }
 
     /// The parsed files of the blobs `blobs` (blob id, path) that are cached and were
@@ -293,16 +327,10 @@ pub fn stage(
             let listing = listing_findings(&docs);
             (docs.blobs, listing)
         }
-        Err(e) => (Vec::new(), vec![unreadable(subpath, e).diagnostic]),
+        Err(e) => (Vec::new(), vec![unreadable(subpath, &e).diagnostic]),
     };
     let keys: Vec<(Oid, String)> = blobs.into_iter().map(|(p, b)| (b, p)).collect();
-    for key in &keys {
-        let (blob, path) = key;
-        cache.parse(key, || {
-            repo.blob_text(*blob, path, rev)
-                .map_err(|e| unreadable(path, e))
-        });
-    }
+    cache.parse_missing(&keys, Texts::Git { repo, rev });
     Ok(cache.stage(rev.clone(), keys, listing))
 }
 
@@ -313,8 +341,34 @@ struct Unreadable {
     lasting: bool,
 }
 
+/// Where the texts of the files to parse come from.
+enum Texts<'a> {
+    /// The blobs of a git revision.
+    Git {
+        repo: &'a SourceRepo,
+        rev: &'a Revision,
+    },
+    /// Files already read, in the order of the keys.
+    Files(&'a [SourceFile]),
+}
+
+/// The file `path` parsed from its text, or holding only the finding that it cannot be
+/// read; and whether to read it again next time.
+fn parse_text(path: &str, text: Result<&str, Unreadable>) -> (ParsedFile, bool) {
+    match text {
+        Ok(text) => (parse_file(path, text), false),
+        Err(u) => (
+            ParsedFile {
+                syntax: vec![u.diagnostic],
+                ..ParsedFile::default()
+            },
+            !u.lasting,
+        ),
+    }
+}
+
 /// `err` as a finding on the file it names, or on `reading` (the file or folder read).
-fn unreadable(reading: &str, err: SourceError) -> Unreadable {
+fn unreadable(reading: &str, err: &SourceError) -> Unreadable {
     let shown = |p: &str| if p.is_empty() { "." } else { p }.to_string();
     let at = |file: String, line, column, message: String, help: &str| Diagnostic {
         severity: Severity::Error,
@@ -333,9 +387,9 @@ fn unreadable(reading: &str, err: SourceError) -> Unreadable {
             ..
         } => Unreadable {
             diagnostic: at(
-                shown(&path),
-                line,
-                column,
+                shown(path),
+                *line,
+                *column,
                 format!("not UTF-8 text: byte 0x{byte:02X} is not valid UTF-8"),
                 "save the file as UTF-8 (a Latin-1 or Windows-1252 editor writes such bytes)",
             ),
@@ -344,7 +398,7 @@ fn unreadable(reading: &str, err: SourceError) -> Unreadable {
         SourceError::Ignore { line, message } => Unreadable {
             diagnostic: at(
                 IGNORE_FILE.to_string(),
-                line,
+                *line,
                 1,
                 format!("not a gitignore pattern: {message}"),
                 "fix the pattern (gitignore syntax)",
@@ -352,7 +406,7 @@ fn unreadable(reading: &str, err: SourceError) -> Unreadable {
             lasting: true,
         },
         other => {
-            let file = match &other {
+            let file = match other {
                 SourceError::Read { path, .. } => shown(path),
                 _ => shown(reading),
             };
@@ -363,7 +417,7 @@ fn unreadable(reading: &str, err: SourceError) -> Unreadable {
                     1,
                     format!(
                         "cannot read this revision: {}",
-                        crate::source::error_chain(&other)
+                        crate::source::error_chain(other)
                     ),
                     "check the repository (git fsck) or fetch it again",
                 ),
@@ -479,9 +533,7 @@ pub fn load_files(
 ) -> Loaded {
     cache.next_generation();
     let keys: Vec<(Oid, String)> = files.iter().map(|f| (f.blob, f.path.clone())).collect();
-    for (key, f) in keys.iter().zip(files) {
-        cache.parse(key, || Ok(f.text.clone()));
-    }
+    cache.parse_missing(&keys, Texts::Files(files));
     let texts: HashMap<&str, &str> = files
         .iter()
         .map(|f| (f.path.as_str(), f.text.as_str()))

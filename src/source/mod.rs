@@ -13,7 +13,8 @@ mod write;
 
 pub use lock::WriterLock;
 pub use repo::{
-    Documents, IGNORE_FILE, Location, NotRead, Revision, SourceFile, SourceRepo, diff_paths,
+    BlobReader, Documents, IGNORE_FILE, Location, NotRead, Revision, SourceFile, SourceRepo,
+    diff_paths,
 };
 pub use write::{AuditCommit, GitCredentials};
 

@@ -505,26 +505,13 @@ impl SourceRepo {
     }
 
     fn read_blob_text(&self, blob: Oid, path: &str, rev: &Revision) -> Result<String, SourceError> {
-        let b = self
-            .repo
-            .find_blob(blob)
-            .map_err(|source| SourceError::Read {
-                path: path.to_string(),
-                revision: rev.display(),
-                source,
-            })?;
-        String::from_utf8(b.content().to_vec()).map_err(|e| {
-            let bytes = e.as_bytes();
-            let valid = e.utf8_error().valid_up_to();
-            let (line, column) = position_of(&bytes[..valid]);
-            SourceError::NotText {
-                path: path.to_string(),
-                revision: rev.display(),
-                byte: bytes[valid],
-                line,
-                column,
-            }
-        })
+        read_blob_text(&self.repo, blob, path, rev)
+    }
+
+    /// Where a [`BlobReader`] opens this repository, for reading its blobs on other
+    /// threads: a `Repository` handle is not shared between threads.
+    pub fn reader_dir(&self) -> &Path {
+        self.repo.path()
     }
 
     /// Reads one file at a revision, if it exists.
@@ -611,6 +598,55 @@ pub fn diff_paths(
     paths.sort();
     paths.dedup();
     Ok(paths)
+}
+
+/// Reads the blobs of a repository on a thread of its own (see [`SourceRepo::reader_dir`]).
+pub struct BlobReader {
+    repo: Repository,
+}
+
+impl BlobReader {
+    /// Opens the repository at `dir` (a [`SourceRepo::reader_dir`]).
+    pub fn open(dir: &Path) -> Result<BlobReader, SourceError> {
+        Repository::open(dir)
+            .map(|repo| BlobReader { repo })
+            .map_err(|source| SourceError::Open {
+                location: dir.display().to_string(),
+                source,
+            })
+    }
+
+    /// Reads a blob as UTF-8, like [`SourceRepo::blob_text`].
+    pub fn blob_text(&self, blob: Oid, path: &str, rev: &Revision) -> Result<String, SourceError> {
+        read_blob_text(&self.repo, blob, path, rev)
+    }
+}
+
+/// Reads blob `blob` (the file `path` of `rev`) as UTF-8; bytes that are not UTF-8 are
+/// an error naming the first one and its line and column.
+fn read_blob_text(
+    repo: &Repository,
+    blob: Oid,
+    path: &str,
+    rev: &Revision,
+) -> Result<String, SourceError> {
+    let b = repo.find_blob(blob).map_err(|source| SourceError::Read {
+        path: path.to_string(),
+        revision: rev.display(),
+        source,
+    })?;
+    String::from_utf8(b.content().to_vec()).map_err(|e| {
+        let bytes = e.as_bytes();
+        let valid = e.utf8_error().valid_up_to();
+        let (line, column) = position_of(&bytes[..valid]);
+        SourceError::NotText {
+            path: path.to_string(),
+            revision: rev.display(),
+            byte: bytes[valid],
+            line,
+            column,
+        }
+    })
 }
 
 /// The 1-based line and column just after `valid` (UTF-8 text), the column counted in
