@@ -171,7 +171,7 @@ fn note_account(
         account
             .entitlements
             .iter()
-            .map(|e| (system.to_string(), e.clone())),
+            .map(|e| (system.to_string(), e.to_string())),
     );
     if let Some(v) = account.valid_until {
         p.valid_until = Some(p.valid_until.map_or(v, |u| u.min(v)));

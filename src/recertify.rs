@@ -109,7 +109,7 @@ pub fn due_within(
             let Some(client) = cat.clients.get(&*g.client) else {
                 continue;
             };
-            let grant = &m.spec.grants[g.index];
+            let grant = &m.spec.grants[g.index as usize];
             let from = introduced(&g.identity, grant);
             let every = review_every(cat, &g.client).map(|d| d.to_string());
             clients
@@ -126,7 +126,7 @@ pub fn due_within(
                     member: m.name.clone(),
                     file: m.at.file.to_string(),
                     role: g.role.to_string(),
-                    index: g.index,
+                    index: g.index as usize,
                     due,
                     review_every: every.unwrap_or_default(),
                     overdue: due <= now,

@@ -970,7 +970,7 @@ impl Reconciler {
                         continue;
                     }
                     let source = wanted
-                        .and_then(|w| w.get(&account.identity))
+                        .and_then(|w| w.get(account.identity.as_str()))
                         .and_then(|a| a.entitlements.get(e))
                         .and_then(|s| s.first());
                     let mut r =
@@ -978,7 +978,7 @@ impl Reconciler {
                     r.system = Some(system.clone());
                     r.identity = Some(account.identity.clone());
                     r.change = Some("grant".into());
-                    r.entitlement = Some(e.clone());
+                    r.entitlement = Some(e.to_string());
                     r.client = source.map(|s| s.client.to_string());
                     r.role = source.map(|s| s.role.to_string());
                     r.note = Some("found in place when latchkey first read this account".into());

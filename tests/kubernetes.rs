@@ -118,7 +118,12 @@ async fn reads_only_labelled_bindings() {
     let got: Vec<(String, Vec<String>)> = snap
         .managed
         .iter()
-        .map(|a| (a.identity.clone(), a.entitlements.iter().cloned().collect()))
+        .map(|a| {
+            (
+                a.identity.clone(),
+                a.entitlements.iter().map(str::to_string).collect(),
+            )
+        })
         .collect();
     assert_eq!(
         got,

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::pg_session::PgTarget;
 use super::{
@@ -393,18 +393,37 @@ impl Connector for SqliteConnector {
                     },
                 ));
             }
+            // Each role name read once: the rows repeat a few names many times over.
+            let mut names: FxHashSet<Arc<str>> = FxHashSet::default();
             let mut stmt = conn.prepare(&sql.read_role_rows)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let account = RowId::of(row.get_ref(0)?).and_then(|id| by_id.get(&id));
                 if let Some(&i) = account {
-                    accounts[i].1.entitlements.insert(row.get(1)?);
+                    let name = row.get_ref(1)?.as_str()?;
+                    let name = match names.get(name) {
+                        Some(n) => n.clone(),
+                        None => {
+                            let n: Arc<str> = Arc::from(name);
+                            names.insert(n.clone());
+                            n
+                        }
+                    };
+                    accounts[i].1.entitlements.insert_shared(name);
                 }
             }
+            drop(names);
             let (managed, unmanaged): (Vec<_>, Vec<_>) =
                 accounts.into_iter().partition(|(m, _)| *m);
+            let mut managed = merge_same_identity(managed.into_iter().map(|(_, a)| a).collect());
+            // The snapshot lives for the whole plan: a portal of 200,000 accounts would
+            // otherwise keep room for 262,144 of them, and four entitlements for three.
+            managed.shrink_to_fit();
+            for a in &mut managed {
+                a.entitlements.shrink_to_fit();
+            }
             Ok(Snapshot {
-                managed: merge_same_identity(managed.into_iter().map(|(_, a)| a).collect()),
+                managed,
                 unmanaged: by_identity(unmanaged.into_iter().map(|(_, a)| a)),
                 completeness: Completeness::Complete,
                 foreign_grants: Vec::new(),
@@ -802,7 +821,7 @@ mod tests {
         s.managed
             .iter()
             .map(|a| {
-                let ents = a.entitlements.iter().cloned().collect();
+                let ents = a.entitlements.iter().map(str::to_string).collect();
                 (a.identity.clone(), a.display_name.clone(), a.active, ents)
             })
             .collect()

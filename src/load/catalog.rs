@@ -57,8 +57,8 @@ pub struct Catalog {
     /// Identifies the Policy, Systems, Roles and Clients above: equal ids, equal
     /// documents (a checked member is only valid against the ones it was checked with).
     pub globals_id: u64,
-    /// The Role and Client names, each allocated once: every resolved grant (and every
-    /// source of desired state made from it) shares them.
+    /// The Role, Client and System names, each allocated once: every resolved grant
+    /// (and every source and account of desired state made from it) shares them.
     pub names: Arc<BTreeMap<String, Arc<str>>>,
 }
 
@@ -132,13 +132,14 @@ impl Catalog {
             cat.roles
                 .keys()
                 .chain(cat.clients.keys())
+                .chain(cat.systems.keys())
                 .map(|n| (n.clone(), Arc::from(n.as_str())))
                 .collect(),
         );
         cat
     }
 
-    /// `name` as a shared string: the catalogue's own for a Role or Client name.
+    /// `name` as a shared string: the catalogue's own for a Role, Client or System name.
     pub fn name(&self, name: &str) -> Arc<str> {
         self.names
             .get(name)

@@ -47,6 +47,7 @@ pub struct ParsedFile {
 pub fn parse_file(file: &str, text: &str) -> ParsedFile {
     let file_arc: Arc<str> = Arc::from(file);
     let mut out = ParsedFile::default();
+    let mut roles = RoleNames::default();
     for (doc, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value = match serde_yaml::Value::deserialize(de) {
             Ok(v) => v,
@@ -74,13 +75,36 @@ pub fn parse_file(file: &str, text: &str) -> ParsedFile {
             file: file_arc.clone(),
             doc,
         };
-        if let Some(parsed) = parse_doc(file, doc, value, &mut out.pending) {
+        if let Some(mut parsed) = parse_doc(file, doc, value, &mut out.pending) {
+            if let AnyDoc::Member(env) = &mut parsed {
+                roles.share(env);
+            }
             out.docs.push((loc, parsed));
         }
     }
     // Kept in the parse cache for as long as the file is unchanged.
     out.docs.shrink_to_fit();
     out
+}
+
+/// The role names of a file's grants, each kept once: a file of members names a few
+/// roles over and over, and the parse cache holds every grant of the repository.
+#[derive(Default)]
+struct RoleNames(Vec<Arc<str>>);
+
+impl RoleNames {
+    /// Points each grant of a freshly parsed member at the file's one copy of its role.
+    fn share(&mut self, env: &mut Envelope<Arc<MemberSpec>>) {
+        let Some(spec) = Arc::get_mut(&mut env.spec) else {
+            return;
+        };
+        for g in &mut spec.grants {
+            match self.0.iter().find(|r| **r == g.role) {
+                Some(r) => g.role = r.clone(),
+                None => self.0.push(g.role.clone()),
+            }
+        }
+    }
 }
 
 fn parse_doc(
@@ -279,5 +303,36 @@ spec: {entitlements: {portal: [finance]}, colour: red}
             parsed.syntax
         );
         assert_eq!(parsed.syntax[0].line, 3);
+    }
+
+    #[test]
+    fn the_grants_of_a_file_share_one_copy_of_each_role_name() {
+        let member = |name: &str, roles: &str| {
+            format!(
+                "apiVersion: latchkey.dev/v1alpha1\nkind: Member\nmetadata: {{name: {name}}}\n\
+                 spec: {{email: {name}@acme.example, client: acme, grants: [{roles}]}}\n"
+            )
+        };
+        let text = [
+            member("erin", "{role: viewer}, {role: finance}"),
+            member("dana", "{role: finance}, {role: viewer}, {role: viewer}"),
+        ]
+        .join("---\n");
+        let parsed = parse_file("clients/acme/members.yaml", &text);
+        assert!(parsed.pending.is_empty(), "{:?}", parsed.pending);
+        let roles: Vec<&Arc<str>> = parsed
+            .docs
+            .iter()
+            .flat_map(|(_, d)| match d {
+                AnyDoc::Member(env) => env.spec.grants.iter().map(|g| &g.role).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let names: Vec<&str> = roles.iter().map(|r| &***r).collect();
+        assert_eq!(names, ["viewer", "finance", "finance", "viewer", "viewer"]);
+        for (r, name) in roles.iter().zip(&names) {
+            let first = roles[names.iter().position(|n| n == name).expect("itself")];
+            assert!(Arc::ptr_eq(r, first), "{name} is shared");
+        }
     }
 }

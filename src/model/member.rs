@@ -1,5 +1,7 @@
 //! `Member`: a person and their grants.
 
+use std::sync::Arc;
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -36,13 +38,15 @@ pub fn identity(email: &str) -> String {
 }
 
 /// One role for one client, optionally inside a time window.
-// Tens of thousands of these sit in the parse cache, so the strings are `Box<str>` (two
-// words, not three) and the rare review is boxed: 104 bytes a grant, not 192. (A plain
-// comment: doc comments become the schema's description.)
+// Hundreds of thousands of these sit in the parse cache, so the strings are `Box<str>`
+// (two words, not three) and the rare review is boxed: 104 bytes a grant, not 192. The
+// role is an `Arc<str>` that the parser shares among the grants of a file naming the same
+// role (a few names, used over and over). (A plain comment: doc comments become the
+// schema's description.)
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Grant {
-    pub role: Box<str>,
+    pub role: Arc<str>,
     /// The client whose systems the role applies to; defaults to the member's client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<Box<str>>,

@@ -192,7 +192,7 @@ pub type EntKey = (String, String, String);
 pub struct Desired {
     pub now: Option<Timestamp>,
     /// System → identity → account. Accounts are shared with the [`DesiredCache`].
-    pub systems: BTreeMap<String, BTreeMap<String, Arc<WantedAccount>>>,
+    pub systems: BTreeMap<String, BTreeMap<Arc<str>, Arc<WantedAccount>>>,
     /// Declared by a grant whose window has passed at `now`, with the grant.
     pub expired: BTreeMap<EntKey, Source>,
     /// Declared by a grant that has not started at `now`.
@@ -207,11 +207,14 @@ pub struct Desired {
     pub since: Option<Timestamp>,
 }
 
+/// A shared name (an identity or a system) and the account wanted under it.
+type Wanted = (Arc<str>, Arc<WantedAccount>);
+
 /// One member's part of desired state, and the span of `now` over which it holds.
 #[derive(Debug)]
 struct MemberPart {
-    /// System → account.
-    accounts: Vec<(String, Arc<WantedAccount>)>,
+    /// System → account (the catalogue's shared name of the system).
+    accounts: Vec<Wanted>,
     expired: Vec<(EntKey, Source)>,
     pending: Vec<(EntKey, Source)>,
     next_change: Option<Timestamp>,
@@ -270,8 +273,8 @@ impl Desired {
         };
         // Per system, (identity, account) in identity order: built in bulk at the end
         // rather than inserted one by one.
-        let mut systems: BTreeMap<String, Vec<(String, Arc<WantedAccount>)>> = BTreeMap::new();
-        for (identity, m) in cat.members.iter() {
+        let mut systems: BTreeMap<String, Vec<Wanted>> = BTreeMap::new();
+        for m in cat.members.values() {
             let key = Arc::as_ptr(m) as usize;
             let part = match cache.parts.get_mut(&key) {
                 Some(c)
@@ -298,11 +301,11 @@ impl Desired {
             };
             for (system, account) in &part.accounts {
                 // Look up before inserting: the system key is cloned only once.
-                let accounts = match systems.get_mut(system) {
+                let accounts = match systems.get_mut(&**system) {
                     Some(a) => a,
-                    None => systems.entry(system.clone()).or_default(),
+                    None => systems.entry(system.to_string()).or_default(),
                 };
-                accounts.push((identity.clone(), account.clone()));
+                accounts.push((m.identity.clone(), account.clone()));
             }
             d.add(&part);
         }
@@ -358,7 +361,7 @@ impl Desired {
             || self
                 .systems
                 .get(system)
-                .and_then(|a| a.get(identity))
+                .and_then(|a| a.get(identity.as_str()))
                 .is_some_and(|a| a.entitlements.contains_key(ent))
     }
 }
@@ -418,7 +421,7 @@ impl MemberPart {
             .into_iter()
             .map(|(system, mut a)| {
                 a.entitlements.shrink();
-                (system.to_string(), Arc::new(a))
+                (cat.name(system), Arc::new(a))
             })
             .collect();
         part

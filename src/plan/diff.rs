@@ -140,7 +140,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
             .collect();
         for g in &snapshot.foreign_grants {
             let wanted_here = wanted
-                .get(&g.identity)
+                .get(g.identity.as_str())
                 .is_some_and(|w| w.entitlements.contains_key(&g.entitlement));
             if !wanted_here {
                 plan.out_of_scope.push(OutOfScope {
@@ -164,7 +164,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     system: name.clone(),
                     client: client_of(identity, None),
                     op: Op::SetExpiry {
-                        identity: identity.clone(),
+                        identity: identity.to_string(),
                         until: expiry,
                     },
                     reason: Reason::Declared,
@@ -178,9 +178,9 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     .is_some_and(|s| s.iter().all(|g| g.starts.is_some()))
             };
             match have_of.get(identity) {
-                None if snapshot.unmanaged.contains_key(identity) => plan.out_of_scope.push(OutOfScope {
+                None if snapshot.unmanaged.contains_key(&**identity) => plan.out_of_scope.push(OutOfScope {
                     system: name.clone(),
-                    identity: identity.clone(),
+                    identity: identity.to_string(),
                     note: "an account exists that latchkey does not manage; git's grants for it are not applied (adopt: true on the System takes it over)".into(),
                 }),
                 None => {
@@ -189,7 +189,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     push(&mut plan, Change {
                         system: name.clone(),
                         client: client_of(identity, source.as_ref().map(|s| &s.client)),
-                        op: Op::CreateAccount { identity: identity.clone(), display_name: want.display_name.clone() },
+                        op: Op::CreateAccount { identity: identity.to_string(), display_name: want.display_name.clone() },
                         reason: if first { Reason::Started } else { Reason::Declared },
                         grant: None,
                         retry: None,
@@ -202,7 +202,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                         push(&mut plan, Change {
                             system: name.clone(),
                             client: client_of(identity, sources.first().map(|s| &s.client)),
-                            op: Op::AddEntitlement { identity: identity.clone(), entitlement: ent.clone() },
+                            op: Op::AddEntitlement { identity: identity.to_string(), entitlement: ent.clone() },
                             reason: if started(ent) { Reason::Started } else { Reason::Declared },
                             grant: sources.first().cloned(),
                             retry: None,
@@ -210,11 +210,11 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     }
                 }
                 Some(have) => {
-                    if adopting.contains(identity.as_str()) {
+                    if adopting.contains(&**identity) {
                         push(&mut plan, Change {
                             system: name.clone(),
                             client: client_of(identity, want.entitlements.values().next().and_then(|s| s.first()).map(|s| &s.client)),
-                            op: Op::AdoptAccount { identity: identity.clone() },
+                            op: Op::AdoptAccount { identity: identity.to_string() },
                             reason: Reason::Declared,
                             grant: None,
                             retry: None,
@@ -227,7 +227,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                         push(&mut plan, Change {
                             system: name.clone(),
                             client: client_of(identity, None),
-                            op: Op::EnableAccount { identity: identity.clone() },
+                            op: Op::EnableAccount { identity: identity.to_string() },
                             reason: Reason::Declared,
                             grant: None,
                             retry: None,
@@ -235,12 +235,12 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     }
                     for (ent, sources) in &want.entitlements {
                         if !have.entitlements.contains(ent)
-                            && !foreign.contains(&(identity.as_str(), ent.as_str()))
+                            && !foreign.contains(&(&**identity, ent.as_str()))
                         {
                             push(&mut plan, Change {
                                 system: name.clone(),
                                 client: client_of(identity, sources.first().map(|s| &s.client)),
-                                op: Op::AddEntitlement { identity: identity.clone(), entitlement: ent.clone() },
+                                op: Op::AddEntitlement { identity: identity.to_string(), entitlement: ent.clone() },
                                 reason: if started(ent) { Reason::Started } else { Reason::Declared },
                                 grant: sources.first().cloned(),
                                 retry: None,
@@ -252,7 +252,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
         }
 
         let (mut want_of, mut member_of) = (
-            Ascending::new(wanted.iter().map(|(k, v)| (k.as_str(), v))),
+            Ascending::new(wanted.iter().map(|(k, v)| (&**k, v))),
             Ascending::new(input.desired.members.iter().map(|(k, v)| (k.as_str(), v))),
         );
         for have in &actual {
@@ -266,7 +266,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                 if want.is_some_and(|w| w.entitlements.contains_key(ent)) {
                     continue;
                 }
-                let key = (name.clone(), identity.to_string(), ent.clone());
+                let key = (name.clone(), identity.to_string(), ent.to_string());
                 let expired = input.desired.expired.get(&key);
                 let reason = if offboarded {
                     Reason::Offboarded
@@ -286,7 +286,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                         client: client_of(identity, expired.map(|s| &s.client)),
                         op: Op::RemoveEntitlement {
                             identity: identity.to_string(),
-                            entitlement: ent.clone(),
+                            entitlement: ent.to_string(),
                         },
                         reason,
                         grant: expired.cloned(),
@@ -345,13 +345,13 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
 /// mentions elsewhere: adoption follows what git declares on this system.
 fn adoptable<'a>(
     snapshot: &'a Snapshot,
-    wanted: &BTreeMap<String, std::sync::Arc<super::desired::WantedAccount>>,
+    wanted: &BTreeMap<std::sync::Arc<str>, std::sync::Arc<super::desired::WantedAccount>>,
     desired: &Desired,
 ) -> BTreeSet<&'a str> {
     snapshot
         .unmanaged
         .keys()
-        .filter(|id| wanted.contains_key(*id))
+        .filter(|id| wanted.contains_key(id.as_str()))
         .filter(|id| desired.members.get(*id).is_some_and(|m| !m.spec.offboarded))
         .map(String::as_str)
         .collect()

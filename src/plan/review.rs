@@ -173,10 +173,10 @@ struct Access<'a> {
 /// `only` when it is given.
 fn access<'a>(desired: &'a Desired, only: Option<&Changed<'_>>) -> BTreeMap<EntKey, Access<'a>> {
     let mut out: BTreeMap<EntKey, Access<'_>> = BTreeMap::new();
-    let mut add = |system: &String, identity: &String, account: &'a WantedAccount| {
+    let mut add = |system: &String, identity: &str, account: &'a WantedAccount| {
         for (ent, sources) in &account.entitlements {
             out.insert(
-                (system.clone(), identity.clone(), ent.clone()),
+                (system.clone(), identity.to_string(), ent.clone()),
                 Access {
                     sources: sources.iter().collect(),
                 },

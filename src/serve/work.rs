@@ -136,7 +136,7 @@ impl Workspace {
                         windowed: m
                             .spec
                             .grants
-                            .get(g.index)
+                            .get(g.index as usize)
                             .is_some_and(|d| d.valid_for.is_some() || d.starts.is_some()),
                     })
                     .collect(),

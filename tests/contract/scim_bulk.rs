@@ -89,7 +89,7 @@ async fn creates_and_grants_go_in_bulk_and_a_failure_stays_its_own() {
     let snap = c.read().await.unwrap();
     assert_eq!(snap.managed.len(), 30);
     for a in &snap.managed {
-        let held: Vec<&str> = a.entitlements.iter().map(String::as_str).collect();
+        let held: Vec<&str> = a.entitlements.iter().collect();
         assert_eq!(held, ["acme-editors", "acme-viewers"], "{}", a.identity);
     }
 }
