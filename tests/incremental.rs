@@ -358,7 +358,11 @@ async fn a_missing_blob_in_a_cold_load_is_a_finding_and_is_read_again_when_back(
     let mut warm = reconciler(repo);
     let (plan, diags) = plan_of(&mut warm, now).await;
     assert_eq!(plan, serde_json::Value::Null, "not planned: {diags:?}");
-    assert_eq!(diags.len(), 1, "only the missing file is reported: {diags:?}");
+    assert_eq!(
+        diags.len(),
+        1,
+        "only the missing file is reported: {diags:?}"
+    );
     assert!(
         diags[0].starts_with(&format!("{path}:1:1: error: cannot read this revision")),
         "{diags:?}"

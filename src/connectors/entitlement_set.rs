@@ -165,7 +165,11 @@ mod tests {
         let mut s = EntitlementSet::new();
         assert!(s.insert_shared(name.clone()));
         assert!(!s.insert_shared(name.clone()) && !s.insert("acme-viewers".into()));
-        assert_eq!(Arc::strong_count(&name), 2, "one copy in the set, none made");
+        assert_eq!(
+            Arc::strong_count(&name),
+            2,
+            "one copy in the set, none made"
+        );
         assert_eq!(s.iter().collect::<Vec<_>>(), ["acme-viewers"]);
     }
 }
