@@ -447,7 +447,7 @@ fn write_portal(
         let mut role = tx.prepare("INSERT INTO user_roles (user_id, role) VALUES (?1, ?2)")?;
         if let Some(accounts) = desired.systems.get("portal") {
             for (identity, acct) in accounts {
-                user.execute(rusqlite::params![identity, acct.display_name])?;
+                user.execute(rusqlite::params![identity, acct.display_name()])?;
                 let id = tx.last_insert_rowid();
                 for ent in acct.entitlements.keys() {
                     role.execute(rusqlite::params![id, ent])?;

@@ -101,10 +101,10 @@ impl Source {
     }
 }
 
-/// One identity's wanted account on one system.
+/// One identity's wanted account on one system. Its display name is the member's, read
+/// through the grants behind it (a wanted account has at least one), not copied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WantedAccount {
-    pub display_name: Option<String>,
     /// Entitlement → the grants that yield it now.
     pub entitlements: Entitlements,
 }
@@ -171,6 +171,12 @@ impl<'a> IntoIterator for &'a Entitlements {
 }
 
 impl WantedAccount {
+    /// The member's `displayName`, which a new account is created with.
+    pub fn display_name(&self) -> Option<&str> {
+        let source = self.entitlements.values().next()?.first()?;
+        source.member.spec.display_name.as_deref()
+    }
+
     /// The earliest `expires` among the grants behind the wanted entitlements (grants
     /// without one are ignored); None when none has one. Pushed down as the system's
     /// native expiry.
@@ -399,12 +405,7 @@ impl MemberPart {
                 for p in patterns {
                     let ent = crate::load::entitlement(&system.spec, p, &g.client);
                     if active {
-                        let acct = accounts
-                            .entry(&system.name)
-                            .or_insert_with(|| WantedAccount {
-                                display_name: m.spec.display_name.clone(),
-                                entitlements: Entitlements::default(),
-                            });
+                        let acct = accounts.entry(&system.name).or_default();
                         acct.entitlements.add(ent, Source::of(m, gi));
                     } else {
                         let key = (system.name.clone(), g.identity.to_string(), ent);

@@ -189,7 +189,7 @@ pub fn diff(input: &Inputs<'_>) -> Plan {
                     push(&mut plan, Change {
                         system: name.clone(),
                         client: client_of(identity, source.as_ref().map(|s| &s.client)),
-                        op: Op::CreateAccount { identity: identity.to_string(), display_name: want.display_name.clone() },
+                        op: Op::CreateAccount { identity: identity.to_string(), display_name: want.display_name().map(str::to_string) },
                         reason: if first { Reason::Started } else { Reason::Declared },
                         grant: None,
                         retry: None,
