@@ -22,10 +22,12 @@ pub(super) fn count(jobs: usize) -> usize {
         .min(MAX_WORKERS)
 }
 
-/// Runs `work` on every job on `workers` threads, each with a `state` of its own made
-/// on it, and returns the results in the order of `jobs`. Workers take the next job as
-/// they finish one, so uneven jobs even out. With one worker, everything runs on the
-/// calling thread. A panic in `work` is raised again here.
+/// Runs `work` on every job on `workers` threads (the calling thread and `workers - 1`
+/// started for it), each with a `state` of its own made on it, and returns the results in
+/// the order of `jobs`. Workers take the next job as they finish one, so uneven jobs even
+/// out. A thread that cannot be started (a container's thread limit) leaves its share to
+/// the others: the calling thread alone still does every job. A panic in `work` is
+/// raised again here.
 pub(super) fn map<K, S, R>(
     jobs: &[K],
     workers: usize,
@@ -41,29 +43,39 @@ where
         return jobs.iter().map(|k| work(&mut s, k)).collect();
     }
     let next = AtomicUsize::new(0);
-    let (next, state, work) = (&next, &state, &work);
+    let run = || {
+        let mut s = state();
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(k) = jobs.get(i) else { break };
+            done.push((i, work(&mut s, k)));
+        }
+        done
+    };
     let parts: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers.min(jobs.len()))
-            .map(|_| {
-                scope.spawn(move || {
-                    let mut s = state();
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(k) = jobs.get(i) else { break };
-                        done.push((i, work(&mut s, k)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+        let mut started = Vec::new();
+        for _ in 1..workers.min(jobs.len()) {
+            let spawned = std::thread::Builder::new()
+                .name("latchkey-load".into())
+                .spawn_scoped(scope, run);
+            match spawned {
+                Ok(handle) => started.push(handle),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a load worker did not start; the others do its share");
+                    break;
+                }
+            }
+        }
+        let mut parts = vec![run()];
+        for handle in started {
+            parts.push(
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        parts
     });
     let mut all: Vec<(usize, R)> = parts.into_iter().flatten().collect();
     all.sort_unstable_by_key(|(i, _)| *i);
@@ -106,6 +118,12 @@ mod tests {
                 1
             };
             assert_eq!(states.len(), want, "{n} jobs on {workers} workers");
+            let distinct: std::collections::HashSet<_> = states.iter().collect();
+            assert_eq!(distinct.len(), states.len(), "one state per thread");
+            assert!(
+                states.contains(&std::thread::current().id()),
+                "the calling thread works too"
+            );
         }
     }
 
