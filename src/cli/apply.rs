@@ -146,6 +146,7 @@ pub async fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         Some(c) => eprintln!("audit committed: {c}"),
         None => eprintln!("no audit commit: nothing changed"),
     }
+    super::release_at_exit(&mut rec, applied);
     Ok(exit)
 }
 

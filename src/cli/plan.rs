@@ -80,7 +80,7 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
         Format::Json => render::json(plan),
     };
     super::output::print(&out)?;
-    Ok(if plan.has_read_errors() || !plan.refusals.is_empty() {
+    let exit = if plan.has_read_errors() || !plan.refusals.is_empty() {
         Exit::Errors
     } else if plan.is_held() {
         Exit::Held
@@ -88,7 +88,9 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
         Exit::Changes
     } else {
         Exit::Ok
-    })
+    };
+    super::release_at_exit(&mut rec, planned);
+    Ok(exit)
 }
 
 fn review_change(args: &PlanArgs, base: &str, head: &str) -> Result<Exit, CliError> {

@@ -110,6 +110,7 @@ pub fn run(args: ValidateArgs) -> Result<Exit, CliError> {
         c.grants().count(),
         plural(warnings)
     );
+    super::release_at_exit(&mut rec, loaded);
     Ok(Exit::Ok)
 }
 

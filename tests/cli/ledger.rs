@@ -286,6 +286,22 @@ fn a_second_writer_names_the_holder_when_it_gives_up() {
     );
 }
 
+/// `apply` ends without freeing its plan and caches one by one (the process exit does
+/// that), but its writer lock is still released as a drop releases it: the holder line is
+/// cleared, so a waiting writer never names a process that is gone, and the next apply
+/// takes the lock at once.
+#[test]
+fn apply_clears_its_holder_line_when_it_ends() {
+    let env = env_with(3);
+    let out = env.run(&["apply", REPO, "--now", NOW]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lock = env.path("access/.git/latchkey/locks/main.lock");
+    let held = std::fs::read_to_string(&lock).expect("apply made the lock file");
+    assert_eq!(held, "", "the holder line is cleared on exit");
+    let again = env.run(&["apply", REPO, "--now", NOW, "--lock-wait", "1s"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+}
+
 #[test]
 fn a_held_run_keeps_the_ledger_verifiable_and_its_release_names_the_remover() {
     let env = env_with(12);
