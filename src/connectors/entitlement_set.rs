@@ -59,7 +59,12 @@ impl EntitlementSet {
     /// Moves every entitlement of `other` into this set, leaving `other` empty.
     pub fn append(&mut self, other: &mut EntitlementSet) {
         let theirs = std::mem::take(&mut other.0);
-        self.0.extend(theirs);
+        self.absorb(theirs);
+    }
+
+    /// Adds every name of `names`, then puts the set back in order without repeats.
+    fn absorb(&mut self, names: impl IntoIterator<Item = Arc<str>>) {
+        self.0.extend(names);
         self.0.sort_unstable();
         self.0.dedup();
     }
@@ -88,10 +93,9 @@ pub type Iter<'a> = std::iter::Map<std::slice::Iter<'a, Arc<str>>, fn(&Arc<str>)
 
 impl From<Vec<String>> for EntitlementSet {
     fn from(v: Vec<String>) -> EntitlementSet {
-        let mut v: Vec<Arc<str>> = v.into_iter().map(Arc::from).collect();
-        v.sort_unstable();
-        v.dedup();
-        EntitlementSet(v)
+        let mut set = EntitlementSet::new();
+        set.extend(v);
+        set
     }
 }
 
@@ -115,9 +119,7 @@ impl FromIterator<String> for EntitlementSet {
 
 impl Extend<String> for EntitlementSet {
     fn extend<I: IntoIterator<Item = String>>(&mut self, iter: I) {
-        self.0.extend(iter.into_iter().map(Arc::from));
-        self.0.sort_unstable();
-        self.0.dedup();
+        self.absorb(iter.into_iter().map(Arc::from));
     }
 }
 
