@@ -144,6 +144,11 @@ impl ParseCache {
             }
         }
         let workers = workers::count(missing.len());
+        // The blob of key `i` parsed from what reading it gave.
+        let parse_blob = |i: usize, text: Result<String, SourceError>| {
+            let path = &keys[i].1;
+            parse_text(path, text.as_deref().map_err(|e| unreadable(path, e)))
+        };
         let parsed: Vec<(ParsedFile, bool)> = match texts {
             Texts::Files(files) => workers::map(
                 &missing,
@@ -154,11 +159,7 @@ impl ParseCache {
             // A handful of files (a re-plan after an edit) reads through this handle.
             Texts::Git { repo, rev } if workers == 1 => missing
                 .iter()
-                .map(|&i| {
-                    let (blob, path) = &keys[i];
-                    let text = repo.blob_text(*blob, path, rev);
-                    parse_text(path, text.as_deref().map_err(|e| unreadable(path, e)))
-                })
+                .map(|&i| parse_blob(i, repo.blob_text(keys[i].0, &keys[i].1, rev)))
                 .collect(),
             Texts::Git { repo, rev } => {
                 let dir = repo.reader_dir();
@@ -177,7 +178,7 @@ impl ParseCache {
                                 source: git2::Error::from_str(&format!("{e} on a parse worker")),
                             }),
                         };
-                        parse_text(path, text.as_deref().map_err(|e| unreadable(path, e)))
+                        parse_blob(i, text)
                     },
                 )
             }
