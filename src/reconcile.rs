@@ -276,6 +276,19 @@ impl Reconciler {
         self
     }
 
+    /// Leaks what this reconciler keeps between plans (the parse and desired-state
+    /// caches, the last applied revision, what it read from the ledger) instead of freeing
+    /// it piece by piece: for a process about to exit, which gives the memory back at
+    /// once. Only data: the repository handle and the connectors stay and drop as usual.
+    pub fn forget_kept_data(&mut self) {
+        std::mem::forget(std::mem::take(&mut self.cache));
+        std::mem::forget(std::mem::take(&mut self.desired_cache));
+        std::mem::forget(self.previous.take());
+        std::mem::forget(self.pending_memo.take());
+        std::mem::forget(self.access_memo.take());
+        std::mem::forget(self.tail_memo.take());
+    }
+
     /// The records committed since the last call (none unless kept).
     pub fn take_committed(&mut self) -> Vec<Record> {
         self.committed

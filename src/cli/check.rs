@@ -40,8 +40,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
     let mut rec = args.repo.reconciler()?;
     let head = args.head.as_deref().unwrap_or(args.repo.rev());
     let (report, _) = review_change(&mut rec, &args.repo, &args.base, head)?;
-    // The process ends here: its caches need not be freed one by one.
-    std::mem::forget(rec);
+    super::release_at_exit(&mut rec, ());
     let out = match args.format {
         Format::Text => boundary::text(&report),
         Format::Markdown => boundary::markdown(&report),

@@ -375,15 +375,15 @@ pub(crate) async fn plan_or_report(
     }
 }
 
-/// Ends a one-shot command without freeing what it loaded (a plan, a load) and the
-/// reconciler's caches one by one: the process exit gives the memory back at once, where
+/// Ends a one-shot command without freeing what it loaded (a plan, a load) and what the
+/// reconciler keeps one by one: the process exit gives the memory back at once, where
 /// dropping them took over a second of a 4 s `latchkey plan` at 600,000 grants. Only
-/// data goes: the repository handle, the connectors and any writer lock are dropped as
-/// usual (connections close, the lock's holder line is cleared).
+/// data goes ([`Reconciler::forget_kept_data`]): the repository handle, the connectors
+/// and any writer lock are dropped as usual (connections close, the lock's holder line
+/// is cleared).
 pub(crate) fn release_at_exit<T>(rec: &mut Reconciler, loaded: T) {
     std::mem::forget(loaded);
-    std::mem::forget(std::mem::take(&mut rec.cache));
-    std::mem::forget(std::mem::take(&mut rec.desired_cache));
+    rec.forget_kept_data();
 }
 
 /// Prints validation findings to stderr.

@@ -96,8 +96,7 @@ pub async fn run(args: PlanArgs) -> Result<Exit, CliError> {
 fn review_change(args: &PlanArgs, base: &str, head: &str) -> Result<Exit, CliError> {
     let mut rec = args.repo.reconciler()?;
     let (report, r) = super::check::review_change(&mut rec, &args.repo, base, head)?;
-    // The process ends here: its caches need not be freed one by one.
-    std::mem::forget(rec);
+    super::release_at_exit(&mut rec, ());
     let out = match args.format {
         Format::Text => {
             let mut out = String::new();
